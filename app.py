@@ -1,0 +1,50 @@
+"""The API and worker Lambdas: routes and event handlers wired to chalicelib, nothing more."""
+from chalice import Chalice
+
+from chalicelib import http, runtime
+from chalicelib.config import Settings
+from chalicelib.models import JobStatus
+
+app = Chalice(app_name="jobs")
+app.register_middleware(http.normalise_errors, "http")
+
+
+def _service():
+    return runtime.get().service
+
+
+@app.route("/jobs", methods=["POST"])
+@http.api
+def submit_job():
+    request = app.current_request
+    owner = http.owner(request)
+    body = http.json_body(request, max_bytes=runtime.get().settings.max_body_bytes)
+    answer = _service().submit(owner, body, idempotency_key=http.idempotency_key(request))
+    return http.job_response(answer, status=202, location=True)
+
+
+@app.route("/jobs/{job_id}", methods=["GET"])
+@http.api
+def get_job(job_id):
+    return http.job_response(_service().get(http.owner(app.current_request), job_id))
+
+
+@app.route("/jobs/{job_id}", methods=["DELETE"])
+@http.api
+def cancel_job(job_id):
+    answer = _service().cancel(http.owner(app.current_request), job_id)
+    return http.job_response(answer, status=200 if answer.view["status"] == JobStatus.CANCELLED.value else 202)
+
+
+@app.route("/jobs", methods=["GET"])
+@http.api
+def list_jobs():
+    request = app.current_request
+    params = request.query_params or {}
+    return _service().list(http.owner(request), status=params.get("status"), type=params.get("type"),
+                           limit=params.get("limit"), cursor=params.get("cursor"))
+
+
+@app.on_sqs_message(queue=Settings.from_env().jobs_queue_name, batch_size=10)
+def run_jobs(event):
+    return runtime.get().worker.handle_batch(event.to_dict()["Records"], event.context)

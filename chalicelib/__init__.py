@@ -1,0 +1,1 @@
+"""The job platform's library: one module per concern, wired together by app.py."""

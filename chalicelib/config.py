@@ -1,0 +1,68 @@
+"""Settings from the environment: the one place that reads it.
+
+The variable names are the contract between infra/, .chalice/config.json and the code; README.md
+keeps them in one table. Every setting has a local default, so a laptop needs none of them.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+def _int(env, name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the functions need to reach their dependencies and how they behave."""
+
+    mysql_url: str = "mysql://root@127.0.0.1:3306/jobs"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    #: Prefix of every Redis key, so several deployments or test runs can share one server.
+    redis_prefix: str = "jobs:"
+    jobs_queue_url: str = ""
+    #: Queue name for the SQS trigger in app.py (Chalice needs it at import time).
+    jobs_queue_name: str = "jobs"
+    #: Unset on AWS; a LocalStack or moto endpoint elsewhere. boto3 also reads it by itself.
+    aws_endpoint_url: str | None = None
+    aws_region: str = "us-east-1"
+    #: How long the hot state of a finished job stays in Redis (polls keep hitting Redis).
+    terminal_ttl_seconds: int = 3600
+    #: Safety expiry of an active job's hot state, renewed at every checkpoint.
+    active_ttl_seconds: int = 86400
+    #: Results up to this size (bytes of JSON) are kept in Redis too; larger ones only in MySQL.
+    inline_result_bytes: int = 65536
+    #: A RUNNING job whose last checkpoint is older than this reads `stalled: true`.
+    stall_after_seconds: int = 120
+    max_body_bytes: int = 262144
+    default_max_attempts: int = 3
+    default_timeout_seconds: int = 3600
+
+    @classmethod
+    def from_env(cls, env=None) -> "Settings":
+        """Build settings from environment variables, falling back to local defaults."""
+        env = os.environ if env is None else env
+        d = cls()
+        return cls(
+            mysql_url=env.get("MYSQL_URL", d.mysql_url),
+            redis_url=env.get("REDIS_URL", d.redis_url),
+            redis_prefix=env.get("REDIS_PREFIX", d.redis_prefix),
+            jobs_queue_url=env.get("JOBS_QUEUE_URL", d.jobs_queue_url),
+            jobs_queue_name=env.get("JOBS_QUEUE_NAME", d.jobs_queue_name),
+            aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
+            aws_region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or d.aws_region,
+            terminal_ttl_seconds=_int(env, "TERMINAL_TTL_SECONDS", d.terminal_ttl_seconds),
+            active_ttl_seconds=_int(env, "ACTIVE_TTL_SECONDS", d.active_ttl_seconds),
+            inline_result_bytes=_int(env, "INLINE_RESULT_BYTES", d.inline_result_bytes),
+            stall_after_seconds=_int(env, "STALL_AFTER_SECONDS", d.stall_after_seconds),
+            max_body_bytes=_int(env, "MAX_BODY_BYTES", d.max_body_bytes),
+            default_max_attempts=_int(env, "DEFAULT_MAX_ATTEMPTS", d.default_max_attempts),
+            default_timeout_seconds=_int(env, "DEFAULT_TIMEOUT_SECONDS", d.default_timeout_seconds),
+        )

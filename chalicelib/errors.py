@@ -1,0 +1,108 @@
+"""The one tree of errors this package raises.
+
+I/O modules turn driver exceptions into these (`raise ... from exc`); http.py turns them into HTTP
+answers in one table; the worker tells retryable from permanent by type.
+"""
+
+
+class JobsError(Exception):
+    """Base of every error of this package."""
+
+    code = "InternalError"
+
+    def __init__(self, message: str = "", **details):
+        super().__init__(message or self.__doc__)
+        self.message = message or (self.__doc__ or "").strip()
+        self.details = details
+
+
+# --- The client's mistakes (4xx) -----------------------------------------------------------------
+class ClientError(JobsError):
+    """The request cannot be served as sent."""
+
+    code = "BadRequest"
+
+
+class InvalidJson(ClientError):
+    """The body is not a JSON object."""
+
+    code = "InvalidJson"
+
+
+class InvalidRequest(ClientError):
+    """A field, header or query parameter has a wrong value."""
+
+    code = "InvalidRequest"
+
+
+class UnknownJobType(ClientError):
+    """No job type of that name is registered."""
+
+    code = "UnknownJobType"
+
+
+class InvalidPayload(ClientError):
+    """The payload does not fit the job type; the job would fail on every attempt."""
+
+    code = "InvalidPayload"
+
+
+class InvalidJobId(ClientError):
+    """The id is not a job id."""
+
+    code = "InvalidJobId"
+
+
+class MissingApiKey(ClientError):
+    """No API key identifies the caller."""
+
+    code = "Forbidden"
+
+
+class PayloadTooLarge(ClientError):
+    """The body is over the size limit."""
+
+    code = "PayloadTooLarge"
+
+
+class JobNotFound(ClientError):
+    """No job of this caller has that id."""
+
+    code = "JobNotFound"
+
+
+class Conflict(ClientError):
+    """The request conflicts with the job's state."""
+
+    code = "Conflict"
+
+
+class JobFinished(Conflict):
+    """The job has finished and can no longer be cancelled."""
+
+    code = "JobFinished"
+
+
+class IdempotencyKeyReused(Conflict):
+    """This Idempotency-Key was used before with a different request."""
+
+    code = "IdempotencyKeyReused"
+
+
+# --- A dependency failed (503): the same request may succeed later --------------------------------
+class DependencyUnavailable(JobsError):
+    """A service the platform depends on did not answer."""
+
+    code = "ServiceUnavailable"
+
+
+class StoreUnavailable(DependencyUnavailable):
+    """MySQL did not answer."""
+
+
+class HotStateUnavailable(DependencyUnavailable):
+    """Redis did not answer."""
+
+
+class QueueUnavailable(DependencyUnavailable):
+    """SQS did not accept the message."""

@@ -1,0 +1,190 @@
+"""Redis hot state with redis-py: what polls read and what workers write after every chunk.
+
+Every key and TTL is built here and nowhere else:
+
+    {prefix}job:{id}    hash   seq, owner, view (the public JSON), cancel ("1"), cadence (ms/chunk),
+                               external ("1": the result was too large for Redis, read MySQL)
+    {prefix}ckpt:{id}   string the job type's state at its last chunk boundary, as JSON
+
+A write carries a sequence number and the script refuses one not newer than what is stored, so a
+late writer never overwrites newer progress; terminal writes use FINAL_SEQ and are never replaced.
+The hash of an active job expires after `active_ttl` unless renewed (a safety net, not a clock);
+a finished job's hash lives `terminal_ttl` so polls keep hitting Redis after the end.
+"""
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from . import errors
+
+#: Sequence number of a terminal state: nothing written after it replaces it.
+FINAL_SEQ = 2**50
+
+# One round trip: refuse an older write, else store view + checkpoint with their TTL, and in every
+# case report the cancel flag. A script called directly is one EVALSHA once loaded
+# (../shared/notes/redis-py.md: inside a pipeline it would cost two round trips).
+_WRITE = """
+local current = tonumber(redis.call('HGET', KEYS[1], 'seq'))
+local cancel = redis.call('HGET', KEYS[1], 'cancel') or ''
+if current and current >= tonumber(ARGV[1]) then
+  return {0, cancel}
+end
+redis.call('HSET', KEYS[1], 'seq', ARGV[1], 'owner', ARGV[2], 'view', ARGV[3])
+if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'cadence', ARGV[5]) end
+if ARGV[7] == '1' then redis.call('HSET', KEYS[1], 'external', '1') end
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+if ARGV[6] == '-' then
+  redis.call('DEL', KEYS[2])
+elseif ARGV[6] ~= '' then
+  redis.call('SET', KEYS[2], ARGV[6], 'EX', ARGV[4])
+end
+return {1, cancel}
+"""
+
+# Raise the cancel flag. If the hash is gone (flushed, expired), the flag alone is kept with the
+# active TTL: GET then falls back to MySQL (no `view`), and the worker still reads the flag.
+_CANCEL = """
+redis.call('HSET', KEYS[1], 'cancel', '1')
+if redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return 1
+"""
+
+
+def connect(url: str) -> redis.Redis:
+    """A client for REDIS_URL that reconnects once, quickly, after a dropped connection."""
+    return redis.Redis.from_url(
+        url,
+        # RESP2 skips HELLO and CLIENT MAINT_NOTIFICATIONS on every new connection (notes/redis-py.md).
+        protocol=2,
+        decode_responses=True,
+        socket_connect_timeout=1.0,
+        socket_timeout=2.0,
+        health_check_interval=30,
+        # One quick retry, not redis-py's default of several seconds: when Redis is down, GET
+        # must fall back to MySQL fast.
+        retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=1),
+    )
+
+
+@dataclass(frozen=True)
+class HotJob:
+    """A job as Redis holds it."""
+
+    owner: str
+    view: dict[str, Any]
+    cancel: bool
+    cadence_ms: int | None
+    #: The final result is only in MySQL (too large to keep in Redis).
+    result_external: bool = False
+
+
+@dataclass(frozen=True)
+class WriteOutcome:
+    """What a hot-state write did, and what it read in the same round trip."""
+
+    written: bool
+    cancel: bool
+
+
+class HotState:
+    """The Redis side of jobs: one hash per job, its checkpoint and its cancel flag."""
+
+    def __init__(self, client: redis.Redis, *, prefix: str, active_ttl: int, terminal_ttl: int,
+                 inline_result_bytes: int = 65536):
+        self._redis = client
+        self._prefix = prefix
+        self._inline_result_bytes = inline_result_bytes
+        self.active_ttl = active_ttl
+        self.terminal_ttl = terminal_ttl
+        self._write = client.register_script(_WRITE)
+        self._cancel = client.register_script(_CANCEL)
+
+    def _job_key(self, job_id: str) -> str:
+        return f"{self._prefix}job:{job_id}"
+
+    def _checkpoint_key(self, job_id: str) -> str:
+        return f"{self._prefix}ckpt:{job_id}"
+
+    @contextmanager
+    def _translated(self) -> Iterator[None]:
+        try:
+            yield
+        except redis.RedisError as exc:
+            raise errors.HotStateUnavailable(f"Redis: {exc}") from exc
+
+    def get(self, job_id: str) -> HotJob | None:
+        """The job's hot state in one round trip, or None when Redis has no complete view of it."""
+        with self._translated():
+            fields = self._redis.hgetall(self._job_key(job_id))
+        if "view" not in fields:
+            return None
+        return HotJob(
+            owner=fields["owner"],
+            view=json.loads(fields["view"]),
+            cancel=fields.get("cancel") == "1",
+            cadence_ms=int(fields["cadence"]) if fields.get("cadence") else None,
+            result_external=fields.get("external") == "1",
+        )
+
+    def get_many(self, job_ids: list[str]) -> dict[str, HotJob]:
+        """Hot state of several jobs in one round trip (a pipeline); ids Redis lacks are left out."""
+        if not job_ids:
+            return {}
+        with self._translated():
+            pipe = self._redis.pipeline(transaction=False)
+            for job_id in job_ids:
+                pipe.hmget(self._job_key(job_id), "owner", "view", "cancel", "cadence")
+            replies = pipe.execute()
+        found = {}
+        for job_id, (owner, view, cancel, cadence) in zip(job_ids, replies):
+            if view is not None:
+                found[job_id] = HotJob(owner, json.loads(view), cancel == "1", int(cadence) if cadence else None)
+        return found
+
+    def write(self, job_id: str, *, owner: str, view: dict[str, Any], seq: int,
+              cadence_ms: float | None = None, checkpoint: Any = None) -> WriteOutcome:
+        """Store the job's view (and checkpoint) unless a write with seq >= this one is there.
+
+        One round trip, which also reads the cancel flag. A terminal view (seq FINAL_SEQ) gets the
+        terminal TTL and drops the checkpoint. A result over `inline_result_bytes` is left out
+        and the hash marked `external`: readers take it from MySQL.
+        """
+        final = seq >= FINAL_SEQ
+        result_external = False
+        if view.get("result") is not None:
+            size = len(json.dumps(view["result"], separators=(",", ":")))
+            if size > self._inline_result_bytes:
+                view, result_external = {**view, "result": None}, True
+        ttl = self.terminal_ttl if final else self.active_ttl
+        checkpoint_arg = "-" if final else ("" if checkpoint is None else json.dumps(checkpoint, separators=(",", ":")))
+        with self._translated():
+            written, cancel = self._write(
+                keys=[self._job_key(job_id), self._checkpoint_key(job_id)],
+                args=[seq, owner, json.dumps(view, separators=(",", ":")), ttl,
+                      "" if cadence_ms is None else int(cadence_ms), checkpoint_arg,
+                      "1" if result_external else ""],
+            )
+        return WriteOutcome(written=bool(written), cancel=cancel == "1")
+
+    def request_cancel(self, job_id: str) -> None:
+        """Raise the job's cancel flag; the worker reads it at its next chunk boundary."""
+        with self._translated():
+            self._cancel(keys=[self._job_key(job_id)], args=[self.active_ttl])
+
+    def get_checkpoint(self, job_id: str) -> Any:
+        """The job's last checkpoint, or None."""
+        with self._translated():
+            raw = self._redis.get(self._checkpoint_key(job_id))
+        return None if raw is None else json.loads(raw)
+
+    def ping(self) -> None:
+        """One cheap round trip, for health checks."""
+        with self._translated():
+            self._redis.ping()

@@ -1,0 +1,118 @@
+"""HTTP edges of the routes: who is calling, what they sent, and our errors as HTTP answers.
+
+Every error leaves the API as JSON `{"code": "...", "message": "..."}`: ours through `api`, and
+Chalice's own (405, 415, 500) through `normalise_errors`, the app's HTTP middleware.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import re
+from typing import Any, Callable
+
+from chalice import Response
+
+from . import errors
+from .service import Answer
+
+log = logging.getLogger(__name__)
+
+#: HTTP status of each error class; the first match in this order wins.
+STATUS = (
+    (errors.MissingApiKey, 403),
+    (errors.JobNotFound, 404),
+    (errors.Conflict, 409),
+    (errors.PayloadTooLarge, 413),
+    (errors.ClientError, 400),
+    (errors.DependencyUnavailable, 503),
+)
+#: Seconds a client should wait after a 503.
+UNAVAILABLE_RETRY_AFTER = 5
+
+_API_KEY = re.compile(r"[\x21-\x7e]{1,128}")
+_IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]{1,255}")
+
+
+def error_response(exc: errors.JobsError) -> Response:
+    status = next((code for cls, code in STATUS if isinstance(exc, cls)), 500)
+    headers = {"Retry-After": str(UNAVAILABLE_RETRY_AFTER)} if status == 503 else {}
+    if status == 503:
+        log.warning("answering 503: %s", exc.message)
+        message = "a service the API depends on is unavailable; try again shortly"
+    else:
+        message = exc.message
+    return Response(body={"code": exc.code, "message": message, **exc.details}, status_code=status, headers=headers)
+
+
+def api(view: Callable[..., Response]) -> Callable[..., Response]:
+    """Route decorator: our errors become their HTTP answers."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Response:
+        try:
+            return view(*args, **kwargs)
+        except errors.JobsError as exc:
+            return error_response(exc)
+
+    return wrapper
+
+
+def normalise_errors(event: Any, get_response: Callable[[Any], Response]) -> Response:
+    """HTTP middleware: Chalice's `{"Code", "Message"}` errors in our `{"code", "message"}` shape."""
+    response = get_response(event)
+    body = response.body
+    if isinstance(body, dict) and set(body) == {"Code", "Message"}:
+        code = "InternalError" if response.status_code >= 500 else body["Code"]
+        response.body = {"code": code, "message": body["Message"]}
+    return response
+
+
+def owner(request: Any) -> str:
+    """The caller: the API key id API Gateway resolved, or the `x-api-key` header where no gateway runs."""
+    identity = (request.context or {}).get("identity") or {}
+    caller = identity.get("apiKeyId") or request.headers.get("x-api-key")
+    if not caller:
+        raise errors.MissingApiKey("an API key is required (header x-api-key)")
+    if not _API_KEY.fullmatch(caller):
+        raise errors.MissingApiKey("the API key is not valid")
+    return caller
+
+
+def json_body(request: Any, *, max_bytes: int) -> Any:
+    """The request's JSON body; InvalidJson or PayloadTooLarge when it is not usable."""
+    raw = request.raw_body or b""
+    if len(raw) > max_bytes:
+        raise errors.PayloadTooLarge(f"the body is over {max_bytes} bytes")
+    if not raw.strip():
+        raise errors.InvalidJson("a JSON body is required")
+    try:
+        return json.loads(raw, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        raise errors.InvalidJson(f"the body is not valid JSON: {exc}"[:300]) from None
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def idempotency_key(request: Any) -> str | None:
+    """The `Idempotency-Key` header, checked, or None."""
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        return None
+    if not _IDEMPOTENCY_KEY.fullmatch(key):
+        raise errors.InvalidRequest("Idempotency-Key must be 1 to 255 printable ASCII characters")
+    return key
+
+
+def job_response(answer: Answer, *, status: int = 200, location: bool = False) -> Response:
+    """A job's view as a response, with Location and Retry-After where they apply."""
+    headers = {}
+    if location:
+        headers["Location"] = f"/jobs/{answer.view['jobId']}"
+    if answer.retry_after is not None:
+        headers["Retry-After"] = str(answer.retry_after)
+    if answer.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return Response(body=answer.view, status_code=status, headers=headers)

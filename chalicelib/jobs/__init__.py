@@ -1,0 +1,71 @@
+"""The registry of job types and the chunked contract every type follows.
+
+A job type turns a payload into a first state (`start`), does one chunk of work from a state to
+the next (`step`), and turns the last state into a result (`finish`). States are JSON values: the
+worker checkpoints them after every chunk, and a chunk may run again from the last checkpoint
+after a crash, so a step must be safe to redo.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .. import errors
+
+
+@dataclass(frozen=True)
+class Step:
+    """The outcome of one chunk: the next state and how far the job has got."""
+
+    state: Any
+    done: int
+    total: int | None = None
+    finished: bool = False
+    stage: str | None = None
+    message: str | None = None
+
+
+class JobType(Protocol):
+    """What a job type provides. Raise errors.InvalidPayload for payloads that can never run."""
+
+    name: str
+
+    def validate(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """The payload, checked (and normalised); errors.InvalidPayload if it cannot run."""
+
+    def start(self, payload: dict[str, Any]) -> Any:
+        """The state before the first chunk."""
+
+    def step(self, payload: dict[str, Any], state: Any) -> Step:
+        """Do one chunk of work."""
+
+    def finish(self, payload: dict[str, Any], state: Any) -> Any:
+        """The job's result from its last state (a JSON value)."""
+
+    def chunk_seconds(self, payload: dict[str, Any]) -> float | None:
+        """Expected seconds per chunk before any was observed (for Retry-After), or None."""
+
+
+_REGISTRY: dict[str, JobType] = {}
+
+
+def register(job_type: JobType) -> JobType:
+    """Make a job type available to POST /jobs and the worker."""
+    _REGISTRY[job_type.name] = job_type
+    return job_type
+
+
+def get(name: str) -> JobType:
+    """The registered job type of that name, or errors.UnknownJobType."""
+    try:
+        return _REGISTRY[name]
+    except (KeyError, TypeError):
+        known = ", ".join(sorted(_REGISTRY))
+        raise errors.UnknownJobType(f"unknown job type {str(name)[:64]!r}; known types: {known}") from None
+
+
+def names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+from . import sleep  # noqa: E402  (built-in types register themselves)

@@ -1,0 +1,63 @@
+"""Wiring: builds the store, hot state, queue, service and worker once per Lambda container.
+
+Nothing connects at import or construction: each dependency is made on first use and then reused
+by every later invocation of the same container. Tests install their own Runtime with `use()`.
+"""
+from __future__ import annotations
+
+from functools import cached_property
+
+from . import hotstate, queue
+from .config import Settings
+from .hotstate import HotState
+from .queue import JobQueue
+from .service import JobService
+from .store import JobStore
+from .worker import Worker
+
+
+class Runtime:
+    """The dependencies of one container, made lazily from its settings."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    @cached_property
+    def store(self) -> JobStore:
+        return JobStore.from_url(self.settings.mysql_url)
+
+    @cached_property
+    def hot(self) -> HotState:
+        s = self.settings
+        return HotState(hotstate.connect(s.redis_url), prefix=s.redis_prefix, active_ttl=s.active_ttl_seconds,
+                        terminal_ttl=s.terminal_ttl_seconds, inline_result_bytes=s.inline_result_bytes)
+
+    @cached_property
+    def queue(self) -> JobQueue:
+        s = self.settings
+        return JobQueue(lambda: queue.connect(endpoint_url=s.aws_endpoint_url, region=s.aws_region), s.jobs_queue_url)
+
+    @cached_property
+    def service(self) -> JobService:
+        return JobService(self.store, self.hot, self.queue, self.settings)
+
+    @cached_property
+    def worker(self) -> Worker:
+        return Worker(self.store, self.hot)
+
+
+_current: Runtime | None = None
+
+
+def get() -> Runtime:
+    """The container's runtime, made from the environment on first use."""
+    global _current
+    if _current is None:
+        _current = Runtime(Settings.from_env())
+    return _current
+
+
+def use(runtime: Runtime | None) -> None:
+    """Install a runtime (tests, the local runner); None goes back to the environment's."""
+    global _current
+    _current = runtime

@@ -1,0 +1,241 @@
+"""The use cases behind the routes: submit, get, cancel and list jobs.
+
+Knows the order of the I/O (MySQL first: it is the truth) and which failures a request survives
+(a queue that refuses a message leaves the row as the outbox; Redis down means MySQL answers).
+Knows nothing of HTTP: http.py and app.py turn these answers into responses.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import logging
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from . import errors, jobs
+from .config import Settings
+from .hotstate import FINAL_SEQ, HotJob, HotState
+from .models import Job, JobStatus, new_job_id, parse_job_id, utcnow
+from .queue import JobQueue
+from .store import JobStore
+
+log = logging.getLogger(__name__)
+
+MAX_LIMIT = 100
+_SUBMIT_FIELDS = {"type", "payload", "maxAttempts", "timeoutSeconds"}
+# Polls are advised no faster than progress can change, and no slower than this (seconds).
+RETRY_AFTER_MIN, RETRY_AFTER_MAX = 1, 30
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A job's public view and how long a polite client waits before polling again."""
+
+    view: dict[str, Any]
+    retry_after: int | None = None
+    #: For submit: the Idempotency-Key matched an earlier request and no new job was made.
+    replayed: bool = False
+
+
+def retry_after(cadence_seconds: float | None) -> int:
+    """Seconds between useful polls, from the seconds a chunk takes, clamped to 1-30."""
+    if not cadence_seconds:
+        return RETRY_AFTER_MIN
+    return max(RETRY_AFTER_MIN, min(RETRY_AFTER_MAX, math.ceil(cadence_seconds)))
+
+
+def _int_option(body: dict[str, Any], name: str, default: int, high: int) -> int:
+    value = body.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
+        raise errors.InvalidRequest(f"{name} must be an integer from 1 to {high}")
+    return value
+
+
+def encode_cursor(job_id: str) -> str:
+    return base64.urlsafe_b64encode(job_id.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+        return parse_job_id(raw)
+    except (binascii.Error, UnicodeDecodeError, ValueError, errors.InvalidJobId):
+        raise errors.InvalidRequest("cursor is not one this API returned") from None
+
+
+class JobService:
+    """Submit, read, cancel and list jobs on behalf of an owner (an API key)."""
+
+    def __init__(self, store: JobStore, hot: HotState, queue: JobQueue, settings: Settings):
+        self._store = store
+        self._hot = hot
+        self._queue = queue
+        self._settings = settings
+
+    # --- submit ----------------------------------------------------------------------------------
+    def submit(self, owner: str, body: Any, *, idempotency_key: str | None = None) -> Answer:
+        """Store a new job and queue it: one MySQL insert, one Redis round trip, one SQS send."""
+        job_type, payload, options = self._parse_submission(body)
+        request_hash = hashlib.sha256(
+            json.dumps([job_type.name, payload, options], sort_keys=True).encode()
+        ).hexdigest()
+        now = utcnow()
+        job = Job(id=new_job_id(), owner=owner, type=job_type.name, status=JobStatus.PENDING, payload=payload,
+                  created_at=now, updated_at=now, **options)
+        stored = self._store.insert_job(job, idempotency_key=idempotency_key, request_hash=request_hash)
+        cadence = job_type.chunk_seconds(payload)
+        if stored.id != job.id:
+            return Answer(stored.view(), retry_after(cadence), replayed=True)
+        self._best_effort_write(job, seq=0, cadence_ms=None if cadence is None else cadence * 1000)
+        try:
+            self._queue.send_job(job.id)
+        except errors.QueueUnavailable:
+            # The row is the outbox: the job stays PENDING and the sweeper sends it later.
+            log.warning("job %s stored but not sent; the sweeper will send it", job.id, exc_info=True)
+        return Answer(job.view(), retry_after(cadence))
+
+    def _parse_submission(self, body: Any) -> tuple[jobs.JobType, dict[str, Any], dict[str, int]]:
+        if not isinstance(body, dict):
+            raise errors.InvalidJson("the body must be a JSON object")
+        unknown = set(body) - _SUBMIT_FIELDS
+        if unknown:
+            raise errors.InvalidRequest(f"unknown fields: {', '.join(sorted(unknown))}")
+        if not isinstance(body.get("type"), str):
+            raise errors.InvalidRequest("type is required and must be a string")
+        job_type = jobs.get(body["type"])
+        payload = body.get("payload", {})
+        if not isinstance(payload, dict):
+            raise errors.InvalidPayload("payload must be a JSON object")
+        options = {
+            "max_attempts": _int_option(body, "maxAttempts", self._settings.default_max_attempts, 20),
+            "timeout_seconds": _int_option(body, "timeoutSeconds", self._settings.default_timeout_seconds, 7 * 86400),
+        }
+        return job_type, job_type.validate(payload), options
+
+    # --- get -------------------------------------------------------------------------------------
+    def get(self, owner: str, raw_id: str) -> Answer:
+        """The job's view: from Redis in one round trip when it is there, else from MySQL."""
+        job_id = parse_job_id(raw_id)
+        try:
+            hot = self._hot.get(job_id)
+        except errors.HotStateUnavailable:
+            log.warning("Redis unavailable, reading job %s from MySQL", job_id, exc_info=True)
+            hot = None
+        if hot is not None:
+            if hot.owner != owner:
+                raise errors.JobNotFound(f"no job {job_id}")
+            return self._answer_from_hot(job_id, hot)
+        job = self._store.get_job(job_id, owner=owner)
+        if job is None:
+            raise errors.JobNotFound(f"no job {job_id}")
+        if job.status.terminal:
+            # Terminal states never change: put it back in Redis so the next poll is cheap.
+            self._best_effort_write(job, seq=FINAL_SEQ)
+        return Answer(self._with_stalled(job.view()), self._retry_after_for(job))
+
+    def _answer_from_hot(self, job_id: str, hot: HotJob) -> Answer:
+        view = dict(hot.view, cancelRequested=hot.view["cancelRequested"] or hot.cancel)
+        if hot.result_external:
+            job = self._store.get_job(job_id)
+            view["result"] = job.result if job else None
+        active = not JobStatus(view["status"]).terminal
+        cadence = hot.cadence_ms / 1000 if hot.cadence_ms else None
+        return Answer(self._with_stalled(view), retry_after(cadence) if active else None)
+
+    def _retry_after_for(self, job: Job) -> int | None:
+        if job.status.terminal:
+            return None
+        try:
+            return retry_after(jobs.get(job.type).chunk_seconds(job.payload))
+        except (errors.UnknownJobType, KeyError, TypeError):
+            return retry_after(None)
+
+    def _with_stalled(self, view: dict[str, Any]) -> dict[str, Any]:
+        """Flag a RUNNING job whose last checkpoint is older than the stall threshold."""
+        stalled = False
+        if view["status"] == JobStatus.RUNNING.value and view.get("updatedAt"):
+            updated = datetime.fromisoformat(view["updatedAt"].replace("Z", "+00:00"))
+            stalled = datetime.now(timezone.utc) - updated > timedelta(seconds=self._settings.stall_after_seconds)
+        return {**view, "stalled": stalled}
+
+    # --- cancel ----------------------------------------------------------------------------------
+    def cancel(self, owner: str, raw_id: str) -> Answer:
+        """Cancel the job: at once if PENDING, at its next chunk boundary if RUNNING.
+
+        Returns the view; `view["status"]` tells which (CANCELLED, or RUNNING with
+        cancelRequested). A finished job raises JobFinished; cancelling twice is harmless.
+        """
+        job_id = parse_job_id(raw_id)
+        now = utcnow()
+        if self._store.transition(job_id, from_=(JobStatus.PENDING,), to=JobStatus.CANCELLED, owner=owner,
+                                  message="cancelled before it started", finished_at=now, updated_at=now):
+            job = self._store.get_job(job_id)
+            self._best_effort_write(job, seq=FINAL_SEQ)
+            return Answer(self._with_stalled(job.view()))
+        if self._store.request_cancel(job_id, owner=owner, at=now):
+            try:
+                self._hot.request_cancel(job_id)
+            except errors.HotStateUnavailable:
+                # MySQL holds the flag; a worker that cannot reach Redis cannot checkpoint either,
+                # and reads the flag from MySQL when its record is retried.
+                log.warning("cancel of %s recorded in MySQL only", job_id, exc_info=True)
+            job = self._store.get_job(job_id)
+            return Answer(self._with_stalled(job.view()), self._retry_after_for(job))
+        job = self._store.get_job(job_id, owner=owner)
+        if job is None:
+            raise errors.JobNotFound(f"no job {job_id}")
+        if job.status is JobStatus.CANCELLED:
+            return Answer(self._with_stalled(job.view()))
+        if job.status.terminal:
+            raise errors.JobFinished(f"job {job_id} is {job.status.value} and cannot be cancelled",
+                                     status=job.status.value)
+        # PENDING or RUNNING again: it moved between our statements (a worker picked it up).
+        return self.cancel(owner, raw_id)
+
+    # --- list ------------------------------------------------------------------------------------
+    def list(self, owner: str, *, status: str | None = None, type: str | None = None,
+             limit: str | None = None, cursor: str | None = None) -> dict[str, Any]:
+        """The owner's jobs, newest first, a page at a time; active ones show live progress."""
+        try:
+            wanted_status = JobStatus(status) if status else None
+        except ValueError:
+            raise errors.InvalidRequest(f"status must be one of {', '.join(s.value for s in JobStatus)}") from None
+        if type:
+            jobs.get(type)
+        try:
+            page_size = 20 if limit is None else int(limit)
+        except ValueError:
+            page_size = 0
+        if not 1 <= page_size <= MAX_LIMIT:
+            raise errors.InvalidRequest(f"limit must be an integer from 1 to {MAX_LIMIT}")
+        before_id = decode_cursor(cursor) if cursor else None
+        rows = self._store.list_jobs(owner, status=wanted_status, type=type or None,
+                                     limit=page_size + 1, before_id=before_id)
+        page, more = rows[:page_size], len(rows) > page_size
+        live = self._live_views([job for job in page if not job.status.terminal])
+        items = []
+        for job in page:
+            view = live.get(job.id) or job.view()
+            view.pop("result", None)
+            items.append(self._with_stalled(view))
+        return {"jobs": items, "nextCursor": encode_cursor(page[-1].id) if more else None}
+
+    def _live_views(self, active: list[Job]) -> dict[str, dict[str, Any]]:
+        try:
+            found = self._hot.get_many([job.id for job in active])
+        except errors.HotStateUnavailable:
+            return {}
+        return {job_id: dict(hot.view, cancelRequested=hot.view["cancelRequested"] or hot.cancel)
+                for job_id, hot in found.items()}
+
+    # --- helpers ---------------------------------------------------------------------------------
+    def _best_effort_write(self, job: Job, *, seq: int, cadence_ms: float | None = None) -> None:
+        """Write the job's view to Redis; if Redis is down, readers fall back to MySQL."""
+        try:
+            self._hot.write(job.id, owner=job.owner, view=job.view(), seq=seq, cadence_ms=cadence_ms)
+        except errors.HotStateUnavailable:
+            log.warning("Redis unavailable, job %s is served from MySQL", job.id, exc_info=True)

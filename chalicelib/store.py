@@ -1,0 +1,247 @@
+"""MySQL rows with PyMySQL: the source of truth. The only module that speaks SQL to the jobs table.
+
+Every status change is a guarded UPDATE (`transition`) that tells the caller whether it won, so a
+late or duplicate worker can never resurrect a finished job.
+"""
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any, Callable, Iterable
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import pymysql
+from pymysql.constants import CLIENT, ER
+
+from . import errors
+from .models import Job, JobStatus
+
+# Connection-level failures after which a fresh connection may succeed: can't connect (2003),
+# server has gone away (2006), lost connection during query (2013), lost connection (2055).
+_RECONNECT_CODES = {2003, 2006, 2013, 2055}
+
+_COLUMNS = (
+    "id, owner, type, status, payload, result, error, progress, progress_detail, message,"
+    " attempts, max_attempts, timeout_seconds, cancel_requested, created_at, started_at,"
+    " finished_at, updated_at"
+)
+#: Columns `transition` may set besides status; names are never taken from input.
+_SETTABLE = {
+    "result", "error", "progress", "progress_detail", "message", "checkpoint", "checkpoint_seq",
+    "started_at", "finished_at", "updated_at",
+}
+_JSON_COLUMNS = {"payload", "result", "progress_detail", "checkpoint"}
+
+
+def connect_args(url: str) -> dict[str, Any]:
+    """PyMySQL connect() arguments from `mysql://user:password@host:port/database`."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("mysql", "mariadb"):
+        raise ValueError(f"MYSQL_URL must start with mysql://, got {parts.scheme}://")
+    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    return {
+        "host": parts.hostname or "127.0.0.1",
+        "port": parts.port or 3306,
+        "user": unquote(parts.username or "root"),
+        "password": unquote(parts.password or ""),
+        "database": parts.path.lstrip("/") or "jobs",
+        "charset": "utf8mb4",
+        "autocommit": True,
+        "connect_timeout": int(query.get("connect_timeout", 5)),
+        "read_timeout": int(query.get("read_timeout", 15)),
+        "write_timeout": int(query.get("write_timeout", 15)),
+    }
+
+
+def _dump(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, separators=(",", ":"))
+
+
+def _load(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, (str, bytes)) else value
+
+
+def _job(row: dict[str, Any]) -> Job:
+    return Job(
+        id=row["id"],
+        owner=row["owner"],
+        type=row["type"],
+        status=JobStatus(row["status"]),
+        payload=_load(row["payload"]),
+        result=_load(row["result"]),
+        error=row["error"],
+        progress=row["progress"],
+        progress_detail=_load(row["progress_detail"]),
+        message=row["message"],
+        attempts=row["attempts"],
+        max_attempts=row["max_attempts"],
+        timeout_seconds=row["timeout_seconds"],
+        cancel_requested=bool(row["cancel_requested"]),
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        updated_at=row["updated_at"],
+        checkpoint=_load(row.get("checkpoint")),
+    )
+
+
+class JobStore:
+    """Rows of the `jobs` table, over one connection per thread reused across invocations.
+
+    A Lambda container has one thread, so one connection; the local server's threads get one each
+    (a PyMySQL connection must never be shared between threads).
+    """
+
+    def __init__(self, connect: Callable[[], pymysql.connections.Connection]):
+        self._connect = connect
+        self._local = threading.local()
+
+    @property
+    def _conn(self) -> pymysql.connections.Connection | None:
+        return getattr(self._local, "conn", None)
+
+    @_conn.setter
+    def _conn(self, conn: pymysql.connections.Connection | None) -> None:
+        self._local.conn = conn
+
+    @classmethod
+    def from_url(cls, url: str) -> "JobStore":
+        args = connect_args(url)
+        # FOUND_ROWS: an UPDATE reports the rows it matched, so repeating a cancel still counts.
+        return cls(lambda: pymysql.connect(
+            cursorclass=pymysql.cursors.DictCursor, client_flag=CLIENT.FOUND_ROWS, **args
+        ))
+
+    # --- connection ------------------------------------------------------------------------------
+    def _execute(self, sql: str, args: Iterable[Any] = ()) -> tuple[int, list[dict[str, Any]]]:
+        """Run one statement; returns (rows affected, rows fetched).
+
+        A dropped connection (a Lambda container thawed after the server closed it, a failover)
+        is replaced once and the statement retried. Every statement here is safe to repeat; a
+        guarded UPDATE whose first reply was lost reports False on the retry, and callers that
+        care re-read the row.
+        """
+        for attempt in (1, 2):
+            try:
+                if self._conn is None:
+                    self._conn = self._connect()
+                with self._conn.cursor() as cur:
+                    cur.execute(sql, tuple(args))
+                    return cur.rowcount, list(cur.fetchall())
+            except pymysql.IntegrityError:
+                raise
+            except (pymysql.OperationalError, pymysql.InterfaceError) as exc:
+                self.close()
+                code = exc.args[0] if exc.args else 0
+                if attempt == 2 or not (isinstance(exc, pymysql.InterfaceError) or code in _RECONNECT_CODES):
+                    raise errors.StoreUnavailable(f"MySQL: {exc}") from exc
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        """Drop the connection; the next statement opens a new one."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # already broken: nothing left to close
+                pass
+
+    def ping(self) -> None:
+        """One cheap round trip, for health checks."""
+        self._execute("SELECT 1")
+
+    # --- jobs ------------------------------------------------------------------------------------
+    def insert_job(self, job: Job, *, idempotency_key: str | None = None, request_hash: str | None = None) -> Job:
+        """Store a new PENDING job; with an idempotency key, return the job it already made instead.
+
+        Raises IdempotencyKeyReused when the key was used by this owner with another request.
+        """
+        try:
+            self._execute(
+                "INSERT INTO jobs (id, owner, type, status, payload, max_attempts, timeout_seconds,"
+                " idempotency_key, request_hash, created_at, updated_at)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (job.id, job.owner, job.type, job.status.value, _dump(job.payload), job.max_attempts,
+                 job.timeout_seconds, idempotency_key, request_hash, job.created_at, job.created_at),
+            )
+            return job
+        except pymysql.IntegrityError as exc:
+            if exc.args[0] != ER.DUP_ENTRY:
+                raise errors.StoreUnavailable(f"MySQL: {exc}") from exc
+        # A retried INSERT whose first try did commit finds its own row by primary key.
+        if idempotency_key is None:
+            existing, existing_hash = self.get_job(job.id), request_hash
+        else:
+            existing, existing_hash = self._get_by_key(job.owner, idempotency_key)
+        if existing is None:
+            raise errors.StoreUnavailable("MySQL: duplicate key but no row")
+        if existing_hash != request_hash:
+            raise errors.IdempotencyKeyReused(
+                "this Idempotency-Key was already used with a different request", jobId=existing.id
+            )
+        return existing
+
+    def _get_by_key(self, owner: str, idempotency_key: str) -> tuple[Job | None, str | None]:
+        _, rows = self._execute(
+            f"SELECT {_COLUMNS}, request_hash FROM jobs WHERE owner = %s AND idempotency_key = %s",
+            (owner, idempotency_key),
+        )
+        return (_job(rows[0]), rows[0]["request_hash"]) if rows else (None, None)
+
+    def get_job(self, job_id: str, *, owner: str | None = None, with_checkpoint: bool = False) -> Job | None:
+        """The job with that id (and owner, when given), or None."""
+        columns = _COLUMNS + (", checkpoint" if with_checkpoint else "")
+        sql = f"SELECT {columns} FROM jobs WHERE id = %s"
+        args: list[Any] = [job_id]
+        if owner is not None:
+            sql += " AND owner = %s"
+            args.append(owner)
+        _, rows = self._execute(sql, args)
+        return _job(rows[0]) if rows else None
+
+    def list_jobs(self, owner: str, *, status: JobStatus | None = None, type: str | None = None,
+                  limit: int = 20, before_id: str | None = None) -> list[Job]:
+        """The owner's jobs, newest first, starting after `before_id` (keyset pagination)."""
+        where, args = ["owner = %s"], [owner]
+        if status is not None:
+            where.append("status = %s")
+            args.append(status.value)
+        if type is not None:
+            where.append("type = %s")
+            args.append(type)
+        if before_id is not None:
+            where.append("id < %s")
+            args.append(before_id)
+        _, rows = self._execute(
+            f"SELECT {_COLUMNS} FROM jobs WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT %s",
+            [*args, limit],
+        )
+        return [_job(row) for row in rows]
+
+    def transition(self, job_id: str, *, from_: Iterable[JobStatus], to: JobStatus,
+                   owner: str | None = None, count_attempt: bool = False, **columns: Any) -> bool:
+        """Move the job to `to` if its status is one of `from_`; True if this call made the change."""
+        unknown = set(columns) - _SETTABLE
+        if unknown:
+            raise ValueError(f"not settable: {sorted(unknown)}")
+        sets = ["status = %s"] + [f"{name} = %s" for name in columns]
+        args: list[Any] = [to.value] + [_dump(v) if n in _JSON_COLUMNS else v for n, v in columns.items()]
+        if count_attempt:
+            sets.append("attempts = attempts + 1")
+        states = [s.value for s in from_]
+        sql = f"UPDATE jobs SET {', '.join(sets)} WHERE id = %s AND status IN ({', '.join(['%s'] * len(states))})"
+        args += [job_id, *states]
+        if owner is not None:
+            sql += " AND owner = %s"
+            args.append(owner)
+        changed, _ = self._execute(sql, args)
+        return changed == 1
+
+    def request_cancel(self, job_id: str, *, owner: str, at) -> bool:
+        """Raise the durable cancel flag of a RUNNING job; True if the job is RUNNING."""
+        changed, _ = self._execute(
+            "UPDATE jobs SET cancel_requested = TRUE, updated_at = %s"
+            " WHERE id = %s AND owner = %s AND status = %s",
+            (at, job_id, owner, JobStatus.RUNNING.value),
+        )
+        return changed == 1

@@ -1,0 +1,183 @@
+"""Fixtures: every test talks to real MariaDB, real Redis and moto's server over HTTP.
+
+Each run gets its own database (`jobs_test_<run>`), Redis key prefix (`test:<run>:`) and queue,
+cleaned before every test and dropped at the end, so runs never collide. A missing MySQL or Redis
+skips the tests on a laptop and fails them in CI (CI=true).
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import uuid
+from dataclasses import dataclass, replace
+from typing import Any
+
+import pymysql
+import pytest
+import redis
+from chalice.test import Client
+
+import app as app_module
+from chalicelib import runtime as runtime_module
+from chalicelib.config import Settings
+from chalicelib.runtime import Runtime
+from chalicelib.schema import migrate
+from chalicelib.store import connect_args
+from local import services
+from local.eventsource import EventSource
+
+RUN_ID = uuid.uuid4().hex[:8]
+MYSQL_SERVER = os.environ.get("TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306")
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+services.use_fake_aws_credentials()
+
+
+def _require(what: str, check) -> None:
+    try:
+        check()
+    except Exception as exc:
+        message = f"{what} is not reachable: {exc}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def moto_url():
+    proc, url = services.start_moto()
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def run_settings(moto_url) -> Settings:
+    """This run's database and key prefix (the queue comes per test, from `settings`)."""
+    mysql_url = f"{MYSQL_SERVER.rstrip('/')}/jobs_test_{RUN_ID}"
+    _require("MySQL", lambda: migrate(mysql_url, create_database=True))
+    _require("Redis", lambda: redis.Redis.from_url(REDIS_URL).ping())
+    yield Settings(mysql_url=mysql_url, redis_url=REDIS_URL, redis_prefix=f"test:{RUN_ID}:",
+                   aws_endpoint_url=moto_url)
+    conn = pymysql.connect(**{**connect_args(mysql_url), "database": None})
+    with conn, conn.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS `jobs_test_{RUN_ID}`")
+    _delete_prefix(redis.Redis.from_url(REDIS_URL), f"test:{RUN_ID}:")
+
+
+def _delete_prefix(client: redis.Redis, prefix: str) -> None:
+    keys = list(client.scan_iter(match=prefix + "*", count=1000))
+    if keys:
+        client.delete(*keys)
+
+
+@pytest.fixture(autouse=True)
+def settings(run_settings, sqs, request) -> Settings:
+    """Every test starts with no jobs, no hot state and a queue of its own."""
+    conn = pymysql.connect(**connect_args(run_settings.mysql_url))
+    with conn, conn.cursor() as cur:
+        cur.execute("DELETE FROM jobs")
+    _delete_prefix(redis.Redis.from_url(run_settings.redis_url), run_settings.redis_prefix)
+    # A queue per test: SQS allows one PurgeQueue a minute, and leftovers must not leak across tests.
+    queue_url = services.create_jobs_queue(sqs, f"jobs-{RUN_ID}-{uuid.uuid4().hex[:8]}")
+    yield replace(run_settings, jobs_queue_url=queue_url)
+    runtime_module.use(None)
+    sqs.delete_queue(QueueUrl=queue_url)
+
+
+@pytest.fixture(scope="session")
+def sqs(moto_url):
+    return services.sqs_client(moto_url)
+
+
+@pytest.fixture
+def rt(settings) -> Runtime:
+    """The runtime the app's routes and handlers use in this test."""
+    runtime = Runtime(settings)
+    runtime_module.use(runtime)
+    return runtime
+
+
+@pytest.fixture
+def mysql(settings):
+    """A separate MySQL connection for the test's own checks (dict rows)."""
+    conn = pymysql.connect(cursorclass=pymysql.cursors.DictCursor, **connect_args(settings.mysql_url))
+    yield conn
+    conn.close()
+
+
+@pytest.fixture
+def redis_client(settings):
+    return redis.Redis.from_url(settings.redis_url, decode_responses=True)
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    json: Any
+
+
+class Api:
+    """The routes over Chalice's test client, which builds API Gateway proxy events."""
+
+    def __init__(self, client: Client):
+        self._http = client.http
+
+    def request(self, method: str, path: str, *, key: str | None = "key-a", body: Any = None,
+                raw: bytes | str | None = None, headers: dict[str, str] | None = None) -> Reply:
+        headers = {"content-type": "application/json", **(headers or {})}
+        if key is not None:
+            headers["x-api-key"] = key
+        if body is not None:
+            raw = json.dumps(body)
+        response = getattr(self._http, method.lower())(path, headers=headers, body=raw or b"")
+        text = response.body.decode() if response.body else ""
+        return Reply(response.status_code, {k.lower(): v for k, v in response.headers.items()},
+                     json.loads(text) if text else None)
+
+    def submit(self, job_type: str = "sleep", payload: dict | None = None, *, key: str = "key-a",
+               headers: dict | None = None, **options: Any) -> Reply:
+        return self.request("POST", "/jobs", key=key, headers=headers,
+                            body={"type": job_type, "payload": payload or {}, **options})
+
+    def get(self, job_id: str, *, key: str = "key-a") -> Reply:
+        return self.request("GET", f"/jobs/{job_id}", key=key)
+
+    def cancel(self, job_id: str, *, key: str = "key-a") -> Reply:
+        return self.request("DELETE", f"/jobs/{job_id}", key=key)
+
+
+@pytest.fixture
+def api(rt) -> Api:
+    with Client(app_module.app) as client:
+        yield Api(client)
+
+
+@pytest.fixture
+def events(rt, sqs, settings) -> EventSource:
+    """The SQS event source of the worker Lambda, fed from the test's queue."""
+    return EventSource(sqs, settings.jobs_queue_url, app_module.run_jobs)
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    """A Redis server of this test alone, for what must not touch the shared one (FLUSHALL, stops)."""
+    port = services.free_port()
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(tmp_path)], stdout=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+    for _ in range(100):
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            import time
+
+            time.sleep(0.05)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
