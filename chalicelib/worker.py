@@ -165,7 +165,7 @@ class Worker:
         now = utcnow()
         if status is JobStatus.COMPLETED:
             job.progress = 100
-            job.eta_seconds = 0
+        job.eta_seconds = None  # nothing left to estimate; MySQL does not keep it either
         job.status, job.result, job.error, job.finished_at, job.updated_at = status, result, error, now, now
         job.message = (message or job.message or "")[:MAX_MESSAGE_CHARS] or None
         # (Durable execution: fence this UPDATE with the lease token.)

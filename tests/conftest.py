@@ -19,6 +19,7 @@ import redis
 from chalice.test import Client
 
 import app as app_module
+from chalicelib import jobs
 from chalicelib import runtime as runtime_module
 from chalicelib.config import Settings
 from chalicelib.runtime import Runtime
@@ -181,3 +182,90 @@ def private_redis(tmp_path):
     yield url
     proc.terminate()
     proc.wait(timeout=10)
+
+
+class Probe:
+    """A test job type that records every chunk it starts, so tests can count chunk executions."""
+
+    name = "probe"
+    #: tag -> the step numbers started, in order
+    started: dict[str, list[int]] = {}
+
+    def validate(self, payload):
+        return payload
+
+    def start(self, payload):
+        return {"done": 0}
+
+    def step(self, payload, state):
+        import time
+
+        from chalicelib.jobs import Step
+
+        current = state["done"] + 1
+        self.started.setdefault(payload["tag"], []).append(current)
+        time.sleep(payload.get("stepMs", 0) / 1000)
+        if payload.get("failAtStep") == current:
+            raise RuntimeError(f"probe failed at step {current}")
+        steps = payload["steps"]
+        return Step(state={"done": current}, done=current, total=steps, finished=current >= steps, stage="probing")
+
+    def finish(self, payload, state):
+        return {"done": state["done"], "blob": "x" * payload.get("resultBytes", 0)}
+
+    def chunk_seconds(self, payload):
+        return None
+
+
+jobs.register(Probe())
+
+
+@dataclass
+class IoCounts:
+    redis_round_trips: int = 0
+    mysql_statements: list[str] = None
+
+    def reset(self) -> None:
+        self.redis_round_trips = 0
+        self.mysql_statements = []
+
+    @property
+    def mysql_writes(self) -> list[str]:
+        return [s for s in self.mysql_statements if s.split()[0].upper() in ("INSERT", "UPDATE", "DELETE")]
+
+
+@pytest.fixture
+def io_counts(monkeypatch) -> IoCounts:
+    """Counts what the code sends: Redis round trips (a pipeline or script is one) and MySQL statements.
+
+    The wrappers call straight through to redis-py and PyMySQL: they observe, they fake nothing.
+    """
+    counts = IoCounts()
+    counts.reset()
+    send = redis.connection.Connection.send_packed_command
+    execute = pymysql.cursors.Cursor.execute
+
+    def counted_send(self, *args, **kwargs):
+        counts.redis_round_trips += 1
+        return send(self, *args, **kwargs)
+
+    def counted_execute(self, query, args=None):
+        counts.mysql_statements.append(query)
+        return execute(self, query, args)
+
+    monkeypatch.setattr(redis.connection.Connection, "send_packed_command", counted_send)
+    monkeypatch.setattr(pymysql.cursors.Cursor, "execute", counted_execute)
+    return counts
+
+
+def wait_until(predicate, *, timeout: float = 10.0, interval: float = 0.01):
+    """Poll until predicate() is truthy; returns its value, or fails the test."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    pytest.fail(f"condition not met within {timeout}s")

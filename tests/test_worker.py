@@ -1,0 +1,135 @@
+"""The worker Lambda fed real SQS events read from the queue: lifecycle, failure, budgets, faults."""
+import json
+import threading
+from dataclasses import replace
+
+from chalicelib import runtime as runtime_module
+from chalicelib.runtime import Runtime
+from tests.conftest import Probe, wait_until
+
+
+def _row(mysql, job_id):
+    with mysql.cursor() as cur:
+        cur.execute("SELECT * FROM jobs WHERE id = %s", (job_id,))
+        return cur.fetchone()
+
+
+def test_a_sleep_job_runs_from_pending_to_completed(api, events, mysql, redis_client, settings, sqs):
+    job_id = api.submit("sleep", {"steps": 3, "stepMs": 1}).json["jobId"]
+
+    assert events.drain() == 1
+
+    reply = api.get(job_id)
+    assert reply.status == 200
+    job = reply.json
+    assert job["status"] == "COMPLETED"
+    assert job["progress"] == 100
+    assert job["progressDetail"] == {"done": 3, "total": 3, "stage": "sleeping"}
+    assert job["result"] == {"steps": 3, "sleptMs": 3}
+    assert job["attempts"] == 1 and job["error"] is None
+    assert job["createdAt"] <= job["startedAt"] <= job["finishedAt"]
+    assert "retry-after" not in reply.headers
+    row = _row(mysql, job_id)
+    assert row["status"] == "COMPLETED" and json.loads(row["result"]) == {"steps": 3, "sleptMs": 3}
+    key = f"{settings.redis_prefix}job:{job_id}"
+    assert 0 < redis_client.ttl(key) <= settings.terminal_ttl_seconds
+    assert not redis_client.exists(f"{settings.redis_prefix}ckpt:{job_id}")
+    assert sqs.receive_message(QueueUrl=settings.jobs_queue_url).get("Messages") is None
+
+
+def test_progress_is_visible_while_the_job_runs(api, events):
+    job_id = api.submit("probe", {"steps": 30, "stepMs": 30, "tag": "visible"}).json["jobId"]
+    worker = threading.Thread(target=events.drain)
+    worker.start()
+
+    running = wait_until(lambda: (r := api.get(job_id).json)["status"] == "RUNNING" and r["progress"] > 0 and r)
+    worker.join(30)
+
+    assert 0 < running["progress"] < 100
+    assert running["progressDetail"]["total"] == 30
+    assert running["etaSeconds"] is not None and running["stalled"] is False
+    assert api.get(job_id).json["status"] == "COMPLETED"
+
+
+def test_a_failing_step_ends_the_job_failed_with_its_error(api, events, mysql):
+    job_id = api.submit("sleep", {"steps": 3, "stepMs": 1, "failAtStep": 2}).json["jobId"]
+
+    events.drain()
+
+    job = api.get(job_id).json
+    assert job["status"] == "FAILED"
+    assert job["error"] == "StepFailed: failed at step 2 as the payload asked"
+    assert job["progressDetail"]["done"] == 1 and job["result"] is None
+    assert _row(mysql, job_id)["status"] == "FAILED"
+
+
+def test_each_chunk_costs_one_redis_round_trip_and_no_mysql_write(api, events, io_counts):
+    def run(steps):
+        job_id = api.submit("sleep", {"steps": steps, "stepMs": 0}).json["jobId"]
+        messages = events.receive()
+        io_counts.reset()
+        events.invoke(messages)
+        counted = io_counts.redis_round_trips, io_counts.mysql_writes
+        assert api.get(job_id).json["status"] == "COMPLETED"
+        return counted
+
+    run(1)  # warm up: connections, script loading
+    trips_5, writes_5 = run(5)
+    trips_25, writes_25 = run(25)
+
+    # Per invocation: read the checkpoint, write RUNNING; then one round trip per chunk (the last
+    # one is the final write).
+    assert trips_5 == 5 + 2 and trips_25 == 25 + 2
+    assert len(writes_5) == len(writes_25) == 2  # start and finish, whatever the chunk count
+
+
+def test_a_duplicate_delivery_of_a_finished_job_runs_nothing(api, events, sqs, settings):
+    job_id = api.submit("probe", {"steps": 2, "tag": "dup-finished"}).json["jobId"]
+    events.drain()
+    sqs.send_message(QueueUrl=settings.jobs_queue_url, MessageBody=json.dumps({"jobId": job_id}))
+
+    events.drain()
+
+    assert Probe.started["dup-finished"] == [1, 2]
+    assert api.get(job_id).json["status"] == "COMPLETED"
+
+
+def test_a_malformed_message_is_dropped_without_failing_its_batch(api, events, sqs, settings):
+    job_id = api.submit("sleep", {"steps": 1, "stepMs": 0}).json["jobId"]
+    sqs.send_message(QueueUrl=settings.jobs_queue_url, MessageBody="not json")
+    sqs.send_message(QueueUrl=settings.jobs_queue_url, MessageBody=json.dumps({"jobId": "01" + "Z" * 24}))
+    messages = []
+    for _ in range(10):
+        messages += events.receive()
+    assert len(messages) == 3
+
+    failed = events.invoke(messages)
+
+    assert failed == []
+    assert api.get(job_id).json["status"] == "COMPLETED"
+
+
+def test_when_redis_is_down_the_worker_reports_the_record_for_redelivery(settings, api, events, mysql):
+    job_id = api.submit("sleep", {"steps": 2, "stepMs": 0}).json["jobId"]
+    messages = events.receive()
+    runtime_module.use(Runtime(replace(settings, redis_url="redis://127.0.0.1:1/0")))
+
+    failed = events.invoke(messages)
+
+    assert failed == [messages[0]["MessageId"]]
+    assert _row(mysql, job_id)["status"] == "RUNNING"  # started, then could not checkpoint
+
+    runtime_module.use(Runtime(settings))  # Redis is back; SQS delivers the message again
+    events.invoke(messages)
+    assert api.get(job_id).json["status"] == "COMPLETED"
+
+
+def test_a_result_too_large_for_redis_is_served_from_mysql(settings, api, events, redis_client):
+    runtime_module.use(Runtime(replace(settings, inline_result_bytes=1000)))
+    job_id = api.submit("probe", {"steps": 1, "tag": "big", "resultBytes": 5000}).json["jobId"]
+
+    events.drain()
+
+    view = json.loads(redis_client.hget(f"{settings.redis_prefix}job:{job_id}", "view"))
+    assert view["status"] == "COMPLETED" and view["result"] is None
+    assert api.get(job_id).json["result"] == {"done": 1, "blob": "x" * 5000}
