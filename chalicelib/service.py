@@ -89,14 +89,14 @@ class JobService:
         stored = self._store.insert_job(job, idempotency_key=idempotency_key, request_hash=request_hash)
         cadence = job_type.chunk_seconds(payload)
         if stored.id != job.id:
-            return Answer(stored.view(), retry_after(cadence), replayed=True)
+            return self._answer(stored.view(), retry_after(cadence), replayed=True)
         self._best_effort_write(job, seq=0, cadence_ms=None if cadence is None else cadence * 1000)
         try:
             self._queue.send_job(job.id)
         except errors.QueueUnavailable:
             # The row is the outbox: the job stays PENDING and the sweeper sends it later.
             log.warning("job %s stored but not sent; the sweeper will send it", job.id, exc_info=True)
-        return Answer(job.view(), retry_after(cadence))
+        return self._answer(job.view(), retry_after(cadence))
 
     def _parse_submission(self, body: Any) -> tuple[jobs.JobType, dict[str, Any], dict[str, int]]:
         if not isinstance(body, dict):
@@ -135,7 +135,7 @@ class JobService:
         if job.status.terminal:
             # Terminal states never change: put it back in Redis so the next poll is cheap.
             self._best_effort_write(job, seq=FINAL_SEQ)
-        return Answer(self._with_stalled(job.view()), self._retry_after_for(job))
+        return self._answer(job.view(), self._retry_after_for(job))
 
     def _answer_from_hot(self, job_id: str, hot: HotJob) -> Answer:
         view = dict(hot.view, cancelRequested=hot.view["cancelRequested"] or hot.cancel)
@@ -144,7 +144,7 @@ class JobService:
             view["result"] = job.result if job else None
         active = not JobStatus(view["status"]).terminal
         cadence = hot.cadence_ms / 1000 if hot.cadence_ms else None
-        return Answer(self._with_stalled(view), retry_after(cadence) if active else None)
+        return self._answer(view, retry_after(cadence) if active else None)
 
     def _retry_after_for(self, job: Job) -> int | None:
         if job.status.terminal:
@@ -154,8 +154,11 @@ class JobService:
         except (errors.UnknownJobType, KeyError, TypeError):
             return retry_after(None)
 
+    def _answer(self, view: dict[str, Any], retry_after: int | None = None, *, replayed: bool = False) -> Answer:
+        return Answer(self._with_stalled(view), retry_after, replayed)
+
     def _with_stalled(self, view: dict[str, Any]) -> dict[str, Any]:
-        """Flag a RUNNING job whose last checkpoint is older than the stall threshold."""
+        """The view with `stalled`: a RUNNING job whose last checkpoint is older than the threshold."""
         stalled = False
         if view["status"] == JobStatus.RUNNING.value and view.get("updatedAt"):
             updated = datetime.fromisoformat(view["updatedAt"].replace("Z", "+00:00"))
@@ -175,7 +178,7 @@ class JobService:
                                   message="cancelled before it started", finished_at=now, updated_at=now):
             job = self._store.get_job(job_id)
             self._best_effort_write(job, seq=FINAL_SEQ)
-            return Answer(self._with_stalled(job.view()))
+            return self._answer(job.view())
         if self._store.request_cancel(job_id, owner=owner, at=now):
             try:
                 self._hot.request_cancel(job_id)
@@ -184,12 +187,12 @@ class JobService:
                 # and reads the flag from MySQL when its record is retried.
                 log.warning("cancel of %s recorded in MySQL only", job_id, exc_info=True)
             job = self._store.get_job(job_id)
-            return Answer(self._with_stalled(job.view()), self._retry_after_for(job))
+            return self._answer(job.view(), self._retry_after_for(job))
         job = self._store.get_job(job_id, owner=owner)
         if job is None:
             raise errors.JobNotFound(f"no job {job_id}")
         if job.status is JobStatus.CANCELLED:
-            return Answer(self._with_stalled(job.view()))
+            return self._answer(job.view())
         if job.status.terminal:
             raise errors.JobFinished(f"job {job_id} is {job.status.value} and cannot be cancelled",
                                      status=job.status.value)

@@ -47,6 +47,8 @@ def start_moto(port: int | None = None) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        # Its own session: a Ctrl-C in the terminal reaches our process, which stops moto last.
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
     try:

@@ -24,6 +24,7 @@ def test_submit_answers_202_and_stores_queues_and_caches_the_job(api, mysql, red
     assert reply.json["progress"] == 0
     assert reply.json["type"] == "sleep"
     assert reply.json["createdAt"].endswith("Z")
+    assert reply.json["stalled"] is False
     with mysql.cursor() as cur:
         cur.execute("SELECT owner, status, payload, attempts, max_attempts FROM jobs WHERE id = %s", (job_id,))
         row = cur.fetchone()

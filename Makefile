@@ -1,0 +1,29 @@
+# The two commands of the README: `make run` (set up and run locally) and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+
+.PHONY: run test setup services migrate clean
+
+run: setup services            ## set up and run the API + worker on http://127.0.0.1:8000
+	$(PY) -m local.run
+
+test: setup services           ## run the test suite against real MariaDB, Redis and moto's server
+	$(PY) -m pytest
+
+setup: $(VENV)/.installed      ## the virtualenv with everything the project needs
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -r requirements-dev.txt
+	touch $@
+
+services:                      ## start MariaDB and Redis if they are not running
+	bash local/services.sh
+
+migrate: setup services        ## apply the SQL migrations to MYSQL_URL's database
+	$(PY) -m chalicelib.schema --create-database
+
+clean:
+	rm -rf $(VENV)
