@@ -156,3 +156,17 @@ def test_when_mysql_is_down_submit_is_503_and_nothing_is_queued(settings, api, s
     assert reply.json["code"] == "ServiceUnavailable"
     assert reply.headers["retry-after"] == "5"
     assert _queued_job_ids(sqs, settings.jobs_queue_url) == []
+
+
+def test_submit_costs_one_mysql_insert_one_redis_round_trip_and_one_sqs_send(api, rt, io_counts, sqs, settings):
+    api.submit("sleep", {"steps": 1})  # warm up: connections, script loading, the SQS client
+    sends = []
+    rt.queue._sqs.meta.events.register("before-call.sqs.*", lambda model, **_: sends.append(model.name))
+    io_counts.reset()
+
+    reply = api.submit("sleep", {"steps": 1})
+
+    assert reply.status == 202
+    assert [s.split()[0] for s in io_counts.mysql_statements] == ["INSERT"]
+    assert io_counts.redis_round_trips == 1
+    assert sends == ["SendMessage"]
