@@ -173,31 +173,33 @@ class JobService:
         cancelRequested). A finished job raises JobFinished; cancelling twice is harmless.
         """
         job_id = parse_job_id(raw_id)
-        now = utcnow()
-        if self._store.transition(job_id, from_=(JobStatus.PENDING,), to=JobStatus.CANCELLED, owner=owner,
-                                  message="cancelled before it started", finished_at=now, updated_at=now):
-            job = self._store.get_job(job_id)
-            self._best_effort_write(job, seq=FINAL_SEQ)
-            return self._answer(job.view())
-        if self._store.request_cancel(job_id, owner=owner, at=now):
-            try:
-                self._hot.request_cancel(job_id)
-            except errors.HotStateUnavailable:
-                # MySQL holds the flag; a worker that cannot reach Redis cannot checkpoint either,
-                # and reads the flag from MySQL when its record is retried.
-                log.warning("cancel of %s recorded in MySQL only", job_id, exc_info=True)
-            job = self._store.get_job(job_id)
-            return self._answer(job.view(), self._retry_after_for(job))
-        job = self._store.get_job(job_id, owner=owner)
-        if job is None:
-            raise errors.JobNotFound(f"no job {job_id}")
-        if job.status is JobStatus.CANCELLED:
-            return self._answer(job.view())
-        if job.status.terminal:
-            raise errors.JobFinished(f"job {job_id} is {job.status.value} and cannot be cancelled",
-                                     status=job.status.value)
-        # PENDING or RUNNING again: it moved between our statements (a worker picked it up).
-        return self.cancel(owner, raw_id)
+        # Two guarded UPDATEs, one per state that can be cancelled. If both miss, the row is read:
+        # finished, foreign or unknown. A job can move PENDING -> RUNNING between them, so a second
+        # pass settles it; a third never finds it active, as statuses only move forward.
+        for _ in range(2):
+            now = utcnow()
+            if self._store.transition(job_id, from_=(JobStatus.PENDING,), to=JobStatus.CANCELLED, owner=owner,
+                                      message="cancelled before it started", finished_at=now, updated_at=now):
+                job = self._store.get_job(job_id)
+                self._best_effort_write(job, seq=FINAL_SEQ)
+                return self._answer(job.view())
+            if self._store.request_cancel(job_id, owner=owner, at=now):
+                try:
+                    self._hot.request_cancel(job_id)
+                except errors.HotStateUnavailable:
+                    # MySQL holds the flag; a worker that cannot reach Redis cannot checkpoint
+                    # either, and reads the flag from MySQL when its record is retried.
+                    log.warning("cancel of %s recorded in MySQL only", job_id, exc_info=True)
+                return self.get(owner, job_id)  # the live view, cancelRequested included
+            job = self._store.get_job(job_id, owner=owner)
+            if job is None:
+                raise errors.JobNotFound(f"no job {job_id}")
+            if job.status is JobStatus.CANCELLED:
+                return self._answer(job.view())
+            if job.status.terminal:
+                raise errors.JobFinished(f"job {job_id} is {job.status.value} and cannot be cancelled",
+                                         status=job.status.value)
+        raise errors.StoreUnavailable(f"job {job_id} changed state during the cancel; try again")
 
     # --- list ------------------------------------------------------------------------------------
     def list(self, owner: str, *, status: str | None = None, type: str | None = None,

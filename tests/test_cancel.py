@@ -36,6 +36,7 @@ def test_cancel_while_running_stops_within_one_chunk(api, events, mysql):
 
     assert reply.status == 202
     assert reply.json["status"] == "RUNNING" and reply.json["cancelRequested"] is True
+    assert reply.json["progress"] >= 1  # the live view from Redis, not the row's start state
     assert "retry-after" in reply.headers
     assert len(Probe.started["cancel-running"]) <= started_by_then + 1
     job = api.get(job_id).json
