@@ -75,14 +75,20 @@ def connect(url: str) -> redis.Redis:
 
 @dataclass(frozen=True)
 class HotJob:
-    """A job as Redis holds it."""
+    """A job as Redis holds it; `view` already shows a raised cancel flag as `cancelRequested`."""
 
     owner: str
     view: dict[str, Any]
-    cancel: bool
     cadence_ms: int | None
     #: The final result is only in MySQL (too large to keep in Redis).
     result_external: bool = False
+
+    @classmethod
+    def parse(cls, owner: str, view: str, cancel: str | None, cadence: str | None,
+              external: str | None) -> "HotJob":
+        public = json.loads(view)
+        public["cancelRequested"] = public["cancelRequested"] or cancel == "1"
+        return cls(owner, public, int(cadence) if cadence else None, external == "1")
 
 
 @dataclass(frozen=True)
@@ -125,13 +131,8 @@ class HotState:
             fields = self._redis.hgetall(self._job_key(job_id))
         if "view" not in fields:
             return None
-        return HotJob(
-            owner=fields["owner"],
-            view=json.loads(fields["view"]),
-            cancel=fields.get("cancel") == "1",
-            cadence_ms=int(fields["cadence"]) if fields.get("cadence") else None,
-            result_external=fields.get("external") == "1",
-        )
+        return HotJob.parse(fields["owner"], fields["view"], fields.get("cancel"), fields.get("cadence"),
+                            fields.get("external"))
 
     def get_many(self, job_ids: list[str]) -> dict[str, HotJob]:
         """Hot state of several jobs in one round trip (a pipeline); ids Redis lacks are left out."""
@@ -140,13 +141,9 @@ class HotState:
         with self._translated():
             pipe = self._redis.pipeline(transaction=False)
             for job_id in job_ids:
-                pipe.hmget(self._job_key(job_id), "owner", "view", "cancel", "cadence")
+                pipe.hmget(self._job_key(job_id), "owner", "view", "cancel", "cadence", "external")
             replies = pipe.execute()
-        found = {}
-        for job_id, (owner, view, cancel, cadence) in zip(job_ids, replies):
-            if view is not None:
-                found[job_id] = HotJob(owner, json.loads(view), cancel == "1", int(cadence) if cadence else None)
-        return found
+        return {job_id: HotJob.parse(*fields) for job_id, fields in zip(job_ids, replies) if fields[1] is not None}
 
     def write(self, job_id: str, *, owner: str, view: dict[str, Any], seq: int,
               cadence_ms: float | None = None, checkpoint: Any = None) -> WriteOutcome:

@@ -12,7 +12,7 @@ import hashlib
 import json
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -89,7 +89,7 @@ class JobService:
         stored = self._store.insert_job(job, idempotency_key=idempotency_key, request_hash=request_hash)
         cadence = job_type.chunk_seconds(payload)
         if stored.id != job.id:
-            return self._answer(stored.view(), retry_after(cadence), replayed=True)
+            return replace(self.get(owner, stored.id), replayed=True)
         self._best_effort_write(job, seq=0, cadence_ms=None if cadence is None else cadence * 1000)
         try:
             self._queue.send_job(job.id)
@@ -120,11 +120,12 @@ class JobService:
     def get(self, owner: str, raw_id: str) -> Answer:
         """The job's view: from Redis in one round trip when it is there, else from MySQL."""
         job_id = parse_job_id(raw_id)
+        redis_up = True
         try:
             hot = self._hot.get(job_id)
         except errors.HotStateUnavailable:
             log.warning("Redis unavailable, reading job %s from MySQL", job_id, exc_info=True)
-            hot = None
+            hot, redis_up = None, False
         if hot is not None:
             if hot.owner != owner:
                 raise errors.JobNotFound(f"no job {job_id}")
@@ -132,16 +133,16 @@ class JobService:
         job = self._store.get_job(job_id, owner=owner)
         if job is None:
             raise errors.JobNotFound(f"no job {job_id}")
-        if job.status.terminal:
+        if job.status.terminal and redis_up:
             # Terminal states never change: put it back in Redis so the next poll is cheap.
             self._best_effort_write(job, seq=FINAL_SEQ)
         return self._answer(job.view(), self._retry_after_for(job))
 
     def _answer_from_hot(self, job_id: str, hot: HotJob) -> Answer:
-        view = dict(hot.view, cancelRequested=hot.view["cancelRequested"] or hot.cancel)
+        view = hot.view
         if hot.result_external:
             job = self._store.get_job(job_id)
-            view["result"] = job.result if job else None
+            view = {**view, "result": job.result if job else None}
         active = not JobStatus(view["status"]).terminal
         cadence = hot.cadence_ms / 1000 if hot.cadence_ms else None
         return self._answer(view, retry_after(cadence) if active else None)
@@ -154,8 +155,8 @@ class JobService:
         except (errors.UnknownJobType, KeyError, TypeError):
             return retry_after(None)
 
-    def _answer(self, view: dict[str, Any], retry_after: int | None = None, *, replayed: bool = False) -> Answer:
-        return Answer(self._with_stalled(view), retry_after, replayed)
+    def _answer(self, view: dict[str, Any], poll_after: int | None = None) -> Answer:
+        return Answer(self._with_stalled(view), poll_after)
 
     def _with_stalled(self, view: dict[str, Any]) -> dict[str, Any]:
         """The view with `stalled`: a RUNNING job whose last checkpoint is older than the threshold."""
@@ -234,8 +235,7 @@ class JobService:
             found = self._hot.get_many([job.id for job in active])
         except errors.HotStateUnavailable:
             return {}
-        return {job_id: dict(hot.view, cancelRequested=hot.view["cancelRequested"] or hot.cancel)
-                for job_id, hot in found.items()}
+        return {job_id: hot.view for job_id, hot in found.items()}
 
     # --- helpers ---------------------------------------------------------------------------------
     def _best_effort_write(self, job: Job, *, seq: int, cadence_ms: float | None = None) -> None:
