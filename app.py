@@ -13,7 +13,7 @@ def _service():
     return runtime.get().service
 
 
-@app.route("/jobs", methods=["POST"])
+@app.route("/jobs", methods=["POST"], api_key_required=True)
 @http.api
 def submit_job():
     request = app.current_request
@@ -23,20 +23,20 @@ def submit_job():
     return http.job_response(answer, status=202, location=True)
 
 
-@app.route("/jobs/{job_id}", methods=["GET"])
+@app.route("/jobs/{job_id}", methods=["GET"], api_key_required=True)
 @http.api
 def get_job(job_id):
     return http.job_response(_service().get(http.owner(app.current_request), job_id))
 
 
-@app.route("/jobs/{job_id}", methods=["DELETE"])
+@app.route("/jobs/{job_id}", methods=["DELETE"], api_key_required=True)
 @http.api
 def cancel_job(job_id):
     answer = _service().cancel(http.owner(app.current_request), job_id)
     return http.job_response(answer, status=200 if answer.view["status"] == JobStatus.CANCELLED.value else 202)
 
 
-@app.route("/jobs", methods=["GET"])
+@app.route("/jobs", methods=["GET"], api_key_required=True)
 @http.api
 def list_jobs():
     request = app.current_request

@@ -112,9 +112,10 @@ class Worker:
         job_type = jobs.get(job.type)
         payload = job_type.validate(job.payload)
         checkpoint = self._hot.get_checkpoint(job.id) or job.checkpoint
-        if checkpoint:
-            return _Run(job, job_type, payload, checkpoint["state"], checkpoint["seq"])
-        return _Run(job, job_type, payload, job_type.start(payload), 0)
+        if not checkpoint:
+            return _Run(job, job_type, payload, job_type.start(payload), 0)
+        job.progress, job.progress_detail, job.message = checkpoint["progress"]
+        return _Run(job, job_type, payload, checkpoint["state"], checkpoint["seq"])
 
     def _loop(self, run: _Run, context: Any) -> JobStatus | None:
         job = run.job
@@ -155,9 +156,11 @@ class Worker:
 
     def _checkpoint(self, run: _Run):
         """The one Redis round trip of a chunk: view, state and heartbeat out, cancel flag in."""
+        job = run.job
         run.seq += 1
-        return self._hot.write(run.job.id, owner=run.job.owner, view=run.job.view(), seq=run.seq,
-                               cadence_ms=run.cadence_ms, checkpoint={"seq": run.seq, "state": run.state})
+        checkpoint = {"seq": run.seq, "state": run.state, "progress": [job.progress, job.progress_detail, job.message]}
+        return self._hot.write(job.id, owner=job.owner, view=job.view(), seq=run.seq,
+                               cadence_ms=run.cadence_ms, checkpoint=checkpoint)
 
     def _end(self, job: Job, status: JobStatus, *, result: Any = None, error: str | None = None,
              message: str | None = None) -> JobStatus | None:

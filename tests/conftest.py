@@ -184,8 +184,16 @@ def private_redis(tmp_path):
     proc.wait(timeout=10)
 
 
+class SimulatedCrash(BaseException):
+    """Ends a worker like SIGKILL would: no `except Exception` in the worker catches it."""
+
+
 class Probe:
-    """A test job type that records every chunk it starts, so tests can count chunk executions."""
+    """A test job type that records every chunk it starts, so tests can count chunk executions.
+
+    Payload: steps, stepMs, tag (names the record), failAtStep (raises), crashAtStep (SimulatedCrash
+    on the first pass only), resultBytes (size of the result).
+    """
 
     name = "probe"
     #: tag -> the step numbers started, in order
@@ -207,6 +215,8 @@ class Probe:
         time.sleep(payload.get("stepMs", 0) / 1000)
         if payload.get("failAtStep") == current:
             raise RuntimeError(f"probe failed at step {current}")
+        if payload.get("crashAtStep") == current and self.started[payload["tag"]].count(current) == 1:
+            raise SimulatedCrash(f"crash in step {current}")
         steps = payload["steps"]
         return Step(state={"done": current}, done=current, total=steps, finished=current >= steps, stage="probing")
 

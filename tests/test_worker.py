@@ -5,7 +5,9 @@ from dataclasses import replace
 
 from chalicelib import runtime as runtime_module
 from chalicelib.runtime import Runtime
-from tests.conftest import Probe, wait_until
+import pytest
+
+from tests.conftest import Probe, SimulatedCrash, wait_until
 
 
 def _row(mysql, job_id):
@@ -133,3 +135,23 @@ def test_a_result_too_large_for_redis_is_served_from_mysql(settings, api, events
     view = json.loads(redis_client.hget(f"{settings.redis_prefix}job:{job_id}", "view"))
     assert view["status"] == "COMPLETED" and view["result"] is None
     assert api.get(job_id).json["result"] == {"done": 1, "blob": "x" * 5000}
+
+
+
+def test_a_crashed_run_resumes_from_its_checkpoint_redoing_at_most_one_chunk(api, events, rt, sqs, settings):
+    job_id = api.submit("probe", {"steps": 6, "crashAtStep": 4, "tag": "crash"}).json["jobId"]
+    written = []
+    write = rt.hot.write
+    rt.hot.write = lambda *a, **k: written.append(k["view"]["progress"]) or write(*a, **k)
+    messages = events.receive()
+
+    with pytest.raises(SimulatedCrash):
+        events.invoke(messages)  # the process dies in chunk 4; the message is not deleted
+    assert api.get(job_id).json["progress"] == 50
+    sqs.change_message_visibility(QueueUrl=settings.jobs_queue_url, ReceiptHandle=messages[0]["ReceiptHandle"],
+                                  VisibilityTimeout=0)  # as if the visibility timeout ran out
+    events.drain()
+
+    assert Probe.started["crash"] == [1, 2, 3, 4, 4, 5, 6]
+    assert api.get(job_id).json["status"] == "COMPLETED"
+    assert written == sorted(written)  # progress never went backwards, not even on resume
