@@ -1,0 +1,1 @@
+"""Deploying jobs: CloudFormation templates, the usage-plan definition, and the deploy command (never in the Lambda package)."""
