@@ -1,11 +1,12 @@
 """The API and worker Lambdas: routes and event handlers wired to chalicelib, nothing more."""
 from chalice import Chalice
 
-from chalicelib import http, runtime
+from chalicelib import http, observability, openapi, runtime
 from chalicelib.config import Settings
 from chalicelib.models import JobStatus
 
 app = Chalice(app_name="jobs")
+app.register_middleware(observability.around_invocation, "all")
 app.register_middleware(http.normalise_errors, "http")
 
 
@@ -18,6 +19,7 @@ def _service():
 def submit_job():
     request = app.current_request
     owner = http.owner(request)
+    http.query(request)
     body = http.json_body(request, max_bytes=runtime.get().settings.max_body_bytes)
     answer = _service().submit(owner, body, idempotency_key=http.idempotency_key(request))
     return http.job_response(answer, status=202, location=True)
@@ -26,13 +28,17 @@ def submit_job():
 @app.route("/jobs/{job_id}", methods=["GET"], api_key_required=True)
 @http.api
 def get_job(job_id):
-    return http.job_response(_service().get(http.owner(app.current_request), job_id))
+    owner = http.owner(app.current_request)
+    http.query(app.current_request)
+    return http.job_response(_service().get(owner, job_id))
 
 
 @app.route("/jobs/{job_id}", methods=["DELETE"], api_key_required=True)
 @http.api
 def cancel_job(job_id):
-    answer = _service().cancel(http.owner(app.current_request), job_id)
+    owner = http.owner(app.current_request)
+    http.query(app.current_request)
+    answer = _service().cancel(owner, job_id)
     return http.job_response(answer, status=200 if answer.view["status"] == JobStatus.CANCELLED.value else 202)
 
 
@@ -40,9 +46,19 @@ def cancel_job(job_id):
 @http.api
 def list_jobs():
     request = app.current_request
-    params = request.query_params or {}
-    return _service().list(http.owner(request), status=params.get("status"), type=params.get("type"),
-                           limit=params.get("limit"), cursor=params.get("cursor"))
+    owner = http.owner(request)
+    return _service().list(owner, **http.query(request, "status", "type", "limit", "cursor"))
+
+
+@app.route("/health", methods=["GET"])
+def health():
+    checks = _service().health()
+    return http.health_response(checks)
+
+
+@app.route("/openapi.json", methods=["GET"])
+def openapi_document():
+    return openapi.document()
 
 
 @app.on_sqs_message(queue=Settings.from_env().jobs_queue_name, batch_size=10)

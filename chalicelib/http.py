@@ -7,16 +7,15 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 import re
 from typing import Any, Callable
 
 from chalice import Response
 
-from . import errors
+from . import errors, observability
+from .observability import logger as log
 from .service import Answer
 
-log = logging.getLogger(__name__)
 
 #: HTTP status of each error class; the first match in this order wins.
 STATUS = (
@@ -76,6 +75,7 @@ def owner(request: Any) -> str:
         raise errors.MissingApiKey("an API key is required (header x-api-key)")
     if not _API_KEY.fullmatch(caller):
         raise errors.MissingApiKey("the API key is not valid")
+    log.append_keys(owner=caller)
     return caller
 
 
@@ -94,6 +94,15 @@ def json_body(request: Any, *, max_bytes: int) -> Any:
 
 def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
+
+
+def query(request: Any, *allowed: str) -> dict[str, str]:
+    """The query parameters, when all are known (a misspelt filter must not silently list everything)."""
+    params = request.query_params or {}
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        raise errors.InvalidRequest(f"unknown query parameters: {', '.join(unknown)[:200]}")
+    return {name: params.get(name) for name in allowed if name in params}
 
 
 def idempotency_key(request: Any) -> str | None:
@@ -116,3 +125,15 @@ def job_response(answer: Answer, *, status: int = 200, location: bool = False) -
     if answer.replayed:
         headers["Idempotent-Replayed"] = "true"
     return Response(body=answer.view, status_code=status, headers=headers)
+
+
+def health_response(checks: dict[str, str]) -> Response:
+    """200 when every dependency answers; 503 naming the ones that do not."""
+    down = sorted(name for name, state in checks.items() if state != "ok")
+    if not down:
+        return Response(body={"status": "ok", "checks": checks}, status_code=200)
+    return Response(
+        body={"code": "ServiceUnavailable", "message": f"unavailable: {', '.join(down)}",
+              "status": "unavailable", "checks": checks},
+        status_code=503, headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER)},
+    )

@@ -6,24 +6,21 @@ Knows nothing of HTTP: http.py and app.py turn these answers into responses.
 """
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
-import logging
 import math
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from . import errors, jobs
+from . import errors, jobs, observability
+from .observability import logger as log
 from .config import Settings
 from .hotstate import FINAL_SEQ, HotJob, HotState
 from .models import Job, JobStatus, new_job_id, parse_job_id, utcnow
 from .queue import JobQueue
 from .store import JobStore
 
-log = logging.getLogger(__name__)
 
 MAX_LIMIT = 100
 _SUBMIT_FIELDS = {"type", "payload", "maxAttempts", "timeoutSeconds"}
@@ -55,15 +52,12 @@ def _int_option(body: dict[str, Any], name: str, default: int, high: int) -> int
     return value
 
 
-def encode_cursor(job_id: str) -> str:
-    return base64.urlsafe_b64encode(job_id.encode()).decode().rstrip("=")
-
-
 def decode_cursor(cursor: str) -> str:
+    """The job id a page starts after. Cursors are job ids: the query is scoped to the owner,
+    so a forged cursor can only move within the caller's own jobs."""
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
-        return parse_job_id(raw)
-    except (binascii.Error, UnicodeDecodeError, ValueError, errors.InvalidJobId):
+        return parse_job_id(cursor)
+    except errors.InvalidJobId:
         raise errors.InvalidRequest("cursor is not one this API returned") from None
 
 
@@ -96,6 +90,8 @@ class JobService:
         except errors.QueueUnavailable:
             # The row is the outbox: the job stays PENDING and the sweeper sends it later.
             log.warning("job %s stored but not sent; the sweeper will send it", job.id, exc_info=True)
+        observability.count("JobsSubmitted")
+        log.info("job submitted", extra={"job_id": job.id, "job_type": job.type})
         return self._answer(job.view(), retry_after(cadence))
 
     def _parse_submission(self, body: Any) -> tuple[jobs.JobType, dict[str, Any], dict[str, int]]:
@@ -108,13 +104,11 @@ class JobService:
             raise errors.InvalidRequest("type is required and must be a string")
         job_type = jobs.get(body["type"])
         payload = body.get("payload", {})
-        if not isinstance(payload, dict):
-            raise errors.InvalidPayload("payload must be a JSON object")
         options = {
             "max_attempts": _int_option(body, "maxAttempts", self._settings.default_max_attempts, 20),
             "timeout_seconds": _int_option(body, "timeoutSeconds", self._settings.default_timeout_seconds, 7 * 86400),
         }
-        return job_type, job_type.validate(payload), options
+        return job_type, jobs.check_payload(job_type, payload), options
 
     # --- get -------------------------------------------------------------------------------------
     def get(self, owner: str, raw_id: str) -> Answer:
@@ -183,6 +177,8 @@ class JobService:
                                       message="cancelled before it started", finished_at=now, updated_at=now):
                 job = self._store.get_job(job_id)
                 self._best_effort_write(job, seq=FINAL_SEQ)
+                observability.count("JobsCancelled")
+                log.info("job cancelled while pending", extra={"job_id": job_id})
                 return self._answer(job.view())
             if self._store.request_cancel(job_id, owner=owner, at=now):
                 try:
@@ -207,10 +203,10 @@ class JobService:
              limit: str | None = None, cursor: str | None = None) -> dict[str, Any]:
         """The owner's jobs, newest first, a page at a time; active ones show live progress."""
         try:
-            wanted_status = JobStatus(status) if status else None
+            wanted_status = None if status is None else JobStatus(status)
         except ValueError:
             raise errors.InvalidRequest(f"status must be one of {', '.join(s.value for s in JobStatus)}") from None
-        if type:
+        if type is not None:
             jobs.get(type)
         try:
             page_size = 20 if limit is None else int(limit)
@@ -218,8 +214,8 @@ class JobService:
             page_size = 0
         if not 1 <= page_size <= MAX_LIMIT:
             raise errors.InvalidRequest(f"limit must be an integer from 1 to {MAX_LIMIT}")
-        before_id = decode_cursor(cursor) if cursor else None
-        rows = self._store.list_jobs(owner, status=wanted_status, type=type or None,
+        before_id = None if cursor is None else decode_cursor(cursor)
+        rows = self._store.list_jobs(owner, status=wanted_status, type=type,
                                      limit=page_size + 1, before_id=before_id)
         page, more = rows[:page_size], len(rows) > page_size
         live = self._live_views([job for job in page if not job.status.terminal])
@@ -228,7 +224,7 @@ class JobService:
             view = live.get(job.id) or job.view()
             view.pop("result", None)
             items.append(self._with_stalled(view))
-        return {"jobs": items, "nextCursor": encode_cursor(page[-1].id) if more else None}
+        return {"jobs": items, "nextCursor": page[-1].id if more else None}
 
     def _live_views(self, active: list[Job]) -> dict[str, dict[str, Any]]:
         try:
@@ -236,6 +232,19 @@ class JobService:
         except errors.HotStateUnavailable:
             return {}
         return {job_id: hot.view for job_id, hot in found.items()}
+
+    # --- health ----------------------------------------------------------------------------------
+    def health(self) -> dict[str, str]:
+        """One cheap call to each dependency: "ok" or "unavailable" for mysql, redis and sqs."""
+        checks = {}
+        for name, ping in (("mysql", self._store.ping), ("redis", self._hot.ping), ("sqs", self._queue.ping)):
+            try:
+                ping()
+                checks[name] = "ok"
+            except errors.DependencyUnavailable as exc:
+                log.warning("health check: %s unavailable: %s", name, exc.message)
+                checks[name] = "unavailable"
+        return checks
 
     # --- helpers ---------------------------------------------------------------------------------
     def _best_effort_write(self, job: Job, *, seq: int, cadence_ms: float | None = None) -> None:

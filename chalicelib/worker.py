@@ -7,19 +7,19 @@ with the durable-execution issue; their places are marked below.
 """
 from __future__ import annotations
 
-import logging
 import math
 import time
 from dataclasses import dataclass
+from datetime import timezone
 from typing import Any, Callable
 
-from . import errors, jobs
+from . import errors, jobs, observability
+from .observability import logger as log
 from .hotstate import FINAL_SEQ, HotState
 from .models import Job, JobStatus, utcnow
 from .queue import parse_message
 from .store import JobStore
 
-log = logging.getLogger(__name__)
 
 #: Weight of the newest chunk in the running average of chunk durations.
 CADENCE_WEIGHT = 0.3
@@ -63,7 +63,8 @@ class Worker:
                 log.error("dropping message %s: not a job message", record.get("messageId"))
                 continue
             try:
-                self.run(job_id, context)
+                with log.append_context_keys(job_id=job_id):
+                    self.run(job_id, context)
             except errors.DependencyUnavailable:
                 log.warning("job %s: dependency down, SQS will deliver it again", job_id, exc_info=True)
                 failures.append({"itemIdentifier": record["messageId"]})
@@ -105,12 +106,15 @@ class Worker:
                                       count_attempt=True, started_at=now, updated_at=now):
             return False
         job.status, job.started_at, job.updated_at, job.attempts = JobStatus.RUNNING, now, now, job.attempts + 1
+        observability.count("JobsStarted")
+        observability.milliseconds("QueueWait", (now - _aware(job.created_at)).total_seconds() * 1000)
+        log.info("job started", extra={"job_type": job.type, "attempt": job.attempts})
         return True
 
     def _resume(self, job: Job) -> _Run:
         """Set up the run from the newest checkpoint: Redis first, then the durable one in MySQL."""
         job_type = jobs.get(job.type)
-        payload = job_type.validate(job.payload)
+        payload = jobs.check_payload(job_type, job.payload)
         checkpoint = self._hot.get_checkpoint(job.id) or job.checkpoint
         if not checkpoint:
             return _Run(job, job_type, payload, job_type.start(payload), 0)
@@ -130,7 +134,9 @@ class Worker:
                 # (Durable execution: retry with backoff up to maxAttempts before failing.)
                 log.warning("job %s failed in a step", job.id, exc_info=True)
                 return self._end(job, JobStatus.FAILED, error=_describe(exc))
-            self._observe(run, step, (self._clock() - started) * 1000)
+            elapsed_ms = (self._clock() - started) * 1000
+            observability.milliseconds("ChunkTime", elapsed_ms)
+            self._observe(run, step, elapsed_ms)
             if step.finished:
                 return self._end(job, JobStatus.COMPLETED, result=result, message=step.message)
             outcome = self._checkpoint(run)
@@ -178,7 +184,16 @@ class Worker:
             log.warning("job %s was finished by someone else", job.id)
             return None
         self._hot.write(job.id, owner=job.owner, view=job.view(), seq=FINAL_SEQ)
+        observability.count(f"Jobs{status.value.title()}")
+        if job.started_at is not None:
+            observability.milliseconds("JobDuration", (now - _aware(job.started_at)).total_seconds() * 1000)
+        log.info("job finished", extra={"status": status.value, "error": error})
         return status
+
+
+def _aware(moment):
+    """MySQL hands back naive datetimes; ours are all UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def _describe(exc: BaseException) -> str:

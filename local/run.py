@@ -12,16 +12,12 @@ import os
 import signal
 import threading
 from dataclasses import replace
-from http.server import HTTPServer
-
-from chalice.config import Config
-from chalice.local import LocalDevServer
 
 from chalicelib import runtime
 from chalicelib.config import Settings
 from chalicelib.runtime import Runtime
 from chalicelib.schema import migrate
-from local import services
+from local import devserver, services
 from local.eventsource import EventSource
 
 DEV_KEY = "dev-key"
@@ -62,10 +58,7 @@ def main(argv=None) -> None:
     from app import app, run_jobs  # after the settings are final
 
     runtime.use(Runtime(settings))
-    # One request at a time: Chalice keeps the current request on the app object, so its threaded
-    # server would let concurrent requests see each other's.
-    config = Config.create(chalice_stage="dev", app_name="jobs", chalice_app=app, lambda_timeout=30)
-    server = LocalDevServer(app, config, ns.host, ns.port, server_cls=HTTPServer)
+    server = devserver.make_server(app, ns.host, ns.port)
     stop = threading.Event()
     worker = threading.Thread(target=_feed_worker, args=(EventSource(sqs, settings.jobs_queue_url, run_jobs), stop),
                               name="worker", daemon=True)

@@ -196,6 +196,7 @@ class Probe:
     """
 
     name = "probe"
+    payload_schema = {"type": "object", "required": ["tag", "steps"]}
     #: tag -> the step numbers started, in order
     started: dict[str, list[int]] = {}
 

@@ -62,7 +62,7 @@ def test_options_are_stored(api, mysql):
     ('{"type": "sleep", "payload": []}', "InvalidPayload"),
     ('{"type": "sleep", "payload": {"steps": "ten"}}', "InvalidPayload"),
     ('{"type": "sleep", "payload": {"steps": 0}}', "InvalidPayload"),
-    ('{"type": "sleep", "payload": {"steps": 2, "failAtStep": 3}}', "InvalidPayload"),
+    ('{"type": "sleep", "payload": {"steps": 2.5}}', "InvalidPayload"),
     ('{"type": "sleep", "payload": {"nap": true}}', "InvalidPayload"),
     ('{"type": "sleep", "maxAttempts": 0}', "InvalidRequest"),
     ('{"type": "sleep", "timeoutSeconds": "soon"}', "InvalidRequest"),

@@ -1,0 +1,205 @@
+"""The OpenAPI 3 document of the API, served at GET /openapi.json.
+
+Kept next to the routes it describes; the submission schema is built from the job-type registry,
+so a new type's payload schema is published (and fuzzed) without editing this file.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from . import jobs
+from .models import JobStatus
+from .service import MAX_LIMIT, RETRY_AFTER_MAX, RETRY_AFTER_MIN
+
+# Job ids are ULIDs; the API accepts them in either case.
+JOB_ID_PATTERN = "^[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$"
+_TIMESTAMP = {"type": "string", "format": "date-time", "example": "2026-11-23T10:31:44.236Z"}
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {**schema, "nullable": True}
+
+
+def _error(description: str, **extra_headers: Any) -> dict[str, Any]:
+    response = {"description": description,
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    if extra_headers:
+        response["headers"] = extra_headers
+    return response
+
+
+_RETRY_AFTER = {"description": f"seconds before polling again ({RETRY_AFTER_MIN}-{RETRY_AFTER_MAX})",
+                "schema": {"type": "integer", "minimum": RETRY_AFTER_MIN, "maximum": RETRY_AFTER_MAX}}
+_COMMON_ERRORS = {
+    "403": _error("no API key, or an invalid one"),
+    "429": _error("throttled by the usage plan (API Gateway)"),
+    "503": _error("a dependency is down; try again", **{"Retry-After": {"schema": {"type": "integer"}}}),
+}
+_JOB_ID = {"name": "job_id", "in": "path", "required": True,
+           "schema": {"type": "string", "pattern": JOB_ID_PATTERN}}
+
+
+def _job_schema(*, with_result: bool) -> dict[str, Any]:
+    properties: dict[str, Any] = {
+        "jobId": {"type": "string", "pattern": JOB_ID_PATTERN},
+        "type": {"type": "string"},
+        "status": {"type": "string", "enum": [s.value for s in JobStatus]},
+        "progress": {"type": "integer", "minimum": 0, "maximum": 100},
+        "progressDetail": _nullable({
+            "type": "object", "required": ["done", "total", "stage"],
+            "properties": {"done": {"type": "integer", "minimum": 0},
+                           "total": _nullable({"type": "integer", "minimum": 0}),
+                           "stage": _nullable({"type": "string"})}}),
+        "message": _nullable({"type": "string"}),
+        "etaSeconds": _nullable({"type": "integer", "minimum": 0}),
+        "updatedAt": _TIMESTAMP,
+        "error": _nullable({"type": "string"}),
+        "attempts": {"type": "integer", "minimum": 0},
+        "maxAttempts": {"type": "integer", "minimum": 1},
+        "cancelRequested": {"type": "boolean"},
+        "createdAt": _TIMESTAMP,
+        "startedAt": _nullable(_TIMESTAMP),
+        "finishedAt": _nullable(_TIMESTAMP),
+        "stalled": {"type": "boolean", "description": "RUNNING, but no checkpoint for longer than a lease"},
+    }
+    if with_result:
+        properties["result"] = {"nullable": True, "description": "the job type's result (any JSON value)"}
+    return {"type": "object", "required": sorted(properties), "properties": properties}
+
+
+def _submission(job_type: jobs.JobType) -> dict[str, Any]:
+    # An absent payload is {}: required only when its schema requires fields.
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["type", "payload"] if job_type.payload_schema.get("required") else ["type"],
+        "properties": {
+            "type": {"type": "string", "enum": [job_type.name]},
+            "payload": job_type.payload_schema,
+            "maxAttempts": {"type": "integer", "minimum": 1, "maximum": 20, "default": 3},
+            "timeoutSeconds": {"type": "integer", "minimum": 1, "maximum": 7 * 86400, "default": 3600},
+        },
+    }
+
+
+def document() -> dict[str, Any]:
+    """The whole OpenAPI 3.0 document."""
+    job = {"$ref": "#/components/schemas/Job"}
+    job_json = {"application/json": {"schema": job}}
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "jobs", "version": "1.0.0",
+                 "description": "Submit long-running jobs, poll their progress, cancel them, fetch results."},
+        "security": [{"apiKey": []}],
+        "paths": {
+            "/jobs": {
+                "post": {
+                    "operationId": "submitJob",
+                    "summary": "Submit a job; answers at once with its id",
+                    "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
+                                    "schema": {"type": "string", "pattern": "^[\\x20-\\x7e]{1,255}$"}}],
+                    "requestBody": {"required": True, "content": {"application/json": {
+                        "schema": {"$ref": "#/components/schemas/Submission"}}}},
+                    "responses": {
+                        "202": {"description": "stored and queued (or the earlier job of this Idempotency-Key)",
+                                "headers": {"Location": {"schema": {"type": "string"}}, "Retry-After": _RETRY_AFTER},
+                                "content": job_json},
+                        "400": _error("not JSON, unknown type, invalid payload or options"),
+                        "409": _error("this Idempotency-Key was used with another request"),
+                        "413": _error("the body is too large"),
+                        "415": _error("the body is not JSON"),
+                        **_COMMON_ERRORS,
+                    },
+                },
+                "get": {
+                    "operationId": "listJobs",
+                    "summary": "The caller's jobs, newest first",
+                    "parameters": [
+                        {"name": "status", "in": "query", "schema": {"type": "string", "enum": [s.value for s in JobStatus]}},
+                        {"name": "type", "in": "query", "schema": {"type": "string", "enum": jobs.names()}},
+                        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 20}},
+                        {"name": "cursor", "in": "query", "schema": {"type": "string", "pattern": JOB_ID_PATTERN},
+                         "description": "nextCursor of the previous page"},
+                    ],
+                    "responses": {
+                        "200": {"description": "a page of jobs", "content": {"application/json": {
+                            "schema": {"$ref": "#/components/schemas/JobList"}}}},
+                        "400": _error("a bad status, type, limit or cursor"),
+                        **_COMMON_ERRORS,
+                    },
+                },
+            },
+            "/jobs/{job_id}": {
+                "parameters": [_JOB_ID],
+                "get": {
+                    "operationId": "getJob",
+                    "summary": "A job's status, progress and result",
+                    "responses": {
+                        "200": {"description": "the job", "headers": {"Retry-After": _RETRY_AFTER}, "content": job_json},
+                        "400": _error("not a job id"),
+                        "404": _error("no job of the caller has this id"),
+                        **_COMMON_ERRORS,
+                    },
+                },
+                "delete": {
+                    "operationId": "cancelJob",
+                    "summary": "Cancel a job",
+                    "responses": {
+                        "200": {"description": "cancelled (it was PENDING, or already CANCELLED)", "content": job_json},
+                        "202": {"description": "RUNNING: it stops at its next chunk boundary",
+                                "headers": {"Retry-After": _RETRY_AFTER}, "content": job_json},
+                        "400": _error("not a job id"),
+                        "404": _error("no job of the caller has this id"),
+                        "409": _error("the job has finished (COMPLETED or FAILED)"),
+                        **_COMMON_ERRORS,
+                    },
+                },
+            },
+            "/health": {
+                "get": {
+                    "operationId": "health",
+                    "summary": "Whether MySQL, Redis and SQS answer",
+                    "security": [],
+                    "responses": {
+                        "200": {"description": "all dependencies answer", "content": {"application/json": {
+                            "schema": {"$ref": "#/components/schemas/Health"}}}},
+                        "503": {"description": "at least one dependency does not answer", "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/Health"}}}},
+                    },
+                },
+            },
+            "/openapi.json": {
+                "get": {
+                    "operationId": "openapi",
+                    "summary": "This document",
+                    "security": [],
+                    "responses": {"200": {"description": "the OpenAPI document",
+                                          "content": {"application/json": {"schema": {"type": "object"}}}}},
+                },
+            },
+        },
+        "components": {
+            "securitySchemes": {"apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"}},
+            "schemas": {
+                "Submission": {"oneOf": [_submission(jobs.get(name)) for name in jobs.names()]},
+                "Job": _job_schema(with_result=True),
+                "JobSummary": _job_schema(with_result=False),
+                "JobList": {
+                    "type": "object", "required": ["jobs", "nextCursor"],
+                    "properties": {"jobs": {"type": "array", "items": {"$ref": "#/components/schemas/JobSummary"}},
+                                   "nextCursor": _nullable({"type": "string", "pattern": JOB_ID_PATTERN})},
+                },
+                "Error": {
+                    "type": "object", "required": ["code", "message"],
+                    "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+                },
+                "Health": {
+                    "type": "object", "required": ["status", "checks"],
+                    "properties": {
+                        "status": {"type": "string", "enum": ["ok", "unavailable"]},
+                        "checks": {"type": "object", "additionalProperties": {"type": "string", "enum": ["ok", "unavailable"]}},
+                    },
+                },
+            },
+        },
+    }
