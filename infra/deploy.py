@@ -1,0 +1,192 @@
+"""Deploy or tear down one stage: infra stacks, Chalice functions and API, SQS mapping, usage plans.
+
+    python -m infra.deploy deploy --stage dev        # what `make deploy STAGE=dev` runs
+    python -m infra.deploy teardown --stage dev      # `make teardown STAGE=dev`
+
+It talks to whatever boto3 talks to: AWS, or LocalStack / moto's server when AWS_ENDPOINT_URL says
+so. `--without data` (and `--env MYSQL_URL=... --env REDIS_URL=...`) leaves out the RDS and
+ElastiCache stack where an emulator cannot create it. infra/README.md describes each step.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from infra import api_keys, stacks, stage_config, usage_plans
+
+INFRA = Path(__file__).resolve().parent
+ROOT = INFRA.parent
+#: What `chalice deploy` packages: the app and its runtime requirements, nothing else.
+PROJECT_FILES = ("app.py", "chalicelib", "requirements.txt")
+STACKS = ("network", "data", "service")
+REPORT_BATCH_ITEM_FAILURES = ["ReportBatchItemFailures"]
+
+
+def deploy(ns: argparse.Namespace) -> dict:
+    """Deploy every step of the stage; returns what was deployed (also printed as JSON)."""
+    config = json.loads((ns.project_dir / ".chalice" / "config.json").read_text())
+    worker = stage_config.worker_settings(config, ns.stage)
+    names = stage_config.function_names(config["app_name"], ns.stage)
+    plans = usage_plans.load(ns.usage_plans)  # a bad definition stops the deploy before it changes anything
+    parameters = _stack_parameters(ns.stage)
+    cfn = _client("cloudformation")
+
+    outputs: dict[str, str] = {}
+    if "network" not in ns.without:
+        outputs |= stacks.deploy(cfn, _stack(config, ns.stage, "network"), INFRA / "network.yaml",
+                                 parameters.get("network", {}))
+    if "data" not in ns.without:
+        _require(outputs, "network", "data")
+        outputs |= stacks.deploy(cfn, _stack(config, ns.stage, "data"), INFRA / "data.yaml", {
+            "SubnetIds": outputs["SubnetIds"], "ProxySecurityGroupId": outputs["ProxySecurityGroupId"],
+            "DatabaseSecurityGroupId": outputs["DatabaseSecurityGroupId"],
+            "RedisSecurityGroupId": outputs["RedisSecurityGroupId"], **parameters.get("data", {})})
+    secrets = [outputs[k] for k in ("MysqlSecretArn", "RedisAuthSecretArn") if k in outputs]
+    outputs |= stacks.deploy(cfn, _stack(config, ns.stage, "service"), INFRA / "service.yaml", {
+        "QueueName": f"{config['app_name']}-{ns.stage}",
+        "VisibilityTimeoutSeconds": str(worker.queue_visibility_timeout),
+        "ApiFunctionName": names[stage_config.API_FUNCTION],
+        "WorkerFunctionName": names[stage_config.WORKER_FUNCTION],
+        "SecretArns": ",".join(secrets), "UseVpc": str("SubnetIds" in outputs).lower(),
+        **parameters.get("service", {})})
+
+    rendered = stage_config.render(config, ns.stage, outputs, extra_env=dict(ns.env))
+    _prepare_build_dir(ns.project_dir, ns.build_dir, rendered)
+    # app.py names the queue of its SQS trigger from JOBS_QUEUE_NAME when Chalice imports it.
+    _chalice(ns, "deploy", env={"JOBS_QUEUE_NAME": outputs["JobsQueueName"]})
+    deployed = _deployed(ns)
+
+    mapping = _resource(deployed, "sqs_event")
+    _client("lambda").update_event_source_mapping(
+        UUID=mapping["event_uuid"], FunctionResponseTypes=REPORT_BATCH_ITEM_FAILURES,
+        BatchSize=worker.batch_size, MaximumBatchingWindowInSeconds=worker.batching_window_seconds)
+    rest_api = _resource(deployed, "rest_api")
+    api_stage = stage_config.stage_of(rendered, ns.stage).get("api_gateway_stage", "api")
+    key_ids = api_keys.bind(_client("apigateway"), plans, prefix=_prefix(config, ns.stage),
+                            rest_api_id=rest_api["rest_api_id"], stage=api_stage)
+    summary = {"stage": ns.stage, "api_url": rest_api.get("rest_api_url"), "rest_api_id": rest_api["rest_api_id"],
+               "api_key_ids": key_ids, "queue_url": outputs["JobsQueueUrl"], "stack_outputs": outputs}
+    print(json.dumps(summary, indent=2))
+    print("API key values: aws apigateway get-api-key --include-value --api-key <id>", file=sys.stderr)
+    return summary
+
+
+def teardown(ns: argparse.Namespace) -> None:
+    """Remove the stage: usage plans and keys, the Chalice resources, then the stacks in reverse."""
+    config = json.loads((ns.project_dir / ".chalice" / "config.json").read_text())
+    api_keys.unbind(_client("apigateway"), prefix=_prefix(config, ns.stage))
+    if _deployed_file(ns).exists():
+        _chalice(ns, "delete")
+    else:
+        print(f"no Chalice deploy state in {_deployed_file(ns)}; skipping `chalice delete`", file=sys.stderr)
+    cfn = _client("cloudformation")
+    for part in reversed(STACKS):
+        if stacks.delete(cfn, _stack(config, ns.stage, part)):
+            print(f"deleted stack {_stack(config, ns.stage, part)}", file=sys.stderr)
+
+
+def _stack(config: dict, stage: str, part: str) -> str:
+    return f"{config['app_name']}-{stage}-{part}"
+
+
+def _prefix(config: dict, stage: str) -> str:
+    """Name prefix of this stage's usage plans and API keys."""
+    return f"{config['app_name']}-{stage}-"
+
+
+def _stack_parameters(stage: str) -> dict[str, dict[str, str]]:
+    """infra/stages.json's sizes for `stage` (stack part -> CloudFormation parameters)."""
+    return json.loads((INFRA / "stages.json").read_text()).get(stage, {})
+
+
+def _require(outputs: dict, needed: str, by: str) -> None:
+    if "SubnetIds" not in outputs:
+        raise SystemExit(f"the {by} stack needs the {needed} stack: drop `--without {needed}` or add `--without {by}`")
+
+
+def _prepare_build_dir(project_dir: Path, build_dir: Path, rendered_config: dict) -> None:
+    """A fresh copy of the app with the rendered config; Chalice's deploy state there survives."""
+    build_dir.mkdir(parents=True, exist_ok=True)
+    for name in PROJECT_FILES:
+        source, target = project_dir / name, build_dir / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        else:
+            shutil.copy2(source, target)
+    (build_dir / ".chalice").mkdir(exist_ok=True)
+    (build_dir / ".chalice" / "config.json").write_text(json.dumps(rendered_config, indent=2) + "\n")
+
+
+def _chalice(ns: argparse.Namespace, command: str, *, env: dict[str, str] | None = None) -> None:
+    argv = [*shlex.split(ns.chalice_command), "--project-dir", str(ns.build_dir), command, "--stage", ns.stage]
+    print("+ " + shlex.join(argv), file=sys.stderr, flush=True)
+    # Chalice's progress goes to stderr, so stdout carries only the deploy's JSON summary.
+    subprocess.run(argv, check=True, env={**os.environ, **(env or {})}, stdout=sys.stderr)
+
+
+def _deployed_file(ns: argparse.Namespace) -> Path:
+    return ns.build_dir / ".chalice" / "deployed" / f"{ns.stage}.json"
+
+
+def _deployed(ns: argparse.Namespace) -> dict:
+    return json.loads(_deployed_file(ns).read_text())
+
+
+def _resource(deployed: dict, resource_type: str) -> dict:
+    for resource in deployed["resources"]:
+        if resource["resource_type"] == resource_type:
+            return resource
+    raise SystemExit(f"chalice deployed no {resource_type}")
+
+
+def _client(service: str):
+    import boto3
+
+    # boto3 honours AWS_ENDPOINT_URL and AWS_REGION / AWS_DEFAULT_REGION by itself.
+    return boto3.client(service)
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, value
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("action", choices=["deploy", "teardown"])
+    parser.add_argument("--stage", required=True, help="a stage of .chalice/config.json (dev, prod)")
+    parser.add_argument("--without", action="append", default=[], choices=["network", "data"],
+                        help="leave out a stack (emulators: `--without data`, with --env for MySQL and Redis)")
+    parser.add_argument("--env", action="append", default=[], type=_key_value, metavar="NAME=VALUE",
+                        help="an extra environment variable for the functions (e.g. MYSQL_URL=...)")
+    parser.add_argument("--project-dir", type=Path, default=ROOT, help="where app.py and .chalice/ are")
+    parser.add_argument("--build-dir", type=Path, help="the stage's build copy (default infra/.build/<stage>)")
+    parser.add_argument("--usage-plans", type=Path, default=usage_plans.DEFAULT_PATH)
+    parser.add_argument("--chalice-command", default=shlex.quote(str(Path(sys.executable).with_name("chalice"))),
+                        help="how to run Chalice's CLI (default: the chalice next to this Python)")
+    ns = parser.parse_args(argv)
+    ns.project_dir = ns.project_dir.resolve()
+    ns.build_dir = (ns.build_dir or INFRA / ".build" / ns.stage).resolve()
+    return ns
+
+
+def main(argv: list[str] | None = None) -> None:
+    ns = parse_args(argv)
+    if ns.action == "deploy":
+        deploy(ns)
+    else:
+        teardown(ns)
+
+
+if __name__ == "__main__":
+    main()

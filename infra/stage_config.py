@@ -1,0 +1,87 @@
+"""The Chalice stage as deployed: .chalice/config.json's hand-written settings plus the stacks' outputs.
+
+Humans write timeouts, memory, concurrency and batching in .chalice/config.json; the stacks decide
+addresses, subnets, security groups and roles. `render` joins the two into the config that
+`chalice deploy` reads (in the build copy made by infra/deploy.py, never in the committed file).
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+#: Stack output -> environment variable of the functions (the table in README.md's Configuration).
+OUTPUT_ENV = {
+    "MysqlUrl": "MYSQL_URL",
+    "MysqlSecretArn": "MYSQL_SECRET_ARN",
+    "MysqlTls": "MYSQL_TLS",
+    "RedisUrl": "REDIS_URL",
+    "RedisAuthSecretArn": "REDIS_AUTH_SECRET_ARN",
+    "JobsQueueUrl": "JOBS_QUEUE_URL",
+    "JobsQueueName": "JOBS_QUEUE_NAME",
+}
+
+API_FUNCTION = "api_handler"
+WORKER_FUNCTION = "run_jobs"
+#: Keys of lambda_functions.run_jobs that Chalice ignores and infra/deploy.py applies to the mapping.
+BATCH_SIZE_KEY = "sqs_batch_size"
+BATCH_WINDOW_KEY = "sqs_maximum_batching_window_in_seconds"
+#: AWS: "set the source queue's visibility timeout to at least six times the function's timeout".
+VISIBILITY_TIMEOUT_FACTOR = 6
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """What the deploy needs to know about the worker function before and after Chalice runs."""
+
+    timeout_seconds: int
+    batch_size: int
+    batching_window_seconds: int
+
+    @property
+    def queue_visibility_timeout(self) -> int:
+        return VISIBILITY_TIMEOUT_FACTOR * self.timeout_seconds
+
+
+def function_names(app_name: str, stage: str) -> dict[str, str]:
+    """Chalice's Lambda names: `<app>-<stage>` for the API handler, `<app>-<stage>-<fn>` otherwise."""
+    return {API_FUNCTION: f"{app_name}-{stage}", WORKER_FUNCTION: f"{app_name}-{stage}-{WORKER_FUNCTION}"}
+
+
+def stage_of(config: dict, stage: str) -> dict:
+    """The stage's section of .chalice/config.json, or a clear error."""
+    try:
+        return config["stages"][stage]
+    except KeyError:
+        raise SystemExit(f"stage {stage!r} is not in .chalice/config.json (has: {', '.join(config['stages'])})") from None
+
+
+def worker_settings(config: dict, stage: str) -> WorkerSettings:
+    """Timeout and batching of the worker in `stage`, with Chalice's fallbacks (function, stage, top)."""
+    section = stage_of(config, stage)
+    worker = section.get("lambda_functions", {}).get(WORKER_FUNCTION, {})
+
+    def lookup(key, default):
+        return worker.get(key, section.get(key, config.get(key, default)))
+
+    return WorkerSettings(timeout_seconds=int(lookup("lambda_timeout", 60)),
+                          batch_size=int(worker.get(BATCH_SIZE_KEY, 10)),
+                          batching_window_seconds=int(worker.get(BATCH_WINDOW_KEY, 0)))
+
+
+def render(config: dict, stage: str, outputs: dict[str, str], *, extra_env: dict[str, str] | None = None) -> dict:
+    """A copy of `config` whose `stage` carries the stacks' environment, VPC and roles."""
+    rendered = copy.deepcopy(config)
+    section = stage_of(rendered, stage)
+    env = section.setdefault("environment_variables", {})
+    env.update({var: outputs[key] for key, var in OUTPUT_ENV.items() if key in outputs})
+    env.update(extra_env or {})
+    if "SubnetIds" in outputs:
+        section["subnet_ids"] = outputs["SubnetIds"].split(",")
+        section["security_group_ids"] = [outputs["FunctionSecurityGroupId"]]
+    # The roles come from infra/service.yaml, scoped to this stage's queue and secrets.
+    section["manage_iam_role"] = False
+    section["iam_role_arn"] = outputs["ApiFunctionRoleArn"]
+    functions = section.setdefault("lambda_functions", {})
+    functions.setdefault(API_FUNCTION, {})["iam_role_arn"] = outputs["ApiFunctionRoleArn"]
+    functions.setdefault(WORKER_FUNCTION, {})["iam_role_arn"] = outputs["WorkerFunctionRoleArn"]
+    return rendered

@@ -1,0 +1,132 @@
+"""The deploy command end to end against a moto server of this test's own, then its teardown.
+
+What moto cannot do is worked around in tests/support/moto_workarounds.py, named and explained there:
+Chalice's Swagger import (the deploy runs Chalice through that module) and the VPC endpoints and
+route table moto's DeleteStack leaves. moto's CloudFormation has no RDS Proxy, ElastiCache or
+Secrets Manager resources, so the deploy runs with `--without data` and local MySQL/Redis URLs; it
+also skips AWS::CloudWatch::Alarm silently, so the alarms are checked by cfn-lint only (test_infra).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import boto3
+import pytest
+
+from infra import usage_plans
+from local import services
+
+ROOT = Path(__file__).resolve().parent.parent
+STAGE = "dev"
+LOCAL_DATA = {"MYSQL_URL": "mysql://jobs@127.0.0.1:3306/jobs", "REDIS_URL": "redis://127.0.0.1:6379/0"}
+
+
+@pytest.fixture
+def aws(tmp_path):
+    """A moto server for this test alone, and the environment that points boto3 and the deploy at it."""
+    proc, url = services.start_moto()
+    env = {**os.environ, **services.FAKE_AWS_ENV, "AWS_ENDPOINT_URL": url, "PYTHONPATH": str(ROOT)}
+    env.pop("AWS_PROFILE", None)
+    yield env
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def run_deploy(action: str, env: dict, build_dir: Path) -> str:
+    """Run infra/deploy.py as `make deploy` does, with Chalice run through the moto workaround."""
+    argv = [sys.executable, "-m", "infra.deploy", action, "--stage", STAGE, "--build-dir", str(build_dir),
+            "--chalice-command", f"{shlex.quote(sys.executable)} -m tests.support.moto_workarounds"]
+    if action == "deploy":
+        argv += ["--without", "data"] + [f"--env={k}={v}" for k, v in LOCAL_DATA.items()]
+    done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, f"{action} failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+def test_deploy_creates_the_stage_and_teardown_removes_it(aws, tmp_path):
+    from tests.support.moto_workarounds import delete_what_moto_stacks_leave
+
+    clients = {name: boto3.client(name, endpoint_url=aws["AWS_ENDPOINT_URL"], region_name="us-east-1")
+               for name in ("lambda", "apigateway", "sqs", "cloudformation", "ec2")}
+    config = json.loads((ROOT / ".chalice" / "config.json").read_text())["stages"][STAGE]
+
+    summary = json.loads(run_deploy("deploy", aws, tmp_path / "build"))
+
+    outputs = summary["stack_outputs"]
+    _assert_functions(clients["lambda"], config, outputs)
+    _assert_queue_mapping(clients["lambda"], clients["sqs"], config, outputs)
+    _assert_api_requires_keys(clients["apigateway"], summary["rest_api_id"])
+    _assert_usage_plans(clients["apigateway"], summary["rest_api_id"], config["api_gateway_stage"])
+
+    delete_what_moto_stacks_leave(clients["ec2"], outputs["VpcId"])
+    run_deploy("teardown", aws, tmp_path / "build")
+
+    assert clients["lambda"].list_functions()["Functions"] == []
+    assert clients["lambda"].list_event_source_mappings()["EventSourceMappings"] == []
+    assert clients["apigateway"].get_rest_apis()["items"] == []
+    assert clients["apigateway"].get_usage_plans()["items"] == []
+    assert clients["apigateway"].get_api_keys()["items"] == []
+    assert clients["sqs"].list_queues().get("QueueUrls", []) == []
+    live = [s for s in clients["cloudformation"].list_stacks()["StackSummaries"] if s["StackStatus"] != "DELETE_COMPLETE"]
+    assert live == []
+    assert outputs["VpcId"] not in [v["VpcId"] for v in clients["ec2"].describe_vpcs()["Vpcs"]]
+
+
+def _assert_functions(awslambda, config, outputs):
+    api = awslambda.get_function_configuration(FunctionName=f"jobs-{STAGE}")
+    worker = awslambda.get_function_configuration(FunctionName=f"jobs-{STAGE}-run_jobs")
+    for function, settings in ((api, config["lambda_functions"]["api_handler"]),
+                               (worker, config["lambda_functions"]["run_jobs"])):
+        assert function["Timeout"] == settings["lambda_timeout"]
+        assert function["MemorySize"] == settings["lambda_memory_size"]
+        env = function["Environment"]["Variables"]
+        assert env["JOBS_QUEUE_URL"] == outputs["JobsQueueUrl"]
+        assert env["JOBS_QUEUE_NAME"] == f"jobs-{STAGE}"
+        assert env["MYSQL_URL"] == LOCAL_DATA["MYSQL_URL"] and env["REDIS_URL"] == LOCAL_DATA["REDIS_URL"]
+        assert env["REDIS_PREFIX"] == config["environment_variables"]["REDIS_PREFIX"]
+        assert sorted(function["VpcConfig"]["SubnetIds"]) == sorted(outputs["SubnetIds"].split(","))
+        assert function["VpcConfig"]["SecurityGroupIds"] == [outputs["FunctionSecurityGroupId"]]
+    assert api["Role"] == outputs["ApiFunctionRoleArn"]
+    assert worker["Role"] == outputs["WorkerFunctionRoleArn"]
+    concurrency = awslambda.get_function_concurrency(FunctionName=worker["FunctionName"])
+    assert concurrency["ReservedConcurrentExecutions"] == config["lambda_functions"]["run_jobs"]["reserved_concurrency"]
+
+
+def _assert_queue_mapping(awslambda, sqs, config, outputs):
+    worker = config["lambda_functions"]["run_jobs"]
+    [mapping] = awslambda.list_event_source_mappings(EventSourceArn=outputs["JobsQueueArn"])["EventSourceMappings"]
+    assert mapping["FunctionArn"].endswith(f":function:jobs-{STAGE}-run_jobs")
+    assert mapping["BatchSize"] == worker["sqs_batch_size"]
+    assert mapping["MaximumBatchingWindowInSeconds"] == worker["sqs_maximum_batching_window_in_seconds"]
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    attributes = sqs.get_queue_attributes(QueueUrl=outputs["JobsQueueUrl"], AttributeNames=["All"])["Attributes"]
+    assert int(attributes["VisibilityTimeout"]) >= 6 * worker["lambda_timeout"]
+    assert json.loads(attributes["RedrivePolicy"])["deadLetterTargetArn"] == outputs["DeadLetterQueueArn"]
+
+
+def _assert_api_requires_keys(apigw, rest_api_id):
+    resources = {r["path"]: r for r in apigw.get_resources(restApiId=rest_api_id)["items"]}
+    routes = [("/jobs", "POST"), ("/jobs", "GET"), ("/jobs/{job_id}", "GET"), ("/jobs/{job_id}", "DELETE")]
+    for path, method in routes:
+        found = apigw.get_method(restApiId=rest_api_id, resourceId=resources[path]["id"], httpMethod=method)
+        assert found["apiKeyRequired"] is True, f"{method} {path}"
+        assert found["methodIntegration"]["type"] == "AWS_PROXY"
+
+
+def _assert_usage_plans(apigw, rest_api_id, api_stage):
+    definition = usage_plans.load()
+    deployed = {p["name"]: p for p in apigw.get_usage_plans()["items"]}
+    assert set(deployed) == {f"jobs-{STAGE}-{name}" for name in definition.plans}
+    keys = {k["id"]: k["name"] for k in apigw.get_api_keys()["items"]}
+    for name, plan in definition.plans.items():
+        found = deployed[f"jobs-{STAGE}-{name}"]
+        assert found["apiStages"] == [{"apiId": rest_api_id, "stage": api_stage}]
+        assert found["throttle"] == {"rateLimit": plan.rate_limit, "burstLimit": plan.burst_limit}
+        assert found["quota"]["limit"] == plan.quota.limit and found["quota"]["period"] == plan.quota.period
+        bound = {keys[k["id"]] for k in apigw.get_usage_plan_keys(usagePlanId=found["id"])["items"]}
+        assert bound == {f"jobs-{STAGE}-{c.name}" for c in definition.clients_of(name)}
