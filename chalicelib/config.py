@@ -6,7 +6,7 @@ keeps them in one table. Every setting has a local default, so a laptop needs no
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 def _int(env, name: str, default: int) -> int:
@@ -19,12 +19,29 @@ def _int(env, name: str, default: int) -> int:
         raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
 
 
+def _flag(env, name: str) -> bool:
+    raw = (env.get(name) or "off").lower()
+    if raw not in ("on", "off", "true", "false", "1", "0"):
+        raise ValueError(f"{name} must be on or off, got {raw!r}")
+    return raw in ("on", "true", "1")
+
+
 @dataclass(frozen=True)
 class Settings:
     """What the functions need to reach their dependencies and how they behave."""
 
-    mysql_url: str = "mysql://root@127.0.0.1:3306/jobs"
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    # Credentials never appear in a repr (and so in no log line): the URLs may carry passwords.
+    mysql_url: str = field(default="mysql://root@127.0.0.1:3306/jobs", repr=False)
+    #: Secrets Manager secret (RDS style: JSON with username and password) overriding the URL's.
+    mysql_secret_arn: str | None = None
+    #: Require TLS to MySQL, verifying the server against MYSQL_TLS_CA (or the system's CAs).
+    mysql_tls: bool = False
+    mysql_tls_ca: str | None = None
+    #: rediss:// for TLS (ElastiCache in-transit encryption); options such as ssl_ca_certs in the query.
+    redis_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)
+    #: The Redis AUTH token, given directly or as a Secrets Manager secret (its SecretString).
+    redis_auth_token: str | None = field(default=None, repr=False)
+    redis_auth_secret_arn: str | None = None
     #: Prefix of every Redis key, so several deployments or test runs can share one server.
     redis_prefix: str = "jobs:"
     jobs_queue_url: str = ""
@@ -52,7 +69,12 @@ class Settings:
         d = cls()
         return cls(
             mysql_url=env.get("MYSQL_URL", d.mysql_url),
+            mysql_secret_arn=env.get("MYSQL_SECRET_ARN") or None,
+            mysql_tls=_flag(env, "MYSQL_TLS"),
+            mysql_tls_ca=env.get("MYSQL_TLS_CA") or None,
             redis_url=env.get("REDIS_URL", d.redis_url),
+            redis_auth_token=env.get("REDIS_AUTH_TOKEN") or None,
+            redis_auth_secret_arn=env.get("REDIS_AUTH_SECRET_ARN") or None,
             redis_prefix=env.get("REDIS_PREFIX", d.redis_prefix),
             jobs_queue_url=env.get("JOBS_QUEUE_URL", d.jobs_queue_url),
             jobs_queue_name=env.get("JOBS_QUEUE_NAME", d.jobs_queue_name),

@@ -57,10 +57,11 @@ return 1
 """
 
 
-def connect(url: str) -> redis.Redis:
-    """A client for REDIS_URL that reconnects once, quickly, after a dropped connection."""
+def connect(url: str, *, password: str | None = None) -> redis.Redis:
+    """A client for REDIS_URL (rediss:// for TLS) that reconnects once, quickly, after a drop."""
     return redis.Redis.from_url(
         url,
+        **({"password": password} if password else {}),
         # RESP2 skips HELLO and CLIENT MAINT_NOTIFICATIONS on every new connection (notes/redis-py.md).
         protocol=2,
         decode_responses=True,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from functools import cached_property
 
-from . import hotstate, queue
+from . import hotstate, queue, secrets
 from .config import Settings
 from .hotstate import HotState
 from .queue import JobQueue
@@ -24,13 +24,22 @@ class Runtime:
 
     @cached_property
     def store(self) -> JobStore:
-        return JobStore.from_url(self.settings.mysql_url)
+        s = self.settings
+        credentials = None
+        if s.mysql_secret_arn:
+            arn = s.mysql_secret_arn
+            credentials = lambda: secrets.mysql_credentials(arn, endpoint_url=s.aws_endpoint_url, region=s.aws_region)  # noqa: E731
+        return JobStore.from_url(s.mysql_url, tls=s.mysql_tls, tls_ca=s.mysql_tls_ca, credentials=credentials)
 
     @cached_property
     def hot(self) -> HotState:
         s = self.settings
-        return HotState(hotstate.connect(s.redis_url), prefix=s.redis_prefix, active_ttl=s.active_ttl_seconds,
-                        terminal_ttl=s.terminal_ttl_seconds, inline_result_bytes=s.inline_result_bytes)
+        token = s.redis_auth_token
+        if token is None and s.redis_auth_secret_arn:
+            token = secrets.read(s.redis_auth_secret_arn, endpoint_url=s.aws_endpoint_url, region=s.aws_region)
+        return HotState(hotstate.connect(s.redis_url, password=token), prefix=s.redis_prefix,
+                        active_ttl=s.active_ttl_seconds, terminal_ttl=s.terminal_ttl_seconds,
+                        inline_result_bytes=s.inline_result_bytes)
 
     @cached_property
     def queue(self) -> JobQueue:

@@ -6,6 +6,7 @@ late or duplicate worker can never resurrect a finished job.
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 from typing import Any, Callable, Iterable
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -33,13 +34,19 @@ _SETTABLE = {
 _JSON_COLUMNS = {"payload", "result", "progress_detail", "checkpoint"}
 
 
-def connect_args(url: str) -> dict[str, Any]:
-    """PyMySQL connect() arguments from `mysql://user:password@host:port/database`."""
+def connect_args(url: str, *, tls: bool = False, tls_ca: str | None = None) -> dict[str, Any]:
+    """PyMySQL connect() arguments from `mysql://user:password@host:port/database`.
+
+    With `tls`, the connection is encrypted and the server's certificate and host name verified
+    against `tls_ca` (for RDS: its CA bundle) or the system's CAs.
+    """
     parts = urlsplit(url)
     if parts.scheme not in ("mysql", "mariadb"):
         raise ValueError(f"MYSQL_URL must start with mysql://, got {parts.scheme}://")
     query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    extra = {"ssl": ssl.create_default_context(cafile=tls_ca)} if tls else {}
     return {
+        **extra,
         "host": parts.hostname or "127.0.0.1",
         "port": parts.port or 3306,
         "user": unquote(parts.username or "root"),
@@ -105,12 +112,18 @@ class JobStore:
         self._local.conn = conn
 
     @classmethod
-    def from_url(cls, url: str) -> "JobStore":
-        args = connect_args(url)
-        # FOUND_ROWS: an UPDATE reports the rows it matched, so repeating a cancel still counts.
-        return cls(lambda: pymysql.connect(
-            cursorclass=pymysql.cursors.DictCursor, client_flag=CLIENT.FOUND_ROWS, **args
-        ))
+    def from_url(cls, url: str, *, tls: bool = False, tls_ca: str | None = None,
+                 credentials: Callable[[], tuple[str, str]] | None = None) -> "JobStore":
+        """A store for MYSQL_URL; `credentials` (user, password), when given, replace the URL's."""
+        args = connect_args(url, tls=tls, tls_ca=tls_ca)
+
+        def connect() -> pymysql.connections.Connection:
+            user_password = dict(zip(("user", "password"), credentials())) if credentials else {}
+            # FOUND_ROWS: an UPDATE reports the rows it matched, so repeating a cancel still counts.
+            return pymysql.connect(cursorclass=pymysql.cursors.DictCursor, client_flag=CLIENT.FOUND_ROWS,
+                                   **{**args, **user_password})
+
+        return cls(connect)
 
     # --- connection ------------------------------------------------------------------------------
     def _execute(self, sql: str, args: Iterable[Any] = ()) -> tuple[int, list[dict[str, Any]]]:

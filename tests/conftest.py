@@ -161,27 +161,47 @@ def events(rt, sqs, settings) -> EventSource:
     return EventSource(sqs, settings.jobs_queue_url, app_module.run_jobs)
 
 
+def start_redis(directory, *args: str) -> tuple[subprocess.Popen, int]:
+    """A redis-server of a test's own on a free loopback port, with extra arguments; waits until it listens."""
+    import socket
+    import time
+
+    port = services.free_port()
+    listen = ["--port", str(port)] if "--tls-port" not in args else ["--port", "0"]
+    args = tuple(a.replace("{port}", str(port)) for a in args)
+    proc = subprocess.Popen(["redis-server", *listen, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                             "--dir", str(directory), *args], stdout=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc, port
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    pytest.fail("redis-server did not start")
+
+
 @pytest.fixture
 def private_redis(tmp_path):
     """A Redis server of this test alone, for what must not touch the shared one (FLUSHALL, stops)."""
-    port = services.free_port()
-    proc = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(tmp_path)], stdout=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
-    for _ in range(100):
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            import time
-
-            time.sleep(0.05)
-    yield url
+    proc, port = start_redis(tmp_path)
+    yield f"redis://127.0.0.1:{port}/0"
     proc.terminate()
     proc.wait(timeout=10)
+
+
+@pytest.fixture
+def log_output():
+    """What the Powertools log handler writes (to stdout, in Lambda), captured."""
+    import io
+
+    from chalicelib import observability
+
+    handler = observability.logger.registered_handler
+    buffer = io.StringIO()
+    previous = handler.setStream(buffer)
+    yield buffer
+    handler.setStream(previous)
 
 
 class SimulatedCrash(BaseException):

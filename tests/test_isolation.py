@@ -1,0 +1,38 @@
+"""Tenant isolation: on every route, a job of key A does not exist for key B."""
+import pytest
+
+
+@pytest.fixture
+def jobs_of_a(api, events):
+    finished = api.submit("sleep", {"steps": 1, "stepMs": 0}, key="key-a").json["jobId"]
+    events.drain()
+    pending = api.submit("sleep", {"steps": 1}, key="key-a").json["jobId"]
+    return {"finished": finished, "pending": pending}
+
+
+@pytest.mark.parametrize("which", ["finished", "pending"])
+@pytest.mark.parametrize("from_redis", [True, False], ids=["hot", "mysql-fallback"])
+def test_key_b_cannot_read_or_cancel_a_job_of_key_a(api, jobs_of_a, redis_client, settings, which, from_redis):
+    job_id = jobs_of_a[which]
+    if not from_redis:
+        redis_client.delete(f"{settings.redis_prefix}job:{job_id}")
+    before = api.get(job_id, key="key-a").json
+
+    read = api.get(job_id, key="key-b")
+    cancel = api.cancel(job_id, key="key-b")
+
+    assert (read.status, read.json["code"]) == (404, "JobNotFound")
+    assert (cancel.status, cancel.json["code"]) == (404, "JobNotFound")
+    assert api.get(job_id, key="key-a").json == before  # untouched
+
+
+def test_key_b_lists_none_of_key_a_jobs(api, jobs_of_a):
+    for query in ("", "?status=PENDING", "?status=COMPLETED", "?type=sleep", f"?cursor={'7' + 'Z' * 25}"):
+        assert api.request("GET", f"/jobs{query}", key="key-b").json == {"jobs": [], "nextCursor": None}
+    assert len(api.request("GET", "/jobs", key="key-a").json["jobs"]) == 2
+
+
+def test_key_b_cannot_take_over_an_idempotency_key_of_key_a(api):
+    mine = api.submit("sleep", {"steps": 1}, key="key-a", headers={"Idempotency-Key": "k"}).json["jobId"]
+    theirs = api.submit("sleep", {"steps": 1}, key="key-b", headers={"Idempotency-Key": "k"})
+    assert theirs.status == 202 and theirs.json["jobId"] != mine

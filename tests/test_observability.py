@@ -1,0 +1,112 @@
+"""Logs are JSON with request id, owner and job id; metrics are valid CloudWatch EMF; /health tells."""
+import json
+import subprocess
+from dataclasses import replace
+
+from chalicelib import runtime as runtime_module
+from chalicelib.runtime import Runtime
+
+EMF_NAMESPACE = "Jobs"
+
+
+def _json_lines(text):
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def _emf_metrics(records):
+    """name -> list of values, from every EMF document, checked against the EMF specification."""
+    found = {}
+    for record in records:
+        if "_aws" not in record:
+            continue
+        meta = record["_aws"]
+        assert isinstance(meta["Timestamp"], int)
+        for directive in meta["CloudWatchMetrics"]:
+            assert directive["Namespace"] == EMF_NAMESPACE
+            for dimension_set in directive["Dimensions"]:
+                assert all(name in record for name in dimension_set)
+            for metric in directive["Metrics"]:
+                assert metric["Unit"] in ("Count", "Milliseconds")
+                values = record[metric["Name"]]
+                found.setdefault(metric["Name"], []).extend(values if isinstance(values, list) else [values])
+    return found
+
+
+def test_a_job_run_logs_json_lines_that_carry_the_job_id(api, events, log_output):
+    job_id = api.submit("sleep", {"steps": 2, "stepMs": 0}).json["jobId"]
+    events.drain()
+
+    records = _json_lines(log_output.getvalue())
+
+    logs = [r for r in records if "message" in r]
+    submitted = next(r for r in logs if r["message"] == "job submitted")
+    assert submitted["job_id"] == job_id and submitted["owner"] == "key-a" and submitted["request_id"]
+    worker_logs = [r for r in logs if r["message"] in ("job started", "job finished")]
+    assert len(worker_logs) == 2
+    assert all(r["job_id"] == job_id and r["service"] == "jobs" and r["request_id"] for r in worker_logs)
+
+
+def test_the_metrics_of_a_run_are_emf_with_the_expected_names_and_counts(api, events, capsys):
+    api.submit("sleep", {"steps": 3, "stepMs": 0})
+    api.submit("sleep", {"steps": 2, "stepMs": 0, "failAtStep": 2})
+    pending = api.submit("sleep", {"steps": 1}).json["jobId"]
+    api.cancel(pending)
+    events.drain()
+
+    metrics = _emf_metrics(_json_lines(capsys.readouterr().out))
+
+    assert sum(metrics["JobsSubmitted"]) == 3
+    assert sum(metrics["JobsStarted"]) == 2
+    assert sum(metrics["JobsCompleted"]) == 1
+    assert sum(metrics["JobsFailed"]) == 1
+    assert sum(metrics["JobsCancelled"]) == 1
+    assert len(metrics["ChunkTime"]) == 3 + 1  # every chunk that finished, not the one that raised
+    assert len(metrics["JobDuration"]) == 2 and len(metrics["QueueWait"]) == 2
+    assert all(value >= 0 for value in metrics["QueueWait"] + metrics["JobDuration"] + metrics["ChunkTime"])
+
+
+def test_health_is_200_when_every_dependency_answers(api):
+    reply = api.request("GET", "/health", key=None)
+    assert reply.status == 200
+    assert reply.json == {"status": "ok", "checks": {"mysql": "ok", "redis": "ok", "sqs": "ok"}}
+
+
+def test_health_turns_503_while_redis_is_stopped_and_200_when_it_is_back(settings, private_redis, api):
+    runtime_module.use(Runtime(replace(settings, redis_url=private_redis)))
+    assert api.request("GET", "/health", key=None).status == 200
+    port = private_redis.rsplit(":", 1)[1].split("/")[0]
+    subprocess.run(["redis-cli", "-p", port, "shutdown", "nosave"], check=False)
+
+    down = api.request("GET", "/health", key=None)
+
+    assert down.status == 503
+    assert down.json["checks"] == {"mysql": "ok", "redis": "unavailable", "sqs": "ok"}
+    assert down.json["code"] == "ServiceUnavailable" and "redis" in down.json["message"]
+    assert down.headers["retry-after"]
+    proc = subprocess.Popen(["redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                            stdout=subprocess.DEVNULL)
+    try:
+        back = _poll_health(api)
+        assert back.status == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _poll_health(api):
+    import time
+
+    for _ in range(50):
+        reply = api.request("GET", "/health", key=None)
+        if reply.status == 200:
+            return reply
+        time.sleep(0.1)
+    return reply
+
+
+def test_health_names_mysql_and_sqs_when_they_are_down(settings, api):
+    runtime_module.use(Runtime(replace(settings, mysql_url="mysql://root@127.0.0.1:1/jobs",
+                                       jobs_queue_url=settings.jobs_queue_url + "-gone")))
+    reply = api.request("GET", "/health", key=None)
+    assert reply.status == 503
+    assert reply.json["checks"] == {"mysql": "unavailable", "redis": "ok", "sqs": "unavailable"}
