@@ -1,0 +1,113 @@
+"""infra/ without deploying: templates and Chalice's package are lint-clean, the definitions hold."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from infra import deploy, stage_config, usage_plans
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATES = sorted((ROOT / "infra").glob("*.yaml"))
+CFN_LINT = str(Path(sys.executable).with_name("cfn-lint"))
+CHALICE = str(Path(sys.executable).with_name("chalice"))
+CHALICE_CONFIG = json.loads((ROOT / ".chalice" / "config.json").read_text())
+#: Stack outputs shaped like AWS's, for rendering a stage without deploying one.
+SAMPLE_OUTPUTS = {
+    "SubnetIds": "subnet-0123456789abcdef0,subnet-0123456789abcdef1",
+    "FunctionSecurityGroupId": "sg-0123456789abcdef0",
+    "ApiFunctionRoleArn": "arn:aws:iam::123456789012:role/jobs-prod-api",
+    "WorkerFunctionRoleArn": "arn:aws:iam::123456789012:role/jobs-prod-worker",
+    "JobsQueueUrl": "https://sqs.us-east-1.amazonaws.com/123456789012/jobs-prod",
+    "JobsQueueName": "jobs-prod",
+    "MysqlUrl": "mysql://jobs@jobs-prod-data.proxy-abc.us-east-1.rds.amazonaws.com:3306/jobs",
+    "MysqlSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:db-AbCdEf",
+    "MysqlTls": "on",
+    "RedisUrl": "rediss://master.jobs-prod.abc.use1.cache.amazonaws.com:6379/0",
+    "RedisAuthSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:redis-AbCdEf",
+}
+
+
+def cfn_lint(*paths) -> subprocess.CompletedProcess:
+    return subprocess.run([CFN_LINT, "--format", "parseable", *map(str, paths)], capture_output=True, text=True)
+
+
+def test_every_template_is_lint_clean():
+    assert {t.name for t in TEMPLATES} == {"network.yaml", "data.yaml", "service.yaml"}
+    done = cfn_lint(*TEMPLATES)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_chalice_package_of_the_stage_as_deployed_is_lint_clean(stage, tmp_path):
+    rendered = stage_config.render(CHALICE_CONFIG, stage, SAMPLE_OUTPUTS)
+    deploy._prepare_build_dir(ROOT, tmp_path / "app", rendered)
+    env = {**os.environ, "AWS_DEFAULT_REGION": "us-east-1", "JOBS_QUEUE_NAME": f"jobs-{stage}"}
+    subprocess.run([CHALICE, "--project-dir", str(tmp_path / "app"), "package", "--stage", stage, str(tmp_path / "out")],
+                   check=True, env=env, capture_output=True)
+    template = json.loads((tmp_path / "out" / "sam.json").read_text())
+    worker = template["Resources"]["RunJobs"]["Properties"]
+    assert worker["VpcConfig"]["SubnetIds"] == SAMPLE_OUTPUTS["SubnetIds"].split(",")
+    assert worker["Role"] == SAMPLE_OUTPUTS["WorkerFunctionRoleArn"]
+    assert worker["Environment"]["Variables"]["MYSQL_SECRET_ARN"] == SAMPLE_OUTPUTS["MysqlSecretArn"]
+    done = cfn_lint(tmp_path / "out" / "sam.json")
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_committed_dev_stage_packages_without_any_stack(tmp_path):
+    # `chalice package --stage dev` straight from the repository: no outputs, Chalice makes the role.
+    deploy._prepare_build_dir(ROOT, tmp_path / "app", CHALICE_CONFIG)
+    env = {**os.environ, "AWS_DEFAULT_REGION": "us-east-1"}
+    subprocess.run([CHALICE, "--project-dir", str(tmp_path / "app"), "package", "--stage", "dev", str(tmp_path / "out")],
+                   check=True, env=env, capture_output=True)
+    done = cfn_lint(tmp_path / "out" / "sam.json")
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("stage", sorted(CHALICE_CONFIG["stages"]))
+def test_queue_visibility_timeout_is_six_worker_timeouts(stage):
+    worker = stage_config.worker_settings(CHALICE_CONFIG, stage)
+    assert worker.queue_visibility_timeout == 6 * CHALICE_CONFIG["stages"][stage]["lambda_functions"]["run_jobs"]["lambda_timeout"]
+    assert worker.queue_visibility_timeout <= 43200  # SQS's maximum visibility timeout (12 hours)
+
+
+@pytest.mark.parametrize("stage", sorted(CHALICE_CONFIG["stages"]))
+def test_rendered_stage_carries_every_output_the_functions_read(stage):
+    section = stage_config.render(CHALICE_CONFIG, stage, SAMPLE_OUTPUTS)["stages"][stage]
+    env = section["environment_variables"]
+    assert {var: env[var] for var in stage_config.OUTPUT_ENV.values()} == {
+        var: SAMPLE_OUTPUTS[key] for key, var in stage_config.OUTPUT_ENV.items()}
+    assert section["security_group_ids"] == [SAMPLE_OUTPUTS["FunctionSecurityGroupId"]]
+    assert section["manage_iam_role"] is False
+    assert CHALICE_CONFIG["stages"][stage].get("subnet_ids") is None  # the committed file stays clean
+
+
+def test_usage_plan_definition_loads():
+    plans = usage_plans.load()
+    assert plans.plans and plans.clients
+    for client in plans.clients.values():
+        assert client.plan in plans.plans
+        assert client.value is None, "committed keys would be public: let API Gateway generate them"
+
+
+@pytest.mark.parametrize("text, complaint", [
+    ('{"plans": {}, "clients": {}}', "plans"),
+    ('{"plans": {"a": {"rateLimit": 1, "burstLimit": 0, "quota": null}}, "clients": {}}', "plans/a/burstLimit"),
+    ('{"plans": {"a": {"rateLimit": 1, "burstLimit": 1, "quota": {"limit": 5, "period": "YEAR"}}}, "clients": {}}',
+     "plans/a/quota"),
+    ('{"plans": {"a": {"rateLimit": 1, "burstLimit": 1, "quota": null}}, "clients": {"x": {"plan": "b"}}}',
+     "no plan named 'b'"),
+    ('{"plans": {"a": {"rateLimit": 1, "burstLimit": 1, "quota": null}}, "clients": {"x": {"plan": "a"}, "x": {"plan": "a"}}}',
+     "duplicate name 'x'"),
+    ('{"plans": {"a": {"rateLimit": 1, "burstLimit": 1, "quota": null}}, "clients": {"x": {"plan": "a", "value": "short"}}}',
+     "clients/x/value"),
+])
+def test_usage_plan_definition_refuses_mistakes(tmp_path, text, complaint):
+    path = tmp_path / "plans.json"
+    path.write_text(text)
+    with pytest.raises(usage_plans.UsagePlanError, match=complaint):
+        usage_plans.load(path)
