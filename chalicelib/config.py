@@ -61,6 +61,8 @@ class Settings:
     max_body_bytes: int = 262144
     default_max_attempts: int = 3
     default_timeout_seconds: int = 3600
+    #: X-Ray subsegments around the use cases and job runs (see observability.py).
+    tracing: bool = False
 
     @classmethod
     def from_env(cls, env=None) -> "Settings":
@@ -87,4 +89,5 @@ class Settings:
             max_body_bytes=_int(env, "MAX_BODY_BYTES", d.max_body_bytes),
             default_max_attempts=_int(env, "DEFAULT_MAX_ATTEMPTS", d.default_max_attempts),
             default_timeout_seconds=_int(env, "DEFAULT_TIMEOUT_SECONDS", d.default_timeout_seconds),
+            tracing=_flag(env, "TRACING"),
         )

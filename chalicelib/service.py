@@ -71,6 +71,7 @@ class JobService:
         self._settings = settings
 
     # --- submit ----------------------------------------------------------------------------------
+    @observability.traced
     def submit(self, owner: str, body: Any, *, idempotency_key: str | None = None) -> Answer:
         """Store a new job and queue it: one MySQL insert, one Redis round trip, one SQS send."""
         job_type, payload, options = self._parse_submission(body)
@@ -111,6 +112,7 @@ class JobService:
         return job_type, jobs.check_payload(job_type, payload), options
 
     # --- get -------------------------------------------------------------------------------------
+    @observability.traced
     def get(self, owner: str, raw_id: str) -> Answer:
         """The job's view: from Redis in one round trip when it is there, else from MySQL."""
         job_id = parse_job_id(raw_id)
@@ -161,6 +163,7 @@ class JobService:
         return {**view, "stalled": stalled}
 
     # --- cancel ----------------------------------------------------------------------------------
+    @observability.traced
     def cancel(self, owner: str, raw_id: str) -> Answer:
         """Cancel the job: at once if PENDING, at its next chunk boundary if RUNNING.
 
@@ -199,6 +202,7 @@ class JobService:
         raise errors.StoreUnavailable(f"job {job_id} changed state during the cancel; try again")
 
     # --- list ------------------------------------------------------------------------------------
+    @observability.traced
     def list(self, owner: str, *, status: str | None = None, type: str | None = None,
              limit: str | None = None, cursor: str | None = None) -> dict[str, Any]:
         """The owner's jobs, newest first, a page at a time; active ones show live progress."""
@@ -234,6 +238,7 @@ class JobService:
         return {job_id: hot.view for job_id, hot in found.items()}
 
     # --- health ----------------------------------------------------------------------------------
+    @observability.traced
     def health(self) -> dict[str, str]:
         """One cheap call to each dependency: "ok" or "unavailable" for mysql, redis and sqs."""
         checks = {}

@@ -73,6 +73,7 @@ class Worker:
                 failures.append({"itemIdentifier": record["messageId"]})
         return {"batchItemFailures": failures}
 
+    @observability.traced
     def run(self, job_id: str, context: Any = None) -> JobStatus | None:
         """Run the job until it ends (or, later, until this invocation must hand it off).
 

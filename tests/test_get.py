@@ -112,3 +112,14 @@ def test_an_unsupported_method_is_405_in_the_json_error_shape(api):
     reply = api.request("PUT", "/jobs/" + "01" + "A" * 24, body={})
     assert reply.status == 405
     assert reply.json["code"] == "MethodNotAllowedError"
+
+
+@pytest.mark.parametrize("method", ["GET", "DELETE"])
+def test_a_malformed_id_never_reaches_mysql_or_redis(api, io_counts, method):
+    api.request("GET", "/jobs")  # warm up
+    io_counts.reset()
+
+    reply = api.request(method, "/jobs/1%27%3B%20DROP%20TABLE%20jobs%3B--")
+
+    assert reply.status == 400
+    assert io_counts.mysql_statements == [] and io_counts.redis_round_trips == 0

@@ -3,6 +3,8 @@ import json
 import subprocess
 from dataclasses import replace
 
+import pytest
+
 from chalicelib import runtime as runtime_module
 from chalicelib.runtime import Runtime
 
@@ -110,3 +112,21 @@ def test_health_names_mysql_and_sqs_when_they_are_down(settings, api):
     reply = api.request("GET", "/health", key=None)
     assert reply.status == 503
     assert reply.json["checks"] == {"mysql": "unavailable", "redis": "ok", "sqs": "unavailable"}
+
+
+def test_tracing_is_off_unless_switched_on_and_only_then_loads_the_xray_sdk():
+    import os
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("aws_xray_sdk")
+    code = "import app, sys; print('aws_xray_sdk.core' in sys.modules)"
+
+    def loaded(**env):
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                cwd=Path(__file__).resolve().parents[1], env={**os.environ, **env})
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip()
+
+    assert loaded(TRACING="off") == "False"  # ~250 ms of cold start saved
+    assert loaded(TRACING="on") == "True"
