@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: run test setup services migrate clean
+.PHONY: run test setup services migrate clean deploy teardown
 
 run: setup services            ## set up and run the API + worker on http://127.0.0.1:8000
 	$(PY) -m local.run
@@ -24,6 +24,15 @@ services:                      ## start MariaDB and Redis if they are not runnin
 
 migrate: setup services        ## apply the SQL migrations to MYSQL_URL's database
 	$(PY) -m chalicelib.schema --create-database
+
+STAGE ?= dev
+DEPLOY_ARGS ?=
+
+deploy: setup                  ## deploy STAGE (dev|prod): infra stacks, Chalice, SQS mapping, usage plans
+	$(PY) -m infra.deploy deploy --stage $(STAGE) $(DEPLOY_ARGS)
+
+teardown: setup                ## remove everything `make deploy STAGE=...` created
+	$(PY) -m infra.deploy teardown --stage $(STAGE) $(DEPLOY_ARGS)
 
 clean:
 	rm -rf $(VENV)
