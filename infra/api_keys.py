@@ -57,7 +57,7 @@ def _ensure_plan(apigw: Any, current: dict | None, plan: Plan, prefix: str, api_
                                           **({"quota": quota} if quota else {}))
         return created["id"]
     ops = [{"op": "replace", "path": "/description", "value": plan.description},
-           {"op": "replace", "path": "/throttle/rateLimit", "value": str(throttle["rateLimit"])},
+           {"op": "replace", "path": "/throttle/rateLimit", "value": _number(plan.rate_limit)},
            {"op": "replace", "path": "/throttle/burstLimit", "value": str(throttle["burstLimit"])}]
     if quota:
         ops += [{"op": "replace", "path": "/quota/limit", "value": str(quota["limit"])},
@@ -80,6 +80,11 @@ def _ensure_key(apigw: Any, current: dict | None, client, prefix: str) -> str:
         apigw.update_api_key(apiKey=current["id"], patchOperations=[
             {"op": "replace", "path": "/enabled", "value": str(client.enabled).lower()}])
     return current["id"]
+
+
+def _number(value: float) -> str:
+    """5 -> "5", 0.5 -> "0.5" (moto parses rateLimit patches with int(), and "5.0" would break it)."""
+    return str(int(value)) if float(value).is_integer() else str(value)
 
 
 def _delete_plan(apigw: Any, plan: dict) -> None:

@@ -57,7 +57,7 @@ def deploy(ns: argparse.Namespace) -> dict:
         **parameters.get("service", {})})
 
     rendered = stage_config.render(config, ns.stage, outputs, extra_env=dict(ns.env))
-    _prepare_build_dir(ns.project_dir, ns.build_dir, rendered)
+    prepare_build_dir(ns.project_dir, ns.build_dir, rendered)
     # app.py names the queue of its SQS trigger from JOBS_QUEUE_NAME when Chalice imports it.
     _chalice(ns, "deploy", env={"JOBS_QUEUE_NAME": outputs["JobsQueueName"]})
     deployed = _deployed(ns)
@@ -110,7 +110,7 @@ def _require(outputs: dict, needed: str, by: str) -> None:
         raise SystemExit(f"the {by} stack needs the {needed} stack: drop `--without {needed}` or add `--without {by}`")
 
 
-def _prepare_build_dir(project_dir: Path, build_dir: Path, rendered_config: dict) -> None:
+def prepare_build_dir(project_dir: Path, build_dir: Path, rendered_config: dict) -> None:
     """A fresh copy of the app with the rendered config; Chalice's deploy state there survives."""
     build_dir.mkdir(parents=True, exist_ok=True)
     for name in PROJECT_FILES:

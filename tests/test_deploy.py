@@ -48,19 +48,22 @@ def run_deploy(action: str, env: dict, build_dir: Path) -> str:
     return done.stdout
 
 
-def test_deploy_creates_the_stage_and_teardown_removes_it(aws, tmp_path):
+def test_deploy_twice_creates_the_stage_once_and_teardown_removes_it(aws, tmp_path):
     from tests.support.moto_workarounds import delete_what_moto_stacks_leave
 
     clients = {name: boto3.client(name, endpoint_url=aws["AWS_ENDPOINT_URL"], region_name="us-east-1")
                for name in ("lambda", "apigateway", "sqs", "cloudformation", "ec2")}
     config = json.loads((ROOT / ".chalice" / "config.json").read_text())["stages"][STAGE]
 
+    run_deploy("deploy", aws, tmp_path / "build")
+    # A second deploy updates in place: no second mapping, plan, key or API.
     summary = json.loads(run_deploy("deploy", aws, tmp_path / "build"))
 
     outputs = summary["stack_outputs"]
     _assert_functions(clients["lambda"], config, outputs)
     _assert_queue_mapping(clients["lambda"], clients["sqs"], config, outputs)
     _assert_api_requires_keys(clients["apigateway"], summary["rest_api_id"])
+    assert [api["id"] for api in clients["apigateway"].get_rest_apis()["items"]] == [summary["rest_api_id"]]
     _assert_usage_plans(clients["apigateway"], summary["rest_api_id"], config["api_gateway_stage"])
 
     delete_what_moto_stacks_leave(clients["ec2"], outputs["VpcId"])
@@ -123,6 +126,7 @@ def _assert_usage_plans(apigw, rest_api_id, api_stage):
     deployed = {p["name"]: p for p in apigw.get_usage_plans()["items"]}
     assert set(deployed) == {f"jobs-{STAGE}-{name}" for name in definition.plans}
     keys = {k["id"]: k["name"] for k in apigw.get_api_keys()["items"]}
+    assert sorted(keys.values()) == sorted(f"jobs-{STAGE}-{name}" for name in definition.clients)
     for name, plan in definition.plans.items():
         found = deployed[f"jobs-{STAGE}-{name}"]
         assert found["apiStages"] == [{"apiId": rest_api_id, "stage": api_stage}]

@@ -42,29 +42,29 @@ def test_every_template_is_lint_clean():
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-@pytest.mark.parametrize("stage", ["dev", "prod"])
-def test_chalice_package_of_the_stage_as_deployed_is_lint_clean(stage, tmp_path):
-    rendered = stage_config.render(CHALICE_CONFIG, stage, SAMPLE_OUTPUTS)
-    deploy._prepare_build_dir(ROOT, tmp_path / "app", rendered)
+def chalice_package(config: dict, stage: str, tmp_path: Path) -> Path:
+    """`chalice package` of `config`'s stage from a build copy of the app; returns sam.json's path."""
+    deploy.prepare_build_dir(ROOT, tmp_path / "app", config)
     env = {**os.environ, "AWS_DEFAULT_REGION": "us-east-1", "JOBS_QUEUE_NAME": f"jobs-{stage}"}
     subprocess.run([CHALICE, "--project-dir", str(tmp_path / "app"), "package", "--stage", stage, str(tmp_path / "out")],
                    check=True, env=env, capture_output=True)
-    template = json.loads((tmp_path / "out" / "sam.json").read_text())
-    worker = template["Resources"]["RunJobs"]["Properties"]
+    return tmp_path / "out" / "sam.json"
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_chalice_package_of_the_stage_as_deployed_is_lint_clean(stage, tmp_path):
+    sam = chalice_package(stage_config.render(CHALICE_CONFIG, stage, SAMPLE_OUTPUTS), stage, tmp_path)
+    worker = json.loads(sam.read_text())["Resources"]["RunJobs"]["Properties"]
     assert worker["VpcConfig"]["SubnetIds"] == SAMPLE_OUTPUTS["SubnetIds"].split(",")
     assert worker["Role"] == SAMPLE_OUTPUTS["WorkerFunctionRoleArn"]
     assert worker["Environment"]["Variables"]["MYSQL_SECRET_ARN"] == SAMPLE_OUTPUTS["MysqlSecretArn"]
-    done = cfn_lint(tmp_path / "out" / "sam.json")
+    done = cfn_lint(sam)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_committed_dev_stage_packages_without_any_stack(tmp_path):
-    # `chalice package --stage dev` straight from the repository: no outputs, Chalice makes the role.
-    deploy._prepare_build_dir(ROOT, tmp_path / "app", CHALICE_CONFIG)
-    env = {**os.environ, "AWS_DEFAULT_REGION": "us-east-1"}
-    subprocess.run([CHALICE, "--project-dir", str(tmp_path / "app"), "package", "--stage", "dev", str(tmp_path / "out")],
-                   check=True, env=env, capture_output=True)
-    done = cfn_lint(tmp_path / "out" / "sam.json")
+    # `chalice package --stage dev` of the committed config: no outputs, Chalice makes the role.
+    done = cfn_lint(chalice_package(CHALICE_CONFIG, "dev", tmp_path))
     assert done.returncode == 0, done.stdout + done.stderr
 
 
