@@ -5,18 +5,19 @@ PY     := $(VENV)/bin/python
 
 .PHONY: run test setup services migrate clean deploy teardown
 
-run: setup services            ## set up and run the API + worker on http://127.0.0.1:8000
-	$(PY) -m local.run
+run: setup                     ## set up and run the whole system locally on http://127.0.0.1:8000
+	$(PY) -m local.run $(RUN_ARGS)
 
 test: setup services           ## run the test suite against real MariaDB, Redis and moto's server
 	$(PY) -m pytest
 
 setup: $(VENV)/.installed      ## the virtualenv with everything the project needs
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -r requirements-dev.txt
+	$(VENV)/bin/pip install -q --no-deps -e .
 	touch $@
 
 services:                      ## start MariaDB and Redis if they are not running

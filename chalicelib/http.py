@@ -75,7 +75,7 @@ def owner(request: Any) -> str:
         raise errors.MissingApiKey("an API key is required (header x-api-key)")
     if not _API_KEY.fullmatch(caller):
         raise errors.MissingApiKey("the API key is not valid")
-    log.append_keys(owner=caller)
+    log.thread_safe_append_keys(owner=caller)
     return caller
 
 

@@ -9,7 +9,8 @@ created when tracing is wanted.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
@@ -35,11 +36,23 @@ def milliseconds(name: str, value: float) -> None:
     metrics.add_metric(name=name, unit=MetricUnit.Milliseconds, value=round(value, 3))
 
 
+@contextmanager
+def job_context(job_id: str) -> Iterator[None]:
+    """Log lines written inside carry `job_id`."""
+    logger.thread_safe_append_keys(job_id=job_id)
+    try:
+        yield
+    finally:
+        logger.thread_safe_remove_keys(["job_id"])
+
+
 def around_invocation(event: Any, get_response: Callable[[Any], Any]) -> Any:
     """Chalice middleware for every function: fresh log keys per invocation, metrics flushed at the end."""
     context = getattr(event, "lambda_context", None) or getattr(event, "context", None)
-    logger.clear_state()
-    logger.append_keys(request_id=getattr(context, "aws_request_id", None))
+    # Thread-safe keys: the same as plain ones in a Lambda container (one thread), and they keep
+    # concurrent invocations of the local runtime (threads of one process) apart.
+    logger.thread_safe_clear_keys()
+    logger.thread_safe_append_keys(request_id=getattr(context, "aws_request_id", None))
     try:
         return get_response(event)
     finally:

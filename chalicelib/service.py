@@ -116,6 +116,7 @@ class JobService:
     def get(self, owner: str, raw_id: str) -> Answer:
         """The job's view: from Redis in one round trip when it is there, else from MySQL."""
         job_id = parse_job_id(raw_id)
+        log.thread_safe_append_keys(job_id=job_id)
         redis_up = True
         try:
             hot = self._hot.get(job_id)
@@ -171,6 +172,7 @@ class JobService:
         cancelRequested). A finished job raises JobFinished; cancelling twice is harmless.
         """
         job_id = parse_job_id(raw_id)
+        log.thread_safe_append_keys(job_id=job_id)
         # Two guarded UPDATEs, one per state that can be cancelled. If both miss, the row is read:
         # finished, foreign or unknown. A job can move PENDING -> RUNNING between them, so a second
         # pass settles it; a third never finds it active, as statuses only move forward.

@@ -63,7 +63,7 @@ class Worker:
                 log.error("dropping message %s: not a job message", record.get("messageId"))
                 continue
             try:
-                with log.append_context_keys(job_id=job_id):
+                with observability.job_context(job_id):
                     self.run(job_id, context)
             except errors.DependencyUnavailable:
                 log.warning("job %s: dependency down, SQS will deliver it again", job_id, exc_info=True)

@@ -1,31 +1,103 @@
-"""Run the system on this machine: the API on http://127.0.0.1:8000 and a worker fed from the queue.
+"""Run the whole system on this machine, with the behaviour it has on AWS wherever it can be emulated.
 
-MySQL and Redis are the ones at MYSQL_URL / REDIS_URL (local defaults); AWS comes from moto's server,
-started here unless AWS_ENDPOINT_URL points somewhere already (a running moto or LocalStack).
-Ctrl-C stops everything.
+- MySQL and Redis at MYSQL_URL / REDIS_URL; where nothing answers, private `mariadbd` and
+  `redis-server` processes in a temporary directory (installed from Debian's packages if absent).
+- The schema, migrated.
+- moto's server for AWS (unless AWS_ENDPOINT_URL points at LocalStack or another moto), with the
+  jobs queue, its dead-letter queue (redrive after --max-receive-count receives) and an S3 bucket.
+- The API on http://127.0.0.1:8000 behind an API Gateway emulation: API keys and usage plans from
+  infra/usage-plans.json, the file infra/ deploys.
+- The SQS -> Lambda event source mapping: long polls, batches of the worker's configured size,
+  several invocations at once, a context with the function's configured timeout, partial batch
+  responses honoured.
+
+Ctrl-C or SIGTERM stops everything within seconds; children die with this process even if it is
+killed. Invocations still running are abandoned as a Lambda timeout would abandon them: their
+messages come back after the visibility timeout.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import logging
-import os
+import shutil
 import signal
+import sys
+import tempfile
 import threading
+import time
 from dataclasses import replace
+from pathlib import Path
+from urllib.parse import urlsplit
 
 from chalicelib import runtime
 from chalicelib.config import Settings
 from chalicelib.runtime import Runtime
 from chalicelib.schema import migrate
+from chalicelib.store import connect_args
+from infra import usage_plans
 from local import devserver, services
 from local.eventsource import EventSource
+from local.gateway import Keyring
 
-DEV_KEY = "dev-key"
+ROOT = Path(__file__).resolve().parents[1]
+BUCKET = "jobs-local"
 log = logging.getLogger("local.run")
 
 
-def _feed_worker(source: EventSource, stop: threading.Event) -> None:
-    """The event source mapping: long-poll the queue, invoke the worker, until told to stop."""
+def worker_config(stage: str) -> dict[str, int]:
+    """The worker function's timeout and SQS batch size in .chalice/config.json's stage."""
+    config = json.loads((ROOT / ".chalice" / "config.json").read_text())
+    stage_config = config.get("stages", {}).get(stage, {})
+    function = stage_config.get("lambda_functions", {}).get("run_jobs", {})
+    return {
+        "timeout": function.get("lambda_timeout", stage_config.get("lambda_timeout", config.get("lambda_timeout", 60))),
+        "batch_size": function.get("sqs_batch_size", 10),
+    }
+
+
+def _mysql(settings: Settings, workdir: Path, stack: contextlib.ExitStack) -> Settings:
+    args = connect_args(settings.mysql_url)
+    if services.listening(args["host"], args["port"]):
+        return settings
+    print(f"no MySQL at {args['host']}:{args['port']}: starting a private MariaDB", flush=True)
+    proc, port = services.start_mariadb(workdir / "mariadb")
+    stack.callback(services.stop, proc)
+    return replace(settings, mysql_url=f"mysql://root@127.0.0.1:{port}/{args['database']}")
+
+
+def _redis(settings: Settings, workdir: Path, stack: contextlib.ExitStack) -> Settings:
+    parts = urlsplit(settings.redis_url)
+    if services.listening(parts.hostname or "127.0.0.1", parts.port or 6379):
+        return settings
+    print(f"no Redis at {parts.hostname}:{parts.port}: starting a private redis-server", flush=True)
+    (workdir / "redis").mkdir()
+    proc, port = services.start_redis(workdir / "redis")
+    stack.callback(services.stop, proc)
+    return replace(settings, redis_url=f"redis://127.0.0.1:{port}/0")
+
+
+def _aws(settings: Settings, ns: argparse.Namespace, stack: contextlib.ExitStack) -> Settings:
+    if settings.aws_endpoint_url is None:
+        services.use_fake_aws_credentials()
+        proc, endpoint = services.start_moto()
+        stack.callback(services.stop, proc)
+        settings = replace(settings, aws_endpoint_url=endpoint)
+    sqs = services.sqs_client(settings.aws_endpoint_url, settings.aws_region)
+    queue_url = settings.jobs_queue_url or services.create_jobs_queue(
+        sqs, settings.jobs_queue_name, visibility_timeout=ns.visibility_timeout,
+        max_receive_count=ns.max_receive_count)
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=settings.aws_endpoint_url, region_name=settings.aws_region)
+    with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
+        s3.create_bucket(Bucket=BUCKET)
+    return replace(settings, jobs_queue_url=queue_url)
+
+
+def _poll(source: EventSource, stop: threading.Event) -> None:
+    """One concurrent invocation slot of the event source mapping."""
     while not stop.is_set():
         try:
             source.poll_once(wait_seconds=1)
@@ -36,56 +108,89 @@ def _feed_worker(source: EventSource, stop: threading.Event) -> None:
             stop.wait(1)
 
 
-def main(argv=None) -> None:
+def _banner(url: str, settings: Settings, keyring: Keyring, ns: argparse.Namespace) -> str:
+    keys = "\n".join(f"          {value}   (client {name})" for name, value in keyring.values().items())
+    first = next(iter(keyring.values().values()), "KEY")
+    return (f"\nAPI:      {url}\nAPI keys (send one as the x-api-key header):\n{keys}\n"
+            f"AWS:      {settings.aws_endpoint_url}   queue {settings.jobs_queue_url}   bucket {BUCKET}\n"
+            f"worker:   {ns.concurrency} concurrent invocations, batches of {ns.batch_size}, "
+            f"timeout {ns.function_timeout} s\n\n"
+            f"try:      curl -s -X POST {url}/jobs -H 'x-api-key: {first}' -H 'content-type: application/json' "
+            f"-d '{{\"type\": \"sleep\", \"payload\": {{\"steps\": 5}}}}'\n"
+            f"          JOBS_API_URL={url} JOBS_API_KEY={first} .venv/bin/jobs submit sleep --payload '{{\"steps\": 20}}' --wait\n"
+            f"Ctrl-C stops everything.\n")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    worker = worker_config("dev")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--concurrency", type=int, default=2, help="worker invocations at once (default 2)")
+    parser.add_argument("--batch-size", type=int, default=worker["batch_size"])
+    parser.add_argument("--function-timeout", type=float, default=worker["timeout"],
+                        help="seconds: the worker's Lambda timeout (default: .chalice/config.json, dev stage)")
+    parser.add_argument("--visibility-timeout", type=int, default=None,
+                        help="seconds (default: six times the function timeout, as AWS advises)")
+    parser.add_argument("--max-receive-count", type=int, default=5, help="receives before the dead-letter queue")
+    parser.add_argument("--usage-plans", default=str(usage_plans.DEFAULT_PATH))
     ns = parser.parse_args(argv)
+    if ns.visibility_timeout is None:
+        ns.visibility_timeout = int(6 * ns.function_timeout)
+    return ns
+
+
+def main(argv=None) -> None:
+    ns = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-    moto = None
-    settings = Settings.from_env()
-    if settings.aws_endpoint_url is None:
-        services.use_fake_aws_credentials()
-        moto, endpoint = services.start_moto()
-        settings = replace(settings, aws_endpoint_url=endpoint)
-    sqs = services.sqs_client(settings.aws_endpoint_url, settings.aws_region)
-    if not settings.jobs_queue_url:
-        settings = replace(settings, jobs_queue_url=services.create_jobs_queue(sqs, settings.jobs_queue_name))
-    applied = migrate(settings.mysql_url, create_database=True)
-    log.info("schema: %s", ", ".join(applied) or "current")
-
-    from app import app, run_jobs  # after the settings are final
-
-    runtime.use(Runtime(settings))
-    server = devserver.make_server(app, ns.host, ns.port)
     stop = threading.Event()
-    worker = threading.Thread(target=_feed_worker, args=(EventSource(sqs, settings.jobs_queue_url, run_jobs), stop),
-                              name="worker", daemon=True)
-    worker.start()
+    stop_requested = threading.Event()
+    # From the first moment: a SIGTERM during start-up must still stop the children (ExitStack).
+    signal.signal(signal.SIGTERM, lambda *_: stop_requested.set() or _raise_interrupt())
+    with contextlib.ExitStack() as stack:
+        workdir = Path(tempfile.mkdtemp(prefix="jobs-local-"))
+        stack.callback(shutil.rmtree, workdir, ignore_errors=True)
+        settings = Settings.from_env()
+        settings = _redis(_mysql(settings, workdir, stack), workdir, stack)
+        settings = _aws(settings, ns, stack)
+        migrate(settings.mysql_url, create_database=True)
 
-    def shutdown(*_):
-        stop.set()
-        threading.Thread(target=server.shutdown, daemon=True).start()
+        from app import app, run_jobs  # after the settings are final
 
-    signal.signal(signal.SIGTERM, shutdown)
-    signal.signal(signal.SIGINT, shutdown)
-    url = f"http://{ns.host}:{ns.port}"
-    print(f"\nAPI:      {url}\nAPI key:  {DEV_KEY}   (send it as the x-api-key header)\n"
-          f"AWS:      {settings.aws_endpoint_url}\nqueue:    {settings.jobs_queue_url}\n\n"
-          f"try:      curl -s -X POST {url}/jobs -H 'x-api-key: {DEV_KEY}' "
-          f"-H 'content-type: application/json' -d '{{\"type\": \"sleep\", \"payload\": {{\"steps\": 5}}}}'\n"
-          f"Ctrl-C stops everything.\n", flush=True)
-    try:
+        runtime.use(Runtime(settings))
+        keyring = Keyring.from_file(ns.usage_plans)
+        server = devserver.make_server(app, ns.host, ns.port, keyring=keyring)
+        stack.callback(server.server.server_close)
+        sqs = services.sqs_client(settings.aws_endpoint_url, settings.aws_region)
+        source = EventSource(sqs, settings.jobs_queue_url, run_jobs, batch_size=ns.batch_size,
+                             function_timeout=ns.function_timeout)
+        pollers = [threading.Thread(target=_poll, args=(source, stop), name=f"invocation-{i}", daemon=True)
+                   for i in range(ns.concurrency)]
+        for poller in pollers:
+            poller.start()
+        stack.callback(stop.set)
+
+        def shutdown(*_):
+            stop.set()
+            threading.Thread(target=server.shutdown, daemon=True).start()
+
+        signal.signal(signal.SIGTERM, shutdown)
+        signal.signal(signal.SIGINT, shutdown)
+        print(_banner(f"http://{ns.host}:{ns.port}", settings, keyring, ns), flush=True)
         server.serve_forever()
-    finally:
         stop.set()
-        worker.join(timeout=5)
-        server.server.server_close()
-        if moto is not None:
-            moto.terminate()
-            moto.wait(timeout=10)
+        deadline = time.monotonic() + 1.5  # a long poll ends within a second; a running job is abandoned
+        for poller in pollers:
+            poller.join(timeout=max(0.0, deadline - time.monotonic()))
+    print("stopped", flush=True)
+
+
+def _raise_interrupt() -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        sys.exit(130)

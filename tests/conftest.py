@@ -161,33 +161,12 @@ def events(rt, sqs, settings) -> EventSource:
     return EventSource(sqs, settings.jobs_queue_url, app_module.run_jobs)
 
 
-def start_redis(directory, *args: str) -> tuple[subprocess.Popen, int]:
-    """A redis-server of a test's own on a free loopback port, with extra arguments; waits until it listens."""
-    import socket
-    import time
-
-    port = services.free_port()
-    listen = ["--port", str(port)] if "--tls-port" not in args else ["--port", "0"]
-    args = tuple(a.replace("{port}", str(port)) for a in args)
-    proc = subprocess.Popen(["redis-server", *listen, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                             "--dir", str(directory), *args], stdout=subprocess.DEVNULL)
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc, port
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    pytest.fail("redis-server did not start")
-
-
 @pytest.fixture
 def private_redis(tmp_path):
     """A Redis server of this test alone, for what must not touch the shared one (FLUSHALL, stops)."""
-    proc, port = start_redis(tmp_path)
+    proc, port = services.start_redis(tmp_path)
     yield f"redis://127.0.0.1:{port}/0"
-    proc.terminate()
-    proc.wait(timeout=10)
+    services.stop(proc)
 
 
 @pytest.fixture

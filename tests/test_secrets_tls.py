@@ -1,5 +1,4 @@
 """TLS to Redis and MySQL, and credentials from Secrets Manager that never reach a log line."""
-import shutil
 import subprocess
 import time
 import uuid
@@ -13,7 +12,6 @@ from chalicelib import runtime as runtime_module
 from chalicelib.runtime import Runtime
 from chalicelib.store import connect_args
 from local import services
-from tests.conftest import start_redis
 
 
 @pytest.fixture(scope="session")
@@ -44,7 +42,7 @@ def _health(api):
 
 
 def test_redis_over_tls_verifies_the_server(settings, certs, tmp_path, api):
-    proc, port = start_redis(tmp_path, "--tls-port", "{port}", "--tls-cert-file", str(certs / "server.crt"),
+    proc, port = services.start_redis(tmp_path, "--tls-port", "{port}", "--tls-cert-file", str(certs / "server.crt"),
                              "--tls-key-file", str(certs / "server.key"), "--tls-ca-cert-file", str(certs / "ca.crt"),
                              "--tls-auth-clients", "no")
     try:
@@ -58,23 +56,15 @@ def test_redis_over_tls_verifies_the_server(settings, certs, tmp_path, api):
         runtime_module.use(Runtime(replace(settings, redis_url=f"redis://127.0.0.1:{port}/0")))
         assert _health(api)["redis"] == "unavailable"  # plain text to a TLS port
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        services.stop(proc)
 
 
 @pytest.fixture(scope="module")
 def tls_mysql(certs, tmp_path_factory):
     """A private MariaDB that speaks TLS, with a user that may only log in over TLS."""
-    if not shutil.which("mariadb-install-db"):
-        pytest.skip("mariadb-install-db is not installed")
     d = tmp_path_factory.mktemp("mariadb")
-    subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={d}/data", "--auth-root-authentication-method=normal",
-                    "--skip-test-db", "--user=root"], check=True, capture_output=True)
-    port = services.free_port()
-    proc = subprocess.Popen(["mariadbd", "--no-defaults", f"--datadir={d}/data", f"--socket={d}/sock",
-                             f"--pid-file={d}/pid", f"--port={port}", "--bind-address=127.0.0.1", "--user=root",
-                             "--skip-log-bin", f"--ssl-cert={certs}/server.crt", f"--ssl-key={certs}/server.key",
-                             f"--ssl-ca={certs}/ca.crt"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc, port = services.start_mariadb(d, f"--ssl-cert={certs}/server.crt", f"--ssl-key={certs}/server.key",
+                                        f"--ssl-ca={certs}/ca.crt")
     root = None
     for _ in range(100):
         try:
@@ -88,8 +78,7 @@ def tls_mysql(certs, tmp_path_factory):
         cur.execute("GRANT ALL ON *.* TO 'tls_only'@'%'")
     root.close()
     yield port, f"mysql://tls_only:tls-pass@127.0.0.1:{port}/mysql"
-    proc.terminate()
-    proc.wait(timeout=20)
+    services.stop(proc)
 
 
 def test_mysql_over_tls_verifies_the_server(settings, certs, tls_mysql, api):
@@ -113,7 +102,7 @@ def test_credentials_from_secrets_manager_work_and_never_reach_the_logs(settings
     with mysql.cursor() as cur:
         cur.execute(f"CREATE USER '{user}'@'%%' IDENTIFIED BY %s", (password,))
         cur.execute(f"GRANT ALL ON `{database}`.* TO '{user}'@'%'")
-    proc, port = start_redis(tmp_path, "--requirepass", token)
+    proc, port = services.start_redis(tmp_path, "--requirepass", token)
     try:
         mysql_arn = secretsmanager.create_secret(Name=f"mysql-{user}", SecretString=f'{{"username": "{user}", "password": "{password}"}}')["ARN"]
         redis_arn = secretsmanager.create_secret(Name=f"redis-{user}", SecretString=token)["ARN"]
@@ -130,8 +119,7 @@ def test_credentials_from_secrets_manager_work_and_never_reach_the_logs(settings
         assert job_id in log_output.getvalue()
         assert password not in printed and token not in printed
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        services.stop(proc)
         with mysql.cursor() as cur:
             cur.execute(f"DROP USER '{user}'@'%'")
 

@@ -1,0 +1,170 @@
+"""`jobs`: the command-line client of the API (not part of the Lambda package).
+
+    jobs submit TYPE [--payload JSON] [--wait]   submit; with --wait, a live progress bar, then the result
+    jobs status ID | jobs cancel ID              one job
+    jobs list [--status S] [--type T]            your jobs, newest first
+    jobs watch                                   a live table of your recent jobs
+
+The API's URL and key come from --url / --key or JOBS_API_URL / JOBS_API_KEY. An error prints the
+API's message and exits 1; a job that ends FAILED or CANCELLED under --wait exits 1 too.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
+
+
+class ApiError(Exception):
+    """The API answered with an error (or could not be reached)."""
+
+
+class Client:
+    """The API over HTTP, with urllib only."""
+
+    def __init__(self, url: str, key: str | None):
+        self.url = url.rstrip("/")
+        self.key = key
+
+    def call(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> tuple[Any, dict[str, str]]:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.url + path, data=data, method=method, headers={
+            "content-type": "application/json", **({"x-api-key": self.key} if self.key else {}), **(headers or {})})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return json.loads(response.read() or b"null"), dict(response.headers)
+        except urllib.error.HTTPError as exc:
+            raise ApiError(f"{exc.code}: {_message(exc.read())}") from None
+        except urllib.error.URLError as exc:
+            raise ApiError(f"cannot reach {self.url}: {exc.reason}") from None
+
+
+def _message(raw: bytes) -> str:
+    try:
+        body = json.loads(raw)
+        return f"{body.get('code', '')} {body.get('message', '')}".strip() or raw.decode()
+    except ValueError:
+        return raw.decode(errors="replace")[:200]
+
+
+def progress_line(job: dict[str, Any], width: int = 30) -> str:
+    """`[#########.....................]  30%  RUNNING  step 9 of 30  eta 12s`"""
+    filled = job["progress"] * width // 100
+    parts = [f"[{'#' * filled}{'.' * (width - filled)}] {job['progress']:3d}%", job["status"]]
+    if job.get("message"):
+        parts.append(job["message"])
+    if job.get("etaSeconds") is not None and job["status"] not in TERMINAL:
+        parts.append(f"eta {job['etaSeconds']}s")
+    if job.get("stalled"):
+        parts.append("(stalled)")
+    return "  ".join(parts)
+
+
+def wait(client: Client, job_id: str, first: dict[str, Any], retry_after: float) -> dict[str, Any]:
+    """Poll the job no faster than the API's Retry-After until it ends, drawing its progress."""
+    job, tty, last = first, sys.stderr.isatty(), None
+    while True:
+        line = progress_line(job)
+        if line != last:
+            sys.stderr.write(("\r\x1b[2K" + line) if tty else line + "\n")
+            sys.stderr.flush()
+            last = line
+        if job["status"] in TERMINAL:
+            if tty:
+                sys.stderr.write("\n")
+            return job
+        time.sleep(retry_after)
+        job, headers = client.call("GET", f"/jobs/{job_id}")
+        retry_after = float(headers.get("Retry-After", 1))
+
+
+def table(jobs: list[dict[str, Any]]) -> str:
+    rows = [f"{'JOB':26}  {'TYPE':10}  {'STATUS':9}  {'PROGRESS':>8}  {'CREATED':24}  MESSAGE"]
+    for job in jobs:
+        rows.append(f"{job['jobId']:26}  {job['type'][:10]:10}  {job['status']:9}  {job['progress']:7d}%  "
+                    f"{job['createdAt']:24}  {(job.get('error') or job.get('message') or '')[:40]}")
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="jobs", description="Submit, watch and cancel jobs.")
+    parser.add_argument("--url", default=os.environ.get("JOBS_API_URL", "http://127.0.0.1:8000"))
+    parser.add_argument("--key", default=os.environ.get("JOBS_API_KEY"))
+    commands = parser.add_subparsers(dest="command", required=True)
+    submit = commands.add_parser("submit", help="submit a job")
+    submit.add_argument("type")
+    submit.add_argument("--payload", default="{}", help="the payload, as JSON")
+    submit.add_argument("--max-attempts", type=int)
+    submit.add_argument("--timeout-seconds", type=int)
+    submit.add_argument("--idempotency-key")
+    submit.add_argument("--wait", action="store_true", help="show progress until the job ends, then its result")
+    for name in ("status", "cancel"):
+        commands.add_parser(name, help=f"{name} of one job").add_argument("id")
+    listing = commands.add_parser("list", help="your jobs, newest first")
+    listing.add_argument("--status")
+    listing.add_argument("--type")
+    listing.add_argument("--limit", type=int, default=20)
+    watch = commands.add_parser("watch", help="a live table of your recent jobs")
+    watch.add_argument("--interval", type=float, default=1.0)
+    watch.add_argument("--limit", type=int, default=15)
+    ns = parser.parse_args(argv)
+    client = Client(ns.url, ns.key)
+    try:
+        return _run(client, ns)
+    except ApiError as exc:
+        print(f"jobs: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _run(client: Client, ns: argparse.Namespace) -> int:
+    if ns.command == "submit":
+        try:
+            payload = json.loads(ns.payload)
+        except ValueError as exc:
+            raise ApiError(f"--payload is not JSON: {exc}") from None
+        body = {"type": ns.type, "payload": payload}
+        if ns.max_attempts is not None:
+            body["maxAttempts"] = ns.max_attempts
+        if ns.timeout_seconds is not None:
+            body["timeoutSeconds"] = ns.timeout_seconds
+        headers = {"Idempotency-Key": ns.idempotency_key} if ns.idempotency_key else {}
+        job, reply_headers = client.call("POST", "/jobs", body, headers)
+        if not ns.wait:
+            print(json.dumps(job, indent=2))
+            return 0
+        print(f"job {job['jobId']}", file=sys.stderr)
+        job = wait(client, job["jobId"], job, float(reply_headers.get("Retry-After", 1)))
+        if job["status"] == "COMPLETED":
+            print(json.dumps(job["result"], indent=2))
+            return 0
+        print(f"jobs: job {job['jobId']} {job['status']}: {job.get('error') or job.get('message') or ''}", file=sys.stderr)
+        return 1
+    if ns.command in ("status", "cancel"):
+        job, _ = client.call("GET" if ns.command == "status" else "DELETE", f"/jobs/{urllib.parse.quote(ns.id)}")
+        print(json.dumps(job, indent=2))
+        return 0
+    if ns.command == "list":
+        query = {k: v for k, v in (("status", ns.status), ("type", ns.type), ("limit", ns.limit)) if v is not None}
+        page, _ = client.call("GET", "/jobs?" + urllib.parse.urlencode(query))
+        print(table(page["jobs"]))
+        return 0
+    while True:  # watch
+        page, _ = client.call("GET", f"/jobs?limit={ns.limit}")
+        screen = f"{client.url}   {time.strftime('%H:%M:%S')}   Ctrl-C to stop\n\n{table(page['jobs'])}"
+        sys.stdout.write(("\x1b[H\x1b[2J" + screen + "\n") if sys.stdout.isatty() else screen + "\n\n")
+        sys.stdout.flush()
+        time.sleep(ns.interval)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

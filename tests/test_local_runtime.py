@@ -1,0 +1,205 @@
+"""The local runtime (`make run`) as a user meets it: a process driven over HTTP only, and the CLI."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pymysql
+import pytest
+
+from chalicelib.store import connect_args
+from local import services
+
+ROOT = Path(__file__).resolve().parents[1]
+PLANS = {
+    "plans": {
+        "roomy": {"rateLimit": 1000, "burstLimit": 1000, "quota": None},
+        "tight": {"rateLimit": 2, "burstLimit": 3, "quota": None},
+        "quota": {"rateLimit": 1000, "burstLimit": 1000, "quota": {"limit": 5, "period": "DAY"}},
+    },
+    "clients": {"alice": {"plan": "roomy"}, "bob": {"plan": "roomy"}, "tight": {"plan": "tight"},
+                "counted": {"plan": "quota"}},
+}
+ALICE, BOB = "alice-local-key", "bob-local-key"
+
+
+def call(url, method="GET", path="/jobs", *, key=ALICE, body=None):
+    request = urllib.request.Request(url + path, method=method, data=None if body is None else json.dumps(body).encode(),
+                                     headers={"content-type": "application/json", **({"x-api-key": key} if key else {})})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def wait_for(url, job_id, status, *, key=ALICE, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        code, job = call(url, path=f"/jobs/{job_id}", key=key)
+        if job.get("status") == status:
+            return job
+        time.sleep(0.1)
+    pytest.fail(f"job {job_id} not {status} within {timeout}s: {job}")
+
+
+class LocalRuntime:
+    """`python -m local.run` in a child process, as `make run` starts it."""
+
+    def __init__(self, tmp: Path, run_settings, *, env: dict[str, str], args: list[str] = ()):
+        plans = tmp / "usage-plans.json"
+        plans.write_text(json.dumps(PLANS))
+        self.port = services.free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = tmp / "runtime.log"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "local.run", "--port", str(self.port), "--usage-plans", str(plans), *args],
+            cwd=ROOT, stdout=self.log.open("w"), stderr=subprocess.STDOUT,
+            env={**os.environ, "MYSQL_URL": run_settings.mysql_url, "REDIS_PREFIX": f"{run_settings.redis_prefix}rt:{uuid.uuid4().hex[:6]}:",
+                 "JOBS_QUEUE_NAME": f"jobs-{uuid.uuid4().hex[:8]}", **env},
+        )
+        deadline = time.monotonic() + 60
+        while not self._healthy():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                pytest.fail(f"the local runtime did not start:\n{self.log.read_text()[-3000:]}")
+            time.sleep(0.2)
+
+    def _healthy(self) -> bool:
+        try:
+            return call(self.url, path="/health", key=None)[0] == 200
+        except OSError:
+            return False
+
+    def children(self) -> list[int]:
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout
+        return [int(pid) for pid in out.split()]
+
+    def stop(self) -> None:
+        services.stop(self.proc)
+
+
+@pytest.fixture(scope="module")
+def runtime_redis(tmp_path_factory):
+    """The runtime's Redis: a private server, so a test can stop and restart it."""
+    directory = tmp_path_factory.mktemp("runtime-redis")
+    holder = {}
+    holder["proc"], holder["port"] = services.start_redis(directory)
+    holder["restart"] = lambda: holder.update(proc=services.start_redis(directory, port=holder["port"])[0])
+    yield holder
+    services.stop(holder["proc"])
+
+
+@pytest.fixture(scope="module")
+def local_runtime(tmp_path_factory, run_settings, runtime_redis):
+    rt = LocalRuntime(tmp_path_factory.mktemp("runtime"), run_settings,
+                      env={"REDIS_URL": f"redis://127.0.0.1:{runtime_redis['port']}/0"},
+                      args=["--visibility-timeout", "2", "--function-timeout", "30"])
+    yield rt
+    rt.stop()
+
+
+def test_a_submitted_job_completes_through_the_emulated_event_source(local_runtime):
+    code, job = call(local_runtime.url, "POST", body={"type": "sleep", "payload": {"steps": 3, "stepMs": 50}})
+    assert code == 202
+    done = wait_for(local_runtime.url, job["jobId"], "COMPLETED")
+    assert done["result"] == {"steps": 3, "sleptMs": 150}
+
+
+def test_a_running_job_is_cancelled(local_runtime):
+    _, job = call(local_runtime.url, "POST", body={"type": "sleep", "payload": {"steps": 100, "stepMs": 50}})
+    wait_for(local_runtime.url, job["jobId"], "RUNNING")
+    code, _ = call(local_runtime.url, "DELETE", f"/jobs/{job['jobId']}")
+    assert code == 202
+    assert wait_for(local_runtime.url, job["jobId"], "CANCELLED")["progress"] < 100
+
+
+def test_the_gateway_answers_403_without_a_key_or_with_an_unknown_one(local_runtime):
+    assert call(local_runtime.url, key=None) == (403, {"message": "Forbidden"})
+    assert call(local_runtime.url, key="no-such-key") == (403, {"message": "Forbidden"})
+    assert call(local_runtime.url, path="/health", key=None)[0] == 200  # needs no key
+
+
+def test_keys_scope_jobs_to_their_client(local_runtime):
+    _, job = call(local_runtime.url, "POST", body={"type": "sleep", "payload": {"steps": 1}}, key=ALICE)
+    assert call(local_runtime.url, path=f"/jobs/{job['jobId']}", key=BOB)[0] == 404
+
+
+def test_429_once_the_burst_is_spent_and_again_200_after_the_refill(local_runtime):
+    codes = [call(local_runtime.url, key="tight-local-key")[0] for _ in range(4)]
+    assert codes == [200, 200, 200, 429]
+    assert call(local_runtime.url, key="tight-local-key") == (429, {"message": "Too Many Requests"})
+    time.sleep(0.6)  # 2 tokens a second: one is back
+    assert call(local_runtime.url, key="tight-local-key")[0] == 200
+
+
+def test_429_once_the_quota_is_used_up(local_runtime):
+    codes = [call(local_runtime.url, key="counted-local-key")[0] for _ in range(6)]
+    assert codes == [200] * 5 + [429]
+    assert call(local_runtime.url, key="counted-local-key") == (429, {"message": "Limit Exceeded"})
+
+
+def test_a_record_that_failed_is_delivered_again_and_the_job_completes(local_runtime, runtime_redis, run_settings):
+    services.stop(runtime_redis["proc"])  # the worker cannot checkpoint: it reports the record failed
+    try:
+        code, job = call(local_runtime.url, "POST", body={"type": "sleep", "payload": {"steps": 2, "stepMs": 10}})
+        assert code == 202  # Redis is only a cache for the API: the job is stored and queued
+        conn = pymysql.connect(**connect_args(run_settings.mysql_url))
+        with conn, conn.cursor() as cur:
+            for _ in range(100):  # the worker took it, started it in MySQL, then failed the record
+                cur.execute("SELECT status FROM jobs WHERE id = %s", (job["jobId"],))
+                if cur.fetchone()[0] == "RUNNING":
+                    break
+                time.sleep(0.1)
+            else:
+                pytest.fail("the worker never picked the job up")
+    finally:
+        runtime_redis["restart"]()
+    assert wait_for(local_runtime.url, job["jobId"], "COMPLETED")["result"] == {"steps": 2, "sleptMs": 20}
+
+
+def test_sigterm_stops_everything_within_5_seconds_and_leaves_no_child(tmp_path, run_settings):
+    # Nothing at these addresses: the runtime starts private MariaDB and Redis as well as moto.
+    rt = LocalRuntime(tmp_path, run_settings, env={"MYSQL_URL": "mysql://root@127.0.0.1:1/jobs",
+                                                   "REDIS_URL": "redis://127.0.0.1:1/0"})
+    children = rt.children()
+    assert len(children) == 3  # mariadbd, redis-server, moto
+
+    started = time.monotonic()
+    rt.proc.send_signal(signal.SIGTERM)
+    rt.proc.wait(timeout=10)
+
+    assert time.monotonic() - started < 5
+    alive = [pid for pid in children if Path(f"/proc/{pid}").exists()]
+    assert alive == [], f"left behind: {alive}"
+
+
+def test_cli_submit_wait_prints_the_result_and_exits_0(local_runtime):
+    result = _cli(local_runtime, "submit", "sleep", "--payload", '{"steps": 3, "stepMs": 20}', "--wait")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"steps": 3, "sleptMs": 60}
+    assert "100%" in result.stderr and "COMPLETED" in result.stderr
+
+
+def test_cli_submit_wait_on_a_failing_job_exits_non_zero(local_runtime):
+    result = _cli(local_runtime, "submit", "sleep", "--payload", '{"steps": 3, "stepMs": 20, "failAtStep": 2}', "--wait")
+    assert result.returncode == 1
+    assert "FAILED" in result.stderr and "failed at step 2" in result.stderr
+
+
+def test_cli_prints_the_api_error_and_exits_non_zero(local_runtime):
+    result = _cli(local_runtime, "status", "not-an-id")
+    assert result.returncode == 1
+    assert "400" in result.stderr and "InvalidJobId" in result.stderr
+    assert _cli(local_runtime, "--key", "wrong", "list").stderr.strip() == "jobs: 403: Forbidden"
+
+
+def _cli(rt, *args):
+    return subprocess.run([sys.executable, "-m", "local.cli", "--url", rt.url, "--key", ALICE, *args],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
