@@ -4,6 +4,7 @@
     jobs status ID | jobs cancel ID              one job
     jobs list [--status S] [--type T]            your jobs, newest first
     jobs watch                                   a live table of your recent jobs
+    jobs demo                                    submit a few jobs, cancel one, show the outcome
 
 The API's URL and key come from --url / --key or JOBS_API_URL / JOBS_API_KEY. An error prints the
 API's message and exits 1; a job that ends FAILED or CANCELLED under --wait exits 1 too.
@@ -94,6 +95,37 @@ def table(jobs: list[dict[str, Any]]) -> str:
     return "\n".join(rows)
 
 
+DEMO = [
+    ("a short job", {"type": "sleep", "payload": {"steps": 5, "stepMs": 200}}),
+    ("a longer one", {"type": "sleep", "payload": {"steps": 20, "stepMs": 250}}),
+    ("one that fails at step 3", {"type": "sleep", "payload": {"steps": 6, "stepMs": 200, "failAtStep": 3}}),
+    ("one to cancel", {"type": "sleep", "payload": {"steps": 100, "stepMs": 200}}),
+]
+
+
+def demo(client: Client) -> int:
+    """Submit the DEMO jobs, cancel the last once it runs, wait for all, print the outcome."""
+    ids = []
+    for what, body in DEMO:
+        job, _ = client.call("POST", "/jobs", body)
+        print(f"submitted {what}: {job['jobId']}")
+        ids.append(job["jobId"])
+    while client.call("GET", f"/jobs/{ids[-1]}")[0]["status"] == "PENDING":
+        time.sleep(0.2)
+    cancelled, _ = client.call("DELETE", f"/jobs/{ids[-1]}")
+    print(f"cancel requested for {ids[-1]} (status {cancelled['status']}); waiting for all to end...")
+    jobs = [client.call("GET", f"/jobs/{job_id}")[0] for job_id in ids]
+    while any(job["status"] not in TERMINAL for job in jobs):
+        time.sleep(0.5)
+        jobs = [client.call("GET", f"/jobs/{job_id}")[0] for job_id in ids]
+    print()
+    print(table(jobs))
+    for job in jobs:
+        if job["status"] == "COMPLETED":
+            print(f"{job['jobId']} result: {json.dumps(job['result'])}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="jobs", description="Submit, watch and cancel jobs.")
     parser.add_argument("--url", default=os.environ.get("JOBS_API_URL", "http://127.0.0.1:8000"))
@@ -112,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     listing.add_argument("--status")
     listing.add_argument("--type")
     listing.add_argument("--limit", type=int, default=20)
+    commands.add_parser("demo", help="submit a few jobs, cancel one, show the outcome")
     watch = commands.add_parser("watch", help="a live table of your recent jobs")
     watch.add_argument("--interval", type=float, default=1.0)
     watch.add_argument("--limit", type=int, default=15)
@@ -158,6 +191,8 @@ def _run(client: Client, ns: argparse.Namespace) -> int:
         page, _ = client.call("GET", "/jobs?" + urllib.parse.urlencode(query))
         print(table(page["jobs"]))
         return 0
+    if ns.command == "demo":
+        return demo(client)
     while True:  # watch
         page, _ = client.call("GET", f"/jobs?limit={ns.limit}")
         screen = f"{client.url}   {time.strftime('%H:%M:%S')}   Ctrl-C to stop\n\n{table(page['jobs'])}"

@@ -203,3 +203,10 @@ def test_cli_prints_the_api_error_and_exits_non_zero(local_runtime):
 def _cli(rt, *args):
     return subprocess.run([sys.executable, "-m", "local.cli", "--url", rt.url, "--key", ALICE, *args],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+
+def test_cli_demo_shows_each_outcome(local_runtime):
+    result = _cli(local_runtime, "demo")
+    assert result.returncode == 0, result.stderr
+    statuses = [line.split()[2] for line in result.stdout.splitlines() if line[:2] == "01" and " result: " not in line]
+    assert sorted(statuses) == ["CANCELLED", "COMPLETED", "COMPLETED", "FAILED"]
