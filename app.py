@@ -51,6 +51,7 @@ def list_jobs():
 
 
 @app.route("/health", methods=["GET"])
+@http.api
 def health():
     checks = _service().health()
     return http.health_response(checks)
