@@ -3,12 +3,12 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: run test setup services migrate clean deploy teardown
+.PHONY: run test setup services browser migrate clean deploy teardown
 
 run: setup                     ## set up and run the whole system locally on http://127.0.0.1:8000
 	$(PY) -m local.run $(RUN_ARGS)
 
-test: setup services           ## run the test suite against real MariaDB, Redis and moto's server
+test: setup services browser   ## run the test suite against real MariaDB, Redis and moto's server
 	$(PY) -m pytest
 
 setup: $(VENV)/.installed      ## the virtualenv with everything the project needs
@@ -22,6 +22,11 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 
 services:                      ## start MariaDB and Redis if they are not running
 	bash local/services.sh
+
+browser:                       ## Debian's Chromium, for the dashboard's browser tests
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	  echo "no chromium: the dashboard tests will skip (install Debian's chromium package to run them)"
 
 migrate: setup services        ## apply the SQL migrations to MYSQL_URL's database
 	$(PY) -m chalicelib.schema --create-database

@@ -1,7 +1,7 @@
 """The API and worker Lambdas: routes and event handlers wired to chalicelib, nothing more."""
 from chalice import Chalice
 
-from chalicelib import http, observability, openapi, runtime
+from chalicelib import dashboard, http, observability, openapi, runtime
 from chalicelib.config import Settings
 from chalicelib.models import JobStatus
 
@@ -60,6 +60,18 @@ def health():
 @app.route("/openapi.json", methods=["GET"])
 def openapi_document():
     return openapi.document()
+
+
+@app.route("/dashboard", methods=["GET"])
+@http.api
+def dashboard_page():
+    return http.asset_response(*dashboard.asset("index.html"))
+
+
+@app.route("/dashboard/{name}", methods=["GET"])
+@http.api
+def dashboard_file(name):
+    return http.asset_response(*dashboard.asset(name))
 
 
 @app.on_sqs_message(queue=Settings.from_env().jobs_queue_name, batch_size=10)

@@ -65,7 +65,13 @@ class PayloadTooLarge(ClientError):
     code = "PayloadTooLarge"
 
 
-class JobNotFound(ClientError):
+class NotFound(ClientError):
+    """Nothing is at that address."""
+
+    code = "NotFound"
+
+
+class JobNotFound(NotFound):
     """No job of this caller has that id."""
 
     code = "JobNotFound"

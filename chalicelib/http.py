@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 from chalice import Response
 
-from . import errors, observability
+from . import dashboard, errors, observability
 from .observability import logger as log
 from .service import Answer
 
@@ -20,7 +20,7 @@ from .service import Answer
 #: HTTP status of each error class; the first match in this order wins.
 STATUS = (
     (errors.MissingApiKey, 403),
-    (errors.JobNotFound, 404),
+    (errors.NotFound, 404),
     (errors.Conflict, 409),
     (errors.PayloadTooLarge, 413),
     (errors.ClientError, 400),
@@ -137,3 +137,13 @@ def health_response(checks: dict[str, str]) -> Response:
               "status": "unavailable", "checks": checks},
         status_code=503, headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER)},
     )
+
+
+def asset_response(content: str, content_type: str) -> Response:
+    """A dashboard file; the page itself gets the Content-Security-Policy and is never cached stale."""
+    headers = {"Content-Type": content_type, "X-Content-Type-Options": "nosniff"}
+    if content_type.startswith("text/html"):
+        headers.update({"Content-Security-Policy": dashboard.CONTENT_SECURITY_POLICY, "Cache-Control": "no-cache"})
+    else:
+        headers["Cache-Control"] = "max-age=300"
+    return Response(body=content, status_code=200, headers=headers)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import jobs
+from . import dashboard, jobs
 from .models import JobStatus
 from .service import MAX_LIMIT, RETRY_AFTER_MAX, RETRY_AFTER_MIN
 
@@ -165,6 +165,30 @@ def document() -> dict[str, Any]:
                             "schema": {"$ref": "#/components/schemas/Health"}}}},
                         "503": {"description": "at least one dependency does not answer", "content": {
                             "application/json": {"schema": {"$ref": "#/components/schemas/Health"}}}},
+                    },
+                },
+            },
+            "/dashboard": {
+                "get": {
+                    "operationId": "dashboard",
+                    "summary": "The web dashboard (the page asks for an API key itself)",
+                    "security": [],
+                    "responses": {"200": {"description": "the page", "content": {"text/html": {"schema": {"type": "string"}}}}},
+                },
+            },
+            "/dashboard/{name}": {
+                "get": {
+                    "operationId": "dashboardFile",
+                    "summary": "A file of the dashboard",
+                    "security": [],
+                    "parameters": [{"name": "name", "in": "path", "required": True,
+                                    "schema": {"type": "string", "enum": sorted(dashboard.ASSETS)}}],
+                    "responses": {
+                        "200": {"description": "the file", "content": {
+                            "text/javascript": {"schema": {"type": "string"}},
+                            "text/css": {"schema": {"type": "string"}},
+                            "text/html": {"schema": {"type": "string"}}}},
+                        "404": _error("no such file"),
                     },
                 },
             },

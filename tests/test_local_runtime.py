@@ -1,13 +1,9 @@
 """The local runtime (`make run`) as a user meets it: a process driven over HTTP only, and the CLI."""
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
-import uuid
 from pathlib import Path
 
 import pymysql
@@ -15,75 +11,7 @@ import pytest
 
 from chalicelib.store import connect_args
 from local import services
-
-ROOT = Path(__file__).resolve().parents[1]
-PLANS = {
-    "plans": {
-        "roomy": {"rateLimit": 1000, "burstLimit": 1000, "quota": None},
-        "tight": {"rateLimit": 2, "burstLimit": 3, "quota": None},
-        "quota": {"rateLimit": 1000, "burstLimit": 1000, "quota": {"limit": 5, "period": "DAY"}},
-    },
-    "clients": {"alice": {"plan": "roomy"}, "bob": {"plan": "roomy"}, "tight": {"plan": "tight"},
-                "counted": {"plan": "quota"}},
-}
-ALICE, BOB = "alice-local-key", "bob-local-key"
-
-
-def call(url, method="GET", path="/jobs", *, key=ALICE, body=None):
-    request = urllib.request.Request(url + path, method=method, data=None if body is None else json.dumps(body).encode(),
-                                     headers={"content-type": "application/json", **({"x-api-key": key} if key else {})})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
-
-
-def wait_for(url, job_id, status, *, key=ALICE, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        code, job = call(url, path=f"/jobs/{job_id}", key=key)
-        if job.get("status") == status:
-            return job
-        time.sleep(0.1)
-    pytest.fail(f"job {job_id} not {status} within {timeout}s: {job}")
-
-
-class LocalRuntime:
-    """`python -m local.run` in a child process, as `make run` starts it."""
-
-    def __init__(self, tmp: Path, run_settings, *, env: dict[str, str], args: list[str] = ()):
-        plans = tmp / "usage-plans.json"
-        plans.write_text(json.dumps(PLANS))
-        self.port = services.free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = tmp / "runtime.log"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "local.run", "--port", str(self.port), "--usage-plans", str(plans), *args],
-            cwd=ROOT, stdout=self.log.open("w"), stderr=subprocess.STDOUT,
-            env={**os.environ, "MYSQL_URL": run_settings.mysql_url, "REDIS_PREFIX": f"{run_settings.redis_prefix}rt:{uuid.uuid4().hex[:6]}:",
-                 "JOBS_QUEUE_NAME": f"jobs-{uuid.uuid4().hex[:8]}", **env},
-        )
-        deadline = time.monotonic() + 60
-        while not self._healthy():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                pytest.fail(f"the local runtime did not start:\n{self.log.read_text()[-3000:]}")
-            time.sleep(0.2)
-
-    def _healthy(self) -> bool:
-        try:
-            return call(self.url, path="/health", key=None)[0] == 200
-        except OSError:
-            return False
-
-    def children(self) -> list[int]:
-        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout
-        return [int(pid) for pid in out.split()]
-
-    def stop(self) -> None:
-        services.stop(self.proc)
-
+from tests.support.runtime import ALICE, BOB, ROOT, LocalRuntime, call, wait_for
 
 @pytest.fixture(scope="module")
 def runtime_redis(tmp_path_factory):

@@ -1,0 +1,283 @@
+// The jobs dashboard: no framework, no build step. Every text from the API goes in via textContent.
+"use strict";
+
+const TERMINAL = new Set(["COMPLETED", "FAILED", "CANCELLED"]);
+const PAGE_SIZE = 15;
+const LIST_REFRESH_MS = 15000;
+
+const state = {
+  key: sessionStorage.getItem("jobs.apiKey") || "",
+  cursor: null,          // the page shown starts after this job id (null: newest)
+  previous: [],          // cursors of the pages before, for "Newer"
+  next: null,
+  timers: new Map(),     // job id -> timeout of its next poll
+  latest: new Map(),     // job id -> the newest view of it the API gave
+  selected: null,
+  listTimer: null,
+};
+const $ = (selector) => document.querySelector(selector);
+
+class ApiError extends Error {
+  constructor(status, body, retryAfter) {
+    super((body && (body.message || body.code)) || `HTTP ${status}`);
+    this.status = status;
+    this.retryAfter = retryAfter;
+  }
+}
+
+async function api(method, path, body) {
+  const response = await fetch(path, {
+    method,
+    headers: { "x-api-key": state.key, "content-type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  let data = null;
+  try { data = await response.json(); } catch (_) { /* an empty or non-JSON body */ }
+  const retryAfter = Number(response.headers.get("Retry-After")) || null;
+  if (!response.ok) throw new ApiError(response.status, data, retryAfter);
+  return { data, retryAfter, status: response.status };
+}
+
+function notice(text, isError = false) {
+  const el = $("#notice");
+  el.hidden = !text;
+  el.textContent = text || "";
+  el.classList.toggle("error", isError);
+}
+
+function explain(error) {
+  if (!(error instanceof ApiError)) return `Cannot reach the API: ${error.message}`;
+  if (error.status === 403) return "This API key was refused (403 Forbidden). Check the key and enter it again.";
+  if (error.status === 429) return "Too many requests (429): your usage plan's limit is reached. Updates slow down and resume by themselves.";
+  if (error.status === 503) return "The service is unavailable right now (503). It retries by itself shortly.";
+  return `${error.status}: ${error.message}`;
+}
+
+// --- the key ----------------------------------------------------------------------------------
+async function useKey(key) {
+  state.key = key;
+  sessionStorage.setItem("jobs.apiKey", key);
+  stopPolling();
+  state.cursor = null;
+  state.previous = [];
+  try {
+    await loadList();
+    notice("");
+    $("main").hidden = false;
+  } catch (error) {
+    $("main").hidden = error.status === 403;
+    notice(explain(error), true);
+  }
+}
+
+// --- the submit form, built from the OpenAPI document's payload schemas --------------------------
+async function loadTypes() {
+  const response = await fetch("openapi.json");
+  const doc = await response.json();
+  const variants = doc.components.schemas.Submission.oneOf;
+  const types = {};
+  for (const variant of variants) types[variant.properties.type.enum[0]] = variant.properties.payload;
+  const select = $("#job-type");
+  for (const name of Object.keys(types).sort()) {
+    select.append(new Option(name, name));
+    $("#filter-type").append(new Option(name, name));
+  }
+  for (const status of doc.components.schemas.Job.properties.status.enum) $("#filter-status").append(new Option(status, status));
+  select.addEventListener("change", () => renderPayloadFields(types[select.value]));
+  renderPayloadFields(types[select.value]);
+}
+
+function renderPayloadFields(schema) {
+  const box = $("#payload-fields");
+  box.replaceChildren();
+  const properties = (schema && schema.properties) || {};
+  if (Object.keys(properties).length === 0) {
+    box.append(field("payload", "payload (JSON)", Object.assign(document.createElement("input"), { value: "{}" })));
+    return;
+  }
+  for (const [name, spec] of Object.entries(properties)) {
+    const input = document.createElement("input");
+    input.name = name;
+    input.type = spec.type === "integer" || spec.type === "number" ? "number" : "text";
+    if (spec.minimum !== undefined) input.min = spec.minimum;
+    if (spec.maximum !== undefined) input.max = spec.maximum;
+    if (spec.default !== undefined) input.value = spec.default;
+    input.dataset.kind = spec.type || "string";
+    box.append(field(name, name, input, spec.description));
+  }
+}
+
+function field(name, label, input, help) {
+  const wrap = document.createElement("div");
+  wrap.className = "field";
+  const caption = document.createElement("label");
+  caption.textContent = label;
+  input.id = `payload-${name}`;
+  input.name = name;
+  caption.htmlFor = input.id;
+  wrap.append(caption, input);
+  if (help) wrap.append(Object.assign(document.createElement("small"), { textContent: help }));
+  return wrap;
+}
+
+function payloadFromForm() {
+  const inputs = [...document.querySelectorAll("#payload-fields input")];
+  if (inputs.length === 1 && inputs[0].name === "payload") return JSON.parse(inputs[0].value || "{}");
+  const payload = {};
+  for (const input of inputs) {
+    if (input.value === "") continue;
+    payload[input.name] = input.dataset.kind === "integer" || input.dataset.kind === "number" ? Number(input.value) : input.value;
+  }
+  return payload;
+}
+
+async function submitJob(event) {
+  event.preventDefault();
+  try {
+    const body = { type: $("#job-type").value, payload: payloadFromForm() };
+    const { data, retryAfter } = await api("POST", "jobs", body);
+    notice(`Submitted job ${data.jobId}.`);
+    state.cursor = null;
+    state.previous = [];
+    await loadList();
+    schedule(data.jobId, retryAfter);
+  } catch (error) {
+    notice(error instanceof SyntaxError ? `The payload is not JSON: ${error.message}` : explain(error), true);
+  }
+}
+
+// --- the table -----------------------------------------------------------------------------------
+async function loadList() {
+  const query = new URLSearchParams({ limit: PAGE_SIZE });
+  if ($("#filter-status").value) query.set("status", $("#filter-status").value);
+  if ($("#filter-type").value) query.set("type", $("#filter-type").value);
+  if (state.cursor) query.set("cursor", state.cursor);
+  const { data } = await api("GET", `jobs?${query}`);
+  state.next = data.nextCursor;
+  $("#older").disabled = !state.next;
+  $("#newer").disabled = state.previous.length === 0;
+  $("#empty").hidden = data.jobs.length > 0;
+  const rows = $("#job-rows");
+  rows.replaceChildren(...data.jobs.map(row));
+  for (const job of data.jobs) {
+    if (!TERMINAL.has(job.status) && !state.timers.has(job.jobId)) schedule(job.jobId, 1);
+  }
+  clearTimeout(state.listTimer);
+  state.listTimer = setTimeout(() => loadList().catch((error) => notice(explain(error), true)), LIST_REFRESH_MS);
+}
+
+function row(job) {
+  const tr = document.createElement("tr");
+  tr.dataset.id = job.jobId;
+  const cells = ["col-id", "col-type", "col-status", "col-progress", "col-message wide", "col-created wide", "col-actions"].map((cls) => {
+    const td = document.createElement("td");
+    td.className = cls;
+    tr.append(td);
+    return td;
+  });
+  const link = Object.assign(document.createElement("a"), { href: `#${job.jobId}`, textContent: job.jobId.slice(-8), title: job.jobId });
+  link.addEventListener("click", (event) => { event.preventDefault(); showDetail(job.jobId); });
+  cells[0].append(link);
+  cells[1].textContent = job.type;
+  cells[5].textContent = new Date(job.createdAt).toLocaleString();
+  update(tr, job);
+  return tr;
+}
+
+function update(tr, job) {
+  state.latest.set(job.jobId, job);
+  const [, , status, progress, message, , actions] = tr.children;
+  status.replaceChildren(Object.assign(document.createElement("span"), { className: `status ${job.status}`, textContent: job.status + (job.stalled ? " (stalled)" : "") }));
+  const bar = document.createElement("div");
+  bar.className = `bar ${job.status}`;
+  bar.setAttribute("role", "progressbar");
+  bar.setAttribute("aria-valuenow", job.progress);
+  const fill = document.createElement("span");
+  fill.style.width = `${job.progress}%`;  // CSSOM, allowed by the page's Content-Security-Policy
+  bar.append(fill);
+  progress.replaceChildren(Object.assign(document.createElement("div"), { className: "progress" }));
+  progress.firstChild.append(bar, Object.assign(document.createElement("span"), { className: "pct", textContent: `${job.progress}%` }));
+  message.textContent = job.error || job.message || "";
+  actions.replaceChildren();
+  if (!TERMINAL.has(job.status) && !job.cancelRequested) {
+    const button = Object.assign(document.createElement("button"), { type: "button", className: "cancel", textContent: "Cancel" });
+    button.addEventListener("click", () => cancelJob(job.jobId));
+    actions.append(button);
+  }
+  if (state.selected === job.jobId) renderDetail(job);
+}
+
+// --- live progress: one poll per active job, never sooner than its Retry-After ---------------------
+function schedule(jobId, seconds) {
+  clearTimeout(state.timers.get(jobId));
+  state.timers.set(jobId, setTimeout(() => poll(jobId), Math.max(1, seconds || 1) * 1000));
+}
+
+async function poll(jobId) {
+  state.timers.delete(jobId);
+  try {
+    const { data, retryAfter } = await api("GET", `jobs/${jobId}`);
+    const tr = document.querySelector(`tr[data-id="${jobId}"]`);
+    if (tr) update(tr, data);
+    if (!TERMINAL.has(data.status) && (tr || state.selected === jobId)) schedule(jobId, retryAfter);
+  } catch (error) {
+    notice(explain(error), true);
+    if (error.status === 429 || error.status === 503 || !(error instanceof ApiError)) schedule(jobId, Math.max(5, error.retryAfter || 5));
+  }
+}
+
+function stopPolling() {
+  for (const timer of state.timers.values()) clearTimeout(timer);
+  state.timers.clear();
+}
+
+async function cancelJob(jobId) {
+  try {
+    const { data } = await api("DELETE", `jobs/${jobId}`);
+    const tr = document.querySelector(`tr[data-id="${jobId}"]`);
+    if (tr) update(tr, data);
+    notice(data.status === "CANCELLED" ? `Job ${jobId} cancelled.` : `Job ${jobId} stops at its next chunk.`);
+    if (!TERMINAL.has(data.status)) schedule(jobId, 1);
+  } catch (error) {
+    notice(explain(error), true);
+  }
+}
+
+// --- the detail view ---------------------------------------------------------------------------------
+function showDetail(jobId) {
+  // The row's newest view; the job's poller (paced by Retry-After) keeps the detail current.
+  state.selected = jobId;
+  renderDetail(state.latest.get(jobId));
+  $("#detail").hidden = false;
+}
+
+function renderDetail(job) {
+  $("#detail-id").textContent = job.jobId;
+  const fields = [["Type", job.type], ["Status", job.status], ["Progress", `${job.progress}%`], ["Message", job.message],
+    ["Error", job.error], ["Attempts", `${job.attempts} of ${job.maxAttempts}`], ["Created", job.createdAt],
+    ["Started", job.startedAt], ["Finished", job.finishedAt], ["Updated", job.updatedAt], ["ETA", job.etaSeconds === null ? null : `${job.etaSeconds} s`]];
+  $("#detail-fields").replaceChildren(...fields.filter(([, value]) => value !== null && value !== undefined && value !== "").flatMap(([name, value]) =>
+    [Object.assign(document.createElement("dt"), { textContent: name }), Object.assign(document.createElement("dd"), { textContent: String(value) })]));
+  $("#detail-result").textContent = job.result === null ? "(none yet)" : JSON.stringify(job.result, null, 2);
+}
+
+// --- wiring ----------------------------------------------------------------------------------------
+document.addEventListener("DOMContentLoaded", async () => {
+  $("#key-form").addEventListener("submit", (event) => { event.preventDefault(); useKey($("#api-key").value.trim()); });
+  $("#submit-form").addEventListener("submit", submitJob);
+  for (const id of ["#filter-status", "#filter-type"]) {
+    $(id).addEventListener("change", () => { state.cursor = null; state.previous = []; loadList().catch((e) => notice(explain(e), true)); });
+  }
+  $("#older").addEventListener("click", () => { state.previous.push(state.cursor); state.cursor = state.next; loadList().catch((e) => notice(explain(e), true)); });
+  $("#newer").addEventListener("click", () => { state.cursor = state.previous.pop() || null; loadList().catch((e) => notice(explain(e), true)); });
+  $("#detail-close").addEventListener("click", () => { state.selected = null; $("#detail").hidden = true; });
+  try {
+    await loadTypes();
+  } catch (error) {
+    notice(`Cannot load the API description: ${error.message}`, true);
+  }
+  if (state.key) {
+    $("#api-key").value = state.key;
+    useKey(state.key);
+  }
+});
