@@ -144,7 +144,7 @@ class HotState:
             for job_id in job_ids:
                 pipe.hmget(self._job_key(job_id), "owner", "view", "cancel", "cadence", "external")
             replies = pipe.execute()
-        return {job_id: HotJob.parse(*fields) for job_id, fields in zip(job_ids, replies) if fields[1] is not None}
+        return {job_id: HotJob.parse(*fields) for job_id, fields in zip(job_ids, replies, strict=True) if fields[1] is not None}
 
     def write(self, job_id: str, *, owner: str, view: dict[str, Any], seq: int,
               cadence_ms: float | None = None, checkpoint: Any = None) -> WriteOutcome:

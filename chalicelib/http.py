@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 from chalice import Response
 
-from . import dashboard, errors, observability
+from . import dashboard, errors
 from .observability import logger as log
 from .service import Answer
 

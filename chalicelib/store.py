@@ -118,10 +118,12 @@ class JobStore:
         args = connect_args(url, tls=tls, tls_ca=tls_ca)
 
         def connect() -> pymysql.connections.Connection:
-            user_password = dict(zip(("user", "password"), credentials())) if credentials else {}
+            login = {}
+            if credentials is not None:
+                login["user"], login["password"] = credentials()
             # FOUND_ROWS: an UPDATE reports the rows it matched, so repeating a cancel still counts.
             return pymysql.connect(cursorclass=pymysql.cursors.DictCursor, client_flag=CLIENT.FOUND_ROWS,
-                                   **{**args, **user_password})
+                                   **{**args, **login})
 
         return cls(connect)
 
