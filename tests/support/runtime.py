@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PLANS = {
     "plans": {
         "roomy": {"rateLimit": 1000, "burstLimit": 1000, "quota": None},
-        "tight": {"rateLimit": 2, "burstLimit": 3, "quota": None},
+        "tight": {"rateLimit": 0.5, "burstLimit": 3, "quota": None},  # a token every 2 s
         "quota": {"rateLimit": 1000, "burstLimit": 1000, "quota": {"limit": 5, "period": "DAY"}},
     },
     "clients": {"alice": {"plan": "roomy"}, "bob": {"plan": "roomy"}, "tight": {"plan": "tight"},
