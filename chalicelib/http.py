@@ -30,7 +30,9 @@ STATUS = (
 UNAVAILABLE_RETRY_AFTER = 5
 
 _API_KEY = re.compile(r"[\x21-\x7e]{1,128}")
-_IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]{1,255}")
+#: Printable ASCII, 1-255 characters (the OpenAPI document publishes this pattern).
+IDEMPOTENCY_KEY_PATTERN = r"^[\x20-\x7e]{1,255}$"
+_IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 
 
 def error_response(exc: errors.JobsError) -> Response:

@@ -66,25 +66,6 @@ def isoformat(moment: datetime | None) -> str | None:
     return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-@dataclass(frozen=True)
-class Progress:
-    """How far a running job has got: the fixed shape of progress the API reports."""
-
-    done: int = 0
-    total: int | None = None
-    stage: str | None = None
-    message: str | None = None
-
-    @property
-    def percent(self) -> int:
-        if not self.total:
-            return 0
-        return max(0, min(100, self.done * 100 // self.total))
-
-    def detail(self) -> dict[str, Any]:
-        return {"done": self.done, "total": self.total, "stage": self.stage}
-
-
 @dataclass
 class Job:
     """One row of the `jobs` table."""

@@ -9,7 +9,10 @@ from typing import Any
 
 from . import dashboard, jobs
 from .models import JobStatus
-from .service import MAX_LIMIT, RETRY_AFTER_MAX, RETRY_AFTER_MIN
+from .config import Settings
+from .http import IDEMPOTENCY_KEY_PATTERN
+from .service import (DEFAULT_LIMIT, MAX_ATTEMPTS, MAX_LIMIT, MAX_TIMEOUT_SECONDS, RETRY_AFTER_MAX,
+                      RETRY_AFTER_MIN)
 
 # Job ids are ULIDs; the API accepts them in either case.
 JOB_ID_PATTERN = "^[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$"
@@ -69,6 +72,7 @@ def _job_schema(*, with_result: bool) -> dict[str, Any]:
 
 def _submission(job_type: jobs.JobType) -> dict[str, Any]:
     # An absent payload is {}: required only when its schema requires fields.
+    defaults = Settings()
     return {
         "type": "object",
         "additionalProperties": False,
@@ -76,8 +80,10 @@ def _submission(job_type: jobs.JobType) -> dict[str, Any]:
         "properties": {
             "type": {"type": "string", "enum": [job_type.name]},
             "payload": job_type.payload_schema,
-            "maxAttempts": {"type": "integer", "minimum": 1, "maximum": 20, "default": 3},
-            "timeoutSeconds": {"type": "integer", "minimum": 1, "maximum": 7 * 86400, "default": 3600},
+            "maxAttempts": {"type": "integer", "minimum": 1, "maximum": MAX_ATTEMPTS,
+                            "default": defaults.default_max_attempts},
+            "timeoutSeconds": {"type": "integer", "minimum": 1, "maximum": MAX_TIMEOUT_SECONDS,
+                               "default": defaults.default_timeout_seconds},
         },
     }
 
@@ -97,7 +103,7 @@ def document() -> dict[str, Any]:
                     "operationId": "submitJob",
                     "summary": "Submit a job; answers at once with its id",
                     "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
-                                    "schema": {"type": "string", "pattern": "^[\\x20-\\x7e]{1,255}$"}}],
+                                    "schema": {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN}}],
                     "requestBody": {"required": True, "content": {"application/json": {
                         "schema": {"$ref": "#/components/schemas/Submission"}}}},
                     "responses": {
@@ -117,7 +123,7 @@ def document() -> dict[str, Any]:
                     "parameters": [
                         {"name": "status", "in": "query", "schema": {"type": "string", "enum": [s.value for s in JobStatus]}},
                         {"name": "type", "in": "query", "schema": {"type": "string", "enum": jobs.names()}},
-                        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 20}},
+                        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}},
                         {"name": "cursor", "in": "query", "schema": {"type": "string", "pattern": JOB_ID_PATTERN},
                          "description": "nextCursor of the previous page"},
                     ],

@@ -22,7 +22,10 @@ from .queue import JobQueue
 from .store import JobStore
 
 
-MAX_LIMIT = 100
+#: Bounds of what a submission or a list may ask for (the OpenAPI document publishes these).
+MAX_ATTEMPTS = 20
+MAX_TIMEOUT_SECONDS = 7 * 86400
+DEFAULT_LIMIT, MAX_LIMIT = 20, 100
 _SUBMIT_FIELDS = {"type", "payload", "maxAttempts", "timeoutSeconds"}
 # Polls are advised no faster than progress can change, and no slower than this (seconds).
 RETRY_AFTER_MIN, RETRY_AFTER_MAX = 1, 30
@@ -82,9 +85,9 @@ class JobService:
         job = Job(id=new_job_id(), owner=owner, type=job_type.name, status=JobStatus.PENDING, payload=payload,
                   created_at=now, updated_at=now, **options)
         stored = self._store.insert_job(job, idempotency_key=idempotency_key, request_hash=request_hash)
-        cadence = job_type.chunk_seconds(payload)
         if stored.id != job.id:
             return replace(self.get(owner, stored.id), replayed=True)
+        cadence = job_type.chunk_seconds(payload)
         self._best_effort_write(job, seq=0, cadence_ms=None if cadence is None else cadence * 1000)
         try:
             self._queue.send_job(job.id)
@@ -106,8 +109,9 @@ class JobService:
         job_type = jobs.get(body["type"])
         payload = body.get("payload", {})
         options = {
-            "max_attempts": _int_option(body, "maxAttempts", self._settings.default_max_attempts, 20),
-            "timeout_seconds": _int_option(body, "timeoutSeconds", self._settings.default_timeout_seconds, 7 * 86400),
+            "max_attempts": _int_option(body, "maxAttempts", self._settings.default_max_attempts, MAX_ATTEMPTS),
+            "timeout_seconds": _int_option(body, "timeoutSeconds", self._settings.default_timeout_seconds,
+                                           MAX_TIMEOUT_SECONDS),
         }
         return job_type, jobs.check_payload(job_type, payload), options
 
@@ -215,7 +219,7 @@ class JobService:
         if type is not None:
             jobs.get(type)
         try:
-            page_size = 20 if limit is None else int(limit)
+            page_size = DEFAULT_LIMIT if limit is None else int(limit)
         except ValueError:
             page_size = 0
         if not 1 <= page_size <= MAX_LIMIT:

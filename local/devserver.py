@@ -43,6 +43,7 @@ class _Handler(ChaliceRequestHandler):
             return self._generic_handle
         raise AttributeError(name)
 
+    # Chalice's class binds these to its own, unlocked handler; __getattr__ only sees the others.
     do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = do_PATCH = do_OPTIONS = _generic_handle
 
 
