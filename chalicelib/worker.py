@@ -156,7 +156,7 @@ class Worker:
             CADENCE_WEIGHT * elapsed_ms + (1 - CADENCE_WEIGHT) * run.cadence_ms)
         job.progress = min(100, step.done * 100 // step.total) if step.total else job.progress
         job.progress_detail = {"done": step.done, "total": step.total, "stage": step.stage}
-        job.message = step.message[:MAX_MESSAGE_CHARS] if step.message else None
+        job.message = _clip(step.message)
         if step.total:
             job.eta_seconds = math.ceil(max(0, step.total - step.done) * run.cadence_ms / 1000)
         job.updated_at = utcnow()
@@ -177,7 +177,7 @@ class Worker:
             job.progress = 100
         job.eta_seconds = None  # nothing left to estimate; MySQL does not keep it either
         job.status, job.result, job.error, job.finished_at, job.updated_at = status, result, error, now, now
-        job.message = (message or job.message or "")[:MAX_MESSAGE_CHARS] or None
+        job.message = _clip(message or job.message)
         # (Durable execution: fence this UPDATE with the lease token.)
         if not self._store.transition(job.id, from_=(JobStatus.RUNNING,), to=status, result=result, error=error,
                                       progress=job.progress, progress_detail=job.progress_detail,
@@ -190,6 +190,11 @@ class Worker:
             observability.milliseconds("JobDuration", (now - _aware(job.started_at)).total_seconds() * 1000)
         log.info("job finished", extra={"status": status.value, "error": error})
         return status
+
+
+def _clip(message: str | None) -> str | None:
+    """A progress message that fits its column; None for none."""
+    return message[:MAX_MESSAGE_CHARS] if message else None
 
 
 def _aware(moment):
