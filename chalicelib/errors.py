@@ -112,3 +112,16 @@ class HotStateUnavailable(DependencyUnavailable):
 
 class QueueUnavailable(DependencyUnavailable):
     """SQS did not accept the message."""
+
+
+# --- A job that can never succeed: the worker fails it at once, without retries ------------------
+class PermanentFailure(JobsError):
+    """The job cannot succeed however often it is retried."""
+
+    code = "PermanentFailure"
+
+
+class ObjectNotFound(PermanentFailure):
+    """The object the job reads does not exist."""
+
+    code = "ObjectNotFound"

@@ -8,16 +8,12 @@ from __future__ import annotations
 import json
 from typing import Any, Callable
 
-from . import errors
+from . import aws, errors
 
 
 def connect(*, endpoint_url: str | None, region: str) -> Any:
     """An SQS client; `endpoint_url` points it at LocalStack or moto, None at AWS."""
-    import boto3  # ~110 ms of imports: only the functions that send messages pay for them
-    from botocore.config import Config
-
-    config = Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 3})
-    return boto3.client("sqs", endpoint_url=endpoint_url, region_name=region, config=config)
+    return aws.client("sqs", endpoint_url=endpoint_url, region=region)
 
 
 class JobQueue:

@@ -7,15 +7,13 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 
-from . import errors
+from . import aws, errors
 
 
 @lru_cache(maxsize=16)
 def read(arn: str, *, endpoint_url: str | None, region: str) -> str:
     """The SecretString of a secret."""
-    import boto3  # only containers configured with secrets pay for the import
-
-    client = boto3.client("secretsmanager", endpoint_url=endpoint_url, region_name=region)
+    client = aws.client("secretsmanager", endpoint_url=endpoint_url, region=region)
     try:
         return client.get_secret_value(SecretId=arn)["SecretString"]
     except Exception as exc:  # the message names the secret, never its value

@@ -1,0 +1,17 @@
+"""boto3 clients for the AWS services the functions call (SQS, S3, Secrets Manager).
+
+boto3 costs ~110 ms of imports, so it is imported on first use: a route that calls no AWS service
+never pays for it. `endpoint_url` points a client at LocalStack or moto; None means AWS itself.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+
+def client(service: str, *, endpoint_url: str | None, region: str) -> Any:
+    """A client with short timeouts and boto3's standard retry mode (3 attempts)."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 3})
+    return boto3.client(service, endpoint_url=endpoint_url, region_name=region, config=config)
