@@ -47,6 +47,8 @@ class Settings:
     jobs_queue_url: str = ""
     #: Queue name for the SQS trigger in app.py (Chalice needs it at import time).
     jobs_queue_name: str = "jobs"
+    #: The dead-letter queue's name, for the DLQ handler's trigger (default: `<jobs queue>-dlq`).
+    jobs_dlq_name: str = "jobs-dlq"
     #: Unset on AWS; a LocalStack or moto endpoint elsewhere. boto3 also reads it by itself.
     aws_endpoint_url: str | None = None
     aws_region: str = "us-east-1"
@@ -61,6 +63,21 @@ class Settings:
     max_body_bytes: int = 262144
     default_max_attempts: int = 3
     default_timeout_seconds: int = 3600
+    #: A worker's hold on a job, renewed at every chunk: must outlive the longest chunk, and stay
+    #: under the queue's visibility timeout minus the function timeout, so that the message of a
+    #: killed worker, when it comes back, finds the lease expired.
+    lease_seconds: int = 120
+    #: First retry delay after a failed step; doubled per attempt, full jitter, capped at 900 s.
+    retry_base_seconds: int = 2
+    #: Time a hand-off itself needs (one MySQL UPDATE, one SQS send), kept free before the limit.
+    handoff_reserve_ms: int = 3000
+    #: The sweeper sends a PENDING job again when it has waited this long without starting.
+    pending_resend_seconds: int = 120
+    #: Finished jobs (and their idempotency keys) are deleted this long after they ended.
+    retention_seconds: int = 7 * 86400
+    #: Bounds of one sweeper pass.
+    sweep_max_rows: int = 500
+    sweep_max_seconds: int = 30
     #: X-Ray subsegments around the use cases and job runs (see observability.py).
     tracing: bool = False
 
@@ -80,6 +97,7 @@ class Settings:
             redis_prefix=env.get("REDIS_PREFIX", d.redis_prefix),
             jobs_queue_url=env.get("JOBS_QUEUE_URL", d.jobs_queue_url),
             jobs_queue_name=env.get("JOBS_QUEUE_NAME", d.jobs_queue_name),
+            jobs_dlq_name=env.get("JOBS_DLQ_NAME") or f"{env.get('JOBS_QUEUE_NAME', d.jobs_queue_name)}-dlq",
             aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
             aws_region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or d.aws_region,
             terminal_ttl_seconds=_int(env, "TERMINAL_TTL_SECONDS", d.terminal_ttl_seconds),
@@ -89,5 +107,20 @@ class Settings:
             max_body_bytes=_int(env, "MAX_BODY_BYTES", d.max_body_bytes),
             default_max_attempts=_int(env, "DEFAULT_MAX_ATTEMPTS", d.default_max_attempts),
             default_timeout_seconds=_int(env, "DEFAULT_TIMEOUT_SECONDS", d.default_timeout_seconds),
+            lease_seconds=_int(env, "LEASE_SECONDS", d.lease_seconds),
+            retry_base_seconds=_int(env, "RETRY_BASE_SECONDS", d.retry_base_seconds),
+            handoff_reserve_ms=_int(env, "HANDOFF_RESERVE_MS", d.handoff_reserve_ms),
+            pending_resend_seconds=_int(env, "PENDING_RESEND_SECONDS", d.pending_resend_seconds),
+            retention_seconds=_retention(env, d.retention_seconds),
+            sweep_max_rows=_int(env, "SWEEP_MAX_ROWS", d.sweep_max_rows),
+            sweep_max_seconds=_int(env, "SWEEP_MAX_SECONDS", d.sweep_max_seconds),
             tracing=_flag(env, "TRACING"),
         )
+
+
+def _retention(env, default: int) -> int:
+    # Idempotency keys live as long as their row, and the API promises at least 24 hours.
+    value = _int(env, "RETENTION_SECONDS", default)
+    if value < 86400:
+        raise ValueError(f"RETENTION_SECONDS must be at least 86400 (idempotency keys are kept 24 h), got {value}")
+    return value

@@ -5,11 +5,17 @@ Every key and TTL is built here and nowhere else:
     {prefix}job:{id}    hash   seq, owner, view (the public JSON), cancel ("1"), cadence (ms/chunk),
                                external ("1": the result was too large for Redis, read MySQL)
     {prefix}ckpt:{id}   string the job type's state at its last chunk boundary, as JSON
+    {prefix}lease:{id}  string the token of the worker that holds the job; expires unless renewed
 
 A write carries a sequence number and the script refuses one not newer than what is stored, so a
 late writer never overwrites newer progress; terminal writes use FINAL_SEQ and are never replaced.
 The hash of an active job expires after `active_ttl` unless renewed (a safety net, not a clock);
 a finished job's hash lives `terminal_ttl` so polls keep hitting Redis after the end.
+
+The lease makes one worker at a time the job's holder. It is taken with the checkpoint read
+(`acquire`), renewed by every checkpoint write, refused to anyone else while it lives, and released
+by the final write. A write carrying a token that no longer holds the lease is refused and says so
+(`lease_lost`): the worker stops, as a newer holder has the job.
 """
 from __future__ import annotations
 
@@ -27,25 +33,46 @@ from . import errors
 #: Sequence number of a terminal state: nothing written after it replaces it.
 FINAL_SEQ = 2**50
 
-# One round trip: refuse an older write, else store view + checkpoint with their TTL, and in every
-# case report the cancel flag. A script called directly is one EVALSHA once loaded
-# (../shared/notes/redis-py.md: inside a pipeline it would cost two round trips).
+# One round trip: refuse a writer whose lease was taken over and an older write, else store view +
+# checkpoint with their TTL and renew (or, final, release) the lease; in every case report the
+# cancel flag. A script called directly is one EVALSHA once loaded (../shared/notes/redis-py.md:
+# inside a pipeline it would cost two round trips).
 _WRITE = """
-local current = tonumber(redis.call('HGET', KEYS[1], 'seq'))
 local cancel = redis.call('HGET', KEYS[1], 'cancel') or ''
+local token, final = ARGV[8], ARGV[6] == '-'
+local holder = false
+if token ~= '' then holder = redis.call('GET', KEYS[3]) end
+if holder and holder ~= token and not final then return {0, cancel, 1} end
+local current = tonumber(redis.call('HGET', KEYS[1], 'seq'))
 if current and current >= tonumber(ARGV[1]) then
-  return {0, cancel}
+  return {0, cancel, 0}
 end
 redis.call('HSET', KEYS[1], 'seq', ARGV[1], 'owner', ARGV[2], 'view', ARGV[3])
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'cadence', ARGV[5]) end
 if ARGV[7] == '1' then redis.call('HSET', KEYS[1], 'external', '1') end
 redis.call('EXPIRE', KEYS[1], ARGV[4])
-if ARGV[6] == '-' then
+if final then
   redis.call('DEL', KEYS[2])
-elseif ARGV[6] ~= '' then
-  redis.call('SET', KEYS[2], ARGV[6], 'EX', ARGV[4])
+  if holder == token then redis.call('DEL', KEYS[3]) end
+else
+  if ARGV[6] ~= '' then redis.call('SET', KEYS[2], ARGV[6], 'EX', ARGV[4]) end
+  if token ~= '' then redis.call('SET', KEYS[3], token, 'PX', ARGV[9]) end
 end
-return {1, cancel}
+return {1, cancel, 0}
+"""
+
+# Take (or, for the same token, renew) the lease unless another token holds it; in the same round
+# trip read the checkpoint and the cancel flag the run starts from.
+_ACQUIRE = """
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return {0, false, ''} end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return {1, redis.call('GET', KEYS[2]), redis.call('HGET', KEYS[3], 'cancel') or ''}
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
 """
 
 # Raise the cancel flag. If the hash is gone (flushed, expired), the flag alone is kept with the
@@ -98,6 +125,17 @@ class WriteOutcome:
 
     written: bool
     cancel: bool
+    #: Another worker holds the job's lease now: this one must stop.
+    lease_lost: bool = False
+
+
+@dataclass(frozen=True)
+class Lease:
+    """The outcome of `acquire`: whether this token holds the job, and what the run starts from."""
+
+    held: bool
+    checkpoint: Any = None
+    cancel: bool = False
 
 
 class HotState:
@@ -112,12 +150,17 @@ class HotState:
         self.terminal_ttl = terminal_ttl
         self._write = client.register_script(_WRITE)
         self._cancel = client.register_script(_CANCEL)
+        self._acquire = client.register_script(_ACQUIRE)
+        self._release = client.register_script(_RELEASE)
 
     def _job_key(self, job_id: str) -> str:
         return f"{self._prefix}job:{job_id}"
 
     def _checkpoint_key(self, job_id: str) -> str:
         return f"{self._prefix}ckpt:{job_id}"
+
+    def _lease_key(self, job_id: str) -> str:
+        return f"{self._prefix}lease:{job_id}"
 
     @contextmanager
     def _translated(self) -> Iterator[None]:
@@ -147,12 +190,15 @@ class HotState:
         return {job_id: HotJob.parse(*fields) for job_id, fields in zip(job_ids, replies, strict=True) if fields[1] is not None}
 
     def write(self, job_id: str, *, owner: str, view: dict[str, Any], seq: int,
-              cadence_ms: float | None = None, checkpoint: Any = None) -> WriteOutcome:
+              cadence_ms: float | None = None, checkpoint: Any = None,
+              lease: str | None = None, lease_seconds: float = 0) -> WriteOutcome:
         """Store the job's view (and checkpoint) unless a write with seq >= this one is there.
 
-        One round trip, which also reads the cancel flag. A terminal view (seq FINAL_SEQ) gets the
-        terminal TTL and drops the checkpoint. A result over `inline_result_bytes` is left out
-        and the hash marked `external`: readers take it from MySQL.
+        One round trip, which also reads the cancel flag. With `lease`, the write is refused if
+        another token holds the job, and renews the lease for `lease_seconds`; a final write is
+        never refused for the lease (MySQL, already final, fenced it) and releases it. A terminal view (seq FINAL_SEQ) gets the terminal TTL and drops the
+        checkpoint. A result over `inline_result_bytes` is left out and the hash marked
+        `external`: readers take it from MySQL.
         """
         final = seq >= FINAL_SEQ
         result_external = False
@@ -163,24 +209,46 @@ class HotState:
         ttl = self.terminal_ttl if final else self.active_ttl
         checkpoint_arg = "-" if final else ("" if checkpoint is None else json.dumps(checkpoint, separators=(",", ":")))
         with self._translated():
-            written, cancel = self._write(
-                keys=[self._job_key(job_id), self._checkpoint_key(job_id)],
+            written, cancel, lost = self._write(
+                keys=[self._job_key(job_id), self._checkpoint_key(job_id), self._lease_key(job_id)],
                 args=[seq, owner, json.dumps(view, separators=(",", ":")), ttl,
                       "" if cadence_ms is None else int(cadence_ms), checkpoint_arg,
-                      "1" if result_external else ""],
+                      "1" if result_external else "", lease or "", max(1, int(lease_seconds * 1000))],
             )
-        return WriteOutcome(written=bool(written), cancel=cancel == "1")
+        return WriteOutcome(written=bool(written), cancel=cancel == "1", lease_lost=bool(lost))
+
+    def acquire(self, job_id: str, token: str, *, lease_seconds: float) -> Lease:
+        """Take the job's lease for `token` (renewing it if the token holds it already) unless
+        another token holds it; with it, the checkpoint and cancel flag. One round trip."""
+        with self._translated():
+            held, checkpoint, cancel = self._acquire(
+                keys=[self._lease_key(job_id), self._checkpoint_key(job_id), self._job_key(job_id)],
+                args=[token, max(1, int(lease_seconds * 1000))],
+            )
+        if not held:
+            return Lease(held=False)
+        return Lease(held=True, checkpoint=json.loads(checkpoint) if checkpoint else None, cancel=cancel == "1")
+
+    def release(self, job_id: str, token: str) -> None:
+        """Give the lease up, if `token` still holds it."""
+        with self._translated():
+            self._release(keys=[self._lease_key(job_id)], args=[token])
+
+    def leased(self, job_ids: list[str]) -> set[str]:
+        """Which of these jobs a worker holds right now (one round trip)."""
+        if not job_ids:
+            return set()
+        with self._translated():
+            pipe = self._redis.pipeline(transaction=False)
+            for job_id in job_ids:
+                pipe.exists(self._lease_key(job_id))
+            replies = pipe.execute()
+        return {job_id for job_id, held in zip(job_ids, replies, strict=True) if held}
 
     def request_cancel(self, job_id: str) -> None:
         """Raise the job's cancel flag; the worker reads it at its next chunk boundary."""
         with self._translated():
             self._cancel(keys=[self._job_key(job_id)], args=[self.active_ttl])
-
-    def get_checkpoint(self, job_id: str) -> Any:
-        """The job's last checkpoint, or None."""
-        with self._translated():
-            raw = self._redis.get(self._checkpoint_key(job_id))
-        return None if raw is None else json.loads(raw)
 
     def ping(self) -> None:
         """One cheap round trip, for health checks."""

@@ -91,6 +91,8 @@ class Job:
     #: Not stored in MySQL: the worker's estimate from its observed chunk rate.
     eta_seconds: int | None = None
     checkpoint: dict[str, Any] | None = field(default=None, repr=False)
+    #: The token of the worker lease that last took the job (read with the checkpoint).
+    lease_token: str | None = field(default=None, repr=False)
 
     def view(self) -> dict[str, Any]:
         """The public representation, as `GET /jobs/{id}` answers it (without `stalled`)."""

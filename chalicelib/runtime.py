@@ -52,7 +52,7 @@ class Runtime:
 
     @cached_property
     def worker(self) -> Worker:
-        return Worker(self.store, self.hot)
+        return Worker(self.store, self.hot, self.queue, self.settings)
 
 
 _current: Runtime | None = None

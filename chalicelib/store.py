@@ -29,7 +29,7 @@ _COLUMNS = (
 #: Columns `transition` may set besides status; names are never taken from input.
 _SETTABLE = {
     "result", "error", "progress", "progress_detail", "message", "checkpoint", "checkpoint_seq",
-    "started_at", "finished_at", "updated_at",
+    "lease_token", "started_at", "finished_at", "updated_at",
 }
 _JSON_COLUMNS = {"payload", "result", "progress_detail", "checkpoint"}
 
@@ -89,6 +89,7 @@ def _job(row: dict[str, Any]) -> Job:
         finished_at=row["finished_at"],
         updated_at=row["updated_at"],
         checkpoint=_load(row.get("checkpoint")),
+        lease_token=row.get("lease_token"),
     )
 
 
@@ -204,8 +205,9 @@ class JobStore:
         return (_job(rows[0]), rows[0]["request_hash"]) if rows else (None, None)
 
     def get_job(self, job_id: str, *, owner: str | None = None, with_checkpoint: bool = False) -> Job | None:
-        """The job with that id (and owner, when given), or None."""
-        columns = _COLUMNS + (", checkpoint" if with_checkpoint else "")
+        """The job with that id (and owner, when given), or None; the worker asks for the checkpoint
+        and lease token too."""
+        columns = _COLUMNS + (", checkpoint, lease_token" if with_checkpoint else "")
         sql = f"SELECT {columns} FROM jobs WHERE id = %s"
         args: list[Any] = [job_id]
         if owner is not None:
@@ -234,8 +236,10 @@ class JobStore:
         return [_job(row) for row in rows]
 
     def transition(self, job_id: str, *, from_: Iterable[JobStatus], to: JobStatus,
-                   owner: str | None = None, count_attempt: bool = False, **columns: Any) -> bool:
-        """Move the job to `to` if its status is one of `from_`; True if this call made the change."""
+                   owner: str | None = None, lease: str | None = None, count_attempt: bool = False,
+                   **columns: Any) -> bool:
+        """Move the job to `to` if its status is one of `from_` (and, given `lease`, if that lease
+        token still holds it); True if this call made the change."""
         unknown = set(columns) - _SETTABLE
         if unknown:
             raise ValueError(f"not settable: {sorted(unknown)}")
@@ -246,9 +250,10 @@ class JobStore:
         states = [s.value for s in from_]
         sql = f"UPDATE jobs SET {', '.join(sets)} WHERE id = %s AND status IN ({', '.join(['%s'] * len(states))})"
         args += [job_id, *states]
-        if owner is not None:
-            sql += " AND owner = %s"
-            args.append(owner)
+        for name, value in (("owner", owner), ("lease_token", lease)):
+            if value is not None:
+                sql += f" AND {name} = %s"
+                args.append(value)
         changed, _ = self._execute(sql, args)
         return changed == 1
 
@@ -260,3 +265,37 @@ class JobStore:
             (at, job_id, owner, JobStatus.RUNNING.value),
         )
         return changed == 1
+
+    # --- the sweeper -----------------------------------------------------------------------------
+    def stale(self, status: JobStatus, *, updated_before, limit: int) -> list[Job]:
+        """Jobs in `status` not updated since `updated_before`, oldest first (ix_jobs_status_updated)."""
+        _, rows = self._execute(
+            f"SELECT {_COLUMNS} FROM jobs WHERE status = %s AND updated_at < %s ORDER BY updated_at LIMIT %s",
+            (status.value, updated_before, limit),
+        )
+        return [_job(row) for row in rows]
+
+    def overdue(self, *, now, limit: int) -> list[Job]:
+        """RUNNING jobs that have run longer than their timeoutSeconds."""
+        _, rows = self._execute(
+            f"SELECT {_COLUMNS} FROM jobs WHERE status = %s"
+            " AND started_at < %s - INTERVAL timeout_seconds SECOND LIMIT %s",
+            (JobStatus.RUNNING.value, now, limit),
+        )
+        return [_job(row) for row in rows]
+
+    def touch(self, job_ids: list[str], *, status: JobStatus, at) -> None:
+        """Set updated_at of these jobs (still in `status`): the sweeper's mark of a re-send."""
+        if job_ids:
+            self._execute(
+                f"UPDATE jobs SET updated_at = %s WHERE status = %s AND id IN ({', '.join(['%s'] * len(job_ids))})",
+                (at, status.value, *job_ids),
+            )
+
+    def purge(self, *, finished_before, limit: int) -> int:
+        """Delete up to `limit` finished jobs last updated before `finished_before`; returns how many."""
+        deleted, _ = self._execute(
+            "DELETE FROM jobs WHERE status IN (%s, %s, %s) AND updated_at < %s LIMIT %s",
+            (*(s.value for s in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)), finished_before, limit),
+        )
+        return deleted

@@ -1,110 +1,196 @@
-"""The chunk loop: runs jobs from SQS records, checkpointing progress to Redis after every chunk.
+"""The chunk loop: runs jobs from SQS records, durably, as AWS really delivers them.
 
-Per chunk the worker makes ONE Redis round trip (view + checkpoint written, cancel flag read) and
-no MySQL write; MySQL is written when a job starts and when it ends. Cancel is honoured at the
-next chunk boundary. Leases, hand-offs before the Lambda time limit and retries with backoff come
-with the durable-execution issue; their places are marked below.
+For each record the worker takes the job's lease in Redis (another live holder means a duplicate
+delivery: dropped), moves the job PENDING -> RUNNING in MySQL (or claims a RUNNING job whose
+holder's lease expired), resumes from the newest checkpoint and runs chunks. After each chunk ONE
+Redis round trip writes progress and checkpoint, renews the lease and reads the cancel flag; no
+MySQL write. Before the Lambda time limit the job is handed off: its checkpoint goes to MySQL and a
+continuation message carrying the lease to SQS. A failing step is retried from its last checkpoint
+by a delayed re-send (exponential backoff, full jitter) until maxAttempts; errors no retry can fix
+fail the job at once. Every MySQL write of a holder is fenced by its lease token.
 """
 from __future__ import annotations
 
 import math
+import random
 import time
+import uuid
 from dataclasses import dataclass
-from datetime import timezone
+from datetime import timedelta, timezone
 from typing import Any, Callable
 
 from . import errors, jobs, observability
-from .observability import logger as log
-from .hotstate import FINAL_SEQ, HotState
+from .config import Settings
+from .hotstate import FINAL_SEQ, HotState, Lease, WriteOutcome
 from .models import Job, JobStatus, utcnow
-from .queue import parse_message
+from .observability import logger as log
+from .queue import JobQueue, Message, parse_message
 from .store import JobStore
-
 
 #: Weight of the newest chunk in the running average of chunk durations.
 CADENCE_WEIGHT = 0.3
+#: The time left must cover this many of the longest chunk seen, besides the hand-off reserve.
+CHUNK_SAFETY_FACTOR = 2
+#: SQS's longest DelaySeconds.
+MAX_DELAY_SECONDS = 900
 #: Longest error text kept on a FAILED job.
 MAX_ERROR_CHARS = 2000
 #: Longest progress message kept (the `message` column is VARCHAR(1024)).
 MAX_MESSAGE_CHARS = 1024
+#: Errors that no retry can fix: the job fails at once.
+PERMANENT = (errors.InvalidPayload, errors.UnknownJobType, errors.PermanentFailure)
 
 
 @dataclass
 class _Run:
-    """One invocation's hold on a job: the row, the type's state and the checkpoint sequence."""
+    """One invocation's hold on a job: the row, the type's state, the checkpoint sequence, the lease."""
 
     job: Job
     job_type: jobs.JobType
     payload: dict[str, Any]
     state: Any
     seq: int
+    lease: str
     cadence_ms: float | None = None
+    #: Longest chunk of this run; before any, the type's own estimate.
+    longest_ms: float = 0.0
+    chunks: int = 0
+
+    def checkpoint(self) -> dict[str, Any]:
+        job = self.job
+        return {"seq": self.seq, "state": self.state, "progress": [job.progress, job.progress_detail, job.message]}
+
+
+class _Invocation:
+    """One Lambda invocation's clock: the time it has left, and the longest chunk run in it."""
+
+    def __init__(self, context: Any, *, reserve_ms: int):
+        self._context = context
+        self._reserve_ms = reserve_ms
+        self.longest_ms = 0.0
+
+    def remaining_ms(self) -> float:
+        if self._context is None:
+            return math.inf
+        return self._context.get_remaining_time_in_millis()
+
+    def has_time_for(self, chunk_ms: float) -> bool:
+        """Whether a chunk of about `chunk_ms` fits, leaving the reserve for a hand-off."""
+        return self.remaining_ms() >= self._reserve_ms + CHUNK_SAFETY_FACTOR * chunk_ms
 
 
 class Worker:
     """Runs the jobs named by SQS records."""
 
-    def __init__(self, store: JobStore, hot: HotState, *, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, store: JobStore, hot: HotState, queue: JobQueue, settings: Settings, *,
+                 clock: Callable[[], float] = time.monotonic, rng: random.Random | None = None):
         self._store = store
         self._hot = hot
+        self._queue = queue
+        self._settings = settings
         self._clock = clock
+        self._rng = rng or random.Random()
 
+    # --- a batch ---------------------------------------------------------------------------------
     def handle_batch(self, records: list[dict[str, Any]], context: Any = None) -> dict[str, Any]:
         """Run the job of each record; the answer names the records SQS must deliver again.
 
         The shape is Lambda's partial batch response, so one bad record never re-runs the others.
+        Records there is no time left to start are sent again, not failed: running out of time
+        must not count toward the dead-letter queue's maxReceiveCount.
         """
-        failures = []
+        invocation = _Invocation(context, reserve_ms=self._settings.handoff_reserve_ms)
+        failures, unstarted = [], []
         for record in records:
             try:
-                job_id = parse_message(record["body"])
+                message = parse_message(record["body"])
             except ValueError:
                 # Nothing can ever run from it: retrying would only feed the dead-letter queue.
                 log.error("dropping message %s: not a job message", record.get("messageId"))
                 continue
+            if not invocation.has_time_for(invocation.longest_ms):
+                unstarted.append((record, message))
+            elif not self._run_record(message, invocation):
+                failures.append({"itemIdentifier": record["messageId"]})
+        return {"batchItemFailures": failures + self._send_again(unstarted)}
+
+    def _run_record(self, message: Message, invocation: _Invocation) -> bool:
+        """Run one record's job; False when SQS must deliver the record again."""
+        with observability.job_context(message.job_id):
             try:
-                with observability.job_context(job_id):
-                    self.run(job_id, context)
+                self.run(message, invocation)
+                return True
             except errors.DependencyUnavailable:
-                log.warning("job %s: dependency down, SQS will deliver it again", job_id, exc_info=True)
-                failures.append({"itemIdentifier": record["messageId"]})
+                log.warning("job %s: dependency down, SQS will deliver it again", message.job_id, exc_info=True)
             except Exception:
-                log.exception("job %s: unexpected error, SQS will deliver it again", job_id)
+                log.exception("job %s: unexpected error, SQS will deliver it again", message.job_id)
+        return False
+
+    def _send_again(self, unstarted: list[tuple[dict[str, Any], Message]]) -> list[dict[str, str]]:
+        failures = []
+        for record, message in unstarted:
+            try:
+                self._queue.send_job(message.job_id, lease=message.lease)
+            except errors.QueueUnavailable:
+                log.warning("job %s: could not re-send an unstarted record", message.job_id, exc_info=True)
                 failures.append({"itemIdentifier": record["messageId"]})
-        return {"batchItemFailures": failures}
+        if unstarted:
+            log.info("%d records not started before the time limit were sent again", len(unstarted))
+            observability.count("RecordsSentAgain", len(unstarted))
+        return failures
 
+    # --- a job -----------------------------------------------------------------------------------
     @observability.traced
-    def run(self, job_id: str, context: Any = None) -> JobStatus | None:
-        """Run the job until it ends (or, later, until this invocation must hand it off).
+    def run(self, message: Message, invocation: _Invocation | None = None) -> JobStatus | None:
+        """Run the job until it ends, is handed off or waits for a retry.
 
-        Returns the status it left the job in, or None when there was nothing to run.
+        Returns the status it left the job in, or None when this worker had nothing to do
+        (unknown or finished job, a duplicate delivery, a lease lost to another worker).
         """
-        job = self._store.get_job(job_id, with_checkpoint=True)
+        invocation = invocation or _Invocation(None, reserve_ms=0)
+        job = self._store.get_job(message.job_id, with_checkpoint=True)
         if job is None:
-            log.error("job %s: no such row, message dropped", job_id)
+            log.error("job %s: no such row, message dropped", message.job_id)
             return None
         if job.status.terminal:
             # A duplicate or late delivery; make sure Redis shows the final state MySQL holds.
             self._hot.write(job.id, owner=job.owner, view=job.view(), seq=FINAL_SEQ)
             return None
-        # (Durable execution: take the job's lease here; a live holder means a duplicate.)
-        if job.status is JobStatus.PENDING and not self._start(job):
+        # A continuation or retry inherits its sender's lease; anything else brings a new token.
+        token = message.lease or uuid.uuid4().hex
+        lease = self._hot.acquire(job.id, token, lease_seconds=self._settings.lease_seconds)
+        if not lease.held:
+            log.info("job %s is held by a live worker: duplicate delivery dropped", job.id)
+            observability.count("DuplicatesDropped")
             return None
         try:
-            run = self._resume(job)
-        except errors.InvalidPayload as exc:
-            return self._end(job, JobStatus.FAILED, error=f"invalid payload: {exc.message}")
-        except errors.UnknownJobType as exc:
-            return self._end(job, JobStatus.FAILED, error=exc.message)
-        if job.cancel_requested or self._checkpoint(run).cancel:
-            return self._end(job, JobStatus.CANCELLED, message="cancelled while running")
-        return self._loop(run, context)
+            return self._hold(job, token, lease, invocation)
+        except Exception:
+            self._release_quietly(job.id, token)  # so the record's redelivery is not taken for a duplicate
+            raise
 
-    def _start(self, job: Job) -> bool:
+    def _hold(self, job: Job, token: str, lease: Lease, invocation: _Invocation) -> JobStatus | None:
+        fresh = job.status is JobStatus.PENDING
+        if not (self._start(job, token) if fresh else self._claim(job, token)):
+            self._release_quietly(job.id, token)
+            return None
+        try:
+            run = self._resume(job, token, lease.checkpoint)
+        except PERMANENT as exc:
+            return self._end(job, token, JobStatus.FAILED, error=_describe(exc))
+        if job.cancel_requested or lease.cancel:
+            return self._end(job, token, JobStatus.CANCELLED, message="cancelled while running")
+        if fresh:
+            outcome = self._checkpoint(run)  # polls see RUNNING before the first chunk ends
+            if not outcome.written or outcome.cancel:
+                return self._stop(run, outcome)
+        return self._loop(run, invocation)
+
+    def _start(self, job: Job, token: str) -> bool:
         """PENDING -> RUNNING in MySQL; False if the job moved on meanwhile (e.g. was cancelled)."""
         now = utcnow()
-        if not self._store.transition(job.id, from_=(JobStatus.PENDING,), to=JobStatus.RUNNING,
-                                      count_attempt=True, started_at=now, updated_at=now):
+        if not self._store.transition(job.id, from_=(JobStatus.PENDING,), to=JobStatus.RUNNING, count_attempt=True,
+                                      lease_token=token, started_at=now, updated_at=now):
             return False
         job.status, job.started_at, job.updated_at, job.attempts = JobStatus.RUNNING, now, now, job.attempts + 1
         observability.count("JobsStarted")
@@ -112,46 +198,74 @@ class Worker:
         log.info("job started", extra={"job_type": job.type, "attempt": job.attempts})
         return True
 
-    def _resume(self, job: Job) -> _Run:
-        """Set up the run from the newest checkpoint: Redis first, then the durable one in MySQL."""
+    def _claim(self, job: Job, token: str) -> bool:
+        """Make `token` the RUNNING job's holder in MySQL too, unless it already is (a hand-off)."""
+        if job.lease_token == token:
+            return True
+        # The previous holder's lease expired: it was killed, stalled, or Redis lost the lease.
+        if not self._store.transition(job.id, from_=(JobStatus.RUNNING,), to=JobStatus.RUNNING,
+                                      lease_token=token, updated_at=utcnow()):
+            return False
+        log.warning("job taken over from an expired lease", extra={"attempt": job.attempts})
+        observability.count("JobsTakenOver")
+        return True
+
+    def _resume(self, job: Job, token: str, hot_checkpoint: Any) -> _Run:
+        """Set up the run from the newest checkpoint: Redis's or the durable one in MySQL."""
         job_type = jobs.get(job.type)
         payload = jobs.check_payload(job_type, job.payload)
-        checkpoint = self._hot.get_checkpoint(job.id) or job.checkpoint
-        if not checkpoint:
-            return _Run(job, job_type, payload, job_type.start(payload), 0)
-        job.progress, job.progress_detail, job.message = checkpoint["progress"]
-        return _Run(job, job_type, payload, checkpoint["state"], checkpoint["seq"])
+        expected = job_type.chunk_seconds(payload)
+        found = [c for c in (hot_checkpoint, job.checkpoint) if c]
+        if not found:
+            return _Run(job, job_type, payload, job_type.start(payload), 0, token,
+                        longest_ms=(expected or 0) * 1000)
+        newest = max(found, key=lambda c: c["seq"])
+        job.progress, job.progress_detail, job.message = newest["progress"]
+        return _Run(job, job_type, payload, newest["state"], newest["seq"], token, longest_ms=(expected or 0) * 1000)
 
-    def _loop(self, run: _Run, context: Any) -> JobStatus | None:
+    def _loop(self, run: _Run, invocation: _Invocation) -> JobStatus | None:
         job = run.job
         while True:
+            if _overdue(job):
+                return self._end(job, run.lease, JobStatus.FAILED,
+                                 error=f"timed out: ran longer than timeoutSeconds ({job.timeout_seconds})")
+            # The first chunk of an invocation always runs (the record was started with time for
+            # it), so a job whose chunk is longer than the margin still moves forward.
+            if run.chunks and not invocation.has_time_for(max(run.longest_ms, invocation.longest_ms)):
+                return self._hand_off(run)
             started = self._clock()
             try:
                 step = run.job_type.step(run.payload, run.state)
                 result = run.job_type.finish(run.payload, step.state) if step.finished else None
-            except errors.InvalidPayload as exc:
-                return self._end(job, JobStatus.FAILED, error=f"invalid payload: {exc.message}")
+            except PERMANENT as exc:
+                return self._end(job, run.lease, JobStatus.FAILED, error=_describe(exc))
             except Exception as exc:
-                # (Durable execution: retry with backoff up to maxAttempts before failing.)
-                log.warning("job %s failed in a step", job.id, exc_info=True)
-                return self._end(job, JobStatus.FAILED, error=_describe(exc))
+                return self._retry_or_fail(run, exc)
             elapsed_ms = (self._clock() - started) * 1000
-            observability.milliseconds("ChunkTime", elapsed_ms)
+            invocation.longest_ms = max(invocation.longest_ms, elapsed_ms)
             self._observe(run, step, elapsed_ms)
             if step.finished:
-                return self._end(job, JobStatus.COMPLETED, result=result, message=step.message)
+                return self._end(job, run.lease, JobStatus.COMPLETED, result=result, message=step.message)
             outcome = self._checkpoint(run)
-            if outcome.cancel:
-                return self._end(job, JobStatus.CANCELLED, message="cancelled while running")
-            if not outcome.written:
-                log.warning("job %s: a newer writer is ahead, stopping this run", job.id)
-                return None
-            # (Durable execution: hand off to a fresh invocation when time runs short.)
+            if not outcome.written or outcome.cancel:
+                return self._stop(run, outcome)
+
+    def _stop(self, run: _Run, outcome: WriteOutcome) -> JobStatus | None:
+        """End the run after a checkpoint that says stop: a cancel, or another writer is ahead."""
+        if outcome.lease_lost:
+            log.warning("job %s: another worker holds the lease now, stopping this run", run.job.id)
+            return None
+        if outcome.cancel:
+            return self._end(run.job, run.lease, JobStatus.CANCELLED, message="cancelled while running")
+        log.warning("job %s: a newer writer is ahead (a final state), stopping this run", run.job.id)
+        return None
 
     def _observe(self, run: _Run, step: jobs.Step, elapsed_ms: float) -> None:
         """Take in a chunk's outcome: next state, progress, chunk cadence and ETA."""
         job = run.job
-        run.state = step.state
+        observability.milliseconds("ChunkTime", elapsed_ms)
+        run.state, run.chunks = step.state, run.chunks + 1
+        run.longest_ms = max(run.longest_ms, elapsed_ms)
         run.cadence_ms = elapsed_ms if run.cadence_ms is None else (
             CADENCE_WEIGHT * elapsed_ms + (1 - CADENCE_WEIGHT) * run.cadence_ms)
         job.progress = min(100, step.done * 100 // step.total) if step.total else job.progress
@@ -161,35 +275,96 @@ class Worker:
             job.eta_seconds = math.ceil(max(0, step.total - step.done) * run.cadence_ms / 1000)
         job.updated_at = utcnow()
 
-    def _checkpoint(self, run: _Run):
-        """The one Redis round trip of a chunk: view, state and heartbeat out, cancel flag in."""
+    def _checkpoint(self, run: _Run, *, lease_seconds: float | None = None) -> WriteOutcome:
+        """The one Redis round trip of a chunk: view, state, heartbeat and lease out, cancel flag in."""
         job = run.job
         run.seq += 1
-        checkpoint = {"seq": run.seq, "state": run.state, "progress": [job.progress, job.progress_detail, job.message]}
-        return self._hot.write(job.id, owner=job.owner, view=job.view(), seq=run.seq,
-                               cadence_ms=run.cadence_ms, checkpoint=checkpoint)
+        return self._hot.write(job.id, owner=job.owner, view=job.view(), seq=run.seq, cadence_ms=run.cadence_ms,
+                               checkpoint=run.checkpoint(), lease=run.lease,
+                               lease_seconds=lease_seconds or self._settings.lease_seconds)
 
-    def _end(self, job: Job, status: JobStatus, *, result: Any = None, error: str | None = None,
+    # --- leaving a job unfinished ----------------------------------------------------------------
+    def _hand_off(self, run: _Run) -> JobStatus | None:
+        """Store the checkpoint in MySQL and pass the job, with the lease, to a fresh invocation."""
+        job = run.job
+        if not self._save_durably(run):
+            return None
+        self._queue.send_job(job.id, lease=run.lease)
+        observability.count("HandOffs")
+        log.info("job handed off to a fresh invocation", extra={"chunks": run.chunks, "progress": job.progress})
+        return JobStatus.RUNNING
+
+    def _retry_or_fail(self, run: _Run, exc: Exception) -> JobStatus | None:
+        """After a failed step: FAILED on the last attempt, else a delayed retry from the checkpoint."""
+        job = run.job
+        error = _describe(exc)
+        if job.attempts >= job.max_attempts:
+            log.warning("job %s failed on its last attempt", job.id, exc_info=True)
+            return self._end(job, run.lease, JobStatus.FAILED,
+                             error=f"{error} (attempt {job.attempts} of {job.max_attempts})")
+        delay = self._backoff(job.attempts)
+        log.warning("job %s: attempt %d failed, retrying in %d s", job.id, job.attempts, delay, exc_info=True)
+        job.attempts += 1
+        job.error, job.message = error[:MAX_ERROR_CHARS], _clip(f"attempt {job.attempts - 1} failed; retrying in {delay} s")
+        job.eta_seconds = None
+        if not self._save_durably(run, count_attempt=True, error=job.error):
+            return None
+        # Hold the lease through the delay: neither a duplicate nor the sweeper starts the job early.
+        self._checkpoint(run, lease_seconds=delay + self._settings.lease_seconds)
+        self._queue.send_job(job.id, lease=run.lease, delay_seconds=delay)
+        observability.count("JobsRetried")
+        return JobStatus.RUNNING
+
+    def _backoff(self, failed_attempt: int) -> int:
+        """Seconds before the next attempt: full jitter over an exponentially growing ceiling."""
+        ceiling = min(MAX_DELAY_SECONDS, self._settings.retry_base_seconds * 2 ** (failed_attempt - 1))
+        return min(MAX_DELAY_SECONDS, math.ceil(self._rng.uniform(0, ceiling)))
+
+    def _save_durably(self, run: _Run, **columns: Any) -> bool:
+        """The checkpoint into MySQL, fenced by the lease; False if another holder took the job."""
+        job = run.job
+        job.updated_at = utcnow()
+        if self._store.transition(job.id, from_=(JobStatus.RUNNING,), to=JobStatus.RUNNING, lease=run.lease,
+                                  checkpoint=run.checkpoint(), checkpoint_seq=run.seq, progress=job.progress,
+                                  progress_detail=job.progress_detail, message=job.message,
+                                  updated_at=job.updated_at, **columns):
+            return True
+        log.warning("job %s: taken over or finished elsewhere; this run stops", job.id)
+        return False
+
+    # --- the end ---------------------------------------------------------------------------------
+    def _end(self, job: Job, token: str, status: JobStatus, *, result: Any = None, error: str | None = None,
              message: str | None = None) -> JobStatus | None:
-        """Write the final state: MySQL first (the truth, guarded), then Redis for the polls."""
+        """Write the final state: MySQL first (the truth, fenced by the lease), then Redis for the polls."""
         now = utcnow()
         if status is JobStatus.COMPLETED:
             job.progress = 100
         job.eta_seconds = None  # nothing left to estimate; MySQL does not keep it either
         job.status, job.result, job.error, job.finished_at, job.updated_at = status, result, error, now, now
         job.message = _clip(message or job.message)
-        # (Durable execution: fence this UPDATE with the lease token.)
-        if not self._store.transition(job.id, from_=(JobStatus.RUNNING,), to=status, result=result, error=error,
-                                      progress=job.progress, progress_detail=job.progress_detail,
+        if not self._store.transition(job.id, from_=(JobStatus.RUNNING,), to=status, lease=token, result=result,
+                                      error=error, progress=job.progress, progress_detail=job.progress_detail,
                                       message=job.message, finished_at=now, updated_at=now):
-            log.warning("job %s was finished by someone else", job.id)
+            log.warning("job %s was finished by someone else, or another worker holds it", job.id)
+            self._release_quietly(job.id, token)
             return None
-        self._hot.write(job.id, owner=job.owner, view=job.view(), seq=FINAL_SEQ)
+        self._hot.write(job.id, owner=job.owner, view=job.view(), seq=FINAL_SEQ, lease=token)
         observability.count(f"Jobs{status.value.title()}")
         if job.started_at is not None:
             observability.milliseconds("JobDuration", (now - _aware(job.started_at)).total_seconds() * 1000)
         log.info("job finished", extra={"status": status.value, "error": error})
         return status
+
+    def _release_quietly(self, job_id: str, token: str) -> None:
+        try:
+            self._hot.release(job_id, token)
+        except errors.HotStateUnavailable:
+            pass  # the lease expires by itself
+
+
+def _overdue(job: Job) -> bool:
+    """Whether the job has run longer than its timeoutSeconds."""
+    return job.started_at is not None and utcnow() - _aware(job.started_at) > timedelta(seconds=job.timeout_seconds)
 
 
 def _clip(message: str | None) -> str | None:
@@ -203,4 +378,5 @@ def _aware(moment):
 
 
 def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
+    text = exc.message if isinstance(exc, errors.JobsError) else str(exc)
+    return f"{type(exc).__name__}: {text}"[:MAX_ERROR_CHARS]

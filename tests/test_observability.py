@@ -50,7 +50,7 @@ def test_a_job_run_logs_json_lines_that_carry_the_job_id(api, events, log_output
 
 def test_the_metrics_of_a_run_are_emf_with_the_expected_names_and_counts(api, events, capsys):
     api.submit("sleep", {"steps": 3, "stepMs": 0})
-    api.submit("sleep", {"steps": 2, "stepMs": 0, "failAtStep": 2})
+    api.submit("sleep", {"steps": 2, "stepMs": 0, "failAtStep": 2}, maxAttempts=1)
     pending = api.submit("sleep", {"steps": 1}).json["jobId"]
     api.cancel(pending)
     events.drain()

@@ -53,14 +53,14 @@ def test_progress_is_visible_while_the_job_runs(api, events):
     assert api.get(job_id).json["status"] == "COMPLETED"
 
 
-def test_a_failing_step_ends_the_job_failed_with_its_error(api, events, mysql):
-    job_id = api.submit("sleep", {"steps": 3, "stepMs": 1, "failAtStep": 2}).json["jobId"]
+def test_a_failing_step_on_its_last_attempt_ends_the_job_failed_with_its_error(api, events, mysql):
+    job_id = api.submit("sleep", {"steps": 3, "stepMs": 1, "failAtStep": 2}, maxAttempts=1).json["jobId"]
 
     events.drain()
 
     job = api.get(job_id).json
     assert job["status"] == "FAILED"
-    assert job["error"] == "StepFailed: failed at step 2 as the payload asked"
+    assert job["error"] == "StepFailed: failed at step 2 as the payload asked (attempt 1 of 1)"
     assert job["progressDetail"]["done"] == 1 and job["result"] is None
     assert _row(mysql, job_id)["status"] == "FAILED"
 
@@ -119,7 +119,7 @@ def test_when_redis_is_down_the_worker_reports_the_record_for_redelivery(setting
     failed = events.invoke(messages)
 
     assert failed == [messages[0]["MessageId"]]
-    assert _row(mysql, job_id)["status"] == "RUNNING"  # started, then could not checkpoint
+    assert _row(mysql, job_id)["status"] == "PENDING"  # no lease could be taken: nothing started
 
     runtime_module.use(Runtime(settings))  # Redis is back; SQS delivers the message again
     events.invoke(messages)
@@ -138,7 +138,10 @@ def test_a_result_too_large_for_redis_is_served_from_mysql(settings, api, events
 
 
 
-def test_a_crashed_run_resumes_from_its_checkpoint_redoing_at_most_one_chunk(api, events, rt, sqs, settings):
+def test_a_crashed_run_resumes_from_its_checkpoint_redoing_at_most_one_chunk(api, events, sqs, settings,
+                                                                           redis_client):
+    rt = Runtime(replace(settings, lease_seconds=1))
+    runtime_module.use(rt)
     job_id = api.submit("probe", {"steps": 6, "crashAtStep": 4, "tag": "crash"}).json["jobId"]
     written = []
     write = rt.hot.write
@@ -148,6 +151,7 @@ def test_a_crashed_run_resumes_from_its_checkpoint_redoing_at_most_one_chunk(api
     with pytest.raises(SimulatedCrash):
         events.invoke(messages)  # the process dies in chunk 4; the message is not deleted
     assert api.get(job_id).json["progress"] == 50
+    wait_until(lambda: not redis_client.exists(f"{settings.redis_prefix}lease:{job_id}"), timeout=3)
     sqs.change_message_visibility(QueueUrl=settings.jobs_queue_url, ReceiptHandle=messages[0]["ReceiptHandle"],
                                   VisibilityTimeout=0)  # as if the visibility timeout ran out
     events.drain()
