@@ -1,5 +1,5 @@
 """The API and worker Lambdas: routes and event handlers wired to chalicelib, nothing more."""
-from chalice import Chalice
+from chalice import Chalice, Rate
 
 from chalicelib import dashboard, http, observability, openapi, runtime
 from chalicelib.config import Settings
@@ -74,6 +74,19 @@ def dashboard_file(name):
     return http.asset_response(*dashboard.asset(name))
 
 
-@app.on_sqs_message(queue=Settings.from_env().jobs_queue_name, batch_size=10)
+_queues = Settings.from_env()  # Chalice reads the queue names when it imports the app
+
+
+@app.on_sqs_message(queue=_queues.jobs_queue_name, batch_size=10)
 def run_jobs(event):
     return runtime.get().worker.handle_batch(event.to_dict()["Records"], event.context)
+
+
+@app.on_sqs_message(queue=_queues.jobs_dlq_name, batch_size=10)
+def fail_dead_letters(event):
+    return runtime.get().sweeper.fail_dead_letters(event.to_dict()["Records"])
+
+
+@app.schedule(Rate(1, unit=Rate.MINUTES))
+def sweep(event):
+    runtime.get().sweeper.sweep()

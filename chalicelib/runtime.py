@@ -1,4 +1,4 @@
-"""Wiring: builds the store, hot state, queue, service and worker once per Lambda container.
+"""Wiring: builds the store, hot state, queue, service, worker and sweeper once per Lambda container.
 
 Nothing connects at import or construction: each dependency is made on first use and then reused
 by every later invocation of the same container. Tests install their own Runtime with `use()`.
@@ -13,6 +13,7 @@ from .hotstate import HotState
 from .queue import JobQueue
 from .service import JobService
 from .store import JobStore
+from .sweeper import Sweeper
 from .worker import Worker
 
 
@@ -49,6 +50,10 @@ class Runtime:
     @cached_property
     def service(self) -> JobService:
         return JobService(self.store, self.hot, self.queue, self.settings)
+
+    @cached_property
+    def sweeper(self) -> Sweeper:
+        return Sweeper(self.store, self.hot, self.queue, self.settings)
 
     @cached_property
     def worker(self) -> Worker:

@@ -182,51 +182,7 @@ def log_output():
     handler.setStream(previous)
 
 
-class SimulatedCrash(BaseException):
-    """Ends a worker like SIGKILL would: no `except Exception` in the worker catches it."""
-
-
-class Probe:
-    """A test job type that records every chunk it starts, so tests can count chunk executions.
-
-    Payload: steps, stepMs, tag (names the record), failAtStep (raises), crashAtStep (SimulatedCrash
-    on the first pass only), resultBytes (size of the result).
-    """
-
-    name = "probe"
-    payload_schema = {"type": "object", "required": ["tag", "steps"]}
-    #: tag -> the step numbers started, in order
-    started: dict[str, list[int]] = {}
-
-    def validate(self, payload):
-        return payload
-
-    def start(self, payload):
-        return {"done": 0}
-
-    def step(self, payload, state):
-        import time
-
-        from chalicelib.jobs import Step
-
-        current = state["done"] + 1
-        self.started.setdefault(payload["tag"], []).append(current)
-        time.sleep(payload.get("stepMs", 0) / 1000)
-        if payload.get("failAtStep") == current:
-            raise RuntimeError(f"probe failed at step {current}")
-        if payload.get("crashAtStep") == current and self.started[payload["tag"]].count(current) == 1:
-            raise SimulatedCrash(f"crash in step {current}")
-        steps = payload["steps"]
-        return Step(state={"done": current}, done=current, total=steps, finished=current >= steps, stage="probing")
-
-    def finish(self, payload, state):
-        return {"done": state["done"], "blob": "x" * payload.get("resultBytes", 0)}
-
-    def chunk_seconds(self, payload):
-        return None
-
-
-jobs.register(Probe())
+from tests.support.probe import Probe, SimulatedCrash  # noqa: E402, F401  (registers `probe`)
 
 
 @dataclass

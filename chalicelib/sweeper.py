@@ -1,0 +1,158 @@
+"""Recovery outside the chunk loop: the scheduled sweeper and the dead-letter handler.
+
+The sweeper runs every minute; each pass is bounded in rows (`sweep_max_rows` per rule) and time
+(`sweep_max_seconds`). Its rules, in order:
+
+1. timeouts: RUNNING jobs past their timeoutSeconds become FAILED (a live worker stops at its
+   next chunk: its write meets the final state);
+2. the outbox: PENDING jobs that waited `pending_resend_seconds` without starting are sent again
+   (the send after the insert failed, or the message was lost); a job sent twice runs once;
+3. stalled jobs: RUNNING jobs whose row was not updated for `stall_after_seconds` and whose lease
+   has expired (the worker died and no message is in flight) are sent again; the next worker takes
+   the job over from its last checkpoint;
+4. retention: finished jobs (and with them their idempotency keys) older than `retention_seconds`
+   are deleted.
+
+The dead-letter handler fails the job of every message SQS moved to the dead-letter queue after
+maxReceiveCount receives (a poison message), unless a live worker holds the job.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+from typing import Any, Callable
+
+from . import errors, observability
+from .config import Settings
+from .hotstate import FINAL_SEQ, HotState
+from .models import Job, JobStatus, utcnow
+from .observability import logger as log
+from .queue import JobQueue, parse_message
+from .store import JobStore
+
+
+@dataclass
+class SweepReport:
+    """What one pass did."""
+
+    timed_out: int = 0
+    pending_sent: int = 0
+    stalled_sent: int = 0
+    purged: int = 0
+
+
+class Sweeper:
+    """The periodic and dead-letter recovery of jobs no worker will finish by itself."""
+
+    def __init__(self, store: JobStore, hot: HotState, queue: JobQueue, settings: Settings, *,
+                 clock: Callable[[], float] = time.monotonic):
+        self._store = store
+        self._hot = hot
+        self._queue = queue
+        self._settings = settings
+        self._clock = clock
+
+    def sweep(self) -> SweepReport:
+        """One bounded pass of every rule; a rule whose dependency is down is skipped until the next."""
+        s = self._settings
+        deadline = self._clock() + s.sweep_max_seconds
+        report, now = SweepReport(), utcnow()
+        rules = (
+            ("timed_out", lambda: self._time_out(now, deadline)),
+            ("pending_sent", lambda: self._send_pending(now, deadline)),
+            ("stalled_sent", lambda: self._send_stalled(now, deadline)),
+            ("purged", lambda: self._store.purge(finished_before=now - timedelta(seconds=s.retention_seconds),
+                                                 limit=s.sweep_max_rows)),
+        )
+        for name, rule in rules:
+            if self._clock() > deadline:
+                break
+            try:
+                setattr(report, name, rule())
+            except errors.DependencyUnavailable as exc:
+                log.warning("sweeper: %s skipped: %s", name, exc.message)
+        log.info("sweep done", extra=asdict(report))
+        for name, value in asdict(report).items():
+            observability.count(f"Sweeper{name.title().replace('_', '')}", value)
+        return report
+
+    def _time_out(self, now, deadline: float) -> int:
+        failed = 0
+        for job in self._store.overdue(now=now, limit=self._settings.sweep_max_rows):
+            if self._clock() > deadline:
+                break
+            failed += self._fail(job, f"timed out: ran longer than timeoutSeconds ({job.timeout_seconds})")
+        return failed
+
+    def _send_pending(self, now, deadline: float) -> int:
+        waiting = self._store.stale(JobStatus.PENDING, limit=self._settings.sweep_max_rows,
+                                    updated_before=now - timedelta(seconds=self._settings.pending_resend_seconds))
+        return self._send(waiting, JobStatus.PENDING, now, deadline)
+
+    def _send_stalled(self, now, deadline: float) -> int:
+        quiet = self._store.stale(JobStatus.RUNNING, limit=self._settings.sweep_max_rows,
+                                  updated_before=now - timedelta(seconds=self._settings.stall_after_seconds))
+        held = self._hot.leased([job.id for job in quiet])
+        # Live ones are touched too, so a pass looks at the next quiet jobs, not the same live ones.
+        self._store.touch([job.id for job in quiet if job.id in held], status=JobStatus.RUNNING, at=now)
+        return self._send([job for job in quiet if job.id not in held], JobStatus.RUNNING, now, deadline)
+
+    def _send(self, found: list[Job], status: JobStatus, now, deadline: float) -> int:
+        """Send each job again (until the deadline); mark the sent ones so the next pass waits."""
+        sent = []
+        for job in found:
+            if self._clock() > deadline:
+                break
+            self._queue.send_job(job.id)
+            sent.append(job.id)
+        self._store.touch(sent, status=status, at=now)
+        if sent:
+            log.warning("sweeper sent %d %s jobs again", len(sent), status.value, extra={"job_ids": sent[:20]})
+        return len(sent)
+
+    # --- dead letters ----------------------------------------------------------------------------
+    def fail_dead_letters(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        """Fail the job of each dead-lettered record; the answer names records to deliver again."""
+        failures = []
+        for record in records:
+            try:
+                job_id = parse_message(record["body"]).job_id
+            except ValueError:
+                log.error("dead letter %s is not a job message: dropped", record.get("messageId"))
+                continue
+            # SQS (and moto) keep counting receives across the redrive: the last is this handler's.
+            receives = int(record.get("attributes", {}).get("ApproximateReceiveCount", 1))
+            try:
+                self._fail_poisoned(job_id, max(1, receives - 1))
+            except errors.DependencyUnavailable:
+                log.warning("dead letter of job %s: dependency down, delivered again", job_id, exc_info=True)
+                failures.append({"itemIdentifier": record["messageId"]})
+        return {"batchItemFailures": failures}
+
+    def _fail_poisoned(self, job_id: str, receives: int) -> None:
+        job = self._store.get_job(job_id)
+        if job is None or job.status.terminal:
+            return
+        if self._hot.leased([job_id]):
+            log.info("dead letter of job %s dropped: a live worker holds the job", job_id)
+            return
+        if self._fail(job, f"poison message after {receives} receives: the job's message kept failing "
+                           "and was moved to the dead-letter queue"):
+            observability.count("JobsPoisoned")
+
+    def _fail(self, job: Job, error: str) -> int:
+        """PENDING or RUNNING -> FAILED with `error`, then the final view in Redis; 1 if it changed."""
+        now = utcnow()
+        if not self._store.transition(job.id, from_=(JobStatus.PENDING, JobStatus.RUNNING), to=JobStatus.FAILED,
+                                      error=error, finished_at=now, updated_at=now):
+            return 0
+        job.status, job.error, job.finished_at, job.updated_at = JobStatus.FAILED, error, now, now
+        try:
+            self._hot.write(job.id, owner=job.owner, view=job.view(), seq=FINAL_SEQ)
+        except errors.HotStateUnavailable:
+            # MySQL is final; a poll may show the stale hot view (marked `stalled`) until it expires.
+            log.warning("job %s failed in MySQL only: Redis unavailable", job.id, exc_info=True)
+        observability.count("JobsFailed")
+        log.warning("job failed by the sweeper", extra={"job_id": job.id, "error": error})
+        return 1

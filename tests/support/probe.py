@@ -1,0 +1,81 @@
+"""`probe`: a test job type that records every chunk it starts, so tests can count chunk executions.
+
+Payload: tag (names the record), steps, stepMs; failAtStep (raises there, on every pass, or only
+on the first `failTimes` passes); crashAtStep (SimulatedCrash on the first pass only, or on every
+pass with crashAlways); gateAtStep (the first pass waits until the test opens `Probe.gates[tag]`);
+resultBytes (size of the result). The state carries a running sum and which pass of its step
+produced it, so a result tells which run wrote it.
+
+Chunk starts are kept in memory (`Probe.started`) and, when PROBE_LOG names a directory, appended
+to `<dir>/<tag>` as "pid step" lines, so tests can count the chunks of worker processes too.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+from chalicelib import jobs
+from chalicelib.jobs import Step
+
+
+class SimulatedCrash(BaseException):
+    """Ends a worker like SIGKILL would: no `except Exception` in the worker catches it."""
+
+
+class Probe:
+    name = "probe"
+    payload_schema = {"type": "object", "required": ["tag", "steps"]}
+    #: tag -> the step numbers started in this process, in order
+    started: dict[str, list[int]] = {}
+    #: tag -> the event a gated step waits for
+    gates: dict[str, threading.Event] = {}
+
+    def validate(self, payload):
+        return payload
+
+    def start(self, payload):
+        return {"done": 0, "sum": 0, "pass": 0}
+
+    def step(self, payload, state):
+        tag, current = payload["tag"], state["done"] + 1
+        self.started.setdefault(tag, []).append(current)
+        _log(tag, current)
+        passes = self.started[tag].count(current)
+        time.sleep(payload.get("stepMs", 0) / 1000)
+        if payload.get("gateAtStep") == current and passes == 1:
+            self.gates.setdefault(tag, threading.Event()).wait(30)
+        if payload.get("failAtStep") == current and passes <= payload.get("failTimes", 10**6):
+            raise RuntimeError(f"probe failed at step {current}")
+        if payload.get("crashAtStep") == current and (passes == 1 or payload.get("crashAlways")):
+            raise SimulatedCrash(f"crash in step {current}")
+        steps = payload["steps"]
+        return Step(state={"done": current, "sum": state["sum"] + current, "pass": passes}, done=current,
+                    total=steps, finished=current >= steps, stage="probing")
+
+    def finish(self, payload, state):
+        return {"done": state["done"], "sum": state["sum"], "lastPass": state["pass"],
+                "blob": "x" * payload.get("resultBytes", 0)}
+
+    def chunk_seconds(self, payload):
+        return None
+
+
+def _log(tag: str, step: int) -> None:
+    directory = os.environ.get("PROBE_LOG")
+    if directory:
+        with open(Path(directory) / tag, "a") as out:  # one short O_APPEND write: atomic
+            out.write(f"{os.getpid()} {step}\n")
+
+
+def logged_steps(directory: Path, tag: str) -> list[tuple[int, int]]:
+    """(pid, step) of every chunk started under PROBE_LOG=directory, in order."""
+    path = Path(directory) / tag
+    if not path.exists():
+        return []
+    return [tuple(map(int, line.split())) for line in path.read_text().splitlines()]
+
+
+if "probe" not in jobs.names():
+    jobs.register(Probe())
