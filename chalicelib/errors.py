@@ -114,6 +114,10 @@ class QueueUnavailable(DependencyUnavailable):
     """SQS did not accept the message."""
 
 
+class ObjectStoreUnavailable(DependencyUnavailable):
+    """S3 did not answer."""
+
+
 # --- A job that can never succeed: the worker fails it at once, without retries ------------------
 class PermanentFailure(JobsError):
     """The job cannot succeed however often it is retried."""

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from functools import cached_property
 
-from . import hotstate, queue, secrets
+from . import hotstate, objects, queue, secrets
 from .config import Settings
 from .hotstate import HotState
+from .objects import ObjectStore
 from .queue import JobQueue
 from .service import JobService
 from .store import JobStore
@@ -46,6 +47,11 @@ class Runtime:
     def queue(self) -> JobQueue:
         s = self.settings
         return JobQueue(lambda: queue.connect(endpoint_url=s.aws_endpoint_url, region=s.aws_region), s.jobs_queue_url)
+
+    @cached_property
+    def objects(self) -> ObjectStore:
+        s = self.settings
+        return ObjectStore(lambda: objects.connect(endpoint_url=s.aws_endpoint_url, region=s.aws_region))
 
     @cached_property
     def service(self) -> JobService:

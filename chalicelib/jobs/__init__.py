@@ -87,4 +87,4 @@ def check_payload(job_type: JobType, payload: Any) -> dict[str, Any]:
     return job_type.validate(clean)
 
 
-from . import sleep  # noqa: E402, F401  (built-in types register themselves)
+from . import csv_stats, sleep  # noqa: E402, F401  (built-in types register themselves)

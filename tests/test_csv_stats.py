@@ -1,0 +1,224 @@
+"""`csv-stats` against moto's S3: the figures of one pass of Python's csv module, for any chunk size."""
+import csv
+import io
+import json
+import math
+import random
+import uuid
+
+import boto3
+import pytest
+
+from chalicelib import errors, jobs
+from chalicelib.jobs import csv_stats
+from chalicelib.jobs.csv_stats import CsvStats
+from chalicelib.runtime import Runtime
+
+WORDS = ["café", "日本語", "naïve 🙂", "plain", "a, b", 'he said "hi"', "two\nlines", "Ünïcødé, quoted\r\nand more"]
+
+
+@pytest.fixture
+def s3(moto_url):
+    return boto3.client("s3", endpoint_url=moto_url, region_name="us-east-1")
+
+
+@pytest.fixture
+def bucket(s3):
+    """A bucket of this test alone, emptied and deleted after it."""
+    name = f"csv-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=name)
+    yield name
+    for item in s3.list_objects_v2(Bucket=name).get("Contents", []):
+        s3.delete_object(Bucket=name, Key=item["Key"])
+    s3.delete_bucket(Bucket=name)
+
+
+def generated_csv(*, rows: int = 3000, delimiter: str = ",") -> bytes:
+    """Ints, floats, negatives, empty cells, text with quotes, commas, newlines and multi-byte UTF-8.
+
+    `code` is numeric until a late row says "N/A"; `blank` is always empty. No trailing newline.
+    """
+    rng = random.Random(4180)
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=delimiter, lineterminator="\r\n")
+    writer.writerow(["id", "amount", "delta", "label", "code", "blank", "ratio"])
+    for i in range(rows):
+        writer.writerow([
+            i,
+            f"{rng.uniform(-1e6, 1e6):.6f}",
+            "" if i % 97 == 0 else rng.randint(-500, 500),
+            rng.choice(WORDS) + ("" if i % 5 else f" #{i}"),
+            "N/A" if i == rows - 10 else rng.randint(0, 99),
+            "",
+            rng.choice(["1e3", " 42 ", "-0.5", "3.25", str(rng.random())]),
+        ])
+    return out.getvalue().removesuffix("\r\n").encode("utf-8")
+
+
+def reference_stats(data: bytes, *, delimiter: str = ",") -> dict:
+    """The expected result by the documented rules, from one pass of the csv module over the file."""
+    rows = [row for row in csv.reader(io.StringIO(data.decode("utf-8"), newline=""), delimiter=delimiter) if row]
+    header, body = rows[0], rows[1:]
+    columns, non_numeric = {}, []
+    for index, name in enumerate(header):
+        values = [row[index] for row in body if row[index].strip()]
+        try:
+            numbers = [float(value) for value in values]
+        except ValueError:
+            numbers = None
+        if numbers is None or not all(math.isfinite(n) for n in numbers):
+            non_numeric.append(name)
+            continue
+        total = 0.0
+        for number in numbers:  # row order, plain addition (sum() may compensate in newer Pythons)
+            total += number
+        columns[name] = {"count": len(numbers), "sum": total, "min": min(numbers, default=None),
+                         "max": max(numbers, default=None), "mean": total / len(numbers) if numbers else None}
+    return {"rows": len(body), "bytes": len(data), "columns": columns, "nonNumeric": non_numeric}
+
+
+def run(job_type: CsvStats, payload: dict, *, state=None, steps: int | None = None):
+    """Run steps from `state` (the start when None) until finished or `steps` are done: (result or None, state, steps)."""
+    state = job_type.start(payload) if state is None else state
+    taken = []
+    while steps is None or len(taken) < steps:
+        step = job_type.step(payload, state)
+        taken.append(step)
+        state = step.state
+        if step.finished:
+            return job_type.finish(payload, state), state, taken
+    return None, state, taken
+
+
+def splits_a_character(data: bytes, chunk_bytes: int) -> bool:
+    """Whether some range boundary falls inside a multi-byte UTF-8 character."""
+    return any(data[b] & 0xC0 == 0x80 for b in range(chunk_bytes, len(data), chunk_bytes))
+
+
+@pytest.fixture
+def csv_job(rt):
+    job_type = jobs.get("csv-stats")
+    return lambda **payload: jobs.check_payload(job_type, payload)
+
+
+@pytest.mark.parametrize("chunk_bytes, delimiter", [(1024, ","), (1031, ","), (4099, ","), (65536, ","),
+                                                     (csv_stats.DEFAULT_CHUNK_BYTES, ","), (1031, ";")])
+def test_figures_equal_one_pass_of_the_csv_module_for_any_chunk_size(rt, s3, bucket, csv_job, chunk_bytes, delimiter):
+    data = generated_csv(delimiter=delimiter)
+    s3.put_object(Bucket=bucket, Key="data.csv", Body=data)
+    payload = csv_job(bucket=bucket, key="data.csv", chunkBytes=chunk_bytes, delimiter=delimiter)
+
+    result, _, steps = run(CsvStats(lambda: rt.objects), payload)
+
+    assert result == reference_stats(data, delimiter=delimiter)
+    assert result["nonNumeric"] == ["label", "code"] and result["columns"]["blank"]["count"] == 0
+    assert len(steps) == math.ceil(len(data) / chunk_bytes)
+    assert [s.done for s in steps] == [min(len(data), (i + 1) * chunk_bytes) for i in range(len(steps))]
+    assert {(s.total, s.stage) for s in steps} == {(len(data), "reading")}
+    assert steps[-1].message == f"{len(data)} of {len(data)} bytes"
+    if chunk_bytes in (1024, 1031):
+        assert splits_a_character(data, chunk_bytes)  # the file does test a character cut in two
+
+
+def test_a_state_round_tripped_through_json_resumes_mid_file(rt, settings, s3, bucket, csv_job):
+    data = generated_csv(rows=2000)
+    s3.put_object(Bucket=bucket, Key="data.csv", Body=data)
+    payload = csv_job(bucket=bucket, key="data.csv", chunkBytes=1031)
+    uninterrupted, _, _ = run(CsvStats(lambda: rt.objects), payload)
+
+    _, state, _ = run(CsvStats(lambda: rt.objects), payload, steps=7)
+    checkpoint = json.loads(json.dumps(state))
+    fresh = Runtime(settings)  # as a new Lambda container would
+    redone = CsvStats(lambda: fresh.objects).step(payload, checkpoint)
+    resumed, _, _ = run(CsvStats(lambda: fresh.objects), payload, state=checkpoint)
+
+    assert 0 < checkpoint["offset"] < len(data)
+    assert redone.state == CsvStats(lambda: rt.objects).step(payload, state).state  # a redone chunk agrees
+    assert resumed == uninterrupted == reference_stats(data)
+
+
+def test_a_csv_stats_job_completes_through_the_worker(api, events, s3, bucket):
+    data = generated_csv(rows=1500)
+    s3.put_object(Bucket=bucket, Key="in/data.csv", Body=data)
+
+    job_id = api.submit("csv-stats", {"bucket": bucket, "key": "in/data.csv", "chunkBytes": 4099}).json["jobId"]
+    events.drain()
+
+    job = api.get(job_id).json
+    assert job["status"] == "COMPLETED" and job["error"] is None
+    assert job["progress"] == 100
+    assert job["progressDetail"] == {"done": len(data), "total": len(data), "stage": "reading"}
+    assert job["result"] == reference_stats(data)
+
+
+def test_a_missing_object_fails_the_job_naming_its_key(api, events, bucket):
+    job_id = api.submit("csv-stats", {"bucket": bucket, "key": "in/missing.csv"}).json["jobId"]
+    events.drain()
+
+    job = api.get(job_id).json
+    assert job["status"] == "FAILED"
+    assert job["error"].startswith("ObjectNotFound:") and f"s3://{bucket}/in/missing.csv" in job["error"]
+    assert job["result"] is None
+
+
+@pytest.mark.parametrize("payload", [
+    {"bucket": "b"},
+    {"key": "k"},
+    {"bucket": "b", "key": "k", "chunkBytes": 1023},
+    {"bucket": "b", "key": "k", "chunkBytes": 64 * 1024 * 1024 + 1},
+    {"bucket": "b", "key": "k", "delimiter": ";;"},
+    {"bucket": "b", "key": "k", "delimiter": '"'},
+    {"bucket": "b/c", "key": "k"},
+    {"bucket": "b", "key": ""},
+    {"bucket": "b", "key": "k", "extra": 1},
+], ids=["no key", "no bucket", "chunk too small", "chunk too large", "long delimiter", "quote delimiter",
+        "bad bucket name", "empty key", "unknown field"])
+def test_a_bad_payload_is_refused_with_400(api, payload):
+    reply = api.submit("csv-stats", payload)
+
+    assert reply.status == 400
+    assert reply.json["code"] == "InvalidPayload"
+
+
+def test_bom_crlf_blank_lines_and_repeated_names_follow_the_documented_rules(rt, s3, bucket, csv_job):
+    data = b'\xef\xbb\xbfa,a,b,c\r\n1,2,x,\r\n\r\n,3.5,,\r\n"-4",nan,"",\r\n\n'
+    s3.put_object(Bucket=bucket, Key="edge.csv", Body=data)
+
+    result, _, _ = run(CsvStats(lambda: rt.objects), csv_job(bucket=bucket, key="edge.csv", chunkBytes=1024))
+
+    assert result == {"rows": 3, "bytes": len(data), "nonNumeric": ["a.1", "b"], "columns": {
+        "a": {"count": 2, "sum": -3.0, "min": -4.0, "max": 1.0, "mean": -1.5},
+        "c": {"count": 0, "sum": 0.0, "min": None, "max": None, "mean": None}}}
+
+
+def test_an_empty_object_has_no_rows(rt, s3, bucket, csv_job):
+    s3.put_object(Bucket=bucket, Key="empty.csv", Body=b"")
+
+    result, _, steps = run(CsvStats(lambda: rt.objects), csv_job(bucket=bucket, key="empty.csv"))
+
+    assert result == {"rows": 0, "bytes": 0, "columns": {}, "nonNumeric": []}
+    assert len(steps) == 1 and steps[0].done == steps[0].total == 0
+
+
+@pytest.mark.parametrize("data, message", [
+    (b'a,b\n1,2\n"x\ny",2\n3\n', "line 5: 1 fields where the header has 2"),
+    (b"a,b\n1,2\n1,2,3", "line 3: 3 fields where the header has 2"),
+    (b'a,b\n1,"open\n2,3\n', "line 2: unexpected end of data"),
+    (b'a,b\n1,"x"y\n', "line 2: ',' expected after '\"'"),
+    (b"a,b\n1,\xff\n", "line 2: not UTF-8"),
+], ids=["short row after a quoted newline", "long last row", "unclosed quote", "text after a quote", "not UTF-8"])
+def test_a_malformed_file_fails_permanently_naming_the_line(rt, s3, bucket, csv_job, data, message):
+    s3.put_object(Bucket=bucket, Key="bad.csv", Body=data)
+
+    with pytest.raises(errors.PermanentFailure) as failure:
+        run(CsvStats(lambda: rt.objects), csv_job(bucket=bucket, key="bad.csv", chunkBytes=1024))
+
+    assert failure.value.message == message
+
+
+def test_a_record_longer_than_the_carry_limit_fails_instead_of_growing_the_state(rt, s3, bucket, csv_job, monkeypatch):
+    monkeypatch.setattr(csv_stats, "MAX_RECORD_BYTES", 2048)
+    s3.put_object(Bucket=bucket, Key="open.csv", Body=b'a,b\n1,"never closed' + b"x" * 5000 + b"\n2,3\n")
+
+    with pytest.raises(errors.PermanentFailure, match="line 2: a record longer than 2048 bytes"):
+        run(CsvStats(lambda: rt.objects), csv_job(bucket=bucket, key="open.csv", chunkBytes=1024))
