@@ -99,6 +99,8 @@ DEMO = [
     ("a short job", {"type": "sleep", "payload": {"steps": 5, "stepMs": 200}}),
     ("a longer one", {"type": "sleep", "payload": {"steps": 20, "stepMs": 250}}),
     ("one that fails at step 3", {"type": "sleep", "payload": {"steps": 6, "stepMs": 200, "failAtStep": 3}}),
+    ("statistics of the sample CSV", {"type": "csv-stats", "payload": {
+        "bucket": "jobs-local", "key": "samples/sales.csv", "chunkBytes": 262144}}),
     ("one to cancel", {"type": "sleep", "payload": {"steps": 100, "stepMs": 200}}),
 ]
 

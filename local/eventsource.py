@@ -57,6 +57,15 @@ def sqs_record(message: dict[str, Any], *, queue_arn: str, region: str) -> dict[
     }
 
 
+def scheduled_event(rule_arn: str, *, region: str = "us-east-1") -> dict[str, Any]:
+    """The event EventBridge gives a function on a schedule (what Chalice's @app.schedule reads)."""
+    return {
+        "version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event", "source": "aws.events",
+        "account": "123456789012", "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "region": region, "resources": [rule_arn], "detail": {},
+    }
+
+
 class EventSource:
     """One SQS queue feeding one handler, as a Lambda event source mapping does."""
 

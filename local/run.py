@@ -9,7 +9,9 @@
   infra/usage-plans.json, the file infra/ deploys.
 - The SQS -> Lambda event source mapping: long polls, batches of the worker's configured size,
   several invocations at once, a context with the function's configured timeout, partial batch
-  responses honoured.
+  responses honoured. The same for the dead-letter queue's handler.
+- The scheduled sweeper, invoked every --sweep-interval seconds (60, as the deployed schedule).
+- A sample CSV in the bucket (SAMPLE_CSV) for `csv-stats` jobs: `jobs demo` runs one on it.
 
 Ctrl-C or SIGTERM stops everything within seconds; children die with this process even if it is
 killed. Invocations still running are abandoned as a Lambda timeout would abandon them: their
@@ -38,11 +40,13 @@ from chalicelib.schema import migrate
 from chalicelib.store import connect_args
 from infra import usage_plans
 from local import devserver, services
-from local.eventsource import EventSource
+from local.eventsource import EventSource, LambdaContext, scheduled_event
 from local.gateway import Keyring
 
 ROOT = Path(__file__).resolve().parents[1]
 BUCKET = "jobs-local"
+#: The sample `csv-stats` input that `make run` uploads and `jobs demo` reads.
+SAMPLE_CSV = "samples/sales.csv"
 log = logging.getLogger("local.run")
 
 
@@ -93,7 +97,21 @@ def _aws(settings: Settings, ns: argparse.Namespace, stack: contextlib.ExitStack
     s3 = boto3.client("s3", endpoint_url=settings.aws_endpoint_url, region_name=settings.aws_region)
     with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
         s3.create_bucket(Bucket=BUCKET)
+    s3.put_object(Bucket=BUCKET, Key=SAMPLE_CSV, Body=sample_csv())
     return replace(settings, jobs_queue_url=queue_url)
+
+
+def sample_csv(rows: int = 50_000) -> bytes:
+    """A made-up sales table (~2 MB), the same on every run."""
+    import random
+
+    rng = random.Random(7)
+    lines = ["order,region,units,unit_price,discount"]
+    for order in range(1, rows + 1):
+        discount = "" if order % 10 == 0 else f"{rng.random() * 0.3:.2f}"
+        lines.append(f"{order},{rng.choice(['north', 'south', 'east', 'west'])},{rng.randint(1, 40)},"
+                     f"{rng.uniform(0.5, 250):.2f},{discount}")
+    return ("\n".join(lines) + "\n").encode()
 
 
 def _poll(source: EventSource, stop: threading.Event) -> None:
@@ -108,13 +126,24 @@ def _poll(source: EventSource, stop: threading.Event) -> None:
             stop.wait(1)
 
 
+def _sweep(sweep, interval: float, stop: threading.Event) -> None:
+    """The sweeper's schedule: one invocation every `interval` seconds, as EventBridge would."""
+    while not stop.wait(interval):
+        try:
+            sweep(scheduled_event("arn:aws:events:us-east-1:123456789012:rule/jobs-dev-sweep"),
+                  LambdaContext(timeout_seconds=60, function_name="jobs-dev-sweep"))
+        except Exception:
+            log.exception("sweeper invocation failed; the next one runs in %s s", interval)
+
+
 def _banner(url: str, settings: Settings, keyring: Keyring, ns: argparse.Namespace) -> str:
     keys = "\n".join(f"          {value}   (client {name})" for name, value in keyring.values().items())
     first = next(iter(keyring.values().values()), "KEY")
     return (f"\nAPI:      {url}\nAPI keys (send one as the x-api-key header):\n{keys}\n"
             f"AWS:      {settings.aws_endpoint_url}   queue {settings.jobs_queue_url}   bucket {BUCKET}\n"
             f"worker:   {ns.concurrency} concurrent invocations, batches of {ns.batch_size}, "
-            f"timeout {ns.function_timeout} s\n\n"
+            f"timeout {ns.function_timeout} s; dead-letter handler; sweeper every {ns.sweep_interval:g} s\n"
+            f"sample:   s3://{BUCKET}/{SAMPLE_CSV} for csv-stats jobs\n\n"
             f"try:      curl -s -X POST {url}/jobs -H 'x-api-key: {first}' -H 'content-type: application/json' "
             f"-d '{{\"type\": \"sleep\", \"payload\": {{\"steps\": 5}}}}'\n"
             f"          JOBS_API_URL={url} JOBS_API_KEY={first} .venv/bin/jobs submit sleep --payload '{{\"steps\": 20}}' --wait\n"
@@ -133,6 +162,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--visibility-timeout", type=int, default=None,
                         help="seconds (default: six times the function timeout, as AWS advises)")
     parser.add_argument("--max-receive-count", type=int, default=5, help="receives before the dead-letter queue")
+    parser.add_argument("--sweep-interval", type=float, default=60.0, help="seconds between sweeper runs (default 60)")
     parser.add_argument("--usage-plans", default=str(usage_plans.DEFAULT_PATH))
     ns = parser.parse_args(argv)
     if ns.visibility_timeout is None:
@@ -155,7 +185,7 @@ def main(argv=None) -> None:
         settings = _aws(settings, ns, stack)
         migrate(settings.mysql_url, create_database=True)
 
-        from app import app, run_jobs  # after the settings are final
+        from app import app, fail_dead_letters, run_jobs, sweep  # after the settings are final
 
         runtime.use(Runtime(settings))
         keyring = Keyring.from_file(ns.usage_plans)
@@ -164,8 +194,13 @@ def main(argv=None) -> None:
         sqs = services.sqs_client(settings.aws_endpoint_url, settings.aws_region)
         source = EventSource(sqs, settings.jobs_queue_url, run_jobs, batch_size=ns.batch_size,
                              function_timeout=ns.function_timeout)
+        dlq_url = sqs.get_queue_url(QueueName=settings.jobs_dlq_name)["QueueUrl"]
+        dead_letters = EventSource(sqs, dlq_url, fail_dead_letters, batch_size=10, function_timeout=60)
         pollers = [threading.Thread(target=_poll, args=(source, stop), name=f"invocation-{i}", daemon=True)
                    for i in range(ns.concurrency)]
+        pollers.append(threading.Thread(target=_poll, args=(dead_letters, stop), name="dead-letters", daemon=True))
+        pollers.append(threading.Thread(target=_sweep, args=(sweep, ns.sweep_interval, stop), name="sweeper",
+                                        daemon=True))
         for poller in pollers:
             poller.start()
         stack.callback(stop.set)

@@ -73,20 +73,14 @@ def test_429_once_the_quota_is_used_up(local_runtime):
     assert call(local_runtime.url, key="counted-local-key") == (429, {"message": "Limit Exceeded"})
 
 
-def test_a_record_that_failed_is_delivered_again_and_the_job_completes(local_runtime, runtime_redis, run_settings):
-    services.stop(runtime_redis["proc"])  # the worker cannot checkpoint: it reports the record failed
+def test_a_record_that_failed_is_delivered_again_and_the_job_completes(local_runtime, runtime_redis):
+    services.stop(runtime_redis["proc"])  # the worker cannot take the job's lease: it reports the record failed
     try:
         code, job = call(local_runtime.url, "POST", body={"type": "sleep", "payload": {"steps": 2, "stepMs": 10}})
         assert code == 202  # Redis is only a cache for the API: the job is stored and queued
-        conn = pymysql.connect(**connect_args(run_settings.mysql_url))
-        with conn, conn.cursor() as cur:
-            for _ in range(100):  # the worker took it, started it in MySQL, then failed the record
-                cur.execute("SELECT status FROM jobs WHERE id = %s", (job["jobId"],))
-                if cur.fetchone()[0] == "RUNNING":
-                    break
-                time.sleep(0.1)
-            else:
-                pytest.fail("the worker never picked the job up")
+        _wait_for_log(local_runtime, lambda r: r.get("job_id") == job["jobId"]
+                      and "SQS will deliver it again" in r.get("message", ""))
+        assert call(local_runtime.url, path=f"/jobs/{job['jobId']}")[1]["status"] == "PENDING"
     finally:
         runtime_redis["restart"]()
     assert wait_for(local_runtime.url, job["jobId"], "COMPLETED")["result"] == {"steps": 2, "sleptMs": 20}
@@ -136,5 +130,50 @@ def _cli(rt, *args):
 def test_cli_demo_shows_each_outcome(local_runtime):
     result = _cli(local_runtime, "demo")
     assert result.returncode == 0, result.stderr
-    statuses = [line.split()[2] for line in result.stdout.splitlines() if line[:2] == "01" and " result: " not in line]
-    assert sorted(statuses) == ["CANCELLED", "COMPLETED", "COMPLETED", "FAILED"]
+    rows = [line.split() for line in result.stdout.splitlines() if line[:2] == "01" and " result: " not in line]
+    assert sorted(row[2] for row in rows) == ["CANCELLED", "COMPLETED", "COMPLETED", "COMPLETED", "FAILED"]
+    assert next(row for row in rows if row[1] == "csv-stats")[2] == "COMPLETED"
+    csv_result = json.loads(next(line for line in result.stdout.splitlines()
+                                 if " result: " in line and '"columns"' in line).split(" result: ", 1)[1])
+    assert csv_result["rows"] == 50_000 and csv_result["columns"]["units"]["count"] == 50_000
+
+
+def test_the_dead_letter_handler_and_the_sweeper_run_in_the_local_runtime(tmp_path, run_settings):
+    # No worker invocations: jobs stay PENDING, so only the sweeper and the DLQ handler act on them.
+    rt = LocalRuntime(tmp_path, run_settings, env={"PENDING_RESEND_SECONDS": "1"},
+                      args=["--concurrency", "0", "--sweep-interval", "1"])
+    try:
+        _, poisoned = call(rt.url, "POST", body={"type": "sleep", "payload": {"steps": 1}})
+        _, waiting = call(rt.url, "POST", body={"type": "sleep", "payload": {"steps": 1}})
+        endpoint, queue_url = _aws_of(rt)
+        sqs = services.sqs_client(endpoint)
+        dlq = sqs.get_queue_url(QueueName=queue_url.rsplit("/", 1)[1] + "-dlq")["QueueUrl"]
+        sqs.send_message(QueueUrl=dlq, MessageBody=json.dumps({"jobId": poisoned["jobId"]}))
+
+        failed = wait_for(rt.url, poisoned["jobId"], "FAILED")
+        sweeps = _wait_for_log(rt, lambda r: r.get("message") == "sweep done" and r.get("pending_sent", 0) >= 1)
+        still_waiting = call(rt.url, path=f"/jobs/{waiting['jobId']}")[1]
+    finally:
+        rt.stop()
+
+    assert failed["error"].startswith("poison message after")
+    assert sweeps["pending_sent"] >= 1  # the PENDING job was sent again from the outbox...
+    assert still_waiting["status"] == "PENDING"  # ...and, with no worker invocations, waits on the queue
+
+
+def _aws_of(rt) -> tuple[str, str]:
+    line = next(line for line in rt.log.read_text().splitlines() if line.startswith("AWS:"))
+    fields = line.split()
+    return fields[1], fields[3]
+
+
+def _wait_for_log(rt, matches, *, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in rt.log.read_text().splitlines():
+            if line.startswith("{"):
+                record = json.loads(line)
+                if matches(record):
+                    return record
+        time.sleep(0.2)
+    pytest.fail(f"no matching log line within {timeout}s:\n{rt.log.read_text()[-3000:]}")
