@@ -222,3 +222,29 @@ def test_a_record_longer_than_the_carry_limit_fails_instead_of_growing_the_state
 
     with pytest.raises(errors.PermanentFailure, match="line 2: a record longer than 2048 bytes"):
         run(CsvStats(lambda: rt.objects), csv_job(bucket=bucket, key="open.csv", chunkBytes=1024))
+
+
+def test_a_csv_stats_job_handed_off_across_invocations_equals_the_direct_computation(
+        api, settings, sqs, s3, bucket, mysql):
+    from dataclasses import replace
+
+    import app as app_module
+    from chalicelib import runtime as runtime_module
+    from local.eventsource import EventSource
+
+    runtime_module.use(Runtime(replace(settings, handoff_reserve_ms=50)))
+    data = generated_csv(rows=3000)
+    s3.put_object(Bucket=bucket, Key="in/long.csv", Body=data)
+    short = EventSource(sqs, settings.jobs_queue_url, app_module.run_jobs, function_timeout=0.25)
+    job_id = api.submit("csv-stats", {"bucket": bucket, "key": "in/long.csv", "chunkBytes": 4099}).json["jobId"]
+
+    invocations = 0
+    while api.get(job_id).json["status"] in ("PENDING", "RUNNING") and invocations < 200:
+        invocations += short.poll_once()
+
+    job = api.get(job_id).json
+    assert invocations >= 3  # the 0.25 s limit forced hand-offs mid-file
+    assert job["status"] == "COMPLETED" and job["result"] == reference_stats(data)
+    with mysql.cursor() as cur:
+        cur.execute("SELECT checkpoint_seq FROM jobs WHERE id = %s", (job_id,))
+        assert cur.fetchone()["checkpoint_seq"] > 0  # resumed from durable checkpoints
