@@ -6,6 +6,7 @@ Every key and TTL is built here and nowhere else:
                                external ("1": the result was too large for Redis, read MySQL)
     {prefix}ckpt:{id}   string the job type's state at its last chunk boundary, as JSON
     {prefix}lease:{id}  string the token of the worker that holds the job; expires unless renewed
+    {prefix}orphan:{id} string when the sweeper first found the RUNNING job without a lease (ms)
 
 A write carries a sequence number and the script refuses one not newer than what is stored, so a
 late writer never overwrites newer progress; terminal writes use FINAL_SEQ and are never replaced.
@@ -162,6 +163,9 @@ class HotState:
     def _lease_key(self, job_id: str) -> str:
         return f"{self._prefix}lease:{job_id}"
 
+    def _orphan_key(self, job_id: str) -> str:
+        return f"{self._prefix}orphan:{job_id}"
+
     @contextmanager
     def _translated(self) -> Iterator[None]:
         try:
@@ -233,6 +237,32 @@ class HotState:
         """Give the lease up, if `token` still holds it."""
         with self._translated():
             self._release(keys=[self._lease_key(job_id)], args=[token])
+
+    def orphans(self, job_ids: list[str], *, now_ms: int, confirm_after_ms: int) -> set[str]:
+        """Which of these jobs have had no lease since at least `confirm_after_ms` ago.
+
+        One round trip: a job without a lease is marked with the time it was first seen so; a
+        holder alive through a Redis flush re-takes its lease within one chunk, so only a job still
+        without one `confirm_after_ms` (at least a lease period) later is confirmed an orphan.
+        """
+        if not job_ids:
+            return set()
+        ttl_ms = max(60_000, 10 * confirm_after_ms)
+        with self._translated():
+            pipe = self._redis.pipeline(transaction=False)
+            for job_id in job_ids:
+                pipe.exists(self._lease_key(job_id))
+                pipe.set(self._orphan_key(job_id), now_ms, nx=True, px=ttl_ms)
+                pipe.get(self._orphan_key(job_id))
+            replies = pipe.execute()
+        found = set()
+        for i, job_id in enumerate(job_ids):
+            held, _, since = replies[3 * i: 3 * i + 3]
+            if held:
+                continue
+            if now_ms - int(since) >= confirm_after_ms:
+                found.add(job_id)
+        return found
 
     def leased(self, job_ids: list[str]) -> set[str]:
         """Which of these jobs a worker holds right now (one round trip)."""

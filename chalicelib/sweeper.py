@@ -7,9 +7,10 @@ The sweeper runs every minute; each pass is bounded in rows (`sweep_max_rows` pe
    next chunk: its write meets the final state);
 2. the outbox: PENDING jobs that waited `pending_resend_seconds` without starting are sent again
    (the send after the insert failed, or the message was lost); a job sent twice runs once;
-3. stalled jobs: RUNNING jobs whose row was not updated for `stall_after_seconds` and whose lease
-   has expired (the worker died and no message is in flight) are sent again; the next worker takes
-   the job over from its last checkpoint;
+3. stalled jobs: RUNNING jobs whose row was not updated for `stall_after_seconds` and which have
+   had no lease for at least a lease period, seen by two passes (the worker died and no message
+   is in flight: a live holder re-takes a lease lost with a Redis flush at its next chunk), are
+   sent again; the next worker takes the job over from its last checkpoint;
 4. retention: finished jobs (and with them their idempotency keys) older than `retention_seconds`
    are deleted.
 
@@ -91,12 +92,12 @@ class Sweeper:
         return self._send(waiting, JobStatus.PENDING, now, deadline)
 
     def _send_stalled(self, now, deadline: float) -> int:
-        quiet = self._store.stale(JobStatus.RUNNING, limit=self._settings.sweep_max_rows,
-                                  updated_before=now - timedelta(seconds=self._settings.stall_after_seconds))
-        held = self._hot.leased([job.id for job in quiet])
-        # Live ones are touched too, so a pass looks at the next quiet jobs, not the same live ones.
-        self._store.touch([job.id for job in quiet if job.id in held], status=JobStatus.RUNNING, at=now)
-        return self._send([job for job in quiet if job.id not in held], JobStatus.RUNNING, now, deadline)
+        s = self._settings
+        quiet = self._store.stale(JobStatus.RUNNING, limit=s.sweep_max_rows,
+                                  updated_before=now - timedelta(seconds=s.stall_after_seconds))
+        orphans = self._hot.orphans([job.id for job in quiet], now_ms=int(now.timestamp() * 1000),
+                                    confirm_after_ms=s.lease_seconds * 1000)
+        return self._send([job for job in quiet if job.id in orphans], JobStatus.RUNNING, now, deadline)
 
     def _send(self, found: list[Job], status: JobStatus, now, deadline: float) -> int:
         """Send each job again (until the deadline); mark the sent ones so the next pass waits."""

@@ -1,8 +1,9 @@
 """The worker Lambda as a process of its own, fed by the event-source emulation from the test's queue.
 
-Tests start several and kill them (SIGKILL) to see how the system survives. Settings come from the
-environment, as in Lambda (`environment()` builds it); PROBE_LOG makes the probe job type record
-every chunk it starts to a file, with the process id.
+Tests and bench/chaos.py start several and kill them (SIGKILL) to see how the system survives.
+Settings come from the environment, as in Lambda (`environment()` builds it). PROBE_LOG makes the
+probe job type record every chunk it starts; CHUNK_LOG makes every job type record each chunk it
+starts as "pid job_id state-digest unix-time" lines (the same digest twice for a job = a chunk redone).
 
     python -m tests.support.worker_process --function-timeout 60
 """
@@ -12,6 +13,7 @@ import argparse
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from chalicelib.config import Settings
@@ -33,15 +35,49 @@ def environment(settings: Settings, **extra: str) -> dict[str, str]:
     }
 
 
-def start(settings: Settings, *, probe_log: Path, function_timeout: float = 60.0,
-          batch_size: int = 10) -> subprocess.Popen:
-    """A worker process polling the settings' queue; the caller stops (or kills) it."""
+def start(settings: Settings, *, probe_log: Path, function_timeout: float = 60.0, batch_size: int = 10,
+          output: Path | None = None, **env: str) -> subprocess.Popen:
+    """A worker process polling the settings' queue; the caller stops (or kills) it.
+
+    `output` receives its stdout and stderr (JSON log lines and EMF metrics), else they are dropped.
+    """
+    sink = output.open("ab") if output else subprocess.DEVNULL
     return subprocess.Popen(
         [sys.executable, "-m", "tests.support.worker_process", "--function-timeout", str(function_timeout),
          "--batch-size", str(batch_size)],
-        cwd=ROOT, env=environment(settings, PROBE_LOG=str(probe_log)),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=ROOT, env=environment(settings, PROBE_LOG=str(probe_log), **env), stdout=sink, stderr=subprocess.STDOUT,
     )
+
+
+def _count_chunks(directory: str) -> None:
+    """Record every chunk any job type starts in this process, keyed by job id and state."""
+    import hashlib
+    import json
+
+    from chalicelib.worker import Worker
+
+    resume = Worker._resume
+    path = Path(directory) / f"chunks-{os.getpid()}"
+
+    class Counting:
+        def __init__(self, job_type, job_id):
+            self._job_type, self._job_id = job_type, job_id
+
+        def __getattr__(self, name):
+            return getattr(self._job_type, name)
+
+        def step(self, payload, state):
+            digest = hashlib.sha1(json.dumps(state, sort_keys=True).encode()).hexdigest()[:16]
+            with path.open("a") as out:
+                out.write(f"{os.getpid()} {self._job_id} {digest} {time.time():.3f}\n")
+            return self._job_type.step(payload, state)
+
+    def counted_resume(self, job, token, checkpoint):
+        run = resume(self, job, token, checkpoint)
+        run.job_type = Counting(run.job_type, job.id)
+        return run
+
+    Worker._resume = counted_resume
 
 
 def main() -> None:
@@ -56,6 +92,8 @@ def main() -> None:
     import app
     import tests.support.probe  # noqa: F401  (registers the probe job type)
 
+    if os.environ.get("CHUNK_LOG"):
+        _count_chunks(os.environ["CHUNK_LOG"])
     settings = Settings.from_env()
     sqs = services.sqs_client(settings.aws_endpoint_url, settings.aws_region)
     source = EventSource(sqs, settings.jobs_queue_url, app.run_jobs, batch_size=ns.batch_size,

@@ -1,0 +1,309 @@
+"""Chaos run: many jobs of mixed types and sizes through worker processes that get killed at random,
+with duplicate deliveries injected and Redis flushed once. Prints what happened to every job.
+
+    python -m bench.chaos                 # 200 jobs, 4 worker processes
+    python -m bench.chaos --quick         # 40 jobs, 3 workers (what CI runs)
+
+The bar: lost 0, wrong results 0, finalised twice 0, chunks redone at most one per kill (a
+duplicate delivery or the flush must not make a chunk run twice). Exit status 1 when it is missed.
+
+Everything is private to the run: a database `jobs_chaos_<run>`, a redis-server of its own (so the
+flush touches nobody else), moto's server with a queue (+ dead-letter queue) and a bucket, worker
+processes from the test suite's harness (tests/support/worker_process.py) that record every chunk
+they start. Workers get a short function timeout, so long jobs are handed off several times, and a
+short lease, so killed workers are taken over quickly; the sweeper runs every two seconds.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import random
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import boto3
+import pymysql
+
+from chalicelib import jobs, runtime
+from chalicelib.config import Settings
+from chalicelib.jobs.csv_stats import CsvStats
+from chalicelib.runtime import Runtime
+from chalicelib.schema import migrate
+from chalicelib.store import connect_args
+from local import services
+from tests.support import worker_process
+
+OWNER = "chaos"
+BUCKET = "chaos-input"
+TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
+
+
+@dataclass
+class Plan:
+    """One job of the run and what it must end as."""
+
+    body: dict
+    expected_result: object = None
+    cancel_after: float | None = None
+    #: The job is meant to fail (a step that always raises).
+    fails: bool = False
+    job_id: str = ""
+
+
+@dataclass
+class Tally:
+    duplicates: int = 0
+    #: pid -> when it was killed (unix time)
+    killed: dict[int, float] = field(default_factory=dict)
+    flushed_at: float | None = None
+
+
+def _csv(rng: random.Random, rows: int) -> bytes:
+    lines = ["id,amount,qty,label"] + [
+        f"{i},{rng.uniform(-1000, 1000):.3f},{rng.randint(0, 50)},\"item {i}, size {rng.choice('SML')}\""
+        for i in range(rows)]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _direct_stats(rt: Runtime, payload: dict) -> dict:
+    """csv-stats over the whole object in one uninterrupted loop, in this process."""
+    job_type = CsvStats(lambda: rt.objects)
+    payload = jobs.check_payload(job_type, payload)  # the defaults the worker's copy gets too
+    state = job_type.start(payload)
+    while True:
+        step = job_type.step(payload, state)
+        state = step.state
+        if step.finished:
+            return job_type.finish(payload, state)
+
+
+def plan_jobs(count: int, rng: random.Random, rt: Runtime, s3) -> list[Plan]:
+    objects = {}
+    for name, rows in (("small.csv", 800), ("medium.csv", 4000), ("large.csv", 12000)):
+        s3.put_object(Bucket=BUCKET, Key=name, Body=_csv(rng, rows))
+        objects[name] = rows
+    plans = []
+    for i in range(count):
+        kind = rng.random()
+        if kind < 0.45:
+            steps, ms = rng.randint(3, 60), rng.choice([5, 10, 20, 40])
+            plans.append(Plan({"type": "sleep", "payload": {"steps": steps, "stepMs": ms}},
+                              {"steps": steps, "sleptMs": steps * ms}))
+        elif kind < 0.75:
+            payload = {"bucket": BUCKET, "key": rng.choice(list(objects)), "chunkBytes": rng.choice([4096, 16384, 65536])}
+            plans.append(Plan({"type": "csv-stats", "payload": payload}, ("csv", payload)))
+        elif kind < 0.9:
+            steps = rng.randint(40, 120)
+            plans.append(Plan({"type": "sleep", "payload": {"steps": steps, "stepMs": 20}},
+                              {"steps": steps, "sleptMs": steps * 20}, cancel_after=rng.uniform(0.2, 3)))
+        else:
+            plans.append(Plan({"type": "sleep", "payload": {"steps": 5, "stepMs": 5, "failAtStep": 3},
+                               "maxAttempts": 2}, fails=True))
+    expected = {}
+    for plan in plans:
+        if isinstance(plan.expected_result, tuple):
+            key = json.dumps(plan.expected_result[1], sort_keys=True)
+            if key not in expected:
+                expected[key] = _direct_stats(rt, plan.expected_result[1])
+            plan.expected_result = expected[key]
+    return plans
+
+
+def run(ns: argparse.Namespace) -> int:
+    rng = random.Random(ns.seed)
+    work = Path(tempfile.mkdtemp(prefix="jobs-chaos-"))
+    procs, workers = [], []
+    run_id = uuid.uuid4().hex[:8]
+    mysql_url = f"{ns.mysql.rstrip('/')}/jobs_chaos_{run_id}"
+    try:
+        services.use_fake_aws_credentials()
+        (work / "redis").mkdir()
+        redis_proc, redis_port = services.start_redis(work / "redis")
+        moto_proc, endpoint = services.start_moto()
+        procs += [redis_proc, moto_proc]
+        migrate(mysql_url, create_database=True)
+        sqs = services.sqs_client(endpoint)
+        queue = services.create_jobs_queue(sqs, f"chaos-{run_id}", visibility_timeout=8, max_receive_count=20)
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+        s3.create_bucket(Bucket=BUCKET)
+        settings = Settings(mysql_url=mysql_url, redis_url=f"redis://127.0.0.1:{redis_port}/0", redis_prefix="chaos:",
+                            jobs_queue_url=queue, aws_endpoint_url=endpoint, lease_seconds=2,
+                            handoff_reserve_ms=200, retry_base_seconds=1, stall_after_seconds=3,
+                            pending_resend_seconds=3)
+        rt = Runtime(settings)
+        runtime.use(rt)
+        plans = plan_jobs(ns.jobs, rng, rt, s3)
+        (work / "chunks").mkdir()
+
+        def start_worker():
+            proc = worker_process.start(settings, probe_log=work, function_timeout=ns.function_timeout,
+                                        output=work / "workers.log", CHUNK_LOG=str(work / "chunks"),
+                                        POWERTOOLS_LOG_LEVEL="INFO")
+            workers.append(proc)
+            return proc
+
+        alive = [start_worker() for _ in range(ns.workers)]
+        tally = Tally()
+        started = time.monotonic()
+        for plan in plans:
+            answer = rt.service.submit(OWNER, plan.body)
+            plan.job_id = answer.view["jobId"]
+        print(f"submitted {len(plans)} jobs to {ns.workers} worker processes", flush=True)
+        _chaos(ns, rng, rt, plans, alive, start_worker, tally, sqs, queue, redis_port, started)
+        return _report(ns, rt, plans, tally, work, time.monotonic() - started)
+    finally:
+        for proc in workers:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        for proc in procs:
+            services.stop(proc)
+        conn = pymysql.connect(**{**connect_args(mysql_url), "database": None})
+        with conn, conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `jobs_chaos_{run_id}`")
+        shutil.rmtree(work, ignore_errors=True) if not ns.keep else print(f"kept {work}")
+
+
+def _chaos(ns, rng, rt, plans, alive, start_worker, tally, sqs, queue, redis_port, started) -> None:
+    """Cancel, kill, duplicate and flush until every job has ended (or the time is up)."""
+    next_event, next_sweep = started + 1.0, started + 2.0
+    cancels = sorted((p for p in plans if p.cancel_after is not None), key=lambda p: p.cancel_after)
+    flushed = False
+    while time.monotonic() - started < ns.max_seconds:
+        now = time.monotonic()
+        while cancels and now - started >= cancels[0].cancel_after:
+            rt.service.cancel(OWNER, cancels.pop(0).job_id)
+        statuses = _statuses(rt, plans)
+        done = sum(status in TERMINAL for status in statuses.values())
+        if done == len(plans):
+            return
+        if not flushed and done >= len(plans) * 0.4:
+            rt.hot._redis.flushall()  # the run's own redis-server: nobody else's data
+            flushed, tally.flushed_at = True, time.time()
+            print(f"{now - started:6.1f}s  flushed Redis", flush=True)
+        if now >= next_event:
+            active = [p for p in plans if statuses[p.job_id] == "RUNNING"]
+            if rng.random() < 0.5 and alive:
+                victim = alive.pop(rng.randrange(len(alive)))
+                victim.send_signal(signal.SIGKILL)
+                tally.killed[victim.pid] = time.time()
+                alive.append(start_worker())
+                print(f"{now - started:6.1f}s  killed worker {victim.pid}; {done}/{len(plans)} done", flush=True)
+            elif active:
+                target = rng.choice(active)
+                sqs.send_message(QueueUrl=queue, MessageBody=json.dumps({"jobId": target.job_id}))
+                tally.duplicates += 1
+            next_event = now + rng.uniform(0.5, 1.5)
+        if now >= next_sweep:
+            rt.sweeper.sweep()
+            next_sweep = now + 2.0
+        time.sleep(0.1)
+
+
+def _statuses(rt: Runtime, plans: list[Plan]) -> dict[str, str]:
+    _, rows = rt.store._execute(
+        f"SELECT id, status FROM jobs WHERE id IN ({', '.join(['%s'] * len(plans))})", [p.job_id for p in plans])
+    return {row["id"]: row["status"] for row in rows}
+
+
+def _report(ns, rt, plans, tally, work: Path, seconds: float) -> int:
+    outcomes = collections.Counter()
+    for plan in plans:
+        job = rt.store.get_job(plan.job_id)
+        if job is None or not job.status.terminal:
+            outcomes["lost"] += 1
+        elif job.status.value == "COMPLETED":
+            outcomes["completed, right result" if job.result == plan.expected_result else "WRONG result"] += 1
+        elif job.status.value == "CANCELLED":
+            outcomes["cancelled"] += 1
+        elif plan.fails and job.error and "(attempt 2 of 2)" in job.error:
+            outcomes["failed as designed"] += 1
+        else:
+            outcomes[f"failed unexpectedly"] += 1
+            print(f"  {job.id}: {job.error}")
+    finals = collections.Counter()
+    for line in (work / "workers.log").read_text(errors="replace").splitlines():
+        if line.startswith("{") and '"job finished"' in line:
+            finals[json.loads(line).get("job_id")] += 1
+    twice = sum(1 for count in finals.values() if count > 1)
+    redone, lost_with_flush = _redone(work, {p.job_id for p in plans if p.fails}, tally)
+    kills = len(tally.killed)
+    rows = [
+        ("submitted", len(plans)), *sorted(outcomes.items()), ("finalised twice", twice),
+        ("chunks redone after kills", redone), ("workers killed", kills),
+        ("chunks redone: checkpoint lost with the flush", lost_with_flush),
+        ("duplicate deliveries injected", tally.duplicates), ("Redis flushes", int(tally.flushed_at is not None)),
+        ("seconds", round(seconds, 1)),
+    ]
+    print()
+    for name, value in rows:
+        print(f"  {name:48} {value}")
+    bar = (outcomes["lost"] == 0 and outcomes["WRONG result"] == 0 and twice == 0
+           and outcomes["failed unexpectedly"] == 0 and redone <= kills)
+    print(f"\n  bar (lost 0, wrong 0, finalised twice 0, redone after kills <= kills): {'MET' if bar else 'MISSED'}")
+    return 0 if bar else 1
+
+
+def _redone(work: Path, retried: set[str], tally: Tally) -> tuple[int, int]:
+    """Chunks started twice (a failed step's retries aside), split by cause.
+
+    A job whose worker was killed before the flush and that was taken over after it lost its hot
+    checkpoint with the flush: it rightly resumes from the durable one (its last hand-off), so the
+    chunks since then run again. Those are counted apart; every other repeat counts against kills.
+    """
+    runs = collections.defaultdict(list)  # job -> [(time, pid, digest)]
+    for path in (work / "chunks").iterdir():
+        for line in path.read_text().splitlines():
+            pid, job_id, digest, at = line.split()
+            runs[job_id].append((float(at), int(pid), digest))
+    redone = lost_with_flush = 0
+    for job_id, chunks in runs.items():
+        if job_id in retried:
+            continue
+        chunks.sort()
+        repeats = len(chunks) - len({digest for _, _, digest in chunks})
+        if repeats and _orphaned_across_flush(chunks, tally):
+            lost_with_flush += repeats
+        else:
+            redone += repeats
+    return redone, lost_with_flush
+
+
+def _orphaned_across_flush(chunks: list[tuple[float, int, str]], tally: Tally) -> bool:
+    if tally.flushed_at is None:
+        return False
+    for (at, pid, _), (next_at, next_pid, _) in zip(chunks, chunks[1:]):
+        killed = tally.killed.get(pid)
+        if next_pid != pid and killed and at <= killed < tally.flushed_at < next_at:
+            return True
+    return False
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=200)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--quick", action="store_true", help="40 jobs, 3 workers: the CI size")
+    parser.add_argument("--function-timeout", type=float, default=3.0, help="seconds per worker invocation")
+    parser.add_argument("--max-seconds", type=float, default=600)
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, chunk records)")
+    parser.add_argument("--mysql", default="mysql://root@127.0.0.1:3306", help="MySQL server URL (no database)")
+    ns = parser.parse_args(argv)
+    if ns.quick:
+        ns.jobs, ns.workers = 40, 3
+    if ns.seed is None:
+        ns.seed = random.randrange(10**6)
+    print(f"seed {ns.seed}", flush=True)
+    return run(ns)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
