@@ -260,6 +260,16 @@ class BenchEnv:
         if self._moto is not None:
             services.stop(self._moto)
 
+    def server_versions(self) -> str:
+        """The MySQL and Redis servers the figures come from."""
+        conn = self.mysql()
+        with conn, conn.cursor() as cur:
+            cur.execute("SELECT VERSION()")
+            mysql = cur.fetchone()[0].split("-")[0]
+            flavour = "MariaDB" if "mariadb" in cur.connection.get_server_info().lower() else "MySQL"
+        info = redis.Redis.from_url(self.redis_url).info("server")
+        return f"{flavour} {mysql}, Redis {info['redis_version']}"
+
     def mysql(self) -> pymysql.connections.Connection:
         """A connection of the benchmark's own (setting up, reading results), never counted."""
         return pymysql.connect(**connect_args(self.mysql_url))

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -48,18 +47,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return ns
 
 
-def machine() -> str:
+def machine(servers: str) -> str:
     """What the figures were taken on."""
-    def version(args: list[str]) -> str:
-        try:
-            out = subprocess.run(args, capture_output=True, text=True, timeout=10).stdout
-        except OSError:
-            return "?"
-        return next((w for w in out.replace(",", " ").split() if w[:1].isdigit() or w.startswith("v=")), "?")
-
-    return (f"{os.cpu_count()} cores, Python {platform.python_version()}, "
-            f"MariaDB {version(['mariadb', '--version']).split('-')[0]}, "
-            f"Redis {version(['redis-server', '--version']).removeprefix('v=')}")
+    return f"{os.cpu_count()} cores, Python {platform.python_version()}, {servers}"
 
 
 def print_table(rows, out=sys.stdout) -> None:
@@ -83,6 +73,7 @@ def main(argv: list[str] | None = None) -> None:
     started = time.monotonic()
     rows: list[Row] = []
     with BenchEnv() as env:
+        servers = env.server_versions()
         chunk = None
         if "api" in ns.only:
             rows += api.run(env, calls=sizes.calls)
@@ -99,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
                                 ours_chunk=chunk, ours_rate=rates.get(max(sizes.processes)))
     if "coldstart" in ns.only:
         rows += coldstart.run(runs=sizes.imports)
-    print(f"\nbench ({'quick' if ns.quick else 'full'}) on {machine()}; {time.monotonic() - started:.0f} s\n")
+    print(f"\nbench ({'quick' if ns.quick else 'full'}) on {machine(servers)}; {time.monotonic() - started:.0f} s\n")
     print_table(rows)
     if ns.json:
         ns.json.write_text(dumps(rows))
