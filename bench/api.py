@@ -122,7 +122,7 @@ def run(env, *, calls: int) -> list[Row]:
         with quiet():
             rows = _post_and_get(caller, calls, raw, prefix)
             rows += _finished_fallback(caller, max(20, calls // 5), runtime, setup_runtime, setup_sqs, raw, prefix)
-            rows += _cancel(caller, calls, max(10, calls // 10), runtime, setup_runtime, setup_sqs)
+            rows += _cancel(caller, calls, min(50, max(10, calls // 10)), runtime, setup_runtime, setup_sqs)
     finally:
         runtime_module.use(None)
     return rows
