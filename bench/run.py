@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -70,6 +71,8 @@ def main(argv: list[str] | None = None) -> None:
     from bench.env import BenchEnv, Row, dumps, silence_libraries
 
     silence_libraries()
+    # SIGTERM (a CI timeout, kill) unwinds like Ctrl-C, so the run's database and Redis db are dropped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = time.monotonic()
     rows: list[Row] = []
     with BenchEnv() as env:
