@@ -12,7 +12,6 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from bench.env import (OWNER, Row, budget_row, counted, quiet, recording_runtime, sqs_event, submit_jobs)
 from chalicelib import runtime as runtime_module
