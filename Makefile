@@ -1,9 +1,10 @@
 # The two commands of the README: `make run` (set up and run locally) and `make test`.
+# `make bench` prints the benchmark table (BENCH_ARGS=--quick for the small mode).
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: run test setup services browser migrate clean deploy teardown
+.PHONY: run test bench setup services browser migrate clean deploy teardown
 
 run: setup                     ## set up and run the whole system locally on http://127.0.0.1:8000
 	$(PY) -m local.run $(RUN_ARGS)
@@ -11,9 +12,14 @@ run: setup                     ## set up and run the whole system locally on htt
 test: setup services browser   ## run the test suite against real MariaDB, Redis and moto's server
 	$(PY) -m pytest
 
+BENCH_ARGS ?=
+
+bench: setup services          ## benchmarks: our costs against the budgets, RQ and Celery side by side (BENCH_ARGS=--quick)
+	$(PY) -m bench $(BENCH_ARGS)
+
 setup: $(VENV)/.installed      ## the virtualenv with everything the project needs
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+$(VENV)/.installed: requirements.txt requirements-dev.txt bench/requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -r requirements-dev.txt
