@@ -71,6 +71,22 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return {1, redis.call('GET', KEYS[2]), redis.call('HGET', KEYS[3], 'cancel') or ''}
 """
 
+# For each (lease, mark) pair: a held lease clears the mark; else the mark keeps the time the job
+# was first seen without a lease (ARGV[1], expiring after ARGV[2] ms), and is returned.
+_ORPHANS = """
+local since = {}
+for i = 1, #KEYS, 2 do
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    redis.call('DEL', KEYS[i + 1])
+    since[#since + 1] = ''
+  else
+    redis.call('SET', KEYS[i + 1], ARGV[1], 'NX', 'PX', ARGV[2])
+    since[#since + 1] = redis.call('GET', KEYS[i + 1])
+  end
+end
+return since
+"""
+
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -153,6 +169,7 @@ class HotState:
         self._cancel = client.register_script(_CANCEL)
         self._acquire = client.register_script(_ACQUIRE)
         self._release = client.register_script(_RELEASE)
+        self._orphans = client.register_script(_ORPHANS)
 
     def _job_key(self, job_id: str) -> str:
         return f"{self._prefix}job:{job_id}"
@@ -247,22 +264,11 @@ class HotState:
         """
         if not job_ids:
             return set()
-        ttl_ms = max(60_000, 10 * confirm_after_ms)
+        keys = [key for job_id in job_ids for key in (self._lease_key(job_id), self._orphan_key(job_id))]
         with self._translated():
-            pipe = self._redis.pipeline(transaction=False)
-            for job_id in job_ids:
-                pipe.exists(self._lease_key(job_id))
-                pipe.set(self._orphan_key(job_id), now_ms, nx=True, px=ttl_ms)
-                pipe.get(self._orphan_key(job_id))
-            replies = pipe.execute()
-        found = set()
-        for i, job_id in enumerate(job_ids):
-            held, _, since = replies[3 * i: 3 * i + 3]
-            if held:
-                continue
-            if now_ms - int(since) >= confirm_after_ms:
-                found.add(job_id)
-        return found
+            since = self._orphans(keys=keys, args=[now_ms, max(60_000, 10 * confirm_after_ms)])
+        return {job_id for job_id, first in zip(job_ids, since, strict=True)
+                if first and now_ms - int(first) >= confirm_after_ms}
 
     def leased(self, job_ids: list[str]) -> set[str]:
         """Which of these jobs a worker holds right now (one round trip)."""
