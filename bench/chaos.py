@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import json
 import random
 import shutil
@@ -31,7 +32,7 @@ from pathlib import Path
 import boto3
 import pymysql
 
-from chalicelib import jobs, runtime
+from chalicelib import errors, jobs, runtime
 from chalicelib.config import Settings
 from chalicelib.jobs.csv_stats import CsvStats
 from chalicelib.runtime import Runtime
@@ -179,7 +180,8 @@ def _chaos(ns, rng, rt, plans, alive, start_worker, tally, sqs, queue, redis_por
     while time.monotonic() - started < ns.max_seconds:
         now = time.monotonic()
         while cancels and now - started >= cancels[0].cancel_after:
-            rt.service.cancel(OWNER, cancels.pop(0).job_id)
+            with contextlib.suppress(errors.JobFinished):  # it may have finished first
+                rt.service.cancel(OWNER, cancels.pop(0).job_id)
         statuses = _statuses(rt, plans)
         done = sum(status in TERMINAL for status in statuses.values())
         if done == len(plans):
