@@ -228,7 +228,7 @@ def _report(ns, rt, plans, tally, work: Path, seconds: float) -> int:
         elif plan.fails and job.error and "(attempt 2 of 2)" in job.error:
             outcomes["failed as designed"] += 1
         else:
-            outcomes[f"failed unexpectedly"] += 1
+            outcomes["failed unexpectedly"] += 1
             print(f"  {job.id}: {job.error}")
     finals = collections.Counter()
     for line in (work / "workers.log").read_text(errors="replace").splitlines():

@@ -91,6 +91,24 @@ def sqs(moto_url):
 
 
 @pytest.fixture
+def s3(moto_url):
+    import boto3
+
+    return boto3.client("s3", endpoint_url=moto_url, region_name="us-east-1")
+
+
+@pytest.fixture
+def bucket(s3):
+    """A bucket of this test alone, emptied and deleted after it."""
+    name = f"bucket-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=name)
+    yield name
+    for item in s3.list_objects_v2(Bucket=name).get("Contents", []):
+        s3.delete_object(Bucket=name, Key=item["Key"])
+    s3.delete_bucket(Bucket=name)
+
+
+@pytest.fixture
 def rt(settings) -> Runtime:
     """The runtime the app's routes and handlers use in this test."""
     runtime = Runtime(settings)

@@ -4,9 +4,7 @@ import io
 import json
 import math
 import random
-import uuid
 
-import boto3
 import pytest
 
 from chalicelib import errors, jobs
@@ -15,22 +13,6 @@ from chalicelib.jobs.csv_stats import CsvStats
 from chalicelib.runtime import Runtime
 
 WORDS = ["café", "日本語", "naïve 🙂", "plain", "a, b", 'he said "hi"', "two\nlines", "Ünïcødé, quoted\r\nand more"]
-
-
-@pytest.fixture
-def s3(moto_url):
-    return boto3.client("s3", endpoint_url=moto_url, region_name="us-east-1")
-
-
-@pytest.fixture
-def bucket(s3):
-    """A bucket of this test alone, emptied and deleted after it."""
-    name = f"csv-{uuid.uuid4().hex[:12]}"
-    s3.create_bucket(Bucket=name)
-    yield name
-    for item in s3.list_objects_v2(Bucket=name).get("Contents", []):
-        s3.delete_object(Bucket=name, Key=item["Key"])
-    s3.delete_bucket(Bucket=name)
 
 
 def generated_csv(*, rows: int = 3000, delimiter: str = ",") -> bytes:

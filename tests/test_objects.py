@@ -1,27 +1,10 @@
 """The S3 module against moto's server: sizes, inclusive byte ranges, and errors turned into ours."""
-import uuid
 
-import boto3
 import pytest
 
 from chalicelib import errors, objects
 from chalicelib.objects import ObjectStore
 from local import services
-
-
-@pytest.fixture
-def s3(moto_url):
-    return boto3.client("s3", endpoint_url=moto_url, region_name="us-east-1")
-
-
-@pytest.fixture
-def bucket(s3):
-    name = f"objects-{uuid.uuid4().hex[:12]}"
-    s3.create_bucket(Bucket=name)
-    yield name
-    for item in s3.list_objects_v2(Bucket=name).get("Contents", []):
-        s3.delete_object(Bucket=name, Key=item["Key"])
-    s3.delete_bucket(Bucket=name)
 
 
 def test_size_and_inclusive_ranges_read_what_was_put(rt, s3, bucket):
