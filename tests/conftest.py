@@ -18,7 +18,6 @@ import redis
 from chalice.test import Client
 
 import app as app_module
-from chalicelib import jobs
 from chalicelib import runtime as runtime_module
 from chalicelib.config import Settings
 from chalicelib.runtime import Runtime

@@ -6,10 +6,8 @@ import sys
 import time
 from pathlib import Path
 
-import pymysql
 import pytest
 
-from chalicelib.store import connect_args
 from local import services
 from tests.support.runtime import ALICE, BOB, ROOT, LocalRuntime, call, wait_for
 
