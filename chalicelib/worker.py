@@ -214,14 +214,13 @@ class Worker:
         """Set up the run from the newest checkpoint: Redis's or the durable one in MySQL."""
         job_type = jobs.get(job.type)
         payload = jobs.check_payload(job_type, job.payload)
-        expected = job_type.chunk_seconds(payload)
+        expected_ms = (job_type.chunk_seconds(payload) or 0) * 1000
         found = [c for c in (hot_checkpoint, job.checkpoint) if c]
         if not found:
-            return _Run(job, job_type, payload, job_type.start(payload), 0, token,
-                        longest_ms=(expected or 0) * 1000)
+            return _Run(job, job_type, payload, job_type.start(payload), 0, token, longest_ms=expected_ms)
         newest = max(found, key=lambda c: c["seq"])
         job.progress, job.progress_detail, job.message = newest["progress"]
-        return _Run(job, job_type, payload, newest["state"], newest["seq"], token, longest_ms=(expected or 0) * 1000)
+        return _Run(job, job_type, payload, newest["state"], newest["seq"], token, longest_ms=expected_ms)
 
     def _loop(self, run: _Run, invocation: _Invocation) -> JobStatus | None:
         job = run.job
@@ -231,7 +230,7 @@ class Worker:
                                  error=f"timed out: ran longer than timeoutSeconds ({job.timeout_seconds})")
             # The first chunk of an invocation always runs (the record was started with time for
             # it), so a job whose chunk is longer than the margin still moves forward.
-            if run.chunks and not invocation.has_time_for(max(run.longest_ms, invocation.longest_ms)):
+            if run.chunks and not invocation.has_time_for(run.longest_ms):
                 return self._hand_off(run)
             started = self._clock()
             try:
