@@ -4,7 +4,8 @@ What moto cannot do is worked around in tests/support/moto_workarounds.py, named
 Chalice's Swagger import (the deploy runs Chalice through that module) and the VPC endpoints and
 route table moto's DeleteStack leaves. moto's CloudFormation has no RDS Proxy, ElastiCache or
 Secrets Manager resources, so the deploy runs with `--without data` and local MySQL/Redis URLs; it
-also skips AWS::CloudWatch::Alarm silently, so the alarms are checked by cfn-lint only (test_infra).
+also skips AWS::CloudWatch::Alarm silently, so the alarms are checked by cfn-lint only (test_infra), and
+drops the input bucket's PublicAccessBlockConfiguration (test_infra checks the template for it).
 """
 from __future__ import annotations
 
