@@ -19,6 +19,11 @@ def _int(env, name: str, default: int) -> int:
         raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
 
 
+def _names(env, name: str) -> tuple[str, ...]:
+    """A comma-separated list; blanks around names and empty items are ignored."""
+    return tuple(item.strip() for item in (env.get(name) or "").split(",") if item.strip())
+
+
 def _flag(env, name: str) -> bool:
     raw = (env.get(name) or "off").lower()
     if raw not in ("on", "off", "true", "false", "1", "0"):
@@ -49,6 +54,10 @@ class Settings:
     jobs_queue_name: str = "jobs"
     #: The dead-letter queue's name, for the DLQ handler's trigger (default: `<jobs queue>-dlq`).
     jobs_dlq_name: str = "jobs-dlq"
+    #: S3 buckets a job may read its input from (`csv-stats`); empty means any bucket, for local use.
+    #: On AWS the worker's role can read only the service's input bucket, so a job naming another
+    #: would fail at its first chunk: the list turns that into a 400 at submit.
+    input_buckets: tuple[str, ...] = ()
     #: Unset on AWS; a LocalStack or moto endpoint elsewhere. boto3 also reads it by itself.
     aws_endpoint_url: str | None = None
     aws_region: str = "us-east-1"
@@ -98,6 +107,7 @@ class Settings:
             jobs_queue_url=env.get("JOBS_QUEUE_URL", d.jobs_queue_url),
             jobs_queue_name=env.get("JOBS_QUEUE_NAME", d.jobs_queue_name),
             jobs_dlq_name=env.get("JOBS_DLQ_NAME") or f"{env.get('JOBS_QUEUE_NAME', d.jobs_queue_name)}-dlq",
+            input_buckets=_names(env, "INPUT_BUCKETS"),
             aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
             aws_region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or d.aws_region,
             terminal_ttl_seconds=_int(env, "TERMINAL_TTL_SECONDS", d.terminal_ttl_seconds),

@@ -51,27 +51,37 @@ def deploy(ns: argparse.Namespace) -> dict:
     outputs |= stacks.deploy(cfn, _stack(config, ns.stage, "service"), INFRA / "service.yaml", {
         "QueueName": f"{config['app_name']}-{ns.stage}",
         "VisibilityTimeoutSeconds": str(worker.queue_visibility_timeout),
+        "DeadLetterVisibilityTimeoutSeconds": str(stage_config.dead_letter_visibility_timeout(config, ns.stage)),
         "ApiFunctionName": names[stage_config.API_FUNCTION],
         "WorkerFunctionName": names[stage_config.WORKER_FUNCTION],
+        "DeadLetterFunctionName": names[stage_config.DEAD_LETTER_FUNCTION],
+        "SweeperFunctionName": names[stage_config.SWEEP_FUNCTION],
         "SecretArns": ",".join(secrets), "UseVpc": str("SubnetIds" in outputs).lower(),
         **parameters.get("service", {})})
 
     rendered = stage_config.render(config, ns.stage, outputs, extra_env=dict(ns.env))
     prepare_build_dir(ns.project_dir, ns.build_dir, rendered)
-    # app.py names the queue of its SQS trigger from JOBS_QUEUE_NAME when Chalice imports it.
-    _chalice(ns, "deploy", env={"JOBS_QUEUE_NAME": outputs["JobsQueueName"]})
+    # app.py names the queues of its SQS triggers from JOBS_QUEUE_NAME and JOBS_DLQ_NAME when Chalice imports it.
+    _chalice(ns, "deploy", env={"JOBS_QUEUE_NAME": outputs["JobsQueueName"],
+                                "JOBS_DLQ_NAME": outputs["DeadLetterQueueName"]})
     deployed = _deployed(ns)
 
-    mapping = _resource(deployed, "sqs_event")
-    _client("lambda").update_event_source_mapping(
-        UUID=mapping["event_uuid"], FunctionResponseTypes=REPORT_BATCH_ITEM_FAILURES,
+    # Both SQS handlers answer with batchItemFailures; only the worker's batching is configured.
+    awslambda = _client("lambda")
+    worker_mapping = _sqs_mapping(deployed, names[stage_config.WORKER_FUNCTION], outputs["JobsQueueName"])
+    awslambda.update_event_source_mapping(
+        UUID=worker_mapping["event_uuid"], FunctionResponseTypes=REPORT_BATCH_ITEM_FAILURES,
         BatchSize=worker.batch_size, MaximumBatchingWindowInSeconds=worker.batching_window_seconds)
+    dlq_mapping = _sqs_mapping(deployed, names[stage_config.DEAD_LETTER_FUNCTION], outputs["DeadLetterQueueName"])
+    awslambda.update_event_source_mapping(UUID=dlq_mapping["event_uuid"],
+                                          FunctionResponseTypes=REPORT_BATCH_ITEM_FAILURES)
     rest_api = _resource(deployed, "rest_api")
     api_stage = stage_config.stage_of(rendered, ns.stage).get("api_gateway_stage", "api")
     key_ids = api_keys.bind(_client("apigateway"), plans, prefix=_prefix(config, ns.stage),
                             rest_api_id=rest_api["rest_api_id"], stage=api_stage)
     summary = {"stage": ns.stage, "api_url": rest_api.get("rest_api_url"), "rest_api_id": rest_api["rest_api_id"],
-               "api_key_ids": key_ids, "queue_url": outputs["JobsQueueUrl"], "stack_outputs": outputs}
+               "api_key_ids": key_ids, "queue_url": outputs["JobsQueueUrl"],
+               "input_bucket": outputs["InputBucketName"], "stack_outputs": outputs}
     print(json.dumps(summary, indent=2))
     print("API key values: aws apigateway get-api-key --include-value --api-key <id>", file=sys.stderr)
     return summary
@@ -86,6 +96,10 @@ def teardown(ns: argparse.Namespace) -> None:
     else:
         print(f"no Chalice deploy state in {_deployed_file(ns)}; skipping `chalice delete`", file=sys.stderr)
     cfn = _client("cloudformation")
+    bucket = stacks.outputs(cfn, _stack(config, ns.stage, "service")).get("InputBucketName")
+    if bucket:
+        # CloudFormation refuses to delete a bucket that holds objects.
+        print(f"emptying the input bucket {bucket}: {_empty_bucket(bucket)} objects deleted", file=sys.stderr)
     for part in reversed(STACKS):
         if stacks.delete(cfn, _stack(config, ns.stage, part)):
             print(f"deleted stack {_stack(config, ns.stage, part)}", file=sys.stderr)
@@ -145,6 +159,32 @@ def _resource(deployed: dict, resource_type: str) -> dict:
         if resource["resource_type"] == resource_type:
             return resource
     raise SystemExit(f"chalice deployed no {resource_type}")
+
+
+def _sqs_mapping(deployed: dict, function_name: str, queue: str) -> dict:
+    """The `sqs_event` resource (one per SQS handler) subscribing `function_name` to `queue`."""
+    for resource in deployed["resources"]:
+        if (resource["resource_type"] == "sqs_event" and resource["queue"] == queue
+                and resource["lambda_arn"].endswith(f":function:{function_name}")):
+            return resource
+    raise SystemExit(f"chalice deployed no SQS trigger of {function_name} on {queue}")
+
+
+def _empty_bucket(bucket: str) -> int:
+    """Delete every object (and every version, should versioning be on) of `bucket`; returns how many."""
+    s3 = _client("s3")
+    try:
+        pages = list(s3.get_paginator("list_object_versions").paginate(Bucket=bucket))
+    except s3.exceptions.NoSuchBucket:
+        return 0
+    deleted = 0
+    for page in pages:
+        batch = [{"Key": v["Key"], "VersionId": v["VersionId"]}
+                 for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
+        if batch:  # a page holds at most 1000 keys, DeleteObjects' limit
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
+            deleted += len(batch)
+    return deleted
 
 
 def _client(service: str):

@@ -18,10 +18,21 @@ OUTPUT_ENV = {
     "RedisAuthSecretArn": "REDIS_AUTH_SECRET_ARN",
     "JobsQueueUrl": "JOBS_QUEUE_URL",
     "JobsQueueName": "JOBS_QUEUE_NAME",
+    "DeadLetterQueueName": "JOBS_DLQ_NAME",
+    "InputBucketName": "INPUT_BUCKETS",
 }
 
 API_FUNCTION = "api_handler"
 WORKER_FUNCTION = "run_jobs"
+DEAD_LETTER_FUNCTION = "fail_dead_letters"
+SWEEP_FUNCTION = "sweep"
+#: Function -> the stack output holding its role (infra/service.yaml: one role per function).
+ROLE_OUTPUTS = {
+    API_FUNCTION: "ApiFunctionRoleArn",
+    WORKER_FUNCTION: "WorkerFunctionRoleArn",
+    DEAD_LETTER_FUNCTION: "DeadLetterFunctionRoleArn",
+    SWEEP_FUNCTION: "SweeperFunctionRoleArn",
+}
 #: Keys of lambda_functions.run_jobs that Chalice ignores and infra/deploy.py applies to the mapping.
 BATCH_SIZE_KEY = "sqs_batch_size"
 BATCH_WINDOW_KEY = "sqs_maximum_batching_window_in_seconds"
@@ -44,7 +55,8 @@ class WorkerSettings:
 
 def function_names(app_name: str, stage: str) -> dict[str, str]:
     """Chalice's Lambda names: `<app>-<stage>` for the API handler, `<app>-<stage>-<fn>` otherwise."""
-    return {API_FUNCTION: f"{app_name}-{stage}", WORKER_FUNCTION: f"{app_name}-{stage}-{WORKER_FUNCTION}"}
+    return {function: f"{app_name}-{stage}" if function == API_FUNCTION else f"{app_name}-{stage}-{function}"
+            for function in ROLE_OUTPUTS}
 
 
 def stage_of(config: dict, stage: str) -> dict:
@@ -57,15 +69,22 @@ def stage_of(config: dict, stage: str) -> dict:
 
 def worker_settings(config: dict, stage: str) -> WorkerSettings:
     """Timeout and batching of the worker in `stage`, with Chalice's fallbacks (function, stage, top)."""
-    section = stage_of(config, stage)
-    worker = section.get("lambda_functions", {}).get(WORKER_FUNCTION, {})
-
-    def lookup(key, default):
-        return worker.get(key, section.get(key, config.get(key, default)))
-
-    return WorkerSettings(timeout_seconds=int(lookup("lambda_timeout", 60)),
+    worker = stage_of(config, stage).get("lambda_functions", {}).get(WORKER_FUNCTION, {})
+    return WorkerSettings(timeout_seconds=function_timeout(config, stage, WORKER_FUNCTION),
                           batch_size=int(worker.get(BATCH_SIZE_KEY, 10)),
                           batching_window_seconds=int(worker.get(BATCH_WINDOW_KEY, 0)))
+
+
+def function_timeout(config: dict, stage: str, function: str) -> int:
+    """A function's `lambda_timeout` as Chalice resolves it: function, then stage, then top level (60)."""
+    section = stage_of(config, stage)
+    own = section.get("lambda_functions", {}).get(function, {})
+    return int(own.get("lambda_timeout", section.get("lambda_timeout", config.get("lambda_timeout", 60))))
+
+
+def dead_letter_visibility_timeout(config: dict, stage: str) -> int:
+    """The dead-letter queue's visibility timeout: six times its handler's timeout, as for the jobs queue."""
+    return VISIBILITY_TIMEOUT_FACTOR * function_timeout(config, stage, DEAD_LETTER_FUNCTION)
 
 
 def render(config: dict, stage: str, outputs: dict[str, str], *, extra_env: dict[str, str] | None = None) -> dict:
@@ -82,6 +101,6 @@ def render(config: dict, stage: str, outputs: dict[str, str], *, extra_env: dict
     section["manage_iam_role"] = False
     section["iam_role_arn"] = outputs["ApiFunctionRoleArn"]
     functions = section.setdefault("lambda_functions", {})
-    functions.setdefault(API_FUNCTION, {})["iam_role_arn"] = outputs["ApiFunctionRoleArn"]
-    functions.setdefault(WORKER_FUNCTION, {})["iam_role_arn"] = outputs["WorkerFunctionRoleArn"]
+    for function, output in ROLE_OUTPUTS.items():
+        functions.setdefault(function, {})["iam_role_arn"] = outputs[output]
     return rendered

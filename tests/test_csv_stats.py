@@ -4,13 +4,18 @@ import io
 import json
 import math
 import random
+from dataclasses import replace
 
 import pytest
+from chalice.test import Client
 
+import app as app_module
 from chalicelib import errors, jobs
+from chalicelib import runtime as runtime_module
 from chalicelib.jobs import csv_stats
 from chalicelib.jobs.csv_stats import CsvStats
 from chalicelib.runtime import Runtime
+from tests.conftest import Api
 
 WORDS = ["café", "日本語", "naïve 🙂", "plain", "a, b", 'he said "hi"', "two\nlines", "Ünïcødé, quoted\r\nand more"]
 
@@ -162,6 +167,30 @@ def test_a_bad_payload_is_refused_with_400(api, payload):
     assert reply.json["code"] == "InvalidPayload"
 
 
+def test_a_bucket_outside_the_input_buckets_is_refused_at_submit(settings, bucket):
+    # Given a service whose INPUT_BUCKETS names one bucket (on AWS: the only one its worker may read)
+    runtime_module.use(Runtime(replace(settings, input_buckets=(bucket, "other-inputs"))))
+    with Client(app_module.app) as client:
+        api = Api(client)
+
+        # When a job names another bucket, and then the allowed one
+        foreign = api.submit("csv-stats", {"bucket": "someone-elses-bucket", "key": "data.csv"})
+        allowed = api.submit("csv-stats", {"bucket": bucket, "key": "data.csv"})
+        listed = api.request("GET", "/jobs").json["jobs"]
+
+    # Then the first is a 400 naming the bucket and the allowed ones, and nothing was stored for it
+    assert foreign.status == 400 and foreign.json["code"] == "InvalidPayload"
+    assert foreign.json["message"] == ("payload.bucket 'someone-elses-bucket' is not an input bucket of this "
+                                       f"service; allowed: {bucket}, other-inputs")
+    assert allowed.status == 202 and allowed.json["status"] == "PENDING"
+    assert [job["jobId"] for job in listed] == [allowed.json["jobId"]]
+
+
+def test_no_input_buckets_means_any_bucket(api):
+    assert runtime_module.get().settings.input_buckets == ()
+    assert api.submit("csv-stats", {"bucket": "any-bucket", "key": "data.csv"}).status == 202
+
+
 def test_bom_crlf_blank_lines_and_repeated_names_follow_the_documented_rules(rt, s3, bucket, csv_job):
     data = b'\xef\xbb\xbfa,a,b,c\r\n1,2,x,\r\n\r\n,3.5,,\r\n"-4",nan,"",\r\n\n'
     s3.put_object(Bucket=bucket, Key="edge.csv", Body=data)
@@ -208,10 +237,6 @@ def test_a_record_longer_than_the_carry_limit_fails_instead_of_growing_the_state
 
 def test_a_csv_stats_job_handed_off_across_invocations_equals_the_direct_computation(
         api, settings, sqs, s3, bucket, mysql):
-    from dataclasses import replace
-
-    import app as app_module
-    from chalicelib import runtime as runtime_module
     from local.eventsource import EventSource
 
     runtime_module.use(Runtime(replace(settings, handoff_reserve_ms=50)))

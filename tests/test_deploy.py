@@ -4,15 +4,18 @@ What moto cannot do is worked around in tests/support/moto_workarounds.py, named
 Chalice's Swagger import (the deploy runs Chalice through that module) and the VPC endpoints and
 route table moto's DeleteStack leaves. moto's CloudFormation has no RDS Proxy, ElastiCache or
 Secrets Manager resources, so the deploy runs with `--without data` and local MySQL/Redis URLs; it
-also skips AWS::CloudWatch::Alarm silently, so the alarms are checked by cfn-lint only (test_infra).
+also skips AWS::CloudWatch::Alarm silently, so the alarms are checked by cfn-lint only (test_infra), and
+drops the input bucket's PublicAccessBlockConfiguration (test_infra checks the template for it).
 """
 from __future__ import annotations
 
+import ast
 import json
 import os
 import shlex
 import subprocess
 import sys
+import urllib.parse
 from pathlib import Path
 
 import boto3
@@ -52,7 +55,7 @@ def test_deploy_twice_creates_the_stage_once_and_teardown_removes_it(aws, tmp_pa
     from tests.support.moto_workarounds import delete_what_moto_stacks_leave
 
     clients = {name: boto3.client(name, endpoint_url=aws["AWS_ENDPOINT_URL"], region_name="us-east-1")
-               for name in ("lambda", "apigateway", "sqs", "cloudformation", "ec2")}
+               for name in ("lambda", "apigateway", "sqs", "cloudformation", "ec2", "events", "iam", "s3")}
     config = json.loads((ROOT / ".chalice" / "config.json").read_text())["stages"][STAGE]
 
     run_deploy("deploy", aws, tmp_path / "build")
@@ -62,11 +65,17 @@ def test_deploy_twice_creates_the_stage_once_and_teardown_removes_it(aws, tmp_pa
     outputs = summary["stack_outputs"]
     _assert_functions(clients["lambda"], config, outputs)
     _assert_queue_mapping(clients["lambda"], clients["sqs"], config, outputs)
+    _assert_dead_letter_mapping(clients["lambda"], clients["sqs"], config, outputs)
+    _assert_sweeper_schedule(clients["events"], clients["lambda"])
+    _assert_roles(clients["iam"], outputs)
+    _assert_input_bucket(clients["s3"], outputs)
     _assert_api_requires_keys(clients["apigateway"], summary["rest_api_id"])
     assert [api["id"] for api in clients["apigateway"].get_rest_apis()["items"]] == [summary["rest_api_id"]]
     _assert_usage_plans(clients["apigateway"], summary["rest_api_id"], config["api_gateway_stage"])
 
     delete_what_moto_stacks_leave(clients["ec2"], outputs["VpcId"])
+    # An input left in the bucket: teardown empties it, or CloudFormation could not delete it.
+    clients["s3"].put_object(Bucket=outputs["InputBucketName"], Key="in/left.csv", Body=b"a\n1\n")
     run_deploy("teardown", aws, tmp_path / "build")
 
     assert clients["lambda"].list_functions()["Functions"] == []
@@ -75,27 +84,40 @@ def test_deploy_twice_creates_the_stage_once_and_teardown_removes_it(aws, tmp_pa
     assert clients["apigateway"].get_usage_plans()["items"] == []
     assert clients["apigateway"].get_api_keys()["items"] == []
     assert clients["sqs"].list_queues().get("QueueUrls", []) == []
+    assert clients["events"].list_rules()["Rules"] == []
+    assert clients["s3"].list_buckets()["Buckets"] == []
+    assert [r["RoleName"] for r in clients["iam"].list_roles()["Roles"]] == []
     live = [s for s in clients["cloudformation"].list_stacks()["StackSummaries"] if s["StackStatus"] != "DELETE_COMPLETE"]
     assert live == []
     assert outputs["VpcId"] not in [v["VpcId"] for v in clients["ec2"].describe_vpcs()["Vpcs"]]
 
 
+#: Chalice's function name (after the API handler's `jobs-<stage>`) -> the stack output of its role.
+FUNCTIONS = {"api_handler": "ApiFunctionRoleArn", "run_jobs": "WorkerFunctionRoleArn",
+             "fail_dead_letters": "DeadLetterFunctionRoleArn", "sweep": "SweeperFunctionRoleArn"}
+
+
+def _function_name(function: str) -> str:
+    return f"jobs-{STAGE}" if function == "api_handler" else f"jobs-{STAGE}-{function}"
+
+
 def _assert_functions(awslambda, config, outputs):
-    api = awslambda.get_function_configuration(FunctionName=f"jobs-{STAGE}")
-    worker = awslambda.get_function_configuration(FunctionName=f"jobs-{STAGE}-run_jobs")
-    for function, settings in ((api, config["lambda_functions"]["api_handler"]),
-                               (worker, config["lambda_functions"]["run_jobs"])):
+    for name, role_output in FUNCTIONS.items():
+        function = awslambda.get_function_configuration(FunctionName=_function_name(name))
+        settings = config["lambda_functions"][name]
+        assert function["Role"] == outputs[role_output], name
         assert function["Timeout"] == settings["lambda_timeout"]
         assert function["MemorySize"] == settings["lambda_memory_size"]
         env = function["Environment"]["Variables"]
         assert env["JOBS_QUEUE_URL"] == outputs["JobsQueueUrl"]
         assert env["JOBS_QUEUE_NAME"] == f"jobs-{STAGE}"
+        assert env["JOBS_DLQ_NAME"] == f"jobs-{STAGE}-dlq" == outputs["DeadLetterQueueName"]
+        assert env["INPUT_BUCKETS"] == outputs["InputBucketName"]
         assert env["MYSQL_URL"] == LOCAL_DATA["MYSQL_URL"] and env["REDIS_URL"] == LOCAL_DATA["REDIS_URL"]
         assert env["REDIS_PREFIX"] == config["environment_variables"]["REDIS_PREFIX"]
         assert sorted(function["VpcConfig"]["SubnetIds"]) == sorted(outputs["SubnetIds"].split(","))
         assert function["VpcConfig"]["SecurityGroupIds"] == [outputs["FunctionSecurityGroupId"]]
-    assert api["Role"] == outputs["ApiFunctionRoleArn"]
-    assert worker["Role"] == outputs["WorkerFunctionRoleArn"]
+    worker = awslambda.get_function_configuration(FunctionName=_function_name("run_jobs"))
     concurrency = awslambda.get_function_concurrency(FunctionName=worker["FunctionName"])
     assert concurrency["ReservedConcurrentExecutions"] == config["lambda_functions"]["run_jobs"]["reserved_concurrency"]
 
@@ -110,6 +132,74 @@ def _assert_queue_mapping(awslambda, sqs, config, outputs):
     attributes = sqs.get_queue_attributes(QueueUrl=outputs["JobsQueueUrl"], AttributeNames=["All"])["Attributes"]
     assert int(attributes["VisibilityTimeout"]) >= 6 * worker["lambda_timeout"]
     assert json.loads(attributes["RedrivePolicy"])["deadLetterTargetArn"] == outputs["DeadLetterQueueArn"]
+
+
+def _assert_dead_letter_mapping(awslambda, sqs, config, outputs):
+    [mapping] = awslambda.list_event_source_mappings(EventSourceArn=outputs["DeadLetterQueueArn"])["EventSourceMappings"]
+    assert mapping["FunctionArn"].endswith(f":function:jobs-{STAGE}-fail_dead_letters")
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["BatchSize"] == 10  # app.py's decorator
+    attributes = sqs.get_queue_attributes(QueueUrl=outputs["DeadLetterQueueUrl"], AttributeNames=["All"])["Attributes"]
+    assert int(attributes["VisibilityTimeout"]) == 6 * config["lambda_functions"]["fail_dead_letters"]["lambda_timeout"]
+    # Two SQS triggers in all: the worker's and this one.
+    assert len(awslambda.list_event_source_mappings()["EventSourceMappings"]) == 2
+
+
+def _assert_sweeper_schedule(events, awslambda):
+    [rule] = events.list_rules()["Rules"]
+    assert rule["ScheduleExpression"] == "rate(1 minute)" and rule["State"] == "ENABLED"
+    [target] = events.list_targets_by_rule(Rule=rule["Name"])["Targets"]
+    assert target["Arn"] == awslambda.get_function_configuration(FunctionName=_function_name("sweep"))["FunctionArn"]
+
+
+def _grants(iam, role_arn: str) -> set[tuple[tuple[str, ...], tuple[str, ...]]]:
+    """(actions, resources) of every statement of the role's policies, both sorted."""
+    role = role_arn.rsplit("/", 1)[1]
+    grants = set()
+    for name in iam.list_role_policies(RoleName=role)["PolicyNames"]:
+        document = iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
+        if isinstance(document, str):
+            # moto 5.2.5 stores a CloudFormation role's inline policy as Python's repr of the dict
+            # (AWS answers URL-encoded JSON, which boto3 decodes to a dict).
+            document = ast.literal_eval(urllib.parse.unquote(document))
+        for statement in document["Statement"]:
+            assert statement["Effect"] == "Allow"
+            grants.add((tuple(sorted(_list(statement["Action"]))), tuple(sorted(_list(statement["Resource"])))))
+    return grants
+
+
+def _list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def _assert_roles(iam, outputs):
+    """Each function's role reaches only its own log group, its queue and (the worker) the input bucket."""
+    jobs_queue, dlq = outputs["JobsQueueArn"], outputs["DeadLetterQueueArn"]
+    bucket = f"arn:aws:s3:::{outputs['InputBucketName']}"
+    expected = {
+        "api_handler": {(("sqs:SendMessage",), (jobs_queue,))},
+        "run_jobs": {(("sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
+                       "sqs:ReceiveMessage", "sqs:SendMessage"), (jobs_queue,)),
+                     (("s3:GetObject",), (f"{bucket}/*",)), (("s3:ListBucket",), (bucket,))},
+        "fail_dead_letters": {(("sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"), (dlq,))},
+        "sweep": {(("sqs:GetQueueAttributes", "sqs:SendMessage"), (jobs_queue,))},
+    }
+    for function, role_output in FUNCTIONS.items():
+        grants = _grants(iam, outputs[role_output])
+        [logs] = [g for g in grants if g[0] == ("logs:CreateLogStream", "logs:PutLogEvents")]
+        # AWS's LogGroup.Arn ends in `:*` (the group's streams); moto's does not.
+        assert [arn.removesuffix(":*") for arn in logs[1]] == [
+            f"arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/{_function_name(function)}"]
+        # Network interfaces (VPC) and the stage's secrets are common to all four; the rest is each one's own.
+        assert any(g[0][0].startswith("ec2:") for g in grants), f"{function} cannot attach to the VPC"
+        own = {g for g in grants if g != logs and not g[0][0].startswith(("ec2:", "secretsmanager:"))}
+        assert own == expected[function], function
+
+
+def _assert_input_bucket(s3, outputs):
+    # (moto's CloudFormation drops PublicAccessBlockConfiguration: tests/test_infra.py checks the template.)
+    rules = s3.get_bucket_encryption(Bucket=outputs["InputBucketName"])["ServerSideEncryptionConfiguration"]["Rules"]
+    assert rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
 
 
 def _assert_api_requires_keys(apigw, rest_api_id):

@@ -22,8 +22,12 @@ SAMPLE_OUTPUTS = {
     "FunctionSecurityGroupId": "sg-0123456789abcdef0",
     "ApiFunctionRoleArn": "arn:aws:iam::123456789012:role/jobs-prod-api",
     "WorkerFunctionRoleArn": "arn:aws:iam::123456789012:role/jobs-prod-worker",
+    "DeadLetterFunctionRoleArn": "arn:aws:iam::123456789012:role/jobs-prod-dead-letters",
+    "SweeperFunctionRoleArn": "arn:aws:iam::123456789012:role/jobs-prod-sweeper",
     "JobsQueueUrl": "https://sqs.us-east-1.amazonaws.com/123456789012/jobs-prod",
     "JobsQueueName": "jobs-prod",
+    "DeadLetterQueueName": "jobs-prod-dlq",
+    "InputBucketName": "jobs-prod-service-inputbucket-0123456789ab",
     "MysqlUrl": "mysql://jobs@jobs-prod-data.proxy-abc.us-east-1.rds.amazonaws.com:3306/jobs",
     "MysqlSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:db-AbCdEf",
     "MysqlTls": "on",
@@ -42,10 +46,25 @@ def test_every_template_is_lint_clean():
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+def test_input_bucket_is_encrypted_private_and_tls_only():
+    from cfnlint.decode import cfn_yaml
+
+    resources = cfn_yaml.load(str(ROOT / "infra" / "service.yaml"))["Resources"]
+    bucket = resources["InputBucket"]["Properties"]
+    [rule] = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    assert set(bucket["PublicAccessBlockConfiguration"]) == {
+        "BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"}
+    assert all(value is True for value in bucket["PublicAccessBlockConfiguration"].values())
+    [deny] = resources["InputBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
 def chalice_package(config: dict, stage: str, tmp_path: Path) -> Path:
     """`chalice package` of `config`'s stage from a build copy of the app; returns sam.json's path."""
     deploy.prepare_build_dir(ROOT, tmp_path / "app", config)
-    env = {**os.environ, "AWS_DEFAULT_REGION": "us-east-1", "JOBS_QUEUE_NAME": f"jobs-{stage}"}
+    env = {**os.environ, "AWS_DEFAULT_REGION": "us-east-1", "JOBS_QUEUE_NAME": f"jobs-{stage}",
+           "JOBS_DLQ_NAME": f"jobs-{stage}-dlq"}
     subprocess.run([CHALICE, "--project-dir", str(tmp_path / "app"), "package", "--stage", stage, str(tmp_path / "out")],
                    check=True, env=env, capture_output=True)
     return tmp_path / "out" / "sam.json"
@@ -54,10 +73,20 @@ def chalice_package(config: dict, stage: str, tmp_path: Path) -> Path:
 @pytest.mark.parametrize("stage", ["dev", "prod"])
 def test_chalice_package_of_the_stage_as_deployed_is_lint_clean(stage, tmp_path):
     sam = chalice_package(stage_config.render(CHALICE_CONFIG, stage, SAMPLE_OUTPUTS), stage, tmp_path)
-    worker = json.loads(sam.read_text())["Resources"]["RunJobs"]["Properties"]
+    resources = json.loads(sam.read_text())["Resources"]
+    worker = resources["RunJobs"]["Properties"]
     assert worker["VpcConfig"]["SubnetIds"] == SAMPLE_OUTPUTS["SubnetIds"].split(",")
     assert worker["Role"] == SAMPLE_OUTPUTS["WorkerFunctionRoleArn"]
     assert worker["Environment"]["Variables"]["MYSQL_SECRET_ARN"] == SAMPLE_OUTPUTS["MysqlSecretArn"]
+    assert worker["Environment"]["Variables"]["INPUT_BUCKETS"] == SAMPLE_OUTPUTS["InputBucketName"]
+    dead_letters, sweeper = resources["FailDeadLetters"]["Properties"], resources["Sweep"]["Properties"]
+    assert dead_letters["Role"] == SAMPLE_OUTPUTS["DeadLetterFunctionRoleArn"]
+    assert sweeper["Role"] == SAMPLE_OUTPUTS["SweeperFunctionRoleArn"]
+    # Chalice puts the stage's environment into os.environ before importing app.py, so the rendered
+    # JOBS_DLQ_NAME names the trigger's queue (an Fn::Sub of its ARN).
+    queue = dead_letters["Events"]["FailDeadLettersSqsEventSource"]["Properties"]["Queue"]
+    assert queue["Fn::Sub"].endswith(":" + SAMPLE_OUTPUTS["DeadLetterQueueName"])
+    assert sweeper["Events"]["SweepEvent"]["Properties"]["Schedule"] == "rate(1 minute)"
     done = cfn_lint(sam)
     assert done.returncode == 0, done.stdout + done.stderr
 
@@ -76,6 +105,12 @@ def test_queue_visibility_timeout_is_six_worker_timeouts(stage):
 
 
 @pytest.mark.parametrize("stage", sorted(CHALICE_CONFIG["stages"]))
+def test_dead_letter_queue_visibility_timeout_is_six_handler_timeouts(stage):
+    handler = CHALICE_CONFIG["stages"][stage]["lambda_functions"]["fail_dead_letters"]
+    assert stage_config.dead_letter_visibility_timeout(CHALICE_CONFIG, stage) == 6 * handler["lambda_timeout"]
+
+
+@pytest.mark.parametrize("stage", sorted(CHALICE_CONFIG["stages"]))
 def test_rendered_stage_carries_every_output_the_functions_read(stage):
     section = stage_config.render(CHALICE_CONFIG, stage, SAMPLE_OUTPUTS)["stages"][stage]
     env = section["environment_variables"]
@@ -83,6 +118,10 @@ def test_rendered_stage_carries_every_output_the_functions_read(stage):
         var: SAMPLE_OUTPUTS[key] for key, var in stage_config.OUTPUT_ENV.items()}
     assert section["security_group_ids"] == [SAMPLE_OUTPUTS["FunctionSecurityGroupId"]]
     assert section["manage_iam_role"] is False
+    roles = {name: function["iam_role_arn"] for name, function in section["lambda_functions"].items()}
+    assert roles == {"api_handler": SAMPLE_OUTPUTS["ApiFunctionRoleArn"], "run_jobs": SAMPLE_OUTPUTS["WorkerFunctionRoleArn"],
+                     "fail_dead_letters": SAMPLE_OUTPUTS["DeadLetterFunctionRoleArn"],
+                     "sweep": SAMPLE_OUTPUTS["SweeperFunctionRoleArn"]}
     assert CHALICE_CONFIG["stages"][stage].get("subnet_ids") is None  # the committed file stays clean
 
 

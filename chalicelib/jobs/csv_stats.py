@@ -61,6 +61,11 @@ class CsvStats:
         self._objects = objects
 
     def validate(self, payload: dict[str, Any]) -> dict[str, Any]:
+        allowed = _input_buckets()
+        if allowed and payload["bucket"] not in allowed:
+            # The worker's role reads only these buckets: any other would fail the job at its first chunk.
+            raise errors.InvalidPayload(f"payload.bucket {payload['bucket']!r} is not an input bucket of this "
+                                        f"service; allowed: {', '.join(allowed)}")
         return {**payload, "chunkBytes": int(payload["chunkBytes"])}  # JSON Schema lets 2048.0 be an integer
 
     def start(self, payload: dict[str, Any]) -> dict[str, Any]:
@@ -224,6 +229,13 @@ def _runtime_objects() -> ObjectStore:
     from .. import runtime  # here, not at import: runtime imports the worker, which imports this package
 
     return runtime.get().objects
+
+
+def _input_buckets() -> tuple[str, ...]:
+    """The container's allow-list of input buckets (INPUT_BUCKETS); settings only, no connection."""
+    from .. import runtime  # here, not at import, as above
+
+    return runtime.get().settings.input_buckets
 
 
 register(CsvStats(_runtime_objects))
