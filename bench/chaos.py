@@ -31,6 +31,7 @@ from pathlib import Path
 
 import boto3
 import pymysql
+import redis
 
 from chalicelib import errors, jobs, runtime
 from chalicelib.config import Settings
@@ -187,7 +188,7 @@ def _chaos(ns, rng, rt, plans, alive, start_worker, tally, sqs, queue, redis_por
         if done == len(plans):
             return
         if not flushed and done >= len(plans) * 0.4:
-            rt.hot._redis.flushall()  # the run's own redis-server: nobody else's data
+            redis.Redis(port=redis_port).flushall()  # the run's own redis-server: nobody else's data
             flushed, tally.flushed_at = True, time.time()
             print(f"{now - started:6.1f}s  flushed Redis", flush=True)
         if now >= next_event:
@@ -210,9 +211,8 @@ def _chaos(ns, rng, rt, plans, alive, start_worker, tally, sqs, queue, redis_por
 
 
 def _statuses(rt: Runtime, plans: list[Plan]) -> dict[str, str]:
-    _, rows = rt.store._execute(
-        f"SELECT id, status FROM jobs WHERE id IN ({', '.join(['%s'] * len(plans))})", [p.job_id for p in plans])
-    return {row["id"]: row["status"] for row in rows}
+    """Every job's status in MySQL (they all belong to OWNER), in one query."""
+    return {job.id: job.status.value for job in rt.store.list_jobs(OWNER, limit=len(plans))}
 
 
 def _report(ns, rt, plans, tally, work: Path, seconds: float) -> int:

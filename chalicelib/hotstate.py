@@ -217,9 +217,9 @@ class HotState:
 
         One round trip, which also reads the cancel flag. With `lease`, the write is refused if
         another token holds the job, and renews the lease for `lease_seconds`; a final write is
-        never refused for the lease (MySQL, already final, fenced it) and releases it. A terminal view (seq FINAL_SEQ) gets the terminal TTL and drops the
-        checkpoint. A result over `inline_result_bytes` is left out and the hash marked
-        `external`: readers take it from MySQL.
+        never refused for the lease (MySQL, already final, fenced it) and releases it. A terminal
+        view (seq FINAL_SEQ) gets the terminal TTL and drops the checkpoint. A result over
+        `inline_result_bytes` is left out and the hash marked `external`: readers take it from MySQL.
         """
         final = seq >= FINAL_SEQ
         result_external = False

@@ -304,7 +304,7 @@ class Worker:
         delay = self._backoff(job.attempts)
         log.warning("job %s: attempt %d failed, retrying in %d s", job.id, job.attempts, delay, exc_info=True)
         job.attempts += 1
-        job.error, job.message = error[:MAX_ERROR_CHARS], _clip(f"attempt {job.attempts - 1} failed; retrying in {delay} s")
+        job.error, job.message = error, _clip(f"attempt {job.attempts - 1} failed; retrying in {delay} s")
         job.eta_seconds = None
         if not self._save_durably(run, count_attempt=True, error=job.error):
             return None
@@ -317,7 +317,7 @@ class Worker:
     def _backoff(self, failed_attempt: int) -> int:
         """Seconds before the next attempt: full jitter over an exponentially growing ceiling."""
         ceiling = min(MAX_DELAY_SECONDS, self._settings.retry_base_seconds * 2 ** (failed_attempt - 1))
-        return min(MAX_DELAY_SECONDS, math.ceil(self._rng.uniform(0, ceiling)))
+        return math.ceil(self._rng.uniform(0, ceiling))
 
     def _save_durably(self, run: _Run, **columns: Any) -> bool:
         """The checkpoint into MySQL, fenced by the lease; False if another holder took the job."""

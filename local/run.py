@@ -102,7 +102,7 @@ def _aws(settings: Settings, ns: argparse.Namespace, stack: contextlib.ExitStack
 
 
 def sample_csv(rows: int = 50_000) -> bytes:
-    """A made-up sales table (~2 MB), the same on every run."""
+    """A made-up sales table (1.3 MB), the same on every run."""
     import random
 
     rng = random.Random(7)
