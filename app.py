@@ -53,13 +53,12 @@ def list_jobs():
 @app.route("/health", methods=["GET"])
 @http.api
 def health():
-    checks = _service().health()
-    return http.health_response(checks)
+    return http.health_response(*runtime.get().health())
 
 
 @app.route("/openapi.json", methods=["GET"])
 def openapi_document():
-    return openapi.document()
+    return openapi.document(runtime.get().job_types)
 
 
 @app.route("/dashboard", methods=["GET"])

@@ -33,8 +33,9 @@ import boto3
 import pymysql
 import redis
 
-from chalicelib import errors, jobs, runtime
+from chalicelib import errors, runtime
 from chalicelib.config import Settings
+from chalicelib.jobs import testing
 from chalicelib.jobs.csv_stats import CsvStats
 from chalicelib.runtime import Runtime
 from chalicelib.schema import migrate
@@ -76,14 +77,8 @@ def _csv(rng: random.Random, rows: int) -> bytes:
 
 def _direct_stats(rt: Runtime, payload: dict) -> dict:
     """csv-stats over the whole object in one uninterrupted loop, in this process."""
-    job_type = CsvStats(lambda: rt.objects)
-    payload = jobs.check_payload(job_type, payload)  # the defaults the worker's copy gets too
-    state = job_type.start(payload)
-    while True:
-        step = job_type.step(payload, state)
-        state = step.state
-        if step.finished:
-            return job_type.finish(payload, state)
+    objects = rt.objects.scoped(owner="chaos", job_id="01CHAOS0000000000000000000", input_buckets=(), work_bucket=None)
+    return testing.run(CsvStats(), payload, context=testing.context(objects=objects))
 
 
 def plan_jobs(count: int, rng: random.Random, rt: Runtime, s3) -> list[Plan]:

@@ -83,15 +83,16 @@ def costs(env, *, sizes: list[int], repeats: int) -> tuple[list[Row], dict[str, 
 
 def _step_seconds(calls: int = 2000) -> float:
     """What a no-op `sleep` step costs by itself (its time.sleep(0) is a real system call)."""
-    from chalicelib import jobs
+    from chalicelib.jobs import JobTypes, testing
+    from chalicelib.jobs.sleep import Sleep
 
-    job_type = jobs.get("sleep")
-    payload = jobs.check_payload(job_type, {"steps": calls + 1, "stepMs": 0})
-    state = job_type.start(payload)
+    job_type, ctx = Sleep(), testing.context()
+    payload = JobTypes([job_type]).check_payload(job_type, {"steps": calls + 1, "stepMs": 0}, ctx)
+    state = job_type.start(payload, ctx)
     times = []
     for _ in range(calls):
         started = time.perf_counter()
-        state = job_type.step(payload, state).state
+        state = job_type.step(payload, state, ctx).state
         times.append(time.perf_counter() - started)
     return statistics.median(times)
 

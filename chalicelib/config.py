@@ -58,6 +58,11 @@ class Settings:
     #: On AWS the worker's role can read only the service's input bucket, so a job naming another
     #: would fail at its first chunk: the list turns that into a 400 at submit.
     input_buckets: tuple[str, ...] = ()
+    #: S3 bucket of the objects jobs store of their own (`jobs/<owner>/<job id>/...`); None: none.
+    work_bucket: str | None = None
+    #: Importable modules of the deployment's own job types, beside the built-ins (README: "Write
+    #: your own job type").
+    job_types: tuple[str, ...] = ()
     #: Unset on AWS; a LocalStack or moto endpoint elsewhere. boto3 also reads it by itself.
     aws_endpoint_url: str | None = None
     aws_region: str = "us-east-1"
@@ -108,6 +113,8 @@ class Settings:
             jobs_queue_name=env.get("JOBS_QUEUE_NAME", d.jobs_queue_name),
             jobs_dlq_name=env.get("JOBS_DLQ_NAME") or f"{env.get('JOBS_QUEUE_NAME', d.jobs_queue_name)}-dlq",
             input_buckets=_names(env, "INPUT_BUCKETS"),
+            work_bucket=env.get("WORK_BUCKET") or None,
+            job_types=_names(env, "JOB_TYPES"),
             aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
             aws_region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or d.aws_region,
             terminal_ttl_seconds=_int(env, "TERMINAL_TTL_SECONDS", d.terminal_ttl_seconds),

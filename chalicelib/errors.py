@@ -9,6 +9,8 @@ class JobsError(Exception):
     """Base of every error of this package."""
 
     code = "InternalError"
+    #: Whether a job step that failed with this error is worth another attempt.
+    retryable = True
 
     def __init__(self, message: str = "", **details):
         super().__init__(message or self.__doc__)
@@ -21,6 +23,7 @@ class ClientError(JobsError):
     """The request cannot be served as sent."""
 
     code = "BadRequest"
+    retryable = False
 
 
 class InvalidJson(ClientError):
@@ -123,9 +126,22 @@ class PermanentFailure(JobsError):
     """The job cannot succeed however often it is retried."""
 
     code = "PermanentFailure"
+    retryable = False
 
 
 class ObjectNotFound(PermanentFailure):
     """The object the job reads does not exist."""
 
     code = "ObjectNotFound"
+
+
+# --- The deployment itself is wrong (503 until it is fixed) -----------------------------------------
+class Misconfigured(JobsError):
+    """The deployment's configuration cannot work (e.g. a JOB_TYPES module that does not import)."""
+
+    code = "ServiceMisconfigured"
+
+
+def retryable(exc: BaseException) -> bool:
+    """Whether a job step that raised `exc` is worth another attempt: ours say so, others retry."""
+    return exc.retryable if isinstance(exc, JobsError) else True

@@ -25,6 +25,7 @@ STATUS = (
     (errors.PayloadTooLarge, 413),
     (errors.ClientError, 400),
     (errors.DependencyUnavailable, 503),
+    (errors.Misconfigured, 503),
 )
 #: Seconds a client should wait after a 503.
 UNAVAILABLE_RETRY_AFTER = 5
@@ -129,13 +130,13 @@ def job_response(answer: Answer, *, status: int = 200, location: bool = False) -
     return Response(body=answer.view, status_code=status, headers=headers)
 
 
-def health_response(checks: dict[str, str]) -> Response:
-    """200 when every dependency answers; 503 naming the ones that do not."""
+def health_response(checks: dict[str, str], detail: str | None = None) -> Response:
+    """200 when every dependency answers; 503 naming the ones that do not (and why, given `detail`)."""
     down = sorted(name for name, state in checks.items() if state != "ok")
     if not down:
         return Response(body={"status": "ok", "checks": checks}, status_code=200)
     return Response(
-        body={"code": "ServiceUnavailable", "message": f"unavailable: {', '.join(down)}",
+        body={"code": "ServiceUnavailable", "message": f"unavailable: {', '.join(down)}" + (f" ({detail})" if detail else ""),
               "status": "unavailable", "checks": checks},
         status_code=503, headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER)},
     )

@@ -1,4 +1,8 @@
-"""S3 with boto3: the only module that speaks to object storage. Job types read their inputs through it."""
+"""S3 with boto3: the only module that speaks to object storage.
+
+Job types never see it directly: each job gets a `JobObjects`, the store scoped to what that job
+may touch (its inputs; its own objects under `jobs/<owner>/<job id>/` of the work bucket).
+"""
 from __future__ import annotations
 
 from typing import Any, Callable
@@ -37,6 +41,19 @@ class ObjectStore:
         return self._call(bucket, key, lambda s3: s3.get_object(
             Bucket=bucket, Key=key, Range=f"bytes={start}-{end}")["Body"].read())
 
+    def put(self, bucket: str, key: str, data: bytes) -> None:
+        """Store `data` as s3://bucket/key (PutObject)."""
+        self._call(bucket, key, lambda s3: s3.put_object(Bucket=bucket, Key=key, Body=data))
+
+    def get(self, bucket: str, key: str) -> bytes:
+        """The whole object (GetObject)."""
+        return self._call(bucket, key, lambda s3: s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+    def scoped(self, *, owner: str, job_id: str | None, input_buckets: tuple[str, ...],
+               work_bucket: str | None) -> JobObjects:
+        """This store as one job may use it."""
+        return JobObjects(self, owner=owner, job_id=job_id, input_buckets=input_buckets, work_bucket=work_bucket)
+
     def _call(self, bucket: str, key: str, request: Callable[[Any], Any]) -> Any:
         """Run one request, turning botocore's errors into ours."""
         try:
@@ -46,3 +63,58 @@ class ObjectStore:
             if code in MISSING:
                 raise errors.ObjectNotFound(f"s3://{bucket}/{key} does not exist ({code})") from exc
             raise errors.ObjectStoreUnavailable(f"S3: cannot read s3://{bucket}/{key}: {exc}") from exc
+
+
+class JobObjects:
+    """The `objects` of a job's context: reads of allowed inputs, and objects of the job's own.
+
+    Inputs come from the service's input buckets (INPUT_BUCKETS; empty: any bucket, for local use).
+    A job's own objects live under `jobs/<owner>/<job id>/` of WORK_BUCKET, so no name a job type
+    chooses can reach another job's objects.
+    """
+
+    def __init__(self, store: ObjectStore, *, owner: str, job_id: str | None, input_buckets: tuple[str, ...],
+                 work_bucket: str | None):
+        self._store = store
+        self._owner = owner
+        self._job_id = job_id
+        self._input_buckets = input_buckets
+        self._work_bucket = work_bucket
+
+    def check_input(self, bucket: str, key: str) -> None:
+        """errors.InvalidPayload unless the job may read s3://bucket/key; no request is made."""
+        if self._input_buckets and bucket not in self._input_buckets:
+            # The worker's role reads only these buckets: any other would fail the job at its first chunk.
+            raise errors.InvalidPayload(f"payload.bucket {bucket!r} is not an input bucket of this service; "
+                                        f"allowed: {', '.join(self._input_buckets)}")
+
+    def size(self, bucket: str, key: str) -> int:
+        self._readable(bucket, key)
+        return self._store.size(bucket, key)
+
+    def read_range(self, bucket: str, key: str, start: int, end: int) -> bytes:
+        self._readable(bucket, key)
+        return self._store.read_range(bucket, key, start, end)
+
+    def put(self, name: str, data: bytes) -> str:
+        bucket, key = self._own(name)
+        self._store.put(bucket, key, data)
+        return f"s3://{bucket}/{key}"
+
+    def get(self, name: str) -> bytes:
+        return self._store.get(*self._own(name))
+
+    def _readable(self, bucket: str, key: str) -> None:
+        try:
+            self.check_input(bucket, key)
+        except errors.InvalidPayload as exc:
+            raise errors.PermanentFailure(exc.message) from None
+
+    def _own(self, name: str) -> tuple[str, str]:
+        if self._job_id is None:
+            raise errors.PermanentFailure("objects of a job's own can only be used once the job runs")
+        if self._work_bucket is None:
+            raise errors.PermanentFailure("this deployment has no WORK_BUCKET for objects of a job's own")
+        if not name or name.startswith("/") or ".." in name.split("/"):
+            raise errors.PermanentFailure(f"object name {name[:100]!r} must be a relative path without '..'")
+        return self._work_bucket, f"jobs/{self._owner}/{self._job_id}/{name}"

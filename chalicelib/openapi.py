@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import dashboard, jobs
+from . import dashboard
 from .models import JobStatus
 from .config import Settings
 from .http import IDEMPOTENCY_KEY_PATTERN
+from .jobs import JobType, JobTypes
 from .service import (DEFAULT_LIMIT, MAX_ATTEMPTS, MAX_LIMIT, MAX_TIMEOUT_SECONDS, RETRY_AFTER_MAX,
                       RETRY_AFTER_MIN)
 
@@ -70,7 +71,7 @@ def _job_schema(*, with_result: bool) -> dict[str, Any]:
     return {"type": "object", "required": sorted(properties), "properties": properties}
 
 
-def _submission(job_type: jobs.JobType) -> dict[str, Any]:
+def _submission(job_type: JobType) -> dict[str, Any]:
     # An absent payload is {}: required only when its schema requires fields.
     defaults = Settings()
     return {
@@ -88,7 +89,7 @@ def _submission(job_type: jobs.JobType) -> dict[str, Any]:
     }
 
 
-def document() -> dict[str, Any]:
+def document(job_types: JobTypes) -> dict[str, Any]:
     """The whole OpenAPI 3.0 document."""
     job = {"$ref": "#/components/schemas/Job"}
     job_json = {"application/json": {"schema": job}}
@@ -122,7 +123,7 @@ def document() -> dict[str, Any]:
                     "summary": "The caller's jobs, newest first",
                     "parameters": [
                         {"name": "status", "in": "query", "schema": {"type": "string", "enum": [s.value for s in JobStatus]}},
-                        {"name": "type", "in": "query", "schema": {"type": "string", "enum": jobs.names()}},
+                        {"name": "type", "in": "query", "schema": {"type": "string", "enum": job_types.names()}},
                         {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}},
                         {"name": "cursor", "in": "query", "schema": {"type": "string", "pattern": JOB_ID_PATTERN},
                          "description": "nextCursor of the previous page"},
@@ -211,7 +212,7 @@ def document() -> dict[str, Any]:
         "components": {
             "securitySchemes": {"apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"}},
             "schemas": {
-                "Submission": {"oneOf": [_submission(jobs.get(name)) for name in jobs.names()]},
+                "Submission": {"oneOf": [_submission(job_types.get(name)) for name in job_types.names()]},
                 "Job": _job_schema(with_result=True),
                 "JobSummary": _job_schema(with_result=False),
                 "JobList": {

@@ -1,16 +1,21 @@
-"""Wiring: builds the store, hot state, queue, service, worker and sweeper once per Lambda container.
+"""Wiring: builds the store, hot state, queue, job types, service, worker and sweeper once per container.
 
 Nothing connects at import or construction: each dependency is made on first use and then reused
-by every later invocation of the same container. Tests install their own Runtime with `use()`.
+by every later invocation of the same container. The job types (built-ins and JOB_TYPES) are
+imported once, on first use; a bad JOB_TYPES is logged once, naming the module, and every later
+use answers the same `errors.Misconfigured` (a 503, not a stack trace per request). Tests install
+their own Runtime with `use()`.
 """
 from __future__ import annotations
 
 from functools import cached_property
 
-from . import hotstate, objects, queue, secrets
+from . import errors, hotstate, objects, queue, secrets
 from .config import Settings
 from .hotstate import HotState
+from .jobs import JobTypes
 from .objects import ObjectStore
+from .observability import logger as log
 from .queue import JobQueue
 from .service import JobService
 from .store import JobStore
@@ -23,6 +28,28 @@ class Runtime:
 
     def __init__(self, settings: Settings):
         self.settings = settings
+        self._job_types: JobTypes | errors.Misconfigured | None = None
+
+    @property
+    def job_types(self) -> JobTypes:
+        """The built-in types and those of the JOB_TYPES modules, imported once."""
+        if self._job_types is None:
+            try:
+                self._job_types = JobTypes.load(self.settings.job_types)
+            except errors.Misconfigured as exc:
+                log.error("job types cannot be loaded: %s", exc.message)
+                self._job_types = exc
+        if isinstance(self._job_types, errors.Misconfigured):
+            raise errors.Misconfigured(self._job_types.message)
+        return self._job_types
+
+    def health(self) -> tuple[dict[str, str], str | None]:
+        """Each dependency's state ("ok" or "unavailable"), and why the job types are unusable, if they are."""
+        try:
+            self.job_types
+        except errors.Misconfigured as exc:
+            return {"jobTypes": "unavailable"}, exc.message
+        return {"jobTypes": "ok", **self.service.health()}, None
 
     @cached_property
     def store(self) -> JobStore:
@@ -55,7 +82,7 @@ class Runtime:
 
     @cached_property
     def service(self) -> JobService:
-        return JobService(self.store, self.hot, self.queue, self.settings)
+        return JobService(self.store, self.hot, self.queue, self.job_types, self.objects, self.settings)
 
     @cached_property
     def sweeper(self) -> Sweeper:
@@ -63,7 +90,7 @@ class Runtime:
 
     @cached_property
     def worker(self) -> Worker:
-        return Worker(self.store, self.hot, self.queue, self.settings)
+        return Worker(self.store, self.hot, self.queue, self.job_types, self.objects, self.settings)
 
 
 _current: Runtime | None = None

@@ -13,11 +13,13 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from . import errors, jobs, observability
+from . import errors, observability
 from .observability import logger as log
 from .config import Settings
 from .hotstate import FINAL_SEQ, HotJob, HotState
+from .jobs import JobContext, JobType, JobTypes
 from .models import Job, JobStatus, new_job_id, parse_job_id, utcnow
+from .objects import ObjectStore
 from .queue import JobQueue
 from .store import JobStore
 
@@ -67,17 +69,20 @@ def decode_cursor(cursor: str) -> str:
 class JobService:
     """Submit, read, cancel and list jobs on behalf of an owner (an API key)."""
 
-    def __init__(self, store: JobStore, hot: HotState, queue: JobQueue, settings: Settings):
+    def __init__(self, store: JobStore, hot: HotState, queue: JobQueue, job_types: JobTypes, objects: ObjectStore,
+                 settings: Settings):
         self._store = store
         self._hot = hot
         self._queue = queue
+        self._job_types = job_types
+        self._objects = objects
         self._settings = settings
 
     # --- submit ----------------------------------------------------------------------------------
     @observability.traced
     def submit(self, owner: str, body: Any, *, idempotency_key: str | None = None) -> Answer:
         """Store a new job and queue it: one MySQL insert, one Redis round trip, one SQS send."""
-        job_type, payload, options = self._parse_submission(body)
+        job_type, payload, options = self._parse_submission(owner, body)
         request_hash = hashlib.sha256(
             json.dumps([job_type.name, payload, options], sort_keys=True).encode()
         ).hexdigest()
@@ -98,7 +103,7 @@ class JobService:
         log.info("job submitted", extra={"job_id": job.id, "job_type": job.type})
         return self._answer(job.view(), retry_after(cadence))
 
-    def _parse_submission(self, body: Any) -> tuple[jobs.JobType, dict[str, Any], dict[str, int]]:
+    def _parse_submission(self, owner: str, body: Any) -> tuple[JobType, dict[str, Any], dict[str, int]]:
         if not isinstance(body, dict):
             raise errors.InvalidJson("the body must be a JSON object")
         unknown = set(body) - _SUBMIT_FIELDS
@@ -106,14 +111,21 @@ class JobService:
             raise errors.InvalidRequest(f"unknown fields: {', '.join(sorted(unknown))}")
         if not isinstance(body.get("type"), str):
             raise errors.InvalidRequest("type is required and must be a string")
-        job_type = jobs.get(body["type"])
+        job_type = self._job_types.get(body["type"])
         payload = body.get("payload", {})
         options = {
             "max_attempts": _int_option(body, "maxAttempts", self._settings.default_max_attempts, MAX_ATTEMPTS),
             "timeout_seconds": _int_option(body, "timeoutSeconds", self._settings.default_timeout_seconds,
                                            MAX_TIMEOUT_SECONDS),
         }
-        return job_type, jobs.check_payload(job_type, payload), options
+        return job_type, self._job_types.check_payload(job_type, payload, self._submit_context(owner)), options
+
+    def _submit_context(self, owner: str) -> JobContext:
+        """The context a type's `validate` sees at submit: the owner, and its inputs' rules (no I/O)."""
+        s = self._settings
+        objects = self._objects.scoped(owner=owner, job_id=None, input_buckets=s.input_buckets,
+                                       work_bucket=s.work_bucket)
+        return JobContext(job_id=None, owner=owner, objects=objects, log=log)
 
     # --- get -------------------------------------------------------------------------------------
     @observability.traced
@@ -152,7 +164,7 @@ class JobService:
         if job.status.terminal:
             return None
         try:
-            return retry_after(jobs.get(job.type).chunk_seconds(job.payload))
+            return retry_after(self._job_types.get(job.type).chunk_seconds(job.payload))
         except (errors.UnknownJobType, KeyError, TypeError):
             return retry_after(None)
 
@@ -217,7 +229,7 @@ class JobService:
         except ValueError:
             raise errors.InvalidRequest(f"status must be one of {', '.join(s.value for s in JobStatus)}") from None
         if type is not None:
-            jobs.get(type)
+            self._job_types.get(type)
         try:
             page_size = DEFAULT_LIMIT if limit is None else int(limit)
         except ValueError:

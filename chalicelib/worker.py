@@ -19,15 +19,17 @@ from dataclasses import dataclass
 from datetime import timedelta, timezone
 from typing import Any, Callable
 
-from . import errors, jobs, observability
+from . import errors, observability
 from .config import Settings
 from .hotstate import FINAL_SEQ, HotState, Lease, WriteOutcome
+from .jobs import JobContext, JobType, JobTypes, Step
 from .models import Job, JobStatus, utcnow
+from .objects import ObjectStore
 from .observability import logger as log
 from .queue import JobQueue, Message, parse_message
 from .store import JobStore
 
-#: Weight of the newest chunk in the running average of chunk durations.
+#: Weight of the newest chunk in the running averages of chunk durations and of units per second.
 CADENCE_WEIGHT = 0.3
 #: The time left must cover this many of the longest chunk seen, besides the hand-off reserve.
 CHUNK_SAFETY_FACTOR = 2
@@ -37,8 +39,6 @@ MAX_DELAY_SECONDS = 900
 MAX_ERROR_CHARS = 2000
 #: Longest progress message kept (the `message` column is VARCHAR(1024)).
 MAX_MESSAGE_CHARS = 1024
-#: Errors that no retry can fix: the job fails at once.
-PERMANENT = (errors.InvalidPayload, errors.UnknownJobType, errors.PermanentFailure)
 
 
 @dataclass
@@ -46,12 +46,16 @@ class _Run:
     """One invocation's hold on a job: the row, the type's state, the checkpoint sequence, the lease."""
 
     job: Job
-    job_type: jobs.JobType
+    job_type: JobType
+    ctx: JobContext
     payload: dict[str, Any]
     state: Any
     seq: int
     lease: str
     cadence_ms: float | None = None
+    #: The type's units done at the last checkpoint, and the observed units per second.
+    done: int = 0
+    units_per_second: float | None = None
     #: Longest chunk of this run; before any, the type's own estimate.
     longest_ms: float = 0.0
     chunks: int = 0
@@ -82,11 +86,13 @@ class _Invocation:
 class Worker:
     """Runs the jobs named by SQS records."""
 
-    def __init__(self, store: JobStore, hot: HotState, queue: JobQueue, settings: Settings, *,
-                 clock: Callable[[], float] = time.monotonic, rng: random.Random | None = None):
+    def __init__(self, store: JobStore, hot: HotState, queue: JobQueue, job_types: JobTypes, objects: ObjectStore,
+                 settings: Settings, *, clock: Callable[[], float] = time.monotonic, rng: random.Random | None = None):
         self._store = store
         self._hot = hot
         self._queue = queue
+        self._job_types = job_types
+        self._objects = objects
         self._settings = settings
         self._clock = clock
         self._rng = rng or random.Random()
@@ -175,8 +181,10 @@ class Worker:
             self._release_quietly(job.id, token)
             return None
         try:
-            run = self._resume(job, token, lease.checkpoint)
-        except PERMANENT as exc:
+            run = self._resume(job, token, lease.checkpoint, invocation)
+        except Exception as exc:
+            if errors.retryable(exc):
+                raise
             return self._end(job, token, JobStatus.FAILED, error=_describe(exc))
         if job.cancel_requested or lease.cancel:
             return self._end(job, token, JobStatus.CANCELLED, message="cancelled while running")
@@ -210,17 +218,28 @@ class Worker:
         observability.count("JobsTakenOver")
         return True
 
-    def _resume(self, job: Job, token: str, hot_checkpoint: Any) -> _Run:
+    def _resume(self, job: Job, token: str, hot_checkpoint: Any, invocation: _Invocation) -> _Run:
         """Set up the run from the newest checkpoint: Redis's or the durable one in MySQL."""
-        job_type = jobs.get(job.type)
-        payload = jobs.check_payload(job_type, job.payload)
+        job_type = self._job_types.get(job.type)
+        ctx = self._context(job, invocation)
+        payload = self._job_types.check_payload(job_type, job.payload, ctx)
         expected_ms = (job_type.chunk_seconds(payload) or 0) * 1000
         found = [c for c in (hot_checkpoint, job.checkpoint) if c]
         if not found:
-            return _Run(job, job_type, payload, job_type.start(payload), 0, token, longest_ms=expected_ms)
+            return _Run(job, job_type, ctx, payload, job_type.start(payload, ctx), 0, token, longest_ms=expected_ms)
         newest = max(found, key=lambda c: c["seq"])
         job.progress, job.progress_detail, job.message = newest["progress"]
-        return _Run(job, job_type, payload, newest["state"], newest["seq"], token, longest_ms=expected_ms)
+        done = (job.progress_detail or {}).get("done") or 0
+        return _Run(job, job_type, ctx, payload, newest["state"], newest["seq"], token, longest_ms=expected_ms,
+                    done=done)
+
+    def _context(self, job: Job, invocation: _Invocation) -> JobContext:
+        """What the job's type may use: its identity, its objects, the invocation's clock, a logger."""
+        s = self._settings
+        objects = self._objects.scoped(owner=job.owner, job_id=job.id, input_buckets=s.input_buckets,
+                                       work_bucket=s.work_bucket)
+        return JobContext(job_id=job.id, owner=job.owner, objects=objects, log=log,
+                          _remaining_ms=invocation.remaining_ms)
 
     def _loop(self, run: _Run, invocation: _Invocation) -> JobStatus | None:
         job = run.job
@@ -234,11 +253,11 @@ class Worker:
                 return self._hand_off(run)
             started = self._clock()
             try:
-                step = run.job_type.step(run.payload, run.state)
-                result = run.job_type.finish(run.payload, step.state) if step.finished else None
-            except PERMANENT as exc:
-                return self._end(job, run.lease, JobStatus.FAILED, error=_describe(exc))
+                step = run.job_type.step(run.payload, run.state, run.ctx)
+                result = run.job_type.finish(run.payload, step.state, run.ctx) if step.finished else None
             except Exception as exc:
+                if not run.job_type.retryable(exc):
+                    return self._end(job, run.lease, JobStatus.FAILED, error=_describe(exc))
                 return self._retry_or_fail(run, exc)
             elapsed_ms = (self._clock() - started) * 1000
             invocation.longest_ms = max(invocation.longest_ms, elapsed_ms)
@@ -259,19 +278,22 @@ class Worker:
         log.warning("job %s: a newer writer is ahead (a final state), stopping this run", run.job.id)
         return None
 
-    def _observe(self, run: _Run, step: jobs.Step, elapsed_ms: float) -> None:
-        """Take in a chunk's outcome: next state, progress, chunk cadence and ETA."""
+    def _observe(self, run: _Run, step: Step, elapsed_ms: float) -> None:
+        """Take in a chunk's outcome: next state, progress, chunk cadence, units per second and ETA."""
         job = run.job
         observability.milliseconds("ChunkTime", elapsed_ms)
         run.state, run.chunks = step.state, run.chunks + 1
         run.longest_ms = max(run.longest_ms, elapsed_ms)
-        run.cadence_ms = elapsed_ms if run.cadence_ms is None else (
-            CADENCE_WEIGHT * elapsed_ms + (1 - CADENCE_WEIGHT) * run.cadence_ms)
+        run.cadence_ms = _average(run.cadence_ms, elapsed_ms)
+        if elapsed_ms > 0 and step.done >= run.done:
+            run.units_per_second = _average(run.units_per_second, (step.done - run.done) * 1000 / elapsed_ms)
+        run.done = step.done
         job.progress = min(100, step.done * 100 // step.total) if step.total else job.progress
         job.progress_detail = {"done": step.done, "total": step.total, "stage": step.stage}
         job.message = _clip(step.message)
-        if step.total:
-            job.eta_seconds = math.ceil(max(0, step.total - step.done) * run.cadence_ms / 1000)
+        if step.total and run.units_per_second:
+            # The type's own units (bytes, rows, steps) at the rate they were observed to go.
+            job.eta_seconds = math.ceil(max(0, step.total - step.done) / run.units_per_second)
         job.updated_at = utcnow()
 
     def _checkpoint(self, run: _Run, *, lease_seconds: float | None = None) -> WriteOutcome:
@@ -359,6 +381,11 @@ class Worker:
             self._hot.release(job_id, token)
         except errors.HotStateUnavailable:
             pass  # the lease expires by itself
+
+
+def _average(mean: float | None, value: float) -> float:
+    """The running average with `value` taken in (the first value is the average)."""
+    return value if mean is None else CADENCE_WEIGHT * value + (1 - CADENCE_WEIGHT) * mean
 
 
 def _overdue(job: Job) -> bool:

@@ -5,6 +5,7 @@
     jobs list [--status S] [--type T]            your jobs, newest first
     jobs watch                                   a live table of your recent jobs
     jobs demo                                    submit a few jobs, cancel one, show the outcome
+    jobs check-type MODULE:NAME --payload JSON   prove a job type is safe to redo (local, no API)
 
 The API's URL and key come from --url / --key or JOBS_API_URL / JOBS_API_KEY. An error prints the
 API's message and exits 1; a job that ends FAILED or CANCELLED under --wait exits 1 too.
@@ -20,6 +21,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from typing import Any
+
+from local import checktype
 
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
 
@@ -150,7 +153,10 @@ def main(argv: list[str] | None = None) -> int:
     watch = commands.add_parser("watch", help="a live table of your recent jobs")
     watch.add_argument("--interval", type=float, default=1.0)
     watch.add_argument("--limit", type=int, default=15)
+    checktype.add_parser(commands)
     ns = parser.parse_args(argv)
+    if ns.command == "check-type":
+        return checktype.run(ns)
     client = Client(ns.url, ns.key)
     try:
         return _run(client, ns)

@@ -27,6 +27,8 @@ from local import services
 from local.eventsource import EventSource
 
 RUN_ID = uuid.uuid4().hex[:8]
+#: The test job type, loaded as a deployment loads its own types (JOB_TYPES).
+PROBE_MODULE = "tests.support.probe"
 MYSQL_SERVER = os.environ.get("TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 services.use_fake_aws_credentials()
@@ -57,7 +59,7 @@ def run_settings(moto_url) -> Settings:
     _require("MySQL", lambda: migrate(mysql_url, create_database=True))
     _require("Redis", lambda: redis.Redis.from_url(REDIS_URL).ping())
     yield Settings(mysql_url=mysql_url, redis_url=REDIS_URL, redis_prefix=f"test:{RUN_ID}:",
-                   aws_endpoint_url=moto_url)
+                   aws_endpoint_url=moto_url, job_types=(PROBE_MODULE,))
     conn = pymysql.connect(**{**connect_args(mysql_url), "database": None})
     with conn, conn.cursor() as cur:
         cur.execute(f"DROP DATABASE IF EXISTS `jobs_test_{RUN_ID}`")
@@ -199,7 +201,7 @@ def log_output():
     handler.setStream(previous)
 
 
-from tests.support.probe import Probe, SimulatedCrash  # noqa: E402, F401  (registers `probe`)
+from tests.support.probe import Probe, SimulatedCrash  # noqa: E402, F401
 
 
 @dataclass

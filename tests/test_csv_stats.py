@@ -10,9 +10,10 @@ import pytest
 from chalice.test import Client
 
 import app as app_module
-from chalicelib import errors, jobs
+from chalicelib import errors
 from chalicelib import runtime as runtime_module
 from chalicelib.jobs import csv_stats
+from chalicelib.jobs import JobContext, testing
 from chalicelib.jobs.csv_stats import CsvStats
 from chalicelib.runtime import Runtime
 from tests.conftest import Api
@@ -64,16 +65,22 @@ def reference_stats(data: bytes, *, delimiter: str = ",") -> dict:
     return {"rows": len(body), "bytes": len(data), "columns": columns, "nonNumeric": non_numeric}
 
 
-def run(job_type: CsvStats, payload: dict, *, state=None, steps: int | None = None):
+def job_context(rt: Runtime) -> JobContext:
+    """The context the worker gives a job of this runtime (its objects: any input bucket)."""
+    objects = rt.objects.scoped(owner="key-a", job_id="01JOBUNDERTEST000000000000", input_buckets=(), work_bucket=None)
+    return testing.context(objects=objects)
+
+
+def run(job_type: CsvStats, payload: dict, ctx: JobContext, *, state=None, steps: int | None = None):
     """Run steps from `state` (the start when None) until finished or `steps` are done: (result or None, state, steps)."""
-    state = job_type.start(payload) if state is None else state
+    state = job_type.start(payload, ctx) if state is None else state
     taken = []
     while steps is None or len(taken) < steps:
-        step = job_type.step(payload, state)
+        step = job_type.step(payload, state, ctx)
         taken.append(step)
         state = step.state
         if step.finished:
-            return job_type.finish(payload, state), state, taken
+            return job_type.finish(payload, state, ctx), state, taken
     return None, state, taken
 
 
@@ -84,8 +91,8 @@ def splits_a_character(data: bytes, chunk_bytes: int) -> bool:
 
 @pytest.fixture
 def csv_job(rt):
-    job_type = jobs.get("csv-stats")
-    return lambda **payload: jobs.check_payload(job_type, payload)
+    job_type = rt.job_types.get("csv-stats")
+    return lambda **payload: rt.job_types.check_payload(job_type, payload, job_context(rt))
 
 
 @pytest.mark.parametrize("chunk_bytes, delimiter", [(1024, ","), (1031, ","), (4099, ","), (65536, ","),
@@ -95,7 +102,7 @@ def test_figures_equal_one_pass_of_the_csv_module_for_any_chunk_size(rt, s3, buc
     s3.put_object(Bucket=bucket, Key="data.csv", Body=data)
     payload = csv_job(bucket=bucket, key="data.csv", chunkBytes=chunk_bytes, delimiter=delimiter)
 
-    result, _, steps = run(CsvStats(lambda: rt.objects), payload)
+    result, _, steps = run(CsvStats(), payload, job_context(rt))
 
     assert result == reference_stats(data, delimiter=delimiter)
     assert result["nonNumeric"] == ["label", "code"] and result["columns"]["blank"]["count"] == 0
@@ -111,16 +118,16 @@ def test_a_state_round_tripped_through_json_resumes_mid_file(rt, settings, s3, b
     data = generated_csv(rows=2000)
     s3.put_object(Bucket=bucket, Key="data.csv", Body=data)
     payload = csv_job(bucket=bucket, key="data.csv", chunkBytes=1031)
-    uninterrupted, _, _ = run(CsvStats(lambda: rt.objects), payload)
+    uninterrupted, _, _ = run(CsvStats(), payload, job_context(rt))
 
-    _, state, _ = run(CsvStats(lambda: rt.objects), payload, steps=7)
+    _, state, _ = run(CsvStats(), payload, job_context(rt), steps=7)
     checkpoint = json.loads(json.dumps(state))
     fresh = Runtime(settings)  # as a new Lambda container would
-    redone = CsvStats(lambda: fresh.objects).step(payload, checkpoint)
-    resumed, _, _ = run(CsvStats(lambda: fresh.objects), payload, state=checkpoint)
+    redone = CsvStats().step(payload, checkpoint, job_context(fresh))
+    resumed, _, _ = run(CsvStats(), payload, job_context(fresh), state=checkpoint)
 
     assert 0 < checkpoint["offset"] < len(data)
-    assert redone.state == CsvStats(lambda: rt.objects).step(payload, state).state  # a redone chunk agrees
+    assert redone.state == CsvStats().step(payload, state, job_context(rt)).state  # a redone chunk agrees
     assert resumed == uninterrupted == reference_stats(data)
 
 
@@ -195,7 +202,7 @@ def test_bom_crlf_blank_lines_and_repeated_names_follow_the_documented_rules(rt,
     data = b'\xef\xbb\xbfa,a,b,c\r\n1,2,x,\r\n\r\n,3.5,,\r\n"-4",nan,"",\r\n\n'
     s3.put_object(Bucket=bucket, Key="edge.csv", Body=data)
 
-    result, _, _ = run(CsvStats(lambda: rt.objects), csv_job(bucket=bucket, key="edge.csv", chunkBytes=1024))
+    result, _, _ = run(CsvStats(), csv_job(bucket=bucket, key="edge.csv", chunkBytes=1024), job_context(rt))
 
     assert result == {"rows": 3, "bytes": len(data), "nonNumeric": ["a.1", "b"], "columns": {
         "a": {"count": 2, "sum": -3.0, "min": -4.0, "max": 1.0, "mean": -1.5},
@@ -205,7 +212,7 @@ def test_bom_crlf_blank_lines_and_repeated_names_follow_the_documented_rules(rt,
 def test_an_empty_object_has_no_rows(rt, s3, bucket, csv_job):
     s3.put_object(Bucket=bucket, Key="empty.csv", Body=b"")
 
-    result, _, steps = run(CsvStats(lambda: rt.objects), csv_job(bucket=bucket, key="empty.csv"))
+    result, _, steps = run(CsvStats(), csv_job(bucket=bucket, key="empty.csv"), job_context(rt))
 
     assert result == {"rows": 0, "bytes": 0, "columns": {}, "nonNumeric": []}
     assert len(steps) == 1 and steps[0].done == steps[0].total == 0
@@ -222,7 +229,7 @@ def test_a_malformed_file_fails_permanently_naming_the_line(rt, s3, bucket, csv_
     s3.put_object(Bucket=bucket, Key="bad.csv", Body=data)
 
     with pytest.raises(errors.PermanentFailure) as failure:
-        run(CsvStats(lambda: rt.objects), csv_job(bucket=bucket, key="bad.csv", chunkBytes=1024))
+        run(CsvStats(), csv_job(bucket=bucket, key="bad.csv", chunkBytes=1024), job_context(rt))
 
     assert failure.value.message == message
 
@@ -232,7 +239,7 @@ def test_a_record_longer_than_the_carry_limit_fails_instead_of_growing_the_state
     s3.put_object(Bucket=bucket, Key="open.csv", Body=b'a,b\n1,"never closed' + b"x" * 5000 + b"\n2,3\n")
 
     with pytest.raises(errors.PermanentFailure, match="line 2: a record longer than 2048 bytes"):
-        run(CsvStats(lambda: rt.objects), csv_job(bucket=bucket, key="open.csv", chunkBytes=1024))
+        run(CsvStats(), csv_job(bucket=bucket, key="open.csv", chunkBytes=1024), job_context(rt))
 
 
 def test_a_csv_stats_job_handed_off_across_invocations_equals_the_direct_computation(

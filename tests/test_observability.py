@@ -70,7 +70,7 @@ def test_the_metrics_of_a_run_are_emf_with_the_expected_names_and_counts(api, ev
 def test_health_is_200_when_every_dependency_answers(api):
     reply = api.request("GET", "/health", key=None)
     assert reply.status == 200
-    assert reply.json == {"status": "ok", "checks": {"mysql": "ok", "redis": "ok", "sqs": "ok"}}
+    assert reply.json == {"status": "ok", "checks": {"jobTypes": "ok", "mysql": "ok", "redis": "ok", "sqs": "ok"}}
 
 
 def test_health_turns_503_while_redis_is_stopped_and_200_when_it_is_back(settings, private_redis, api):
@@ -82,7 +82,7 @@ def test_health_turns_503_while_redis_is_stopped_and_200_when_it_is_back(setting
     down = api.request("GET", "/health", key=None)
 
     assert down.status == 503
-    assert down.json["checks"] == {"mysql": "ok", "redis": "unavailable", "sqs": "ok"}
+    assert down.json["checks"] == {"jobTypes": "ok", "mysql": "ok", "redis": "unavailable", "sqs": "ok"}
     assert down.json["code"] == "ServiceUnavailable" and "redis" in down.json["message"]
     assert down.headers["retry-after"]
     proc = subprocess.Popen(["redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
@@ -111,7 +111,7 @@ def test_health_names_mysql_and_sqs_when_they_are_down(settings, api):
                                        jobs_queue_url=settings.jobs_queue_url + "-gone")))
     reply = api.request("GET", "/health", key=None)
     assert reply.status == 503
-    assert reply.json["checks"] == {"mysql": "unavailable", "redis": "ok", "sqs": "unavailable"}
+    assert reply.json["checks"] == {"jobTypes": "ok", "mysql": "unavailable", "redis": "ok", "sqs": "unavailable"}
 
 
 def test_tracing_is_off_unless_switched_on_and_only_then_loads_the_xray_sdk():

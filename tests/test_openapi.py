@@ -9,27 +9,32 @@ from openapi_spec_validator import validate
 from schemathesis.specs.openapi.checks import ignored_auth
 
 import app as app_module
-from chalicelib import jobs, openapi
+from chalicelib import openapi
+from chalicelib.jobs import JobTypes
+from tests.conftest import PROBE_MODULE
 from chalicelib import runtime as runtime_module
 from chalicelib.runtime import Runtime
 from local import devserver, services
 
 METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
 
+#: The job types of the test runs' runtime (the built-ins and the probe).
+TYPES = JobTypes.load((PROBE_MODULE,))
+
 
 def test_the_document_is_valid_openapi():
-    validate(openapi.document())
+    validate(openapi.document(TYPES))
 
 
 def test_the_routes_and_the_document_agree():
     routes = {(path, method.lower()) for path, methods in app_module.app.routes.items() for method in methods}
-    documented = {(path, method) for path, item in openapi.document()["paths"].items()
+    documented = {(path, method) for path, item in openapi.document(TYPES)["paths"].items()
                   for method in item if method in METHODS}
     assert routes == documented
 
 
 def test_routes_that_need_a_key_are_documented_so():
-    doc = openapi.document()
+    doc = openapi.document(TYPES)
     for path, methods in app_module.app.routes.items():
         for method, entry in methods.items():
             operation = doc["paths"][path][method.lower()]
@@ -38,19 +43,19 @@ def test_routes_that_need_a_key_are_documented_so():
 
 
 def test_every_job_type_publishes_its_payload_schema():
-    variants = openapi.document()["components"]["schemas"]["Submission"]["oneOf"]
+    variants = openapi.document(TYPES)["components"]["schemas"]["Submission"]["oneOf"]
     published = {v["properties"]["type"]["enum"][0]: v["properties"]["payload"] for v in variants}
-    assert published == {name: jobs.get(name).payload_schema for name in jobs.names()}
+    assert published == {name: TYPES.get(name).payload_schema for name in TYPES.names()}
 
 
 def test_the_document_is_served(api):
     reply = api.request("GET", "/openapi.json", key=None)
     assert reply.status == 200
-    assert reply.json == openapi.document()
+    assert reply.json == openapi.document(TYPES)
 
 
 # --- fuzzing: schemathesis against the app served over HTTP on loopback -----------------------------
-schema = schemathesis.openapi.from_dict(openapi.document())
+schema = schemathesis.openapi.from_dict(openapi.document(TYPES))
 
 
 @pytest.fixture(scope="module")

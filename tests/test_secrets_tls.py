@@ -113,7 +113,7 @@ def test_credentials_from_secrets_manager_work_and_never_reach_the_logs(settings
         job_id = api.submit("sleep", {"steps": 2, "stepMs": 0}).json["jobId"]
         events.drain()
         assert api.get(job_id).json["status"] == "COMPLETED"
-        assert _health(api) == {"mysql": "ok", "redis": "ok", "sqs": "ok"}
+        assert _health(api) == {"jobTypes": "ok", "mysql": "ok", "redis": "ok", "sqs": "ok"}
 
         printed = log_output.getvalue() + "".join(capsys.readouterr()) + repr(configured)
         assert job_id in log_output.getvalue()

@@ -20,13 +20,9 @@ from __future__ import annotations
 import base64
 import csv
 import math
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any
 
-from .. import errors
-from . import Step, register
-
-if TYPE_CHECKING:
-    from ..objects import ObjectStore
+from chalicelib.jobs import JobContext, JobType, PermanentFailure, Step
 
 DEFAULT_CHUNK_BYTES = 4 * 1024 * 1024
 MIN_CHUNK_BYTES = 1024
@@ -41,7 +37,7 @@ BOM = b"\xef\xbb\xbf"
 BUCKET_PATTERN = r"^[a-zA-Z0-9.\-_]{1,255}$"
 
 
-class CsvStats:
+class CsvStats(JobType):
     name = "csv-stats"
     payload_schema = {
         "type": "object",
@@ -57,31 +53,24 @@ class CsvStats:
         },
     }
 
-    def __init__(self, objects: Callable[[], ObjectStore]):
-        self._objects = objects
-
-    def validate(self, payload: dict[str, Any]) -> dict[str, Any]:
-        allowed = _input_buckets()
-        if allowed and payload["bucket"] not in allowed:
-            # The worker's role reads only these buckets: any other would fail the job at its first chunk.
-            raise errors.InvalidPayload(f"payload.bucket {payload['bucket']!r} is not an input bucket of this "
-                                        f"service; allowed: {', '.join(allowed)}")
+    def validate(self, payload: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+        ctx.objects.check_input(payload["bucket"], payload["key"])
         return {**payload, "chunkBytes": int(payload["chunkBytes"])}  # JSON Schema lets 2048.0 be an integer
 
-    def start(self, payload: dict[str, Any]) -> dict[str, Any]:
+    def start(self, payload: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         # The size is read by the first step, not here: the worker fails a job for a step's errors.
         return {"size": None, "offset": 0, "carry": "", **_Tally(payload["delimiter"]).state()}
 
-    def step(self, payload: dict[str, Any], state: dict[str, Any]) -> Step:
+    def step(self, payload: dict[str, Any], state: dict[str, Any], ctx: JobContext) -> Step:
         bucket, key = payload["bucket"], payload["key"]
         size = state["size"]
         if size is None:
-            size = self._objects().size(bucket, key)
+            size = ctx.objects.size(bucket, key)
         offset = state["offset"]
         end = min(offset + payload["chunkBytes"], size)
-        data = self._objects().read_range(bucket, key, offset, end - 1) if end > offset else b""
+        data = ctx.objects.read_range(bucket, key, offset, end - 1) if end > offset else b""
         if len(data) != end - offset:
-            raise errors.PermanentFailure(f"s3://{bucket}/{key} changed while the job read it")
+            raise PermanentFailure(f"s3://{bucket}/{key} changed while the job read it")
         buffer = base64.b64decode(state["carry"]) + data
         if offset == 0 and buffer.startswith(BOM):
             buffer = buffer[len(BOM):]
@@ -93,13 +82,13 @@ class CsvStats:
         for record in records:
             tally.take(record)
         if len(carry) > MAX_RECORD_BYTES:
-            raise errors.PermanentFailure(
+            raise PermanentFailure(
                 f"line {tally.line + 1}: a record longer than {MAX_RECORD_BYTES} bytes (an unclosed quote?)")
         next_state = {"size": size, "offset": end, "carry": base64.b64encode(carry).decode("ascii"), **tally.state()}
         return Step(state=next_state, done=end, total=size, finished=finished, stage="reading",
                     message=f"{end} of {size} bytes")
 
-    def finish(self, payload: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
+    def finish(self, payload: dict[str, Any], state: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         columns, non_numeric = {}, []
         for name, figures in zip(state["header"] or [], state["columns"]):
             if figures is None:
@@ -160,7 +149,7 @@ class _Tally:
             self.columns = [[0, 0.0, None, None] for _ in fields]
             return
         if len(fields) != len(self.header):
-            raise errors.PermanentFailure(
+            raise PermanentFailure(
                 f"line {first_line}: {len(fields)} fields where the header has {len(self.header)}")
         self.rows += 1
         for index, value in enumerate(fields):
@@ -183,7 +172,7 @@ class _Tally:
         try:
             text = record.decode("utf-8")
         except UnicodeDecodeError:
-            raise errors.PermanentFailure(f"line {line}: not UTF-8") from None
+            raise PermanentFailure(f"line {line}: not UTF-8") from None
         if text.endswith("\r"):
             text = text[:-1]
         if not text:
@@ -192,7 +181,7 @@ class _Tally:
             # One reader per record: broken quoting fails here instead of swallowing the next record.
             return next(csv.reader([text], delimiter=self.delimiter, strict=True))
         except csv.Error as exc:
-            raise errors.PermanentFailure(f"line {line}: {exc}") from None
+            raise PermanentFailure(f"line {line}: {exc}") from None
 
 
 def _number(value: str) -> float | None:
@@ -224,18 +213,3 @@ def _summary(count: int, total: float, low: float | None, high: float | None) ->
     mean = total / count if count and total is not None else None
     return {"count": count, "sum": total, "min": low, "max": high, "mean": mean}
 
-
-def _runtime_objects() -> ObjectStore:
-    from .. import runtime  # here, not at import: runtime imports the worker, which imports this package
-
-    return runtime.get().objects
-
-
-def _input_buckets() -> tuple[str, ...]:
-    """The container's allow-list of input buckets (INPUT_BUCKETS); settings only, no connection."""
-    from .. import runtime  # here, not at import, as above
-
-    return runtime.get().settings.input_buckets
-
-
-register(CsvStats(_runtime_objects))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from . import Step, register
+from chalicelib.jobs import JobContext, JobType, Step
 
 MAX_STEPS = 100_000
 MAX_STEP_MS = 60_000
@@ -14,7 +14,7 @@ class StepFailed(Exception):
     """The failure a `sleep` job was asked to simulate with `failAtStep`."""
 
 
-class Sleep:
+class Sleep(JobType):
     name = "sleep"
     payload_schema = {
         "type": "object",
@@ -29,13 +29,13 @@ class Sleep:
         },
     }
 
-    def validate(self, payload: dict[str, Any]) -> dict[str, Any]:
+    def validate(self, payload: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         return {name: int(value) for name, value in payload.items()}  # JSON Schema lets 2.0 be an integer
 
-    def start(self, payload: dict[str, Any]) -> dict[str, int]:
+    def start(self, payload: dict[str, Any], ctx: JobContext) -> dict[str, int]:
         return {"done": 0}
 
-    def step(self, payload: dict[str, Any], state: dict[str, int]) -> Step:
+    def step(self, payload: dict[str, Any], state: dict[str, int], ctx: JobContext) -> Step:
         current = state["done"] + 1
         time.sleep(payload["stepMs"] / 1000)
         if payload.get("failAtStep") == current:
@@ -44,11 +44,9 @@ class Sleep:
         return Step(state={"done": current}, done=current, total=steps, finished=current >= steps,
                     stage="sleeping", message=f"step {current} of {steps}")
 
-    def finish(self, payload: dict[str, Any], state: dict[str, int]) -> dict[str, int]:
+    def finish(self, payload: dict[str, Any], state: dict[str, int], ctx: JobContext) -> dict[str, int]:
         return {"steps": state["done"], "sleptMs": state["done"] * payload["stepMs"]}
 
     def chunk_seconds(self, payload: dict[str, Any]) -> float:
         return payload["stepMs"] / 1000
 
-
-register(Sleep())

@@ -1,4 +1,4 @@
-"""`probe`: a test job type that records every chunk it starts, so tests can count chunk executions.
+"""`probe`: a test job type (JOB_TYPES=tests.support.probe) that records every chunk it starts, so tests can count chunk executions.
 
 Payload: tag (names the record), steps, stepMs; failAtStep (raises there, on every pass, or only
 on the first `failTimes` passes); crashAtStep (SimulatedCrash on the first pass only, or on every
@@ -16,15 +16,14 @@ import threading
 import time
 from pathlib import Path
 
-from chalicelib import jobs
-from chalicelib.jobs import Step
+from chalicelib.jobs import JobType, Step
 
 
 class SimulatedCrash(BaseException):
     """Ends a worker like SIGKILL would: no `except Exception` in the worker catches it."""
 
 
-class Probe:
+class Probe(JobType):
     name = "probe"
     payload_schema = {"type": "object", "required": ["tag", "steps"]}
     #: tag -> the step numbers started in this process, in order
@@ -32,13 +31,10 @@ class Probe:
     #: tag -> the event a gated step waits for
     gates: dict[str, threading.Event] = {}
 
-    def validate(self, payload):
-        return payload
-
-    def start(self, payload):
+    def start(self, payload, ctx):
         return {"done": 0, "sum": 0, "pass": 0}
 
-    def step(self, payload, state):
+    def step(self, payload, state, ctx):
         tag, current = payload["tag"], state["done"] + 1
         self.started.setdefault(tag, []).append(current)
         _log(tag, current)
@@ -54,12 +50,9 @@ class Probe:
         return Step(state={"done": current, "sum": state["sum"] + current, "pass": passes}, done=current,
                     total=steps, finished=current >= steps, stage="probing")
 
-    def finish(self, payload, state):
+    def finish(self, payload, state, ctx):
         return {"done": state["done"], "sum": state["sum"], "lastPass": state["pass"],
                 "blob": "x" * payload.get("resultBytes", 0)}
-
-    def chunk_seconds(self, payload):
-        return None
 
 
 def _log(tag: str, step: int) -> None:
@@ -77,5 +70,17 @@ def logged_steps(directory: Path, tag: str) -> list[tuple[int, int]]:
     return [tuple(map(int, line.split())) for line in path.read_text().splitlines()]
 
 
-if "probe" not in jobs.names():
-    jobs.register(Probe())
+
+class Paced(JobType):
+    """`paced`: counts `bytes` in chunks of `chunkBytes`, each taking `stepMs`: progress in bytes, for ETAs."""
+
+    name = "paced"
+    payload_schema = {"type": "object", "required": ["bytes", "chunkBytes", "stepMs"]}
+
+    def start(self, payload, ctx):
+        return {"offset": 0}
+
+    def step(self, payload, state, ctx):
+        time.sleep(payload["stepMs"] / 1000)
+        offset = min(payload["bytes"], state["offset"] + payload["chunkBytes"])
+        return Step(state={"offset": offset}, done=offset, total=payload["bytes"], finished=offset >= payload["bytes"])

@@ -29,7 +29,7 @@ def environment(settings: Settings, **extra: str) -> dict[str, str]:
         "JOBS_QUEUE_URL": settings.jobs_queue_url, "AWS_ENDPOINT_URL": settings.aws_endpoint_url or "",
         "LEASE_SECONDS": str(settings.lease_seconds), "HANDOFF_RESERVE_MS": str(settings.handoff_reserve_ms),
         "RETRY_BASE_SECONDS": str(settings.retry_base_seconds),
-        "STALL_AFTER_SECONDS": str(settings.stall_after_seconds),
+        "STALL_AFTER_SECONDS": str(settings.stall_after_seconds), "JOB_TYPES": ",".join(settings.job_types),
         "POWERTOOLS_LOG_LEVEL": "WARNING",
         **extra,
     }
@@ -66,14 +66,14 @@ def _count_chunks(directory: str) -> None:
         def __getattr__(self, name):
             return getattr(self._job_type, name)
 
-        def step(self, payload, state):
+        def step(self, payload, state, ctx):
             digest = hashlib.sha1(json.dumps(state, sort_keys=True).encode()).hexdigest()[:16]
             with path.open("a") as out:
                 out.write(f"{os.getpid()} {self._job_id} {digest} {time.time():.3f}\n")
-            return self._job_type.step(payload, state)
+            return self._job_type.step(payload, state, ctx)
 
-    def counted_resume(self, job, token, checkpoint):
-        run = resume(self, job, token, checkpoint)
+    def counted_resume(self, job, token, checkpoint, invocation):
+        run = resume(self, job, token, checkpoint, invocation)
         run.job_type = Counting(run.job_type, job.id)
         return run
 
@@ -90,7 +90,6 @@ def main() -> None:
 
     services.use_fake_aws_credentials()
     import app
-    import tests.support.probe  # noqa: F401  (registers the probe job type)
 
     if os.environ.get("CHUNK_LOG"):
         _count_chunks(os.environ["CHUNK_LOG"])

@@ -1,0 +1,117 @@
+"""The public API a job type is written against: `JobType`, `Step`, `JobContext` and `Objects`.
+
+A job type turns a payload into a first state (`start`), does one chunk of work from a state to
+the next (`step`), and turns the last state into a result (`finish`). States are JSON values: the
+worker checkpoints them after every chunk, and a chunk may run again from the last checkpoint
+after a crash, so a step must be safe to redo (`jobs check-type` proves it). Everything a type
+needs from the platform comes in through its `JobContext`; a type imports nothing else of it.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Protocol
+
+from .. import errors
+
+#: Ceiling of a job's state, in bytes of JSON: it is written to Redis after every chunk and to MySQL
+#: at every hand-off (`jobs check-type` enforces it; keep large data in objects of the job's own).
+MAX_STATE_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True)
+class Step:
+    """The outcome of one chunk: the next state and how far the job has got.
+
+    `done` and `total` are in the type's own units (steps, rows, bytes): progress is done/total
+    and the ETA comes from the units per second the worker observes.
+    """
+
+    state: Any
+    done: int
+    total: int | None = None
+    finished: bool = False
+    stage: str | None = None
+    message: str | None = None
+
+
+class Objects(Protocol):
+    """S3 as a job may use it: reads of its inputs, writes and reads of objects of its own."""
+
+    def check_input(self, bucket: str, key: str) -> None:
+        """Raise errors.InvalidPayload unless the job may read s3://bucket/key (no request is made)."""
+
+    def size(self, bucket: str, key: str) -> int:
+        """The input object's length in bytes."""
+
+    def read_range(self, bucket: str, key: str, start: int, end: int) -> bytes:
+        """Bytes `start` to `end` of the input object, both inclusive (as S3's Range header)."""
+
+    def put(self, name: str, data: bytes) -> str:
+        """Store an object of this job's own under `name`; returns its s3:// address."""
+
+    def get(self, name: str) -> bytes:
+        """An object this job stored with `put`."""
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """What the platform gives a job type's methods: who the job is, and the tools it may use."""
+
+    #: None while a payload is validated at submit (the job does not exist yet).
+    job_id: str | None
+    #: The API key id the job belongs to.
+    owner: str
+    objects: Objects
+    #: A logger whose lines carry the job's id and owner (Powertools' Logger in Lambda).
+    log: Any
+    _remaining_ms: Callable[[], float] = field(default=lambda: math.inf, repr=False)
+
+    def remaining_ms(self) -> float:
+        """Milliseconds left in this invocation (infinite outside Lambda). A step that can split its
+        work may stop early; the worker hands off between chunks by itself."""
+        return self._remaining_ms()
+
+
+class JobType:
+    """Base of every job type. Set `name` and `payload_schema`, write `step`; the rest has defaults.
+
+    A module named in JOB_TYPES (or a built-in one) offers every concrete subclass it defines, that
+    is every subclass with a `name`; each is instantiated once, with no arguments.
+    """
+
+    #: How clients name the type in `POST /jobs` (`type`); unique in a deployment.
+    name: ClassVar[str] = ""
+    #: JSON Schema of the payload: POST /jobs checks it (defaults filled in), the OpenAPI document
+    #: publishes it. Anything the schema cannot say goes into `validate`.
+    payload_schema: ClassVar[dict[str, Any]] = {"type": "object"}
+    #: At most this many jobs of the type run at once in the deployment; None for no cap.
+    max_concurrency: ClassVar[int | None] = None
+
+    def validate(self, payload: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+        """Checks across fields and normalising, after the schema; raise errors.InvalidPayload.
+        Runs at submit, so it must be cheap: no I/O (use `ctx.objects.check_input` for inputs)."""
+        return payload
+
+    def start(self, payload: dict[str, Any], ctx: JobContext) -> Any:
+        """The state before the first chunk (a JSON value)."""
+        return None
+
+    def step(self, payload: dict[str, Any], state: Any, ctx: JobContext) -> Step:
+        """Do one chunk of work from `state`; safe to redo from the same state."""
+        raise NotImplementedError(f"job type {self.name!r} has no step")
+
+    def finish(self, payload: dict[str, Any], state: Any, ctx: JobContext) -> Any:
+        """The job's result from its last state (a JSON value)."""
+        return state
+
+    def chunk_seconds(self, payload: dict[str, Any]) -> float | None:
+        """Expected seconds per chunk before any was observed (the first Retry-After, the first
+        hand-off margin), or None."""
+        return None
+
+    def retryable(self, exc: Exception) -> bool:
+        """Whether a step that raised `exc` is worth another attempt (from the last checkpoint).
+        By default our errors say so themselves (`PermanentFailure` and its kin do not retry) and
+        any other exception retries until maxAttempts."""
+        return errors.retryable(exc)
