@@ -33,7 +33,7 @@ from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from chalicelib import runtime
+from chalicelib import errors, runtime
 from chalicelib.config import Settings
 from chalicelib.runtime import Runtime
 from chalicelib.schema import migrate
@@ -187,7 +187,9 @@ def main(argv=None) -> None:
 
         from app import app, fail_dead_letters, run_jobs, sweep  # after the settings are final
 
-        runtime.use(Runtime(settings))
+        wiring = Runtime(settings)
+        wiring.job_types  # a bad JOB_TYPES stops the start here, naming the module (errors.Misconfigured)
+        runtime.use(wiring)
         keyring = Keyring.from_file(ns.usage_plans)
         server = devserver.make_server(app, ns.host, ns.port, keyring=keyring)
         stack.callback(server.server.server_close)
@@ -229,3 +231,6 @@ if __name__ == "__main__":
         main()
     except KeyboardInterrupt:
         sys.exit(130)
+    except errors.Misconfigured as exc:
+        print(f"jobs: cannot start: {exc.message}", file=sys.stderr)
+        sys.exit(1)

@@ -1,9 +1,11 @@
 """Job types as the users' code: JOB_TYPES, the SDK's context, progress in the type's units, check-type."""
 import json
+import os
 import subprocess
 import sys
 import textwrap
 import time
+import zipfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -226,3 +228,48 @@ def test_registry_refuses_two_types_of_one_name():
     with pytest.raises(errors.Misconfigured, match="two job types are named 'sleep'"):
         JobTypes([Sleep(), Sleep()])
     assert "probe" in JobTypes.load((PROBE_MODULE,)).names()
+
+
+PACKAGED_RUN = """
+import json, os, sys
+import app, chalicelib
+from chalicelib import runtime
+from local import services
+from local.eventsource import EventSource
+assert app.__file__.startswith(os.getcwd()) and chalicelib.__file__.startswith(os.getcwd()), app.__file__
+rt = runtime.get()
+job_id = rt.service.submit("key-a", {"type": "countdown", "payload": {"n": 3}}).view["jobId"]
+sqs = services.sqs_client(rt.settings.aws_endpoint_url, rt.settings.aws_region)
+EventSource(sqs, rt.settings.jobs_queue_url, app.run_jobs).drain()
+print(json.dumps(rt.service.get("key-a", job_id).view))
+"""
+
+
+def test_a_packaged_zip_contains_and_runs_a_user_type(settings, tmp_path):
+    # Given a deployment with a module of its own in chalicelib/jobtypes/, named in JOB_TYPES
+    from infra import deploy
+    from tests.test_infra import CHALICE, CHALICE_CONFIG
+
+    build = tmp_path / "app"
+    deploy.prepare_build_dir(ROOT, build, CHALICE_CONFIG)
+    (build / "chalicelib" / "jobtypes" / "acme_countdown.py").write_text(textwrap.dedent(COUNTDOWN))
+
+    # When `chalice package` builds the Lambda zip
+    subprocess.run([CHALICE, "--project-dir", str(build), "package", "--stage", "dev", str(tmp_path / "out")],
+                   check=True, capture_output=True, env={**os.environ, "AWS_DEFAULT_REGION": "us-east-1"})
+    unzipped = tmp_path / "unzipped"
+    with zipfile.ZipFile(tmp_path / "out" / "deployment.zip") as package:
+        names = set(package.namelist())
+        package.extractall(unzipped)
+
+    # Then the zip holds the module, and the packaged app (not this checkout) runs a job of its type
+    assert "chalicelib/jobtypes/acme_countdown.py" in names
+    env = {**os.environ, "MYSQL_URL": settings.mysql_url, "REDIS_URL": settings.redis_url,
+           "REDIS_PREFIX": settings.redis_prefix, "JOBS_QUEUE_URL": settings.jobs_queue_url,
+           "AWS_ENDPOINT_URL": settings.aws_endpoint_url, "JOB_TYPES": "chalicelib.jobtypes.acme_countdown",
+           "POWERTOOLS_LOG_LEVEL": "WARNING"}
+    done = subprocess.run([sys.executable, "-c", PACKAGED_RUN], cwd=unzipped, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    job = json.loads(done.stdout.strip().splitlines()[-1])
+    assert job["status"] == "COMPLETED" and job["result"]["counted"] == 3

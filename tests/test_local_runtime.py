@@ -1,5 +1,6 @@
 """The local runtime (`make run`) as a user meets it: a process driven over HTTP only, and the CLI."""
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -175,3 +176,34 @@ def _wait_for_log(rt, matches, *, timeout=20.0):
                     return record
         time.sleep(0.2)
     pytest.fail(f"no matching log line within {timeout}s:\n{rt.log.read_text()[-3000:]}")
+
+
+def test_a_type_of_the_teams_own_runs_in_the_local_runtime(tmp_path, run_settings):
+    # Given a module outside the framework, on the runtime's path and named in JOB_TYPES
+    (tmp_path / "acme_greeting.py").write_text(
+        "from chalicelib.jobs import JobType, Step\n\n"
+        "class Greeting(JobType):\n"
+        "    name = 'greeting'\n"
+        "    def step(self, payload, state, ctx):\n"
+        "        return Step(state=None, done=1, total=1, finished=True)\n"
+        "    def finish(self, payload, state, ctx):\n"
+        "        return {'hello': ctx.owner}\n")
+    env = {"JOB_TYPES": "acme_greeting", "PYTHONPATH": str(tmp_path)}
+    (tmp_path / "rt").mkdir()
+    rt = LocalRuntime(tmp_path / "rt", run_settings, env=env)
+    try:
+        # When a client submits a job of its type over HTTP
+        code, job = call(rt.url, "POST", body={"type": "greeting", "payload": {}})
+        # Then it completes with what its context told it
+        assert code == 202
+        assert wait_for(rt.url, job["jobId"], "COMPLETED")["result"] == {"hello": "alice"}
+    finally:
+        rt.stop()
+
+
+def test_the_local_runtime_refuses_to_start_with_a_bad_job_types_module(tmp_path, run_settings):
+    done = subprocess.run([sys.executable, "-m", "local.run", "--port", str(services.free_port())], cwd=ROOT,
+                          env={**os.environ, "MYSQL_URL": run_settings.mysql_url,
+                               "JOB_TYPES": "acme_not_there"}, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert "jobs: cannot start: JOB_TYPES: no module named 'acme_not_there'" in done.stderr
