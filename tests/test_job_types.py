@@ -1,6 +1,7 @@
 """Job types as the users' code: JOB_TYPES, the SDK's context, progress in the type's units, check-type."""
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -273,3 +274,22 @@ def test_a_packaged_zip_contains_and_runs_a_user_type(settings, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     job = json.loads(done.stdout.strip().splitlines()[-1])
     assert job["status"] == "COMPLETED" and job["result"]["counted"] == 3
+
+
+def readme_section(title: str) -> str:
+    text = (ROOT / "README.md").read_text()
+    start = text.index(f"\n## {title}\n")
+    return text[start:text.index("\n## ", start + 1)]
+
+
+def test_the_readmes_job_type_is_the_modules_own_code_and_its_test_passes():
+    section = readme_section("Write your own job type")
+    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    module = (ROOT / "chalicelib" / "jobs" / "word_frequency.py").read_text()
+
+    assert len(blocks) == 3
+    assert blocks[0] in module and blocks[1] in module  # the imports, then the class to the end
+    assert module.endswith(blocks[1])
+    namespace: dict = {}
+    exec(compile(blocks[2], "README.md", "exec"), namespace)  # the README's own test, run
+    namespace["test_word_frequency_counts_and_is_safe_to_redo"]()
