@@ -19,7 +19,7 @@ safe to redo. README.md, "Write your own job type", walks through it.
 """
 from ..errors import InvalidPayload, ObjectNotFound, PermanentFailure
 from .registry import BUILTIN_MODULES, JobTypes, types_of
-from .sdk import MAX_STATE_BYTES, JobContext, JobType, Objects, Step
+from .sdk import MAX_STATE_BYTES, JobContext, JobType, Objects, Step, read_next
 
 __all__ = ["BUILTIN_MODULES", "MAX_STATE_BYTES", "InvalidPayload", "JobContext", "JobType", "JobTypes", "ObjectNotFound", "Objects",
-           "PermanentFailure", "Step", "types_of"]
+           "PermanentFailure", "Step", "read_next", "types_of"]

@@ -54,6 +54,19 @@ class Objects(Protocol):
         """An object this job stored with `put`."""
 
 
+def read_next(objects: Objects, bucket: str, key: str, *, size: int | None, offset: int,
+              length: int) -> tuple[int, bytes]:
+    """The input's size (read when `size` is None: on the first chunk) and up to `length` of its
+    bytes from `offset`, b"" at the end. A short read means the object changed under the job."""
+    if size is None:
+        size = objects.size(bucket, key)
+    end = min(offset + length, size)
+    data = objects.read_range(bucket, key, offset, end - 1) if end > offset else b""
+    if len(data) != end - offset:
+        raise errors.PermanentFailure(f"s3://{bucket}/{key} changed while the job read it")
+    return size, data
+
+
 @dataclass(frozen=True)
 class JobContext:
     """What the platform gives a job type's methods: who the job is, and the tools it may use."""

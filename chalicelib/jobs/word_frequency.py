@@ -22,7 +22,7 @@ import re
 from collections import Counter
 from typing import Any
 
-from chalicelib.jobs import MAX_STATE_BYTES, JobContext, JobType, PermanentFailure, Step
+from chalicelib.jobs import MAX_STATE_BYTES, JobContext, JobType, PermanentFailure, Step, read_next
 
 DEFAULT_CHUNK_BYTES = 1024 * 1024
 MIN_CHUNK_BYTES = 1024
@@ -66,15 +66,9 @@ class WordFrequency(JobType):
         return {"size": None, "offset": 0, "carry": "", "counts": {}, "words": 0}
 
     def step(self, payload: dict[str, Any], state: dict[str, Any], ctx: JobContext) -> Step:
-        bucket, key = payload["bucket"], payload["key"]
-        size = state["size"]
-        if size is None:
-            size = ctx.objects.size(bucket, key)
-        offset = state["offset"]
-        end = min(offset + payload["chunkBytes"], size)
-        data = ctx.objects.read_range(bucket, key, offset, end - 1) if end > offset else b""
-        if len(data) != end - offset:
-            raise PermanentFailure(f"s3://{bucket}/{key} changed while the job read it")
+        bucket, key, offset = payload["bucket"], payload["key"], state["offset"]
+        size, data = read_next(ctx.objects, bucket, key, size=state["size"], offset=offset, length=payload["chunkBytes"])
+        end = offset + len(data)
         if offset == 0:
             data = data.removeprefix(BOM)
         finished = end >= size
