@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import itertools
 import json
 import random
 import shutil
@@ -92,14 +93,15 @@ def plan_jobs(count: int, rng: random.Random, rt: Runtime, s3) -> list[Plan]:
         s3.put_object(Bucket=BUCKET, Key=name, Body=_csv(rng, rows))
         objects[name] = rows
     plans = []
-    for i in range(count):
+    for _ in range(count):
         kind = rng.random()
         if kind < 0.45:
             steps, ms = rng.randint(3, 60), rng.choice([5, 10, 20, 40])
             plans.append(Plan({"type": "sleep", "payload": {"steps": steps, "stepMs": ms}},
                               {"steps": steps, "sleptMs": steps * ms}))
         elif kind < 0.75:
-            payload = {"bucket": BUCKET, "key": rng.choice(list(objects)), "chunkBytes": rng.choice([4096, 16384, 65536])}
+            payload = {"bucket": BUCKET, "key": rng.choice(list(objects)),
+                       "chunkBytes": rng.choice([4096, 16384, 65536])}
             plans.append(Plan({"type": "csv-stats", "payload": payload}, ("csv", payload)))
         elif kind < 0.9:
             steps = rng.randint(40, 120)
@@ -281,7 +283,7 @@ def _redone(work: Path, retried: set[str], tally: Tally) -> tuple[int, int]:
 def _orphaned_across_flush(chunks: list[tuple[float, int, str]], tally: Tally) -> bool:
     if tally.flushed_at is None:
         return False
-    for (at, pid, _), (next_at, next_pid, _) in zip(chunks, chunks[1:]):
+    for (at, pid, _), (next_at, next_pid, _) in itertools.pairwise(chunks):
         killed = tally.killed.get(pid)
         if next_pid != pid and killed and at <= killed < tally.flushed_at < next_at:
             return True

@@ -91,7 +91,7 @@ class Settings:
     tracing: bool = False
 
     @classmethod
-    def from_env(cls, env=None) -> "Settings":
+    def from_env(cls, env=None) -> Settings:
         """Build settings from environment variables, falling back to local defaults."""
         env = os.environ if env is None else env
         d = cls()

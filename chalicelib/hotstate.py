@@ -21,9 +21,10 @@ by the final write. A write carrying a token that no longer holds the lease is r
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, cast
 
 import redis
 from redis.backoff import ExponentialBackoff
@@ -130,7 +131,7 @@ class HotJob:
 
     @classmethod
     def parse(cls, owner: str, view: str, cancel: str | None, cadence: str | None,
-              external: str | None) -> "HotJob":
+              external: str | None) -> HotJob:
         public = json.loads(view)
         public["cancelRequested"] = public["cancelRequested"] or cancel == "1"
         return cls(owner, public, int(cadence) if cadence else None, external == "1")
@@ -193,7 +194,8 @@ class HotState:
     def get(self, job_id: str) -> HotJob | None:
         """The job's hot state in one round trip, or None when Redis has no complete view of it."""
         with self._translated():
-            fields = self._redis.hgetall(self._job_key(job_id))
+            # The client decodes replies (decode_responses=True, see connect): str, not bytes.
+            fields = cast(dict[str, str], self._redis.hgetall(self._job_key(job_id)))
         if "view" not in fields:
             return None
         return HotJob.parse(fields["owner"], fields["view"], fields.get("cancel"), fields.get("cadence"),
@@ -208,7 +210,8 @@ class HotState:
             for job_id in job_ids:
                 pipe.hmget(self._job_key(job_id), "owner", "view", "cancel", "cadence", "external")
             replies = pipe.execute()
-        return {job_id: HotJob.parse(*fields) for job_id, fields in zip(job_ids, replies, strict=True) if fields[1] is not None}
+        return {job_id: HotJob.parse(*fields) for job_id, fields in zip(job_ids, replies, strict=True)
+                if fields[1] is not None}
 
     def write(self, job_id: str, *, owner: str, view: dict[str, Any], seq: int,
               cadence_ms: float | None = None, checkpoint: Any = None,

@@ -1,7 +1,8 @@
 """S3 with boto3: the only module that speaks to object storage. Job types read their inputs through it."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from . import aws, errors
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 import ssl
 import threading
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pymysql
@@ -114,7 +115,7 @@ class JobStore:
 
     @classmethod
     def from_url(cls, url: str, *, tls: bool = False, tls_ca: str | None = None,
-                 credentials: Callable[[], tuple[str, str]] | None = None) -> "JobStore":
+                 credentials: Callable[[], tuple[str, str]] | None = None) -> JobStore:
         """A store for MYSQL_URL; `credentials` (user, password), when given, replace the URL's."""
         args = connect_args(url, tls=tls, tls_ca=tls_ca)
 
@@ -141,7 +142,7 @@ class JobStore:
             try:
                 if self._conn is None:
                     self._conn = self._connect()
-                with self._conn.cursor() as cur:
+                with self._conn.cursor(pymysql.cursors.DictCursor) as cur:
                     cur.execute(sql, tuple(args))
                     return cur.rowcount, list(cur.fetchall())
             except pymysql.IntegrityError:

@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def _server_connections(mysql, settings):
     database = settings.mysql_url.rsplit("/", 1)[1]
     with mysql.cursor() as cur:
-        cur.execute("SELECT ID FROM information_schema.PROCESSLIST WHERE DB = %s AND ID <> CONNECTION_ID()", (database,))
+        cur.execute("SELECT ID FROM information_schema.PROCESSLIST WHERE DB = %s AND ID <> CONNECTION_ID()",
+                    (database,))
         return [row["ID"] for row in cur.fetchall()]
 
 

@@ -1,4 +1,5 @@
 """The web dashboard in a real browser (Debian's Chromium driven by Playwright) against the local runtime."""
+import itertools
 import os
 import re
 import shutil
@@ -88,7 +89,7 @@ def test_submit_a_job_and_watch_its_bar_reach_100_percent(page):
     page.screenshot(path=str(SCREENSHOTS / "dashboard.png"), full_page=True)
 
     # Polls of this job never came faster than the API's Retry-After (at least 1 s).
-    gaps = [b - a for a, b in zip(polls[job_id], polls[job_id][1:])]
+    gaps = [b - a for a, b in itertools.pairwise(polls[job_id])]
     assert gaps and min(gaps) >= 0.95, gaps
 
 

@@ -1,7 +1,7 @@
 """GET /jobs/{id}: Redis first (one round trip, no MySQL), MySQL when Redis has nothing or is down."""
 import json
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
@@ -95,7 +95,7 @@ def test_a_running_job_without_a_recent_checkpoint_reads_stalled(api, redis_clie
     job_id = api.submit("sleep", {"steps": 1}).json["jobId"]
     key = f"{settings.redis_prefix}job:{job_id}"
     view = json.loads(redis_client.hget(key, "view"))
-    old = datetime.now(timezone.utc) - timedelta(seconds=settings.stall_after_seconds + 5)
+    old = datetime.now(UTC) - timedelta(seconds=settings.stall_after_seconds + 5)
     view.update(status="RUNNING", updatedAt=old.isoformat(timespec="milliseconds").replace("+00:00", "Z"))
     redis_client.hset(key, "view", json.dumps(view))
 

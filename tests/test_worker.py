@@ -3,10 +3,10 @@ import json
 import threading
 from dataclasses import replace
 
-from chalicelib import runtime as runtime_module
-from chalicelib.runtime import Runtime
 import pytest
 
+from chalicelib import runtime as runtime_module
+from chalicelib.runtime import Runtime
 from tests.conftest import Probe, SimulatedCrash, wait_until
 
 

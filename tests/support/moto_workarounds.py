@@ -55,7 +55,8 @@ def restore_api_key_required(client: Any, rest_api_id: str, swagger: dict[str, A
                               authorizationType="NONE", apiKeyRequired=True)
             client.put_integration(restApiId=rest_api_id, resourceId=resource_id, httpMethod=http_method,
                                    type=integration["type"].upper(), integrationHttpMethod=integration["httpMethod"],
-                                   uri=integration["uri"], passthroughBehavior=integration.get("passthroughBehavior", "WHEN_NO_MATCH"))
+                                   uri=integration["uri"],
+                                   passthroughBehavior=integration.get("passthroughBehavior", "WHEN_NO_MATCH"))
             restored.append(f"{http_method} {path}")
     return restored
 
