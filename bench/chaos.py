@@ -9,9 +9,9 @@ duplicate delivery or the flush must not make a chunk run twice). Exit status 1 
 
 Everything is private to the run: a database `jobs_chaos_<run>`, a redis-server of its own (so the
 flush touches nobody else), moto's server with a queue (+ dead-letter queue) and a bucket, worker
-processes from the test suite's harness (tests/support/worker_process.py) that record every chunk
-they start. Workers get a short function timeout, so long jobs are handed off several times, and a
-short lease, so killed workers are taken over quickly; the sweeper runs every two seconds.
+processes (local/worker_process.py) that record every chunk they start. Workers get a short function
+timeout, so long jobs are handed off several times, and a short lease, so killed workers are taken
+over quickly; the sweeper runs every two seconds.
 """
 from __future__ import annotations
 
@@ -40,8 +40,7 @@ from chalicelib.jobs.csv_stats import CsvStats
 from chalicelib.runtime import Runtime
 from chalicelib.schema import migrate
 from chalicelib.store import connect_args
-from local import services
-from tests.support import worker_process
+from local import services, worker_process
 
 OWNER = "chaos"
 BUCKET = "chaos-input"
@@ -147,7 +146,7 @@ def run(ns: argparse.Namespace) -> int:
         (work / "chunks").mkdir()
 
         def start_worker():
-            proc = worker_process.start(settings, probe_log=work, function_timeout=ns.function_timeout,
+            proc = worker_process.start(settings, function_timeout=ns.function_timeout,
                                         output=work / "workers.log", CHUNK_LOG=str(work / "chunks"),
                                         POWERTOOLS_LOG_LEVEL="INFO")
             workers.append(proc)

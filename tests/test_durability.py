@@ -15,10 +15,9 @@ import app as app_module
 from chalicelib import runtime as runtime_module
 from chalicelib.hotstate import connect as redis_connect
 from chalicelib.runtime import Runtime
-from local import services
+from local import services, worker_process
 from local.eventsource import EventSource, LambdaContext
 from tests.conftest import wait_until
-from tests.support import worker_process
 from tests.support.probe import Probe, SimulatedCrash, logged_steps
 
 
@@ -43,11 +42,12 @@ def make_queue(sqs, settings):
 
 @pytest.fixture
 def workers():
-    """Start worker processes; every one still alive is killed after the test."""
+    """Start worker processes that know the probe job type (recording its chunks under `probe_log`);
+    every one still alive is killed after the test."""
     started = []
 
-    def start(settings, **options):
-        proc = worker_process.start(settings, **options)
+    def start(settings, *, probe_log, **options):
+        proc = worker_process.start(settings, job_types=["tests.support.probe"], PROBE_LOG=str(probe_log), **options)
         started.append(proc)
         return proc
 

@@ -1,11 +1,12 @@
-"""The worker Lambda as a process of its own, fed by the event-source emulation from the test's queue.
+"""The worker Lambda as a process of its own, fed by the event-source emulation from a queue.
 
 Tests and bench/chaos.py start several and kill them (SIGKILL) to see how the system survives.
-Settings come from the environment, as in Lambda (`environment()` builds it). PROBE_LOG makes the
-probe job type record every chunk it starts; CHUNK_LOG makes every job type record each chunk it
-starts as "pid job_id state-digest unix-time" lines (the same digest twice for a job = a chunk redone).
+Settings come from the environment, as in Lambda (`environment()` builds it from `Settings.to_env`).
+`--job-types MODULE` imports a module that registers more job types (the tests' `probe`); CHUNK_LOG
+makes every job type record each chunk it starts as "pid job_id state-digest unix-time" lines (the
+same digest twice for a job = a chunk redone).
 
-    python -m tests.support.worker_process --function-timeout 60
+    python -m local.worker_process --function-timeout 60 [--job-types tests.support.probe]
 """
 from __future__ import annotations
 
@@ -14,39 +15,33 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from chalicelib.config import Settings
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def environment(settings: Settings, **extra: str) -> dict[str, str]:
     """The process environment that makes Settings.from_env() give these settings."""
-    return {
-        **os.environ,
-        "MYSQL_URL": settings.mysql_url, "REDIS_URL": settings.redis_url, "REDIS_PREFIX": settings.redis_prefix,
-        "JOBS_QUEUE_URL": settings.jobs_queue_url, "AWS_ENDPOINT_URL": settings.aws_endpoint_url or "",
-        "LEASE_SECONDS": str(settings.lease_seconds), "HANDOFF_RESERVE_MS": str(settings.handoff_reserve_ms),
-        "RETRY_BASE_SECONDS": str(settings.retry_base_seconds),
-        "STALL_AFTER_SECONDS": str(settings.stall_after_seconds),
-        "POWERTOOLS_LOG_LEVEL": "WARNING",
-        **extra,
-    }
+    return {**os.environ, **settings.to_env(), "POWERTOOLS_LOG_LEVEL": "WARNING", **extra}
 
 
-def start(settings: Settings, *, probe_log: Path, function_timeout: float = 60.0, batch_size: int = 10,
-          output: Path | None = None, **env: str) -> subprocess.Popen:
+def start(settings: Settings, *, function_timeout: float = 60.0, batch_size: int = 10,
+          output: Path | None = None, job_types: Sequence[str] = (), **env: str) -> subprocess.Popen:
     """A worker process polling the settings' queue; the caller stops (or kills) it.
 
-    `output` receives its stdout and stderr (JSON log lines and EMF metrics), else they are dropped.
+    `output` receives its stdout and stderr (JSON log lines and EMF metrics), else they are dropped;
+    `job_types` are modules it imports first, which register more job types; `env` adds variables.
     """
     sink = output.open("ab") if output else subprocess.DEVNULL
-    return subprocess.Popen(
-        [sys.executable, "-m", "tests.support.worker_process", "--function-timeout", str(function_timeout),
-         "--batch-size", str(batch_size)],
-        cwd=ROOT, env=environment(settings, PROBE_LOG=str(probe_log), **env), stdout=sink, stderr=subprocess.STDOUT,
-    )
+    command = [sys.executable, "-m", "local.worker_process", "--function-timeout", str(function_timeout),
+               "--batch-size", str(batch_size)]
+    for module in job_types:
+        command += ["--job-types", module]
+    return subprocess.Popen(command, cwd=ROOT, env=environment(settings, **env), stdout=sink,
+                            stderr=subprocess.STDOUT)
 
 
 def _count_chunks(directory: str) -> None:
@@ -84,13 +79,19 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--function-timeout", type=float, default=60.0)
     parser.add_argument("--batch-size", type=int, default=10)
+    parser.add_argument("--job-types", action="append", default=[], metavar="MODULE",
+                        help="import MODULE first, which registers more job types (repeatable)")
     ns = parser.parse_args()
+    import importlib
+
     from local import services
     from local.eventsource import EventSource
 
     services.use_fake_aws_credentials()
     import app
-    import tests.support.probe  # noqa: F401  (registers the probe job type)
+
+    for module in ns.job_types:
+        importlib.import_module(module)
 
     if os.environ.get("CHUNK_LOG"):
         _count_chunks(os.environ["CHUNK_LOG"])
