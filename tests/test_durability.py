@@ -399,7 +399,7 @@ def test_the_sweeper_sends_again_a_running_job_whose_worker_died_with_its_messag
         events.invoke(messages)
     sqs.delete_message(QueueUrl=settings.jobs_queue_url, ReceiptHandle=messages[0]["ReceiptHandle"])  # lost
     assert runtime.sweeper.sweep().stalled_sent == 0  # the dead worker's lease still lives
-    wait_until(lambda: not redis_client.exists(f"{settings.redis_prefix}lease:{job_id}"), timeout=3)
+    wait_until(lambda: not redis_client.exists(runtime.hot.lease_key(job_id)), timeout=3)
     first_seen = runtime.sweeper.sweep().stalled_sent  # no lease: marked, not yet sent
     time.sleep(1.1)  # a live holder would have taken its lease again within a lease period
 
