@@ -33,7 +33,8 @@ BIN = Path(sys.executable).parent
 
 def measure(calls: int, action: Callable[[int], Any]) -> tuple[float, int]:
     """p50 milliseconds and the most Redis round trips of `calls` calls of `action(i)`, after one
-    call to warm up (connections made, scripts loaded: counted apart, see notes/redis-py.md)."""
+    call to warm up, counted apart: it makes the connections (each with its handshake) and loads the
+    scripts (a script's first call is 3 round trips: EVALSHA answered NOSCRIPT, SCRIPT LOAD, EVALSHA)."""
     action(-1)
     times, trips = [], 0
     for i in range(calls):

@@ -38,8 +38,9 @@ FINAL_SEQ = 2**50
 
 # One round trip: refuse a writer whose lease was taken over and an older write, else store view +
 # checkpoint with their TTL and renew (or, final, release) the lease; in every case report the
-# cancel flag. A script called directly is one EVALSHA once loaded (../shared/notes/redis-py.md:
-# inside a pipeline it would cost two round trips).
+# cancel flag. A script called directly is one round trip (EVALSHA) once loaded; inside a pipeline it
+# would cost two on every execute(), as redis-py's Pipeline.load_scripts sends SCRIPT EXISTS first
+# (https://github.com/redis/redis-py/blob/v8.1.0/redis/client.py, measured with redis-py 8.1).
 _WRITE = """
 local cancel = redis.call('HGET', KEYS[1], 'cancel') or ''
 local token, final = ARGV[8], ARGV[6] == '-'
@@ -108,7 +109,8 @@ def connect(url: str, *, password: str | None = None) -> redis.Redis:
     return redis.Redis.from_url(
         url,
         **({"password": password} if password else {}),
-        # RESP2 skips HELLO and CLIENT MAINT_NOTIFICATIONS on every new connection (notes/redis-py.md).
+        # redis-py 8.1 speaks RESP3 by default: every new connection first sends HELLO 3 and CLIENT
+        # MAINT_NOTIFICATIONS (which Redis 7.0 rejects). RESP2 skips both, on a cold start and reconnects.
         protocol=2,
         decode_responses=True,
         socket_connect_timeout=1.0,
