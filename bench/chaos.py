@@ -37,6 +37,7 @@ import redis
 from chalicelib import errors, jobs, runtime
 from chalicelib.config import Settings
 from chalicelib.jobs.csv_stats import CsvStats
+from chalicelib.models import JobStatus
 from chalicelib.runtime import Runtime
 from chalicelib.schema import migrate
 from chalicelib.store import connect_args
@@ -44,7 +45,6 @@ from local import services, worker_process
 
 OWNER = "chaos"
 BUCKET = "chaos-input"
-TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
 
 
 @dataclass
@@ -185,7 +185,7 @@ def _chaos(ns, rng, rt, plans, alive, start_worker, tally, sqs, queue, redis_por
             with contextlib.suppress(errors.JobFinished):  # it may have finished first
                 rt.service.cancel(OWNER, cancels.pop(0).job_id)
         statuses = _statuses(rt, plans)
-        done = sum(status in TERMINAL for status in statuses.values())
+        done = sum(status.terminal for status in statuses.values())
         if done == len(plans):
             return
         if not flushed and done >= len(plans) * 0.4:
@@ -193,7 +193,7 @@ def _chaos(ns, rng, rt, plans, alive, start_worker, tally, sqs, queue, redis_por
             flushed, tally.flushed_at = True, time.time()
             print(f"{now - started:6.1f}s  flushed Redis", flush=True)
         if now >= next_event:
-            active = [p for p in plans if statuses[p.job_id] == "RUNNING"]
+            active = [p for p in plans if statuses[p.job_id] is JobStatus.RUNNING]
             if rng.random() < 0.5 and alive:
                 victim = alive.pop(rng.randrange(len(alive)))
                 victim.send_signal(signal.SIGKILL)
@@ -211,9 +211,9 @@ def _chaos(ns, rng, rt, plans, alive, start_worker, tally, sqs, queue, redis_por
         time.sleep(0.1)
 
 
-def _statuses(rt: Runtime, plans: list[Plan]) -> dict[str, str]:
+def _statuses(rt: Runtime, plans: list[Plan]) -> dict[str, JobStatus]:
     """Every job's status in MySQL (they all belong to OWNER), in one query."""
-    return {job.id: job.status.value for job in rt.store.list_jobs(OWNER, limit=len(plans))}
+    return {job.id: job.status for job in rt.store.list_jobs(OWNER, limit=len(plans))}
 
 
 def _report(ns, rt, plans, tally, work: Path, seconds: float) -> int:
@@ -222,9 +222,9 @@ def _report(ns, rt, plans, tally, work: Path, seconds: float) -> int:
         job = rt.store.get_job(plan.job_id)
         if job is None or not job.status.terminal:
             outcomes["lost"] += 1
-        elif job.status.value == "COMPLETED":
+        elif job.status is JobStatus.COMPLETED:
             outcomes["completed, right result" if job.result == plan.expected_result else "WRONG result"] += 1
-        elif job.status.value == "CANCELLED":
+        elif job.status is JobStatus.CANCELLED:
             outcomes["cancelled"] += 1
         elif plan.fails and job.error and "(attempt 2 of 2)" in job.error:
             outcomes["failed as designed"] += 1

@@ -16,7 +16,7 @@ import pymysql
 from pymysql.constants import CLIENT, ER
 
 from . import errors
-from .models import Job, JobStatus
+from .models import TERMINAL, Job, JobStatus
 
 # Connection-level failures after which a fresh connection may succeed: can't connect (2003),
 # server has gone away (2006), lost connection during query (2013), lost connection (2055).
@@ -295,8 +295,9 @@ class JobStore:
 
     def purge(self, *, finished_before, limit: int) -> int:
         """Delete up to `limit` finished jobs last updated before `finished_before`; returns how many."""
+        finished = sorted(status.value for status in TERMINAL)
         deleted, _ = self._execute(
-            "DELETE FROM jobs WHERE status IN (%s, %s, %s) AND updated_at < %s LIMIT %s",
-            (*(s.value for s in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)), finished_before, limit),
+            f"DELETE FROM jobs WHERE status IN ({', '.join(['%s'] * len(finished))}) AND updated_at < %s LIMIT %s",
+            (*finished, finished_before, limit),
         )
         return deleted

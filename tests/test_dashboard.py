@@ -17,7 +17,8 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
                  "--disable-background-networking", "--disable-component-update"]
 SCREENSHOTS = ROOT / "test-output"
-JOB_POLL = re.compile(r"/jobs/([0-9A-Z]{26})$")
+#: GET /jobs/{id}: the job id is the last segment of the path (models.parse_job_id owns its form).
+JOB_POLL = re.compile(r"/jobs/([^/?]+)$")
 
 
 @pytest.fixture(scope="module")

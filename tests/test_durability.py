@@ -14,6 +14,7 @@ import pytest
 import app as app_module
 from chalicelib import runtime as runtime_module
 from chalicelib.hotstate import connect as redis_connect
+from chalicelib.models import JobStatus
 from chalicelib.runtime import Runtime
 from local import services, worker_process
 from local.eventsource import EventSource, LambdaContext
@@ -69,7 +70,7 @@ def _row(mysql, job_id):
 
 
 def _finished(api, job_id, *, timeout=30.0):
-    return wait_until(lambda: (job := api.get(job_id).json)["status"] not in ("PENDING", "RUNNING") and job,
+    return wait_until(lambda: JobStatus((job := api.get(job_id).json)["status"]).terminal and job,
                       timeout=timeout, interval=0.05)
 
 
@@ -282,7 +283,7 @@ def _poll_until_finished(events, api, job_id, *, timeout=20.0):
     while time.monotonic() < deadline:
         events.poll_once(wait_seconds=1)
         job = api.get(job_id).json
-        if job["status"] not in ("PENDING", "RUNNING"):
+        if JobStatus(job["status"]).terminal:
             return job
     pytest.fail(f"job {job_id} did not finish")
 
