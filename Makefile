@@ -1,16 +1,21 @@
 # The two commands of the README: `make run` (set up and run locally) and `make test`.
+# `make lint` runs ruff and mypy (settings in pyproject.toml), as CI does after `make test`.
 # `make bench` prints the benchmark table (BENCH_ARGS=--quick for the small mode).
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: run test bench setup services browser migrate clean deploy teardown
+.PHONY: run test lint bench setup services browser migrate clean deploy teardown
 
 run: setup                     ## set up and run the whole system locally on http://127.0.0.1:8000
 	$(PY) -m local.run $(RUN_ARGS)
 
 test: setup services browser   ## run the test suite against real MariaDB, Redis and moto's server
 	$(PY) -m pytest
+
+lint: setup                    ## ruff (lint rules) over the tree and mypy over chalicelib/ and app.py
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 BENCH_ARGS ?=
 

@@ -15,6 +15,7 @@ import redis
 
 from bench.env import OWNER, IoCount, Row, budget_row, counted, percentiles, quiet, recording_runtime, submit_jobs
 from chalicelib import runtime as runtime_module
+from chalicelib.hotstate import HotState
 from chalicelib.runtime import Runtime
 from local.eventsource import LambdaContext
 
@@ -102,11 +103,9 @@ class Samples:
                    {"redis": self.redis(), "mysql": self.mysql()})
 
 
-def _forget_hot_state(client: redis.Redis, prefix: str, job_id: str) -> None:
-    """Drop the job's keys from Redis (as a flush or an expiry would), not knowing their layout."""
-    keys = list(client.scan_iter(match=f"{prefix}*{job_id}*", count=1000))
-    if keys:
-        client.delete(*keys)
+def _forget_hot_state(client: redis.Redis, hot: HotState, job_id: str) -> None:
+    """Drop the job's keys from Redis, as a flush or an expiry would."""
+    client.delete(*hot.keys_of(job_id))
 
 
 def run(env, *, calls: int) -> list[Row]:
@@ -117,18 +116,18 @@ def run(env, *, calls: int) -> list[Row]:
     caller = Caller(app_module.app)
     setup_runtime, setup_sqs = recording_runtime(env.settings)
     raw = redis.Redis.from_url(env.redis_url)
-    prefix = env.settings.redis_prefix
+    hot = runtime.hot
     try:
         with quiet():
-            rows = _post_and_get(caller, calls, raw, prefix)
-            rows += _finished_fallback(caller, max(20, calls // 5), runtime, setup_runtime, setup_sqs, raw, prefix)
+            rows = _post_and_get(caller, calls, raw, hot)
+            rows += _finished_fallback(caller, max(20, calls // 5), runtime, setup_runtime, setup_sqs, raw, hot)
             rows += _cancel(caller, calls, min(50, max(10, calls // 10)), runtime, setup_runtime, setup_sqs)
     finally:
         runtime_module.use(None)
     return rows
 
 
-def _post_and_get(caller: Caller, calls: int, raw: redis.Redis, prefix: str) -> list[Row]:
+def _post_and_get(caller: Caller, calls: int, raw: redis.Redis, hot: HotState) -> list[Row]:
     body = {"type": "sleep", "payload": {"steps": 10, "stepMs": 0}}
     for _ in range(5):  # warm: connections made, scripts loaded, boto3 imported
         caller.get(caller.post(body)[0]["jobId"])
@@ -139,7 +138,7 @@ def _post_and_get(caller: Caller, calls: int, raw: redis.Redis, prefix: str) -> 
         hot.add(caller.get(ids[i % len(ids)]))
     fallback = Samples("GET /jobs/{id} fallback (active job)")
     for i in range(calls):
-        _forget_hot_state(raw, prefix, ids[i])
+        _forget_hot_state(raw, hot, ids[i])
         fallback.add(caller.get(ids[i]))
     sqs_alone = _sqs_send_alone(runtime_module.get(), calls)
     inserts = max(c.inserts for c in post.counts)
@@ -151,8 +150,8 @@ def _post_and_get(caller: Caller, calls: int, raw: redis.Redis, prefix: str) -> 
         fallback.io_row(),
         fallback.time_row(" (MySQL read; nothing to put back while active)"),
         budget_row("POST /jobs: MySQL inserts", inserts, 1, statements=post.mysql()),
-        Row("POST /jobs: MySQL statements", str(post.mysql()), "budget: 1 insert", "ok" if post.mysql() <= 1 else "MISS",
-            {"value": post.mysql()}),
+        Row("POST /jobs: MySQL statements", str(post.mysql()), "budget: 1 insert",
+            "ok" if post.mysql() <= 1 else "MISS", {"value": post.mysql()}),
         budget_row("POST /jobs: Redis round trips", post.redis(), 1),
         budget_row("POST /jobs: SQS sends", sends, 1),
         post.time_row(f" (SQS is moto's server on loopback: a SendMessage alone p50 {sqs_alone:.2f} ms)"),
@@ -173,14 +172,14 @@ def _sqs_send_alone(runtime: Runtime, calls: int) -> float:
 
 
 def _finished_fallback(caller: Caller, calls: int, runtime: Runtime, setup_runtime: Runtime, setup_sqs,
-                       raw: redis.Redis, prefix: str) -> list[Row]:
+                       raw: redis.Redis, hot: HotState) -> list[Row]:
     """GET of a finished job Redis lost: read from MySQL, and put back for the next poll."""
     ids, records = submit_jobs(setup_runtime, setup_sqs, calls, {"steps": 1, "stepMs": 0})
     for start in range(0, len(records), 10):
         runtime.worker.handle_batch(records[start:start + 10], LambdaContext(timeout_seconds=900))
     samples = Samples("GET /jobs/{id} fallback (finished job)")
     for job_id in ids:
-        _forget_hot_state(raw, prefix, job_id)
+        _forget_hot_state(raw, hot, job_id)
         view = samples.add(caller.get(job_id))
         if view["status"] != "COMPLETED":
             raise RuntimeError(f"job {job_id} is {view['status']}, not COMPLETED")

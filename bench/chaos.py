@@ -9,15 +9,16 @@ duplicate delivery or the flush must not make a chunk run twice). Exit status 1 
 
 Everything is private to the run: a database `jobs_chaos_<run>`, a redis-server of its own (so the
 flush touches nobody else), moto's server with a queue (+ dead-letter queue) and a bucket, worker
-processes from the test suite's harness (tests/support/worker_process.py) that record every chunk
-they start. Workers get a short function timeout, so long jobs are handed off several times, and a
-short lease, so killed workers are taken over quickly; the sweeper runs every two seconds.
+processes (local/worker_process.py) that record every chunk they start. Workers get a short function
+timeout, so long jobs are handed off several times, and a short lease, so killed workers are taken
+over quickly; the sweeper runs every two seconds.
 """
 from __future__ import annotations
 
 import argparse
 import collections
 import contextlib
+import itertools
 import json
 import random
 import shutil
@@ -37,15 +38,14 @@ from chalicelib import errors, runtime
 from chalicelib.config import Settings
 from chalicelib.jobs import testing
 from chalicelib.jobs.csv_stats import CsvStats
+from chalicelib.models import JobStatus
 from chalicelib.runtime import Runtime
 from chalicelib.schema import migrate
 from chalicelib.store import connect_args
-from local import services
-from tests.support import worker_process
+from local import services, worker_process
 
 OWNER = "chaos"
 BUCKET = "chaos-input"
-TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
 
 
 @dataclass
@@ -87,14 +87,15 @@ def plan_jobs(count: int, rng: random.Random, rt: Runtime, s3) -> list[Plan]:
         s3.put_object(Bucket=BUCKET, Key=name, Body=_csv(rng, rows))
         objects[name] = rows
     plans = []
-    for i in range(count):
+    for _ in range(count):
         kind = rng.random()
         if kind < 0.45:
             steps, ms = rng.randint(3, 60), rng.choice([5, 10, 20, 40])
             plans.append(Plan({"type": "sleep", "payload": {"steps": steps, "stepMs": ms}},
                               {"steps": steps, "sleptMs": steps * ms}))
         elif kind < 0.75:
-            payload = {"bucket": BUCKET, "key": rng.choice(list(objects)), "chunkBytes": rng.choice([4096, 16384, 65536])}
+            payload = {"bucket": BUCKET, "key": rng.choice(list(objects)),
+                       "chunkBytes": rng.choice([4096, 16384, 65536])}
             plans.append(Plan({"type": "csv-stats", "payload": payload}, ("csv", payload)))
         elif kind < 0.9:
             steps = rng.randint(40, 120)
@@ -140,7 +141,7 @@ def run(ns: argparse.Namespace) -> int:
         (work / "chunks").mkdir()
 
         def start_worker():
-            proc = worker_process.start(settings, probe_log=work, function_timeout=ns.function_timeout,
+            proc = worker_process.start(settings, function_timeout=ns.function_timeout,
                                         output=work / "workers.log", CHUNK_LOG=str(work / "chunks"),
                                         POWERTOOLS_LOG_LEVEL="INFO")
             workers.append(proc)
@@ -179,7 +180,7 @@ def _chaos(ns, rng, rt, plans, alive, start_worker, tally, sqs, queue, redis_por
             with contextlib.suppress(errors.JobFinished):  # it may have finished first
                 rt.service.cancel(OWNER, cancels.pop(0).job_id)
         statuses = _statuses(rt, plans)
-        done = sum(status in TERMINAL for status in statuses.values())
+        done = sum(status.terminal for status in statuses.values())
         if done == len(plans):
             return
         if not flushed and done >= len(plans) * 0.4:
@@ -187,7 +188,7 @@ def _chaos(ns, rng, rt, plans, alive, start_worker, tally, sqs, queue, redis_por
             flushed, tally.flushed_at = True, time.time()
             print(f"{now - started:6.1f}s  flushed Redis", flush=True)
         if now >= next_event:
-            active = [p for p in plans if statuses[p.job_id] == "RUNNING"]
+            active = [p for p in plans if statuses[p.job_id] is JobStatus.RUNNING]
             if rng.random() < 0.5 and alive:
                 victim = alive.pop(rng.randrange(len(alive)))
                 victim.send_signal(signal.SIGKILL)
@@ -205,9 +206,9 @@ def _chaos(ns, rng, rt, plans, alive, start_worker, tally, sqs, queue, redis_por
         time.sleep(0.1)
 
 
-def _statuses(rt: Runtime, plans: list[Plan]) -> dict[str, str]:
+def _statuses(rt: Runtime, plans: list[Plan]) -> dict[str, JobStatus]:
     """Every job's status in MySQL (they all belong to OWNER), in one query."""
-    return {job.id: job.status.value for job in rt.store.list_jobs(OWNER, limit=len(plans))}
+    return {job.id: job.status for job in rt.store.list_jobs(OWNER, limit=len(plans))}
 
 
 def _report(ns, rt, plans, tally, work: Path, seconds: float) -> int:
@@ -216,9 +217,9 @@ def _report(ns, rt, plans, tally, work: Path, seconds: float) -> int:
         job = rt.store.get_job(plan.job_id)
         if job is None or not job.status.terminal:
             outcomes["lost"] += 1
-        elif job.status.value == "COMPLETED":
+        elif job.status is JobStatus.COMPLETED:
             outcomes["completed, right result" if job.result == plan.expected_result else "WRONG result"] += 1
-        elif job.status.value == "CANCELLED":
+        elif job.status is JobStatus.CANCELLED:
             outcomes["cancelled"] += 1
         elif plan.fails and job.error and "(attempt 2 of 2)" in job.error:
             outcomes["failed as designed"] += 1
@@ -276,7 +277,7 @@ def _redone(work: Path, retried: set[str], tally: Tally) -> tuple[int, int]:
 def _orphaned_across_flush(chunks: list[tuple[float, int, str]], tally: Tally) -> bool:
     if tally.flushed_at is None:
         return False
-    for (at, pid, _), (next_at, next_pid, _) in zip(chunks, chunks[1:]):
+    for (at, pid, _), (next_at, next_pid, _) in itertools.pairwise(chunks):
         killed = tally.killed.get(pid)
         if next_pid != pid and killed and at <= killed < tally.flushed_at < next_at:
             return True

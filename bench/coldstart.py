@@ -66,8 +66,8 @@ def run(*, runs: int) -> list[Row]:
     app_ms = packages["app"]
     redis_total_ms, redis_packages, _ = median_import("import redis", runs)
     redis_ms = redis_packages["redis"]
-    top = sorted(((ms, name) for name, ms in packages.items() if name not in STARTUP and not name.startswith("__editable__")),
-                 reverse=True)[:6]
+    top = sorted(((ms, name) for name, ms in packages.items()
+                  if name not in STARTUP and not name.startswith("__editable__")), reverse=True)[:6]
     heavy = sorted(name for name in MUST_NOT_IMPORT if name in modules)
     rows = [
         Row("cold start: import app (-X importtime)", f"{app_ms:.0f} ms (process {total_ms:.0f} ms)",
@@ -75,7 +75,8 @@ def run(*, runs: int) -> list[Row]:
             {"app_ms": app_ms, "total_ms": total_ms, "redis_ms": redis_ms, "redis_total_ms": redis_total_ms}),
         Row("cold start: top importers (cumulative)", ", ".join(f"{name} {ms:.0f}" for ms, name in top) + " ms",
             "", "info", {name: ms for ms, name in top}),
-        Row("cold start: import app skips boto3, fastjsonschema, X-Ray", "yes" if not heavy else f"no: {', '.join(heavy)}",
+        Row("cold start: import app skips boto3, fastjsonschema, X-Ray",
+            "yes" if not heavy else f"no: {', '.join(heavy)}",
             "budget: nothing a route does not need", "ok" if not heavy else "MISS", {"imported": heavy}),
     ]
     with tempfile.TemporaryDirectory() as tmp:
@@ -89,7 +90,8 @@ def run(*, runs: int) -> list[Row]:
             Row("deployment package (chalice package --stage dev)",
                 f"{zipped.stat().st_size / 1e6:.1f} MB zipped", f"{unpacked / 1e6:.1f} MB unpacked, {len(names)} files",
                 "info", {"zipped": zipped.stat().st_size, "unpacked": unpacked, "files": len(names)}),
-            Row("deployment package leaves out boto3 and test-only code", "yes" if not shipped else f"no: {', '.join(shipped)}",
+            Row("deployment package leaves out boto3 and test-only code",
+                "yes" if not shipped else f"no: {', '.join(shipped)}",
                 "budget: runtime dependencies only", "ok" if not shipped else "MISS", {"shipped": shipped}),
         ]
     return rows

@@ -17,9 +17,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import redis
 
@@ -32,7 +33,8 @@ BIN = Path(sys.executable).parent
 
 def measure(calls: int, action: Callable[[int], Any]) -> tuple[float, int]:
     """p50 milliseconds and the most Redis round trips of `calls` calls of `action(i)`, after one
-    call to warm up (connections made, scripts loaded: counted apart, see notes/redis-py.md)."""
+    call to warm up, counted apart: it makes the connections (each with its handshake) and loads the
+    scripts (a script's first call is 3 round trips: EVALSHA answered NOSCRIPT, SCRIPT LOAD, EVALSHA)."""
     action(-1)
     times, trips = [], 0
     for i in range(calls):
@@ -48,10 +50,10 @@ def run(env, *, polls: int, jobs: int, processes: int, ours_chunk: dict | None, 
     run_tag = f"bench-{env.run_id}"
     os.environ["BENCH_CELERY_URL"] = env.redis_url
     os.environ["BENCH_CELERY_QUEUE"] = f"{run_tag}-celery"
-    from bench import celery_tasks, rq_tasks
-
     from rq import Queue
     from rq.job import Job
+
+    from bench import celery_tasks, rq_tasks
 
     conn = redis.Redis.from_url(env.redis_url)
     idle = Queue(f"{run_tag}-idle", connection=conn)  # no worker listens: jobs stay queued
@@ -66,8 +68,8 @@ def run(env, *, polls: int, jobs: int, processes: int, ours_chunk: dict | None, 
         # The SQS send is left out here (RQ and Celery enqueue into Redis): POST /jobs's own row
         # has it, on moto's server.
         no_sqs, _ = recording_runtime(env.settings)
-        ours_submit, ours_submit_trips = measure(
-            min(polls, 300), lambda i: no_sqs.service.submit(OWNER, {"type": "sleep", "payload": {"steps": 10, "stepMs": 0}}))
+        body = {"type": "sleep", "payload": {"steps": 10, "stepMs": 0}}
+        ours_submit, ours_submit_trips = measure(min(polls, 300), lambda i: no_sqs.service.submit(OWNER, body))
 
     rq_job = idle.enqueue(rq_tasks.chunked, 10)
     rq_job.meta["progress"] = {"done": 5, "total": 10}
@@ -150,7 +152,8 @@ def rq_throughput(env, conn: redis.Redis, *, jobs: int, processes: int, queue: s
                         Path(tmp) / f"rq-{i}.log") for i in range(processes)]
         for proc in procs:
             if proc.wait(timeout=600) != 0:
-                raise RuntimeError(f"rq worker exited {proc.returncode}: {(Path(tmp) / 'rq-0.log').read_text()[-2000:]}")
+                log = (Path(tmp) / "rq-0.log").read_text()[-2000:]
+                raise RuntimeError(f"rq worker exited {proc.returncode}: {log}")
     finished = Job.fetch_many(ids, connection=conn)
     if any(job is None or not job.is_finished for job in finished):
         raise RuntimeError("not every RQ job finished")

@@ -15,10 +15,11 @@ import statistics
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pymysql
 import redis
@@ -224,7 +225,7 @@ class BenchEnv:
         self.moto_url = ""
         self.sqs: Any = None
 
-    def __enter__(self) -> "BenchEnv":
+    def __enter__(self) -> BenchEnv:
         services.use_fake_aws_credentials()
         try:
             migrate(self.mysql_url, create_database=True)

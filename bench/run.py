@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     ns = parse_args(argv)
     sizes = QUICK if ns.quick else FULL
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from bench import api, compare, coldstart, worker
+    from bench import api, coldstart, compare, worker
     from bench.env import BenchEnv, Row, dumps, silence_libraries
 
     silence_libraries()

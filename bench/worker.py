@@ -13,7 +13,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from bench.env import (OWNER, Row, budget_row, counted, quiet, recording_runtime, sqs_event, submit_jobs)
+from bench.env import OWNER, Row, budget_row, counted, quiet, recording_runtime, sqs_event, submit_jobs
 from chalicelib import runtime as runtime_module
 from chalicelib.runtime import Runtime
 from local.eventsource import LambdaContext
@@ -74,7 +74,7 @@ def costs(env, *, sizes: list[int], repeats: int) -> tuple[list[Row], dict[str, 
             {"seconds": overhead_s, "chunk_seconds": per_chunk_s, "step_seconds": step_s}),
         Row(f"worker: MySQL writes per job ({' / '.join(map(str, sizes))} chunks)", " / ".join(map(str, writes)),
             "budget: start + finish = 2, flat", "ok" if set(writes) == {2} else "MISS",
-            {"writes": dict(zip(map(str, sizes), writes))}),
+            {"writes": dict(zip(map(str, sizes), writes, strict=True))}),
         Row("worker: fixed cost per job", f"{fixed_redis:g} Redis, {fixed_mysql:g} MySQL, "
             f"{(median[small] - small * per_chunk_s) * 1000:.2f} ms", "start + finish, besides the chunks", "info"),
     ]

@@ -24,6 +24,10 @@ def _names(env, name: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in (env.get(name) or "").split(",") if item.strip())
 
 
+def _on_off(value: bool) -> str:
+    return "on" if value else "off"
+
+
 def _flag(env, name: str) -> bool:
     raw = (env.get(name) or "off").lower()
     if raw not in ("on", "off", "true", "false", "1", "0"):
@@ -96,7 +100,7 @@ class Settings:
     tracing: bool = False
 
     @classmethod
-    def from_env(cls, env=None) -> "Settings":
+    def from_env(cls, env=None) -> Settings:
         """Build settings from environment variables, falling back to local defaults."""
         env = os.environ if env is None else env
         d = cls()
@@ -133,6 +137,43 @@ class Settings:
             sweep_max_seconds=_int(env, "SWEEP_MAX_SECONDS", d.sweep_max_seconds),
             tracing=_flag(env, "TRACING"),
         )
+
+    def to_env(self) -> dict[str, str]:
+        """The environment variables that make `from_env` give these settings back (secrets included)."""
+        return {
+            "MYSQL_URL": self.mysql_url,
+            "MYSQL_SECRET_ARN": self.mysql_secret_arn or "",
+            "MYSQL_TLS": _on_off(self.mysql_tls),
+            "MYSQL_TLS_CA": self.mysql_tls_ca or "",
+            "REDIS_URL": self.redis_url,
+            "REDIS_AUTH_TOKEN": self.redis_auth_token or "",
+            "REDIS_AUTH_SECRET_ARN": self.redis_auth_secret_arn or "",
+            "REDIS_PREFIX": self.redis_prefix,
+            "JOBS_QUEUE_URL": self.jobs_queue_url,
+            "JOBS_QUEUE_NAME": self.jobs_queue_name,
+            "JOBS_DLQ_NAME": self.jobs_dlq_name,
+            "INPUT_BUCKETS": ",".join(self.input_buckets),
+            "WORK_BUCKET": self.work_bucket or "",
+            "JOB_TYPES": ",".join(self.job_types),
+            "AWS_ENDPOINT_URL": self.aws_endpoint_url or "",
+            # from_env prefers AWS_REGION to AWS_DEFAULT_REGION: setting the first wins either way.
+            "AWS_REGION": self.aws_region,
+            "TERMINAL_TTL_SECONDS": str(self.terminal_ttl_seconds),
+            "ACTIVE_TTL_SECONDS": str(self.active_ttl_seconds),
+            "INLINE_RESULT_BYTES": str(self.inline_result_bytes),
+            "STALL_AFTER_SECONDS": str(self.stall_after_seconds),
+            "MAX_BODY_BYTES": str(self.max_body_bytes),
+            "DEFAULT_MAX_ATTEMPTS": str(self.default_max_attempts),
+            "DEFAULT_TIMEOUT_SECONDS": str(self.default_timeout_seconds),
+            "LEASE_SECONDS": str(self.lease_seconds),
+            "RETRY_BASE_SECONDS": str(self.retry_base_seconds),
+            "HANDOFF_RESERVE_MS": str(self.handoff_reserve_ms),
+            "PENDING_RESEND_SECONDS": str(self.pending_resend_seconds),
+            "RETENTION_SECONDS": str(self.retention_seconds),
+            "SWEEP_MAX_ROWS": str(self.sweep_max_rows),
+            "SWEEP_MAX_SECONDS": str(self.sweep_max_seconds),
+            "TRACING": _on_off(self.tracing),
+        }
 
 
 def _retention(env, default: int) -> int:

@@ -1,6 +1,7 @@
 """Redis hot state with redis-py: what polls read and what workers write after every chunk.
 
-Every key and TTL is built here and nowhere else:
+Every key and TTL is built here and nowhere else (tests and benchmarks name keys through
+`HotState.job_key`, `checkpoint_key`, `lease_key`, `orphan_key` and `keys_of`):
 
     {prefix}job:{id}    hash   seq, owner, view (the public JSON), cancel ("1"), cadence (ms/chunk),
                                external ("1": the result was too large for Redis, read MySQL)
@@ -21,9 +22,10 @@ by the final write. A write carrying a token that no longer holds the lease is r
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, cast
 
 import redis
 from redis.backoff import ExponentialBackoff
@@ -36,8 +38,9 @@ FINAL_SEQ = 2**50
 
 # One round trip: refuse a writer whose lease was taken over and an older write, else store view +
 # checkpoint with their TTL and renew (or, final, release) the lease; in every case report the
-# cancel flag. A script called directly is one EVALSHA once loaded (../shared/notes/redis-py.md:
-# inside a pipeline it would cost two round trips).
+# cancel flag. A script called directly is one round trip (EVALSHA) once loaded; inside a pipeline it
+# would cost two on every execute(), as redis-py's Pipeline.load_scripts sends SCRIPT EXISTS first
+# (https://github.com/redis/redis-py/blob/v8.1.0/redis/client.py, measured with redis-py 8.1).
 _WRITE = """
 local cancel = redis.call('HGET', KEYS[1], 'cancel') or ''
 local token, final = ARGV[8], ARGV[6] == '-'
@@ -106,7 +109,8 @@ def connect(url: str, *, password: str | None = None) -> redis.Redis:
     return redis.Redis.from_url(
         url,
         **({"password": password} if password else {}),
-        # RESP2 skips HELLO and CLIENT MAINT_NOTIFICATIONS on every new connection (notes/redis-py.md).
+        # redis-py 8.1 speaks RESP3 by default: every new connection first sends HELLO 3 and CLIENT
+        # MAINT_NOTIFICATIONS (which Redis 7.0 rejects). RESP2 skips both, on a cold start and reconnects.
         protocol=2,
         decode_responses=True,
         socket_connect_timeout=1.0,
@@ -130,7 +134,7 @@ class HotJob:
 
     @classmethod
     def parse(cls, owner: str, view: str, cancel: str | None, cadence: str | None,
-              external: str | None) -> "HotJob":
+              external: str | None) -> HotJob:
         public = json.loads(view)
         public["cancelRequested"] = public["cancelRequested"] or cancel == "1"
         return cls(owner, public, int(cadence) if cadence else None, external == "1")
@@ -171,17 +175,25 @@ class HotState:
         self._release = client.register_script(_RELEASE)
         self._orphans = client.register_script(_ORPHANS)
 
-    def _job_key(self, job_id: str) -> str:
+    def job_key(self, job_id: str) -> str:
+        """The job's hash: seq, owner, view, cancel, cadence, external."""
         return f"{self._prefix}job:{job_id}"
 
-    def _checkpoint_key(self, job_id: str) -> str:
+    def checkpoint_key(self, job_id: str) -> str:
+        """The job type's state at the job's last chunk boundary."""
         return f"{self._prefix}ckpt:{job_id}"
 
-    def _lease_key(self, job_id: str) -> str:
+    def lease_key(self, job_id: str) -> str:
+        """The token of the worker holding the job."""
         return f"{self._prefix}lease:{job_id}"
 
-    def _orphan_key(self, job_id: str) -> str:
+    def orphan_key(self, job_id: str) -> str:
+        """When the sweeper first found the RUNNING job without a lease."""
         return f"{self._prefix}orphan:{job_id}"
+
+    def keys_of(self, job_id: str) -> list[str]:
+        """Every key the job may have (what a flush or an expiry takes away)."""
+        return [self.job_key(job_id), self.checkpoint_key(job_id), self.lease_key(job_id), self.orphan_key(job_id)]
 
     @contextmanager
     def _translated(self) -> Iterator[None]:
@@ -193,7 +205,8 @@ class HotState:
     def get(self, job_id: str) -> HotJob | None:
         """The job's hot state in one round trip, or None when Redis has no complete view of it."""
         with self._translated():
-            fields = self._redis.hgetall(self._job_key(job_id))
+            # The client decodes replies (decode_responses=True, see connect): str, not bytes.
+            fields = cast(dict[str, str], self._redis.hgetall(self.job_key(job_id)))
         if "view" not in fields:
             return None
         return HotJob.parse(fields["owner"], fields["view"], fields.get("cancel"), fields.get("cadence"),
@@ -206,9 +219,10 @@ class HotState:
         with self._translated():
             pipe = self._redis.pipeline(transaction=False)
             for job_id in job_ids:
-                pipe.hmget(self._job_key(job_id), "owner", "view", "cancel", "cadence", "external")
+                pipe.hmget(self.job_key(job_id), "owner", "view", "cancel", "cadence", "external")
             replies = pipe.execute()
-        return {job_id: HotJob.parse(*fields) for job_id, fields in zip(job_ids, replies, strict=True) if fields[1] is not None}
+        return {job_id: HotJob.parse(*fields) for job_id, fields in zip(job_ids, replies, strict=True)
+                if fields[1] is not None}
 
     def write(self, job_id: str, *, owner: str, view: dict[str, Any], seq: int,
               cadence_ms: float | None = None, checkpoint: Any = None,
@@ -231,7 +245,7 @@ class HotState:
         checkpoint_arg = "-" if final else ("" if checkpoint is None else json.dumps(checkpoint, separators=(",", ":")))
         with self._translated():
             written, cancel, lost = self._write(
-                keys=[self._job_key(job_id), self._checkpoint_key(job_id), self._lease_key(job_id)],
+                keys=[self.job_key(job_id), self.checkpoint_key(job_id), self.lease_key(job_id)],
                 args=[seq, owner, json.dumps(view, separators=(",", ":")), ttl,
                       "" if cadence_ms is None else int(cadence_ms), checkpoint_arg,
                       "1" if result_external else "", lease or "", max(1, int(lease_seconds * 1000))],
@@ -243,7 +257,7 @@ class HotState:
         another token holds it; with it, the checkpoint and cancel flag. One round trip."""
         with self._translated():
             held, checkpoint, cancel = self._acquire(
-                keys=[self._lease_key(job_id), self._checkpoint_key(job_id), self._job_key(job_id)],
+                keys=[self.lease_key(job_id), self.checkpoint_key(job_id), self.job_key(job_id)],
                 args=[token, max(1, int(lease_seconds * 1000))],
             )
         if not held:
@@ -253,7 +267,7 @@ class HotState:
     def release(self, job_id: str, token: str) -> None:
         """Give the lease up, if `token` still holds it."""
         with self._translated():
-            self._release(keys=[self._lease_key(job_id)], args=[token])
+            self._release(keys=[self.lease_key(job_id)], args=[token])
 
     def orphans(self, job_ids: list[str], *, now_ms: int, confirm_after_ms: int) -> set[str]:
         """Which of these jobs have had no lease since at least `confirm_after_ms` ago.
@@ -264,7 +278,7 @@ class HotState:
         """
         if not job_ids:
             return set()
-        keys = [key for job_id in job_ids for key in (self._lease_key(job_id), self._orphan_key(job_id))]
+        keys = [key for job_id in job_ids for key in (self.lease_key(job_id), self.orphan_key(job_id))]
         with self._translated():
             since = self._orphans(keys=keys, args=[now_ms, max(60_000, 10 * confirm_after_ms)])
         return {job_id for job_id, first in zip(job_ids, since, strict=True)
@@ -277,14 +291,14 @@ class HotState:
         with self._translated():
             pipe = self._redis.pipeline(transaction=False)
             for job_id in job_ids:
-                pipe.exists(self._lease_key(job_id))
+                pipe.exists(self.lease_key(job_id))
             replies = pipe.execute()
         return {job_id for job_id, held in zip(job_ids, replies, strict=True) if held}
 
     def request_cancel(self, job_id: str) -> None:
         """Raise the job's cancel flag; the worker reads it at its next chunk boundary."""
         with self._translated():
-            self._cancel(keys=[self._job_key(job_id)], args=[self.active_ttl])
+            self._cancel(keys=[self.job_key(job_id)], args=[self.active_ttl])
 
     def ping(self) -> None:
         """One cheap round trip, for health checks."""

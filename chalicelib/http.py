@@ -8,14 +8,14 @@ from __future__ import annotations
 import functools
 import json
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from chalice import Response
 
 from . import dashboard, errors
 from .observability import logger as log
 from .service import Answer
-
 
 #: HTTP status of each error class; the first match in this order wins.
 STATUS = (
@@ -38,7 +38,7 @@ _IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 
 def error_response(exc: errors.JobsError) -> Response:
     status = next((code for cls, code in STATUS if isinstance(exc, cls)), 500)
-    headers = {"Retry-After": str(UNAVAILABLE_RETRY_AFTER)} if status == 503 else {}
+    headers: dict[str, str | list[str]] = {"Retry-After": str(UNAVAILABLE_RETRY_AFTER)} if status == 503 else {}
     if status == 503:
         log.warning("answering 503: %s", exc.message)
         message = "a service the API depends on is unavailable; try again shortly"
@@ -105,7 +105,7 @@ def query(request: Any, *allowed: str) -> dict[str, str]:
     unknown = sorted(set(params) - set(allowed))
     if unknown:
         raise errors.InvalidRequest(f"unknown query parameters: {', '.join(unknown)[:200]}")
-    return {name: params.get(name) for name in allowed if name in params}
+    return {name: params[name] for name in allowed if name in params}
 
 
 def idempotency_key(request: Any) -> str | None:
@@ -120,7 +120,7 @@ def idempotency_key(request: Any) -> str | None:
 
 def job_response(answer: Answer, *, status: int = 200, location: bool = False) -> Response:
     """A job's view as a response, with Location and Retry-After where they apply."""
-    headers = {}
+    headers: dict[str, str | list[str]] = {}
     if location:
         headers["Location"] = f"/jobs/{answer.view['jobId']}"
     if answer.retry_after is not None:
@@ -144,7 +144,7 @@ def health_response(checks: dict[str, str], detail: str | None = None) -> Respon
 
 def asset_response(content: str, content_type: str) -> Response:
     """A dashboard file; the page itself gets the Content-Security-Policy and is never cached stale."""
-    headers = {"Content-Type": content_type, "X-Content-Type-Options": "nosniff"}
+    headers: dict[str, str | list[str]] = {"Content-Type": content_type, "X-Content-Type-Options": "nosniff"}
     if content_type.startswith("text/html"):
         headers.update({"Content-Security-Policy": dashboard.CONTENT_SECURITY_POLICY, "Cache-Control": "no-cache"})
     else:

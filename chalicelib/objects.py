@@ -5,7 +5,8 @@ may touch (its inputs; its own objects under `jobs/<owner>/<job id>/` of the wor
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from . import aws, errors
 

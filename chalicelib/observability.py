@@ -9,8 +9,9 @@ created when tracing is wanted.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
@@ -69,4 +70,4 @@ def traced(method: Callable) -> Callable:
         from aws_lambda_powertools import Tracer
 
         _tracer = Tracer(service=SERVICE)
-    return _tracer.capture_method(method, capture_response=False)
+    return _tracer.capture_method(capture_response=False)(method)

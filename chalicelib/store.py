@@ -8,14 +8,15 @@ from __future__ import annotations
 import json
 import ssl
 import threading
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pymysql
 from pymysql.constants import CLIENT, ER
 
 from . import errors
-from .models import Job, JobStatus
+from .models import TERMINAL, Job, JobStatus
 
 # Connection-level failures after which a fresh connection may succeed: can't connect (2003),
 # server has gone away (2006), lost connection during query (2013), lost connection (2055).
@@ -114,7 +115,7 @@ class JobStore:
 
     @classmethod
     def from_url(cls, url: str, *, tls: bool = False, tls_ca: str | None = None,
-                 credentials: Callable[[], tuple[str, str]] | None = None) -> "JobStore":
+                 credentials: Callable[[], tuple[str, str]] | None = None) -> JobStore:
         """A store for MYSQL_URL; `credentials` (user, password), when given, replace the URL's."""
         args = connect_args(url, tls=tls, tls_ca=tls_ca)
 
@@ -141,7 +142,7 @@ class JobStore:
             try:
                 if self._conn is None:
                     self._conn = self._connect()
-                with self._conn.cursor() as cur:
+                with self._conn.cursor(pymysql.cursors.DictCursor) as cur:
                     cur.execute(sql, tuple(args))
                     return cur.rowcount, list(cur.fetchall())
             except pymysql.IntegrityError:
@@ -294,8 +295,9 @@ class JobStore:
 
     def purge(self, *, finished_before, limit: int) -> int:
         """Delete up to `limit` finished jobs last updated before `finished_before`; returns how many."""
+        finished = sorted(status.value for status in TERMINAL)
         deleted, _ = self._execute(
-            "DELETE FROM jobs WHERE status IN (%s, %s, %s) AND updated_at < %s LIMIT %s",
-            (*(s.value for s in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)), finished_before, limit),
+            f"DELETE FROM jobs WHERE status IN ({', '.join(['%s'] * len(finished))}) AND updated_at < %s LIMIT %s",
+            (*finished, finished_before, limit),
         )
         return deleted

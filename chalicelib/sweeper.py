@@ -20,9 +20,10 @@ maxReceiveCount receives (a poison message), unless a live worker holds the job.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import timedelta
-from typing import Any, Callable
+from typing import Any
 
 from . import errors, observability
 from .config import Settings

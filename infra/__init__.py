@@ -1,1 +1,4 @@
-"""Deploying jobs: CloudFormation templates, the usage-plan definition, and the deploy command (never in the Lambda package)."""
+"""Deploying jobs: CloudFormation templates, the usage-plan definition, and the deploy command.
+
+Never in the Lambda package.
+"""

@@ -64,7 +64,8 @@ def stage_of(config: dict, stage: str) -> dict:
     try:
         return config["stages"][stage]
     except KeyError:
-        raise SystemExit(f"stage {stage!r} is not in .chalice/config.json (has: {', '.join(config['stages'])})") from None
+        known = ", ".join(config["stages"])
+        raise SystemExit(f"stage {stage!r} is not in .chalice/config.json (has: {known})") from None
 
 
 def worker_settings(config: dict, stage: str) -> WorkerSettings:

@@ -38,7 +38,8 @@ class Client:
         self.url = url.rstrip("/")
         self.key = key
 
-    def call(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> tuple[Any, dict[str, str]]:
+    def call(self, method: str, path: str, body: Any = None,
+             headers: dict[str, str] | None = None) -> tuple[Any, dict[str, str]]:
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(self.url + path, data=data, method=method, headers={
             "content-type": "application/json", **({"x-api-key": self.key} if self.key else {}), **(headers or {})})
@@ -188,7 +189,8 @@ def _run(client: Client, ns: argparse.Namespace) -> int:
         if job["status"] == "COMPLETED":
             print(json.dumps(job["result"], indent=2))
             return 0
-        print(f"jobs: job {job['jobId']} {job['status']}: {job.get('error') or job.get('message') or ''}", file=sys.stderr)
+        reason = job.get("error") or job.get("message") or ""
+        print(f"jobs: job {job['jobId']} {job['status']}: {reason}", file=sys.stderr)
         return 1
     if ns.command in ("status", "cancel"):
         job, _ = client.call("GET" if ns.command == "status" else "DELETE", f"/jobs/{urllib.parse.quote(ns.id)}")

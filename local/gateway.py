@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from chalice import Chalice
 from chalice.config import Config
@@ -79,7 +80,7 @@ class Keyring:
     """The keys of the definition file with their limits and usage; shared by all request threads."""
 
     def __init__(self, plans: UsagePlans, *, clock: Callable[[], float] = time.monotonic,
-                 now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC)):
         self._lock = threading.Lock()
         self._now = now
         self._keys = {
@@ -90,7 +91,7 @@ class Keyring:
         }
 
     @classmethod
-    def from_file(cls, path: str | Path = usage_plans.DEFAULT_PATH) -> "Keyring":
+    def from_file(cls, path: str | Path = usage_plans.DEFAULT_PATH) -> Keyring:
         return cls(usage_plans.load(path))
 
     def values(self) -> dict[str, str]:

@@ -146,7 +146,8 @@ def _banner(url: str, settings: Settings, keyring: Keyring, ns: argparse.Namespa
             f"sample:   s3://{BUCKET}/{SAMPLE_CSV} for csv-stats jobs\n\n"
             f"try:      curl -s -X POST {url}/jobs -H 'x-api-key: {first}' -H 'content-type: application/json' "
             f"-d '{{\"type\": \"sleep\", \"payload\": {{\"steps\": 5}}}}'\n"
-            f"          JOBS_API_URL={url} JOBS_API_KEY={first} .venv/bin/jobs submit sleep --payload '{{\"steps\": 20}}' --wait\n"
+            f"          JOBS_API_URL={url} JOBS_API_KEY={first} "
+            f".venv/bin/jobs submit sleep --payload '{{\"steps\": 20}}' --wait\n"
             f"Ctrl-C stops everything.\n")
 
 

@@ -83,7 +83,8 @@ def ensure_installed(command: str, package: str) -> str:
     if os.geteuid() != 0:
         raise RuntimeError(f"{command} is missing: install {package} (apt-get install {package})")
     subprocess.run(["apt-get", "update", "-qq"], check=True)
-    subprocess.run(["apt-get", "install", "-y", "-qq", package], check=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    subprocess.run(["apt-get", "install", "-y", "-qq", package], check=True,
+                   env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
     return shutil.which(command) or f"/usr/sbin/{command}"
 
 
@@ -96,7 +97,8 @@ def start_redis(directory: Path, *args: str, port: int | None = None) -> tuple[s
     port = port or free_port()
     args = tuple(a.replace("{port}", str(port)) for a in args)
     listen = ["--port", "0"] if "--tls-port" in args else ["--port", str(port)]
-    proc = spawn([binary, *listen, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(directory), *args])
+    proc = spawn([binary, *listen, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                  "--dir", str(directory), *args])
     wait_for_port(port, proc, "redis-server")
     return proc, port
 
@@ -157,7 +159,9 @@ def create_jobs_queue(sqs: Any, name: str, *, visibility_timeout: int = 60,
     `max_receive_count` is given; returns the jobs queue's URL."""
     attributes = {"VisibilityTimeout": str(visibility_timeout)}
     if max_receive_count is not None:
-        dlq_url = sqs.create_queue(QueueName=f"{name}-dlq", Attributes={"MessageRetentionPeriod": "1209600"})["QueueUrl"]
+        dlq_url = sqs.create_queue(QueueName=f"{name}-dlq",
+                                   Attributes={"MessageRetentionPeriod": "1209600"})["QueueUrl"]
         dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        attributes["RedrivePolicy"] = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive_count)})
+        attributes["RedrivePolicy"] = json.dumps({"deadLetterTargetArn": dlq_arn,
+                                                  "maxReceiveCount": str(max_receive_count)})
     return sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]

@@ -45,11 +45,11 @@ def test_cancel_while_running_stops_within_one_chunk(api, events, mysql):
     assert _row(mysql, job_id)["status"] == "CANCELLED"
 
 
-def test_a_cancel_recorded_in_mysql_is_honoured_when_the_job_is_picked_up_again(api, events, mysql, redis_client, settings):
+def test_a_cancel_recorded_in_mysql_is_honoured_when_the_job_is_picked_up_again(api, events, mysql, redis_client, rt):
     job_id = api.submit("probe", {"steps": 5, "tag": "cancel-durable"}).json["jobId"]
     with mysql.cursor() as cur:  # a worker had started it, then Redis lost everything
         cur.execute("UPDATE jobs SET status = 'RUNNING', cancel_requested = TRUE WHERE id = %s", (job_id,))
-    redis_client.delete(f"{settings.redis_prefix}job:{job_id}")
+    redis_client.delete(rt.hot.job_key(job_id))
 
     events.drain()
 

@@ -15,25 +15,26 @@ ROOT = Path(__file__).resolve().parents[1]
 def _server_connections(mysql, settings):
     database = settings.mysql_url.rsplit("/", 1)[1]
     with mysql.cursor() as cur:
-        cur.execute("SELECT ID FROM information_schema.PROCESSLIST WHERE DB = %s AND ID <> CONNECTION_ID()", (database,))
+        cur.execute("SELECT ID FROM information_schema.PROCESSLIST WHERE DB = %s AND ID <> CONNECTION_ID()",
+                    (database,))
         return [row["ID"] for row in cur.fetchall()]
 
 
-def test_mysql_connection_is_reused_across_invocations(api, mysql, settings, redis_client):
+def test_mysql_connection_is_reused_across_invocations(api, mysql, settings, redis_client, rt):
     job_id = api.submit("sleep", {"steps": 1}).json["jobId"]
     first = _server_connections(mysql, settings)
     for _ in range(5):
-        redis_client.delete(f"{settings.redis_prefix}job:{job_id}")  # force the MySQL path
+        redis_client.delete(rt.hot.job_key(job_id))  # force the MySQL path
         assert api.get(job_id).status == 200
     assert _server_connections(mysql, settings) == first and len(first) == 1
 
 
-def test_a_dropped_mysql_connection_is_replaced_not_fatal(api, mysql, settings, redis_client):
+def test_a_dropped_mysql_connection_is_replaced_not_fatal(api, mysql, settings, redis_client, rt):
     job_id = api.submit("sleep", {"steps": 1}).json["jobId"]
     (old,) = _server_connections(mysql, settings)
     with mysql.cursor() as cur:
         cur.execute(f"KILL {int(old)}")  # what a failover or an idle timeout does to a thawed container
-    redis_client.delete(f"{settings.redis_prefix}job:{job_id}")
+    redis_client.delete(rt.hot.job_key(job_id))
 
     reply = api.get(job_id)
 

@@ -87,7 +87,8 @@ def test_deploy_twice_creates_the_stage_once_and_teardown_removes_it(aws, tmp_pa
     assert clients["events"].list_rules()["Rules"] == []
     assert clients["s3"].list_buckets()["Buckets"] == []
     assert [r["RoleName"] for r in clients["iam"].list_roles()["Roles"]] == []
-    live = [s for s in clients["cloudformation"].list_stacks()["StackSummaries"] if s["StackStatus"] != "DELETE_COMPLETE"]
+    live = [s for s in clients["cloudformation"].list_stacks()["StackSummaries"]
+            if s["StackStatus"] != "DELETE_COMPLETE"]
     assert live == []
     assert outputs["VpcId"] not in [v["VpcId"] for v in clients["ec2"].describe_vpcs()["Vpcs"]]
 
@@ -135,7 +136,8 @@ def _assert_queue_mapping(awslambda, sqs, config, outputs):
 
 
 def _assert_dead_letter_mapping(awslambda, sqs, config, outputs):
-    [mapping] = awslambda.list_event_source_mappings(EventSourceArn=outputs["DeadLetterQueueArn"])["EventSourceMappings"]
+    mappings = awslambda.list_event_source_mappings(EventSourceArn=outputs["DeadLetterQueueArn"])
+    [mapping] = mappings["EventSourceMappings"]
     assert mapping["FunctionArn"].endswith(f":function:jobs-{STAGE}-fail_dead_letters")
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert mapping["BatchSize"] == 10  # app.py's decorator

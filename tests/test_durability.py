@@ -14,11 +14,11 @@ import pytest
 import app as app_module
 from chalicelib import runtime as runtime_module
 from chalicelib.hotstate import connect as redis_connect
+from chalicelib.models import JobStatus
 from chalicelib.runtime import Runtime
-from local import services
+from local import services, worker_process
 from local.eventsource import EventSource, LambdaContext
 from tests.conftest import wait_until
-from tests.support import worker_process
 from tests.support.probe import Probe, SimulatedCrash, logged_steps
 
 
@@ -43,11 +43,12 @@ def make_queue(sqs, settings):
 
 @pytest.fixture
 def workers():
-    """Start worker processes; every one still alive is killed after the test."""
+    """Start worker processes that know the probe job type (recording its chunks under `probe_log`);
+    every one still alive is killed after the test."""
     started = []
 
-    def start(settings, **options):
-        proc = worker_process.start(settings, **options)
+    def start(settings, *, probe_log, **options):
+        proc = worker_process.start(settings, PROBE_LOG=str(probe_log), **options)
         started.append(proc)
         return proc
 
@@ -69,7 +70,7 @@ def _row(mysql, job_id):
 
 
 def _finished(api, job_id, *, timeout=30.0):
-    return wait_until(lambda: (job := api.get(job_id).json)["status"] not in ("PENDING", "RUNNING") and job,
+    return wait_until(lambda: JobStatus((job := api.get(job_id).json)["status"]).terminal and job,
                       timeout=timeout, interval=0.05)
 
 
@@ -282,7 +283,7 @@ def _poll_until_finished(events, api, job_id, *, timeout=20.0):
     while time.monotonic() < deadline:
         events.poll_once(wait_seconds=1)
         job = api.get(job_id).json
-        if job["status"] not in ("PENDING", "RUNNING"):
+        if JobStatus(job["status"]).terminal:
             return job
     pytest.fail(f"job {job_id} did not finish")
 
@@ -399,7 +400,7 @@ def test_the_sweeper_sends_again_a_running_job_whose_worker_died_with_its_messag
         events.invoke(messages)
     sqs.delete_message(QueueUrl=settings.jobs_queue_url, ReceiptHandle=messages[0]["ReceiptHandle"])  # lost
     assert runtime.sweeper.sweep().stalled_sent == 0  # the dead worker's lease still lives
-    wait_until(lambda: not redis_client.exists(f"{settings.redis_prefix}lease:{job_id}"), timeout=3)
+    wait_until(lambda: not redis_client.exists(runtime.hot.lease_key(job_id)), timeout=3)
     first_seen = runtime.sweeper.sweep().stalled_sent  # no lease: marked, not yet sent
     time.sleep(1.1)  # a live holder would have taken its lease again within a lease period
 

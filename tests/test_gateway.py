@@ -1,5 +1,5 @@
 """The API Gateway emulation's rules, with a clock the test controls: keys, token bucket, quotas."""
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from chalice.local import ForbiddenError
@@ -23,7 +23,7 @@ PLANS = parse({
 class Clock:
     def __init__(self):
         self.now = 0.0
-        self.day = datetime(2026, 11, 23, 23, 59, tzinfo=timezone.utc)
+        self.day = datetime(2026, 11, 23, 23, 59, tzinfo=UTC)
 
     def __call__(self):
         return self.now
@@ -71,13 +71,13 @@ def test_a_quota_is_used_up_then_restarts_with_the_next_period(keyring, clock):
     with pytest.raises(TooManyRequestsError) as exceeded:
         keyring.admit("dora-local-key")
     assert exceeded.value.body == b'{"message":"Limit Exceeded"}'
-    clock.day = datetime(2026, 11, 24, 0, 0, tzinfo=timezone.utc)  # midnight UTC
+    clock.day = datetime(2026, 11, 24, 0, 0, tzinfo=UTC)  # midnight UTC
     assert keyring.admit("dora-local-key") == "dora"
 
 
 def test_quota_periods_start_at_utc_boundaries():
-    monday = datetime(2026, 11, 23, 12, tzinfo=timezone.utc)
+    monday = datetime(2026, 11, 23, 12, tzinfo=UTC)
     assert quota_period("DAY", monday) == "2026-11-23"
-    assert quota_period("WEEK", monday) == quota_period("WEEK", datetime(2026, 11, 29, 23, 59, tzinfo=timezone.utc))
-    assert quota_period("WEEK", monday) != quota_period("WEEK", datetime(2026, 11, 30, tzinfo=timezone.utc))
+    assert quota_period("WEEK", monday) == quota_period("WEEK", datetime(2026, 11, 29, 23, 59, tzinfo=UTC))
+    assert quota_period("WEEK", monday) != quota_period("WEEK", datetime(2026, 11, 30, tzinfo=UTC))
     assert quota_period("MONTH", monday) == "2026-11"

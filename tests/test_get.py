@@ -1,7 +1,7 @@
 """GET /jobs/{id}: Redis first (one round trip, no MySQL), MySQL when Redis has nothing or is down."""
 import json
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
@@ -80,10 +80,10 @@ def test_ids_are_accepted_in_lower_case(api):
 
 
 @pytest.mark.parametrize("flush", [False, True], ids=["from-redis", "from-mysql"])
-def test_another_api_key_gets_404_for_the_job(api, redis_client, settings, flush):
+def test_another_api_key_gets_404_for_the_job(api, redis_client, rt, flush):
     job_id = api.submit("sleep", {"steps": 1}, key="key-a").json["jobId"]
     if flush:
-        redis_client.delete(f"{settings.redis_prefix}job:{job_id}")
+        redis_client.delete(rt.hot.job_key(job_id))
 
     reply = api.get(job_id, key="key-b")
 
@@ -91,11 +91,11 @@ def test_another_api_key_gets_404_for_the_job(api, redis_client, settings, flush
     assert reply.json["code"] == "JobNotFound"
 
 
-def test_a_running_job_without_a_recent_checkpoint_reads_stalled(api, redis_client, settings):
+def test_a_running_job_without_a_recent_checkpoint_reads_stalled(api, redis_client, settings, rt):
     job_id = api.submit("sleep", {"steps": 1}).json["jobId"]
-    key = f"{settings.redis_prefix}job:{job_id}"
+    key = rt.hot.job_key(job_id)
     view = json.loads(redis_client.hget(key, "view"))
-    old = datetime.now(timezone.utc) - timedelta(seconds=settings.stall_after_seconds + 5)
+    old = datetime.now(UTC) - timedelta(seconds=settings.stall_after_seconds + 5)
     view.update(status="RUNNING", updatedAt=old.isoformat(timespec="milliseconds").replace("+00:00", "Z"))
     redis_client.hset(key, "view", json.dumps(view))
 

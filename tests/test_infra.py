@@ -65,8 +65,8 @@ def chalice_package(config: dict, stage: str, tmp_path: Path) -> Path:
     deploy.prepare_build_dir(ROOT, tmp_path / "app", config)
     env = {**os.environ, "AWS_DEFAULT_REGION": "us-east-1", "JOBS_QUEUE_NAME": f"jobs-{stage}",
            "JOBS_DLQ_NAME": f"jobs-{stage}-dlq"}
-    subprocess.run([CHALICE, "--project-dir", str(tmp_path / "app"), "package", "--stage", stage, str(tmp_path / "out")],
-                   check=True, env=env, capture_output=True)
+    subprocess.run([CHALICE, "--project-dir", str(tmp_path / "app"), "package", "--stage", stage,
+                    str(tmp_path / "out")], check=True, env=env, capture_output=True)
     return tmp_path / "out" / "sam.json"
 
 
@@ -100,7 +100,8 @@ def test_committed_dev_stage_packages_without_any_stack(tmp_path):
 @pytest.mark.parametrize("stage", sorted(CHALICE_CONFIG["stages"]))
 def test_queue_visibility_timeout_is_six_worker_timeouts(stage):
     worker = stage_config.worker_settings(CHALICE_CONFIG, stage)
-    assert worker.queue_visibility_timeout == 6 * CHALICE_CONFIG["stages"][stage]["lambda_functions"]["run_jobs"]["lambda_timeout"]
+    function_timeout = CHALICE_CONFIG["stages"][stage]["lambda_functions"]["run_jobs"]["lambda_timeout"]
+    assert worker.queue_visibility_timeout == 6 * function_timeout
     assert worker.queue_visibility_timeout <= 43200  # SQS's maximum visibility timeout (12 hours)
 
 
@@ -119,7 +120,8 @@ def test_rendered_stage_carries_every_output_the_functions_read(stage):
     assert section["security_group_ids"] == [SAMPLE_OUTPUTS["FunctionSecurityGroupId"]]
     assert section["manage_iam_role"] is False
     roles = {name: function["iam_role_arn"] for name, function in section["lambda_functions"].items()}
-    assert roles == {"api_handler": SAMPLE_OUTPUTS["ApiFunctionRoleArn"], "run_jobs": SAMPLE_OUTPUTS["WorkerFunctionRoleArn"],
+    assert roles == {"api_handler": SAMPLE_OUTPUTS["ApiFunctionRoleArn"],
+                     "run_jobs": SAMPLE_OUTPUTS["WorkerFunctionRoleArn"],
                      "fail_dead_letters": SAMPLE_OUTPUTS["DeadLetterFunctionRoleArn"],
                      "sweep": SAMPLE_OUTPUTS["SweeperFunctionRoleArn"]}
     assert CHALICE_CONFIG["stages"][stage].get("subnet_ids") is None  # the committed file stays clean
@@ -140,9 +142,11 @@ def test_usage_plan_definition_loads():
      "plans/a/quota"),
     ('{"plans": {"a": {"rateLimit": 1, "burstLimit": 1, "quota": null}}, "clients": {"x": {"plan": "b"}}}',
      "no plan named 'b'"),
-    ('{"plans": {"a": {"rateLimit": 1, "burstLimit": 1, "quota": null}}, "clients": {"x": {"plan": "a"}, "x": {"plan": "a"}}}',
+    ('{"plans": {"a": {"rateLimit": 1, "burstLimit": 1, "quota": null}},'
+     ' "clients": {"x": {"plan": "a"}, "x": {"plan": "a"}}}',
      "duplicate name 'x'"),
-    ('{"plans": {"a": {"rateLimit": 1, "burstLimit": 1, "quota": null}}, "clients": {"x": {"plan": "a", "value": "short"}}}',
+    ('{"plans": {"a": {"rateLimit": 1, "burstLimit": 1, "quota": null}},'
+     ' "clients": {"x": {"plan": "a", "value": "short"}}}',
      "clients/x/value"),
 ])
 def test_usage_plan_definition_refuses_mistakes(tmp_path, text, complaint):

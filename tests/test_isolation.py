@@ -12,10 +12,10 @@ def jobs_of_a(api, events):
 
 @pytest.mark.parametrize("which", ["finished", "pending"])
 @pytest.mark.parametrize("from_redis", [True, False], ids=["hot", "mysql-fallback"])
-def test_key_b_cannot_read_or_cancel_a_job_of_key_a(api, jobs_of_a, redis_client, settings, which, from_redis):
+def test_key_b_cannot_read_or_cancel_a_job_of_key_a(api, jobs_of_a, redis_client, rt, which, from_redis):
     job_id = jobs_of_a[which]
     if not from_redis:
-        redis_client.delete(f"{settings.redis_prefix}job:{job_id}")
+        redis_client.delete(rt.hot.job_key(job_id))
     before = api.get(job_id, key="key-a").json
 
     read = api.get(job_id, key="key-b")

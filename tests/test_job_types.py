@@ -265,10 +265,8 @@ def test_a_packaged_zip_contains_and_runs_a_user_type(settings, tmp_path):
 
     # Then the zip holds the module, and the packaged app (not this checkout) runs a job of its type
     assert "chalicelib/jobtypes/acme_countdown.py" in names
-    env = {**os.environ, "MYSQL_URL": settings.mysql_url, "REDIS_URL": settings.redis_url,
-           "REDIS_PREFIX": settings.redis_prefix, "JOBS_QUEUE_URL": settings.jobs_queue_url,
-           "AWS_ENDPOINT_URL": settings.aws_endpoint_url, "JOB_TYPES": "chalicelib.jobtypes.acme_countdown",
-           "POWERTOOLS_LOG_LEVEL": "WARNING"}
+    deployed = replace(settings, job_types=("chalicelib.jobtypes.acme_countdown",))
+    env = {**os.environ, **deployed.to_env(), "POWERTOOLS_LOG_LEVEL": "WARNING"}
     done = subprocess.run([sys.executable, "-c", PACKAGED_RUN], cwd=unzipped, env=env, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]

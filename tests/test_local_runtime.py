@@ -12,6 +12,7 @@ import pytest
 from local import services
 from tests.support.runtime import ALICE, BOB, ROOT, LocalRuntime, call, wait_for
 
+
 @pytest.fixture(scope="module")
 def runtime_redis(tmp_path_factory):
     """The runtime's Redis: a private server, so a test can stop and restart it."""
@@ -109,7 +110,8 @@ def test_cli_submit_wait_prints_the_result_and_exits_0(local_runtime):
 
 
 def test_cli_submit_wait_on_a_failing_job_exits_non_zero(local_runtime):
-    result = _cli(local_runtime, "submit", "sleep", "--payload", '{"steps": 3, "stepMs": 20, "failAtStep": 2}', "--wait")
+    payload = '{"steps": 3, "stepMs": 20, "failAtStep": 2}'
+    result = _cli(local_runtime, "submit", "sleep", "--payload", payload, "--wait")
     assert result.returncode == 1
     assert "FAILED" in result.stderr and "failed at step 2" in result.stderr
 

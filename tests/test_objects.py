@@ -24,14 +24,16 @@ def test_a_missing_key_is_object_not_found_naming_it(rt, bucket, read):
 
 
 @pytest.mark.parametrize("read", [lambda store: store.size("no-such-bucket-here", "k"),
-                                  lambda store: store.read_range("no-such-bucket-here", "k", 0, 9)], ids=["size", "range"])
+                                  lambda store: store.read_range("no-such-bucket-here", "k", 0, 9)],
+                         ids=["size", "range"])
 def test_a_missing_bucket_is_object_not_found(rt, read):
     with pytest.raises(errors.ObjectNotFound, match="s3://no-such-bucket-here/k"):
         read(rt.objects)
 
 
 def test_an_unreachable_endpoint_is_object_store_unavailable():
-    store = ObjectStore(lambda: objects.connect(endpoint_url=f"http://127.0.0.1:{services.free_port()}", region="us-east-1"))
+    nowhere = f"http://127.0.0.1:{services.free_port()}"
+    store = ObjectStore(lambda: objects.connect(endpoint_url=nowhere, region="us-east-1"))
 
     with pytest.raises(errors.ObjectStoreUnavailable) as failure:
         store.size("bucket", "k")

@@ -1,4 +1,5 @@
 """TLS to Redis and MySQL, and credentials from Secrets Manager that never reach a log line."""
+import json
 import subprocess
 import time
 import uuid
@@ -25,7 +26,8 @@ def certs(tmp_path_factory):
     for name in ("ca", "other-ca"):
         openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.crt",
                 "-days", "2", "-subj", f"/CN={name}")
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
+            "-subj", "/CN=127.0.0.1")
     (d / "ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost")
     openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
             "-out", "server.crt", "-days", "2", "-extfile", "ext")
@@ -104,10 +106,12 @@ def test_credentials_from_secrets_manager_work_and_never_reach_the_logs(settings
         cur.execute(f"GRANT ALL ON `{database}`.* TO '{user}'@'%'")
     proc, port = services.start_redis(tmp_path, "--requirepass", token)
     try:
-        mysql_arn = secretsmanager.create_secret(Name=f"mysql-{user}", SecretString=f'{{"username": "{user}", "password": "{password}"}}')["ARN"]
+        mysql_secret = json.dumps({"username": user, "password": password})
+        mysql_arn = secretsmanager.create_secret(Name=f"mysql-{user}", SecretString=mysql_secret)["ARN"]
         redis_arn = secretsmanager.create_secret(Name=f"redis-{user}", SecretString=token)["ARN"]
-        configured = replace(settings, mysql_url=f"mysql://nobody@127.0.0.1:3306/{database}", mysql_secret_arn=mysql_arn,
-                             redis_url=f"redis://127.0.0.1:{port}/0", redis_auth_secret_arn=redis_arn)
+        configured = replace(settings, mysql_url=f"mysql://nobody@127.0.0.1:3306/{database}",
+                             mysql_secret_arn=mysql_arn, redis_url=f"redis://127.0.0.1:{port}/0",
+                             redis_auth_secret_arn=redis_arn)
         runtime_module.use(Runtime(configured))
 
         job_id = api.submit("sleep", {"steps": 2, "stepMs": 0}).json["jobId"]

@@ -13,7 +13,7 @@ def _queued_job_ids(sqs, queue_url):
     return [json.loads(m["Body"])["jobId"] for m in reply.get("Messages", [])]
 
 
-def test_submit_answers_202_and_stores_queues_and_caches_the_job(api, mysql, redis_client, sqs, settings):
+def test_submit_answers_202_and_stores_queues_and_caches_the_job(api, mysql, redis_client, sqs, settings, rt):
     reply = api.submit("sleep", {"steps": 3, "stepMs": 2000})
 
     assert reply.status == 202
@@ -31,9 +31,9 @@ def test_submit_answers_202_and_stores_queues_and_caches_the_job(api, mysql, red
     assert row["owner"] == "key-a" and row["status"] == "PENDING" and row["attempts"] == 0
     assert json.loads(row["payload"]) == {"steps": 3, "stepMs": 2000}
     assert row["max_attempts"] == settings.default_max_attempts
-    cached = redis_client.hgetall(f"{settings.redis_prefix}job:{job_id}")
+    cached = redis_client.hgetall(rt.hot.job_key(job_id))
     assert json.loads(cached["view"])["status"] == "PENDING"
-    assert 0 < redis_client.ttl(f"{settings.redis_prefix}job:{job_id}") <= settings.active_ttl_seconds
+    assert 0 < redis_client.ttl(rt.hot.job_key(job_id)) <= settings.active_ttl_seconds
     assert _queued_job_ids(sqs, settings.jobs_queue_url) == [job_id]
 
 

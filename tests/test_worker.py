@@ -3,10 +3,10 @@ import json
 import threading
 from dataclasses import replace
 
-from chalicelib import runtime as runtime_module
-from chalicelib.runtime import Runtime
 import pytest
 
+from chalicelib import runtime as runtime_module
+from chalicelib.runtime import Runtime
 from tests.conftest import Probe, SimulatedCrash, wait_until
 
 
@@ -16,7 +16,7 @@ def _row(mysql, job_id):
         return cur.fetchone()
 
 
-def test_a_sleep_job_runs_from_pending_to_completed(api, events, mysql, redis_client, settings, sqs):
+def test_a_sleep_job_runs_from_pending_to_completed(api, events, mysql, redis_client, settings, sqs, rt):
     job_id = api.submit("sleep", {"steps": 3, "stepMs": 1}).json["jobId"]
 
     assert events.drain() == 1
@@ -33,9 +33,8 @@ def test_a_sleep_job_runs_from_pending_to_completed(api, events, mysql, redis_cl
     assert "retry-after" not in reply.headers
     row = _row(mysql, job_id)
     assert row["status"] == "COMPLETED" and json.loads(row["result"]) == {"steps": 3, "sleptMs": 3}
-    key = f"{settings.redis_prefix}job:{job_id}"
-    assert 0 < redis_client.ttl(key) <= settings.terminal_ttl_seconds
-    assert not redis_client.exists(f"{settings.redis_prefix}ckpt:{job_id}")
+    assert 0 < redis_client.ttl(rt.hot.job_key(job_id)) <= settings.terminal_ttl_seconds
+    assert not redis_client.exists(rt.hot.checkpoint_key(job_id))
     assert sqs.receive_message(QueueUrl=settings.jobs_queue_url).get("Messages") is None
 
 
@@ -127,12 +126,13 @@ def test_when_redis_is_down_the_worker_reports_the_record_for_redelivery(setting
 
 
 def test_a_result_too_large_for_redis_is_served_from_mysql(settings, api, events, redis_client):
-    runtime_module.use(Runtime(replace(settings, inline_result_bytes=1000)))
+    runtime = Runtime(replace(settings, inline_result_bytes=1000))
+    runtime_module.use(runtime)
     job_id = api.submit("probe", {"steps": 1, "tag": "big", "resultBytes": 5000}).json["jobId"]
 
     events.drain()
 
-    view = json.loads(redis_client.hget(f"{settings.redis_prefix}job:{job_id}", "view"))
+    view = json.loads(redis_client.hget(runtime.hot.job_key(job_id), "view"))
     assert view["status"] == "COMPLETED" and view["result"] is None
     assert api.get(job_id).json["result"]["blob"] == "x" * 5000
 
@@ -151,7 +151,7 @@ def test_a_crashed_run_resumes_from_its_checkpoint_redoing_at_most_one_chunk(api
     with pytest.raises(SimulatedCrash):
         events.invoke(messages)  # the process dies in chunk 4; the message is not deleted
     assert api.get(job_id).json["progress"] == 50
-    wait_until(lambda: not redis_client.exists(f"{settings.redis_prefix}lease:{job_id}"), timeout=3)
+    wait_until(lambda: not redis_client.exists(rt.hot.lease_key(job_id)), timeout=3)
     sqs.change_message_visibility(QueueUrl=settings.jobs_queue_url, ReceiptHandle=messages[0]["ReceiptHandle"],
                                   VisibilityTimeout=0)  # as if the visibility timeout ran out
     events.drain()

@@ -2,7 +2,7 @@
 
 Why: `chalice deploy` imports the API as Swagger 2.0 (ImportRestApi / PutRestApi). moto 5.2.5 reads
 `info.description` (Chalice writes none) and then accepts only OpenAPI 3, and its import drops the
-`security` of each method, so `apiKeyRequired` would be lost (../shared/notes/chalice-and-emulators.md).
+`security` of each method, so `apiKeyRequired` would be lost (seen with chalice 1.34.0 and moto 5.2.5).
 AWS and LocalStack take Chalice's Swagger as it is.
 
 What: while this module runs Chalice's CLI, `TypedAWSClient.import_rest_api` and
@@ -55,7 +55,8 @@ def restore_api_key_required(client: Any, rest_api_id: str, swagger: dict[str, A
                               authorizationType="NONE", apiKeyRequired=True)
             client.put_integration(restApiId=rest_api_id, resourceId=resource_id, httpMethod=http_method,
                                    type=integration["type"].upper(), integrationHttpMethod=integration["httpMethod"],
-                                   uri=integration["uri"], passthroughBehavior=integration.get("passthroughBehavior", "WHEN_NO_MATCH"))
+                                   uri=integration["uri"],
+                                   passthroughBehavior=integration.get("passthroughBehavior", "WHEN_NO_MATCH"))
             restored.append(f"{http_method} {path}")
     return restored
 

@@ -27,8 +27,9 @@ ALICE, BOB = "alice-local-key", "bob-local-key"
 
 
 def call(url, method="GET", path="/jobs", *, key=ALICE, body=None):
-    request = urllib.request.Request(url + path, method=method, data=None if body is None else json.dumps(body).encode(),
-                                     headers={"content-type": "application/json", **({"x-api-key": key} if key else {})})
+    data = None if body is None else json.dumps(body).encode()
+    headers = {"content-type": "application/json", **({"x-api-key": key} if key else {})}
+    request = urllib.request.Request(url + path, method=method, data=data, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, json.loads(response.read())
@@ -58,7 +59,8 @@ class LocalRuntime:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "local.run", "--port", str(self.port), "--usage-plans", str(plans), *args],
             cwd=ROOT, stdout=self.log.open("w"), stderr=subprocess.STDOUT,
-            env={**os.environ, "MYSQL_URL": run_settings.mysql_url, "REDIS_PREFIX": f"{run_settings.redis_prefix}rt:{uuid.uuid4().hex[:6]}:",
+            env={**os.environ, "MYSQL_URL": run_settings.mysql_url,
+                 "REDIS_PREFIX": f"{run_settings.redis_prefix}rt:{uuid.uuid4().hex[:6]}:",
                  "JOBS_QUEUE_NAME": f"jobs-{uuid.uuid4().hex[:8]}", **env},
         )
         deadline = time.monotonic() + 60

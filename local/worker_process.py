@@ -1,11 +1,12 @@
-"""The worker Lambda as a process of its own, fed by the event-source emulation from the test's queue.
+"""The worker Lambda as a process of its own, fed by the event-source emulation from a queue.
 
 Tests and bench/chaos.py start several and kill them (SIGKILL) to see how the system survives.
-Settings come from the environment, as in Lambda (`environment()` builds it). PROBE_LOG makes the
-probe job type record every chunk it starts; CHUNK_LOG makes every job type record each chunk it
-starts as "pid job_id state-digest unix-time" lines (the same digest twice for a job = a chunk redone).
+Settings come from the environment, as in Lambda (`environment()` builds it from `Settings.to_env`).
+Job types beyond the built-ins come from the settings' JOB_TYPES (the tests' `probe`); CHUNK_LOG
+makes every job type record each chunk it starts as "pid job_id state-digest unix-time" lines (the
+same digest twice for a job = a chunk redone).
 
-    python -m tests.support.worker_process --function-timeout 60
+    JOB_TYPES=tests.support.probe python -m local.worker_process --function-timeout 60
 """
 from __future__ import annotations
 
@@ -18,35 +19,26 @@ from pathlib import Path
 
 from chalicelib.config import Settings
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def environment(settings: Settings, **extra: str) -> dict[str, str]:
     """The process environment that makes Settings.from_env() give these settings."""
-    return {
-        **os.environ,
-        "MYSQL_URL": settings.mysql_url, "REDIS_URL": settings.redis_url, "REDIS_PREFIX": settings.redis_prefix,
-        "JOBS_QUEUE_URL": settings.jobs_queue_url, "AWS_ENDPOINT_URL": settings.aws_endpoint_url or "",
-        "LEASE_SECONDS": str(settings.lease_seconds), "HANDOFF_RESERVE_MS": str(settings.handoff_reserve_ms),
-        "RETRY_BASE_SECONDS": str(settings.retry_base_seconds),
-        "STALL_AFTER_SECONDS": str(settings.stall_after_seconds), "JOB_TYPES": ",".join(settings.job_types),
-        "POWERTOOLS_LOG_LEVEL": "WARNING",
-        **extra,
-    }
+    return {**os.environ, **settings.to_env(), "POWERTOOLS_LOG_LEVEL": "WARNING", **extra}
 
 
-def start(settings: Settings, *, probe_log: Path, function_timeout: float = 60.0, batch_size: int = 10,
+def start(settings: Settings, *, function_timeout: float = 60.0, batch_size: int = 10,
           output: Path | None = None, **env: str) -> subprocess.Popen:
     """A worker process polling the settings' queue; the caller stops (or kills) it.
 
-    `output` receives its stdout and stderr (JSON log lines and EMF metrics), else they are dropped.
+    `output` receives its stdout and stderr (JSON log lines and EMF metrics), else they are dropped;
+    `env` adds variables.
     """
     sink = output.open("ab") if output else subprocess.DEVNULL
-    return subprocess.Popen(
-        [sys.executable, "-m", "tests.support.worker_process", "--function-timeout", str(function_timeout),
-         "--batch-size", str(batch_size)],
-        cwd=ROOT, env=environment(settings, PROBE_LOG=str(probe_log), **env), stdout=sink, stderr=subprocess.STDOUT,
-    )
+    command = [sys.executable, "-m", "local.worker_process", "--function-timeout", str(function_timeout),
+               "--batch-size", str(batch_size)]
+    return subprocess.Popen(command, cwd=ROOT, env=environment(settings, **env), stdout=sink,
+                            stderr=subprocess.STDOUT)
 
 
 def _count_chunks(directory: str) -> None:
