@@ -8,12 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 from . import dashboard
-from .models import JobStatus
 from .config import Settings
 from .http import IDEMPOTENCY_KEY_PATTERN
 from .jobs import JobType, JobTypes
-from .service import (DEFAULT_LIMIT, MAX_ATTEMPTS, MAX_LIMIT, MAX_TIMEOUT_SECONDS, RETRY_AFTER_MAX,
-                      RETRY_AFTER_MIN)
+from .models import JobStatus
+from .service import DEFAULT_LIMIT, MAX_ATTEMPTS, MAX_LIMIT, MAX_TIMEOUT_SECONDS, RETRY_AFTER_MAX, RETRY_AFTER_MIN
 
 # Job ids are ULIDs; the API accepts them in either case.
 JOB_ID_PATTERN = "^[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$"

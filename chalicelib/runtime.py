@@ -46,7 +46,7 @@ class Runtime:
     def health(self) -> tuple[dict[str, str], str | None]:
         """Each dependency's state ("ok" or "unavailable"), and why the job types are unusable, if they are."""
         try:
-            self.job_types
+            self.job_types.names()  # loading them is the check
         except errors.Misconfigured as exc:
             return {"jobTypes": "unavailable"}, exc.message
         return {"jobTypes": "ok", **self.service.health()}, None

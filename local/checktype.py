@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from chalicelib import errors
-from chalicelib.jobs import JobType, types_of, testing
+from chalicelib.jobs import JobType, testing, types_of
 from chalicelib.jobs.registry import load_module
 
 USAGE_ERROR = 2

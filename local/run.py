@@ -189,7 +189,8 @@ def main(argv=None) -> None:
         from app import app, fail_dead_letters, run_jobs, sweep  # after the settings are final
 
         wiring = Runtime(settings)
-        wiring.job_types  # a bad JOB_TYPES stops the start here, naming the module (errors.Misconfigured)
+        # A bad JOB_TYPES stops the start here, naming the module (errors.Misconfigured).
+        job_types = wiring.job_types.names()
         runtime.use(wiring)
         keyring = Keyring.from_file(ns.usage_plans)
         server = devserver.make_server(app, ns.host, ns.port, keyring=keyring)
@@ -215,6 +216,7 @@ def main(argv=None) -> None:
         signal.signal(signal.SIGTERM, shutdown)
         signal.signal(signal.SIGINT, shutdown)
         print(_banner(f"http://{ns.host}:{ns.port}", settings, keyring, ns), flush=True)
+        print(f"job types: {', '.join(job_types)}", flush=True)
         server.serve_forever()
         stop.set()
         deadline = time.monotonic() + 1.5  # a long poll ends within a second; a running job is abandoned

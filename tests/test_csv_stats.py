@@ -12,8 +12,7 @@ from chalice.test import Client
 import app as app_module
 from chalicelib import errors
 from chalicelib import runtime as runtime_module
-from chalicelib.jobs import csv_stats
-from chalicelib.jobs import JobContext, testing
+from chalicelib.jobs import JobContext, csv_stats, testing
 from chalicelib.jobs.csv_stats import CsvStats
 from chalicelib.runtime import Runtime
 from tests.conftest import Api

@@ -20,7 +20,7 @@ from chalicelib.jobs import BUILTIN_MODULES, JobTypes, testing
 from chalicelib.jobs.csv_stats import CsvStats
 from chalicelib.jobs.sleep import Sleep
 from chalicelib.runtime import Runtime
-from tests.conftest import Api, PROBE_MODULE
+from tests.conftest import PROBE_MODULE, Api
 from tests.support import broken_types
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,11 +10,11 @@ from schemathesis.specs.openapi.checks import ignored_auth
 
 import app as app_module
 from chalicelib import openapi
-from chalicelib.jobs import JobTypes
-from tests.conftest import PROBE_MODULE
 from chalicelib import runtime as runtime_module
+from chalicelib.jobs import JobTypes
 from chalicelib.runtime import Runtime
 from local import devserver, services
+from tests.conftest import PROBE_MODULE
 
 METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
 

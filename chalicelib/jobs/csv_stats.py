@@ -84,7 +84,7 @@ class CsvStats(JobType):
 
     def finish(self, payload: dict[str, Any], state: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         columns, non_numeric = {}, []
-        for name, figures in zip(state["header"] or [], state["columns"]):
+        for name, figures in zip(state["header"] or [], state["columns"], strict=True):
             if figures is None:
                 non_numeric.append(name)
             else:
@@ -203,7 +203,7 @@ def _unique(names: list[str]) -> list[str]:
 
 def _summary(count: int, total: float, low: float | None, high: float | None) -> dict[str, Any]:
     """A column's figures as the result shows them; a sum that overflowed is null."""
-    total = total if math.isfinite(total) else None
-    mean = total / count if count and total is not None else None
-    return {"count": count, "sum": total, "min": low, "max": high, "mean": mean}
+    finite = total if math.isfinite(total) else None
+    mean = finite / count if count and finite is not None else None
+    return {"count": count, "sum": finite, "min": low, "max": high, "mean": mean}
 

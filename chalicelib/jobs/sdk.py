@@ -9,8 +9,9 @@ needs from the platform comes in through its `JobContext`; a type imports nothin
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 from .. import errors
 

@@ -25,8 +25,9 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from .. import errors
 from .registry import JobTypes
@@ -163,7 +164,7 @@ class _Checker:
         self.report.ways.append(WAYS[0])
         for way in WAYS[1:]:
             states, result = self._run(way, payload)
-            for chunk, (want, got) in enumerate(zip(expected_states, states), start=1):
+            for chunk, (want, got) in enumerate(zip(expected_states, states, strict=False), start=1):
                 if want != got:
                     raise _Problem(_diverged(way, f"chunk {chunk}: the state after it", want, got))
             if len(states) != len(expected_states):

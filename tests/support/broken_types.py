@@ -5,6 +5,7 @@ import time
 
 from chalicelib.jobs import JobType, Step
 
+
 class HiddenCounter(JobType):
     """Keeps how many chunks it ran outside its state: a redone chunk counts twice."""
 
