@@ -103,9 +103,9 @@ class Samples:
                    {"redis": self.redis(), "mysql": self.mysql()})
 
 
-def _forget_hot_state(client: redis.Redis, hot: HotState, job_id: str) -> None:
+def _forget_hot_state(client: redis.Redis, keys: HotState, job_id: str) -> None:
     """Drop the job's keys from Redis, as a flush or an expiry would."""
-    client.delete(*hot.keys_of(job_id))
+    client.delete(*keys.keys_of(job_id))
 
 
 def run(env, *, calls: int) -> list[Row]:
@@ -116,18 +116,18 @@ def run(env, *, calls: int) -> list[Row]:
     caller = Caller(app_module.app)
     setup_runtime, setup_sqs = recording_runtime(env.settings)
     raw = redis.Redis.from_url(env.redis_url)
-    hot = runtime.hot
+    keys = runtime.hot  # names the Redis keys the fallback figures drop
     try:
         with quiet():
-            rows = _post_and_get(caller, calls, raw, hot)
-            rows += _finished_fallback(caller, max(20, calls // 5), runtime, setup_runtime, setup_sqs, raw, hot)
+            rows = _post_and_get(caller, calls, raw, keys)
+            rows += _finished_fallback(caller, max(20, calls // 5), runtime, setup_runtime, setup_sqs, raw, keys)
             rows += _cancel(caller, calls, min(50, max(10, calls // 10)), runtime, setup_runtime, setup_sqs)
     finally:
         runtime_module.use(None)
     return rows
 
 
-def _post_and_get(caller: Caller, calls: int, raw: redis.Redis, hot: HotState) -> list[Row]:
+def _post_and_get(caller: Caller, calls: int, raw: redis.Redis, keys: HotState) -> list[Row]:
     body = {"type": "sleep", "payload": {"steps": 10, "stepMs": 0}}
     for _ in range(5):  # warm: connections made, scripts loaded, boto3 imported
         caller.get(caller.post(body)[0]["jobId"])
@@ -138,7 +138,7 @@ def _post_and_get(caller: Caller, calls: int, raw: redis.Redis, hot: HotState) -
         hot.add(caller.get(ids[i % len(ids)]))
     fallback = Samples("GET /jobs/{id} fallback (active job)")
     for i in range(calls):
-        _forget_hot_state(raw, hot, ids[i])
+        _forget_hot_state(raw, keys, ids[i])
         fallback.add(caller.get(ids[i]))
     sqs_alone = _sqs_send_alone(runtime_module.get(), calls)
     inserts = max(c.inserts for c in post.counts)
@@ -172,14 +172,14 @@ def _sqs_send_alone(runtime: Runtime, calls: int) -> float:
 
 
 def _finished_fallback(caller: Caller, calls: int, runtime: Runtime, setup_runtime: Runtime, setup_sqs,
-                       raw: redis.Redis, hot: HotState) -> list[Row]:
+                       raw: redis.Redis, keys: HotState) -> list[Row]:
     """GET of a finished job Redis lost: read from MySQL, and put back for the next poll."""
     ids, records = submit_jobs(setup_runtime, setup_sqs, calls, {"steps": 1, "stepMs": 0})
     for start in range(0, len(records), 10):
         runtime.worker.handle_batch(records[start:start + 10], LambdaContext(timeout_seconds=900))
     samples = Samples("GET /jobs/{id} fallback (finished job)")
     for job_id in ids:
-        _forget_hot_state(raw, hot, job_id)
+        _forget_hot_state(raw, keys, job_id)
         view = samples.add(caller.get(job_id))
         if view["status"] != "COMPLETED":
             raise RuntimeError(f"job {job_id} is {view['status']}, not COMPLETED")
