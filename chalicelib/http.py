@@ -135,9 +135,9 @@ def health_response(checks: dict[str, str], detail: str | None = None) -> Respon
     down = sorted(name for name, state in checks.items() if state != "ok")
     if not down:
         return Response(body={"status": "ok", "checks": checks}, status_code=200)
+    message = f"unavailable: {', '.join(down)}" + (f" ({detail})" if detail else "")
     return Response(
-        body={"code": "ServiceUnavailable", "message": f"unavailable: {', '.join(down)}" + (f" ({detail})" if detail else ""),
-              "status": "unavailable", "checks": checks},
+        body={"code": "ServiceUnavailable", "message": message, "status": "unavailable", "checks": checks},
         status_code=503, headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER)},
     )
 

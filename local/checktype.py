@@ -21,7 +21,8 @@ USAGE_ERROR = 2
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     check = commands.add_parser("check-type", help="prove a job type is safe to redo (runs it locally four ways)")
-    check.add_argument("target", metavar="MODULE:NAME", help="e.g. acme.jobtypes:WordFrequency or acme.jobtypes:word-frequency")
+    check.add_argument("target", metavar="MODULE:NAME",
+                       help="the class or the type's name, e.g. acme.jobtypes:WordFrequency or acme.jobtypes:word-frequency")
     check.add_argument("--payload", default="{}", help="the payload, as JSON")
     check.add_argument("--object", action="append", default=[], metavar="BUCKET/KEY=FILE",
                        help="an input object the payload names, read from a local file (repeatable)")

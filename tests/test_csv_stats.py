@@ -71,7 +71,9 @@ def job_context(rt: Runtime) -> JobContext:
 
 
 def run(job_type: CsvStats, payload: dict, ctx: JobContext, *, state=None, steps: int | None = None):
-    """Run steps from `state` (the start when None) until finished or `steps` are done: (result or None, state, steps)."""
+    """Run steps from `state` (the start when None) until finished or `steps` are done.
+
+    Returns (result or None, state, steps)."""
     state = job_type.start(payload, ctx) if state is None else state
     taken = []
     while steps is None or len(taken) < steps:

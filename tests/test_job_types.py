@@ -84,9 +84,12 @@ def test_a_type_from_a_users_module_runs_end_to_end_with_its_context(settings, u
 
 @pytest.mark.parametrize("body, expected", [
     (None, "JOB_TYPES: no module named 'acme_missing'"),
-    ("raise RuntimeError('no licence key')", "JOB_TYPES: module 'acme_missing' failed to import: RuntimeError: no licence key"),
-    ("import acme_not_installed", "JOB_TYPES: module 'acme_missing' failed to import: No module named 'acme_not_installed'"),
-    ("X = 1", "JOB_TYPES: module 'acme_missing' defines no job type (a subclass of chalicelib.jobs.JobType with a name)"),
+    ("raise RuntimeError('no licence key')",
+     "JOB_TYPES: module 'acme_missing' failed to import: RuntimeError: no licence key"),
+    ("import acme_not_installed",
+     "JOB_TYPES: module 'acme_missing' failed to import: No module named 'acme_not_installed'"),
+    ("X = 1",
+     "JOB_TYPES: module 'acme_missing' defines no job type (a subclass of chalicelib.jobs.JobType with a name)"),
     ("from chalicelib.jobs.sleep import Sleep\nclass Other(Sleep):\n    pass",
      "JOB_TYPES: two job types are named 'sleep': chalicelib.jobs.sleep.Sleep and acme_missing.Other"),
 ])

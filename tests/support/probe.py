@@ -1,4 +1,6 @@
-"""`probe`: a test job type (JOB_TYPES=tests.support.probe) that records every chunk it starts, so tests can count chunk executions.
+"""`probe`: a test job type that records every chunk it starts, so tests can count chunk executions.
+
+The tests' settings name this module in JOB_TYPES, as a deployment names its own types.
 
 Payload: tag (names the record), steps, stepMs; failAtStep (raises there, on every pass, or only
 on the first `failTimes` passes); crashAtStep (SimulatedCrash on the first pass only, or on every
