@@ -26,7 +26,8 @@ from typing import Any, Callable
 
 from . import errors, observability
 from .config import Settings
-from .hotstate import FINAL_SEQ, HotState
+from .hotstate import HotState
+from .lifecycle import Lifecycle
 from .models import Job, JobStatus, utcnow
 from .observability import logger as log
 from .queue import JobQueue, parse_message
@@ -53,6 +54,7 @@ class Sweeper:
         self._queue = queue
         self._settings = settings
         self._clock = clock
+        self._lifecycle = Lifecycle(store, hot)
 
     def sweep(self) -> SweepReport:
         """One bounded pass of every rule; a rule whose dependency is down is skipped until the next."""
@@ -83,7 +85,9 @@ class Sweeper:
         for job in self._store.overdue(now=now, limit=self._settings.sweep_max_rows):
             if self._clock() > deadline:
                 break
-            failed += self._fail(job, f"timed out: ran longer than timeoutSeconds ({job.timeout_seconds})")
+            failed += int(self._lifecycle.time_out(job))
+        if failed:
+            log.warning("sweeper failed %d jobs past their timeout", failed)
         return failed
 
     def _send_pending(self, now, deadline: float) -> int:
@@ -138,22 +142,8 @@ class Sweeper:
         if self._hot.leased([job_id]):
             log.info("dead letter of job %s dropped: a live worker holds the job", job_id)
             return
-        if self._fail(job, f"poison message after {receives} receives: the job's message kept failing "
-                           "and was moved to the dead-letter queue"):
+        error = (f"poison message after {receives} receives: the job's message kept failing and was moved "
+                 "to the dead-letter queue")
+        if self._lifecycle.end(job, JobStatus.FAILED, from_=(JobStatus.PENDING, JobStatus.RUNNING), error=error):
+            log.warning("job %s failed: its message was dead-lettered", job_id)
             observability.count("JobsPoisoned")
-
-    def _fail(self, job: Job, error: str) -> int:
-        """PENDING or RUNNING -> FAILED with `error`, then the final view in Redis; 1 if it changed."""
-        now = utcnow()
-        if not self._store.transition(job.id, from_=(JobStatus.PENDING, JobStatus.RUNNING), to=JobStatus.FAILED,
-                                      error=error, finished_at=now, updated_at=now):
-            return 0
-        job.status, job.error, job.finished_at, job.updated_at = JobStatus.FAILED, error, now, now
-        try:
-            self._hot.write(job.id, owner=job.owner, view=job.view(), seq=FINAL_SEQ)
-        except errors.HotStateUnavailable:
-            # MySQL is final; a poll may show the stale hot view (marked `stalled`) until it expires.
-            log.warning("job %s failed in MySQL only: Redis unavailable", job.id, exc_info=True)
-        observability.count("JobsFailed")
-        log.warning("job failed by the sweeper", extra={"job_id": job.id, "error": error})
-        return 1

@@ -16,14 +16,14 @@ import random
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta, timezone
 from typing import Any, Callable
 
 from . import errors, observability
 from .config import Settings
-from .hotstate import FINAL_SEQ, HotState, Lease, WriteOutcome
+from .hotstate import HotState, Lease, WriteOutcome
 from .jobs import JobContext, JobType, JobTypes, Step
-from .models import Job, JobStatus, utcnow
+from .lifecycle import Lifecycle, describe, overdue
+from .models import Job, JobStatus, as_utc, clip_message, utcnow
 from .objects import ObjectStore
 from .observability import logger as log
 from .queue import JobQueue, Message, parse_message
@@ -35,10 +35,6 @@ CADENCE_WEIGHT = 0.3
 CHUNK_SAFETY_FACTOR = 2
 #: SQS's longest DelaySeconds.
 MAX_DELAY_SECONDS = 900
-#: Longest error text kept on a FAILED job.
-MAX_ERROR_CHARS = 2000
-#: Longest progress message kept (the `message` column is VARCHAR(1024)).
-MAX_MESSAGE_CHARS = 1024
 
 
 @dataclass
@@ -96,6 +92,7 @@ class Worker:
         self._settings = settings
         self._clock = clock
         self._rng = rng or random.Random()
+        self._lifecycle = Lifecycle(store, hot)
 
     # --- a batch ---------------------------------------------------------------------------------
     def handle_batch(self, records: list[dict[str, Any]], context: Any = None) -> dict[str, Any]:
@@ -160,7 +157,7 @@ class Worker:
             return None
         if job.status.terminal:
             # A duplicate or late delivery; make sure Redis shows the final state MySQL holds.
-            self._hot.write(job.id, owner=job.owner, view=job.view(), seq=FINAL_SEQ)
+            self._lifecycle.publish(job)
             return None
         # A continuation or retry inherits its sender's lease; anything else brings a new token.
         token = message.lease or uuid.uuid4().hex
@@ -172,20 +169,20 @@ class Worker:
         try:
             return self._hold(job, token, lease, invocation)
         except Exception:
-            self._release_quietly(job.id, token)  # so the record's redelivery is not taken for a duplicate
+            self._lifecycle.release_quietly(job.id, token)  # so the record's redelivery is not taken for a duplicate
             raise
 
     def _hold(self, job: Job, token: str, lease: Lease, invocation: _Invocation) -> JobStatus | None:
         fresh = job.status is JobStatus.PENDING
         if not (self._start(job, token) if fresh else self._claim(job, token)):
-            self._release_quietly(job.id, token)
+            self._lifecycle.release_quietly(job.id, token)
             return None
         try:
             run = self._resume(job, token, lease.checkpoint, invocation)
         except Exception as exc:
             if errors.retryable(exc):
                 raise
-            return self._end(job, token, JobStatus.FAILED, error=_describe(exc))
+            return self._end(job, token, JobStatus.FAILED, error=describe(exc))
         if job.cancel_requested or lease.cancel:
             return self._end(job, token, JobStatus.CANCELLED, message="cancelled while running")
         if fresh:
@@ -202,7 +199,7 @@ class Worker:
             return False
         job.status, job.started_at, job.updated_at, job.attempts = JobStatus.RUNNING, now, now, job.attempts + 1
         observability.count("JobsStarted")
-        observability.milliseconds("QueueWait", (now - _aware(job.created_at)).total_seconds() * 1000)
+        observability.milliseconds("QueueWait", (now - as_utc(job.created_at)).total_seconds() * 1000)
         log.info("job started", extra={"job_type": job.type, "attempt": job.attempts})
         return True
 
@@ -244,9 +241,8 @@ class Worker:
     def _loop(self, run: _Run, invocation: _Invocation) -> JobStatus | None:
         job = run.job
         while True:
-            if _overdue(job):
-                return self._end(job, run.lease, JobStatus.FAILED,
-                                 error=f"timed out: ran longer than timeoutSeconds ({job.timeout_seconds})")
+            if overdue(job):
+                return JobStatus.FAILED if self._lifecycle.time_out(job, fenced_by=run.lease) else None
             # The first chunk of an invocation always runs (the record was started with time for
             # it), so a job whose chunk is longer than the margin still moves forward.
             if run.chunks and not invocation.has_time_for(run.longest_ms):
@@ -257,7 +253,7 @@ class Worker:
                 result = run.job_type.finish(run.payload, step.state, run.ctx) if step.finished else None
             except Exception as exc:
                 if not run.job_type.retryable(exc):
-                    return self._end(job, run.lease, JobStatus.FAILED, error=_describe(exc))
+                    return self._end(job, run.lease, JobStatus.FAILED, error=describe(exc))
                 return self._retry_or_fail(run, exc)
             elapsed_ms = (self._clock() - started) * 1000
             invocation.longest_ms = max(invocation.longest_ms, elapsed_ms)
@@ -290,7 +286,7 @@ class Worker:
         run.done = step.done
         job.progress = min(100, step.done * 100 // step.total) if step.total else job.progress
         job.progress_detail = {"done": step.done, "total": step.total, "stage": step.stage}
-        job.message = _clip(step.message)
+        job.message = clip_message(step.message)
         if step.total and run.units_per_second:
             # The type's own units (bytes, rows, steps) at the rate they were observed to go.
             job.eta_seconds = math.ceil(max(0, step.total - step.done) / run.units_per_second)
@@ -318,7 +314,7 @@ class Worker:
     def _retry_or_fail(self, run: _Run, exc: Exception) -> JobStatus | None:
         """After a failed step: FAILED on the last attempt, else a delayed retry from the checkpoint."""
         job = run.job
-        error = _describe(exc)
+        error = describe(exc)
         if job.attempts >= job.max_attempts:
             log.warning("job %s failed on its last attempt", job.id, exc_info=True)
             return self._end(job, run.lease, JobStatus.FAILED,
@@ -326,7 +322,7 @@ class Worker:
         delay = self._backoff(job.attempts)
         log.warning("job %s: attempt %d failed, retrying in %d s", job.id, job.attempts, delay, exc_info=True)
         job.attempts += 1
-        job.error, job.message = error, _clip(f"attempt {job.attempts - 1} failed; retrying in {delay} s")
+        job.error, job.message = error, clip_message(f"attempt {job.attempts - 1} failed; retrying in {delay} s")
         job.eta_seconds = None
         if not self._save_durably(run, count_attempt=True, error=job.error):
             return None
@@ -356,53 +352,12 @@ class Worker:
     # --- the end ---------------------------------------------------------------------------------
     def _end(self, job: Job, token: str, status: JobStatus, *, result: Any = None, error: str | None = None,
              message: str | None = None) -> JobStatus | None:
-        """Write the final state: MySQL first (the truth, fenced by the lease), then Redis for the polls."""
-        now = utcnow()
-        if status is JobStatus.COMPLETED:
-            job.progress = 100
-        job.eta_seconds = None  # nothing left to estimate; MySQL does not keep it either
-        job.status, job.result, job.error, job.finished_at, job.updated_at = status, result, error, now, now
-        job.message = _clip(message or job.message)
-        if not self._store.transition(job.id, from_=(JobStatus.RUNNING,), to=status, lease=token, result=result,
-                                      error=error, progress=job.progress, progress_detail=job.progress_detail,
-                                      message=job.message, finished_at=now, updated_at=now):
-            log.warning("job %s was finished by someone else, or another worker holds it", job.id)
-            self._release_quietly(job.id, token)
-            return None
-        self._hot.write(job.id, owner=job.owner, view=job.view(), seq=FINAL_SEQ, lease=token)
-        observability.count(f"Jobs{status.value.title()}")
-        if job.started_at is not None:
-            observability.milliseconds("JobDuration", (now - _aware(job.started_at)).total_seconds() * 1000)
-        log.info("job finished", extra={"status": status.value, "error": error})
-        return status
-
-    def _release_quietly(self, job_id: str, token: str) -> None:
-        try:
-            self._hot.release(job_id, token)
-        except errors.HotStateUnavailable:
-            pass  # the lease expires by itself
+        """End the job this worker holds (fenced by its token); None if someone else ended or took it."""
+        ended = self._lifecycle.end(job, status, from_=(JobStatus.RUNNING,), fenced_by=token, result=result,
+                                    error=error, message=message)
+        return status if ended else None
 
 
 def _average(mean: float | None, value: float) -> float:
     """The running average with `value` taken in (the first value is the average)."""
     return value if mean is None else CADENCE_WEIGHT * value + (1 - CADENCE_WEIGHT) * mean
-
-
-def _overdue(job: Job) -> bool:
-    """Whether the job has run longer than its timeoutSeconds."""
-    return job.started_at is not None and utcnow() - _aware(job.started_at) > timedelta(seconds=job.timeout_seconds)
-
-
-def _clip(message: str | None) -> str | None:
-    """A progress message that fits its column; None for none."""
-    return message[:MAX_MESSAGE_CHARS] if message else None
-
-
-def _aware(moment):
-    """MySQL hands back naive datetimes; ours are all UTC."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-
-
-def _describe(exc: BaseException) -> str:
-    text = exc.message if isinstance(exc, errors.JobsError) else str(exc)
-    return f"{type(exc).__name__}: {text}"[:MAX_ERROR_CHARS]
