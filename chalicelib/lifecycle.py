@@ -72,7 +72,7 @@ class Lifecycle:
             columns.update(progress=progress, progress_detail=job.progress_detail, message=final_message)
         elif message is not None:
             columns["message"] = final_message
-        if not self._store.transition(job.id, from_=from_, to=status, lease=fenced_by, **columns):
+        if not self._store.transition(job.id, from_=from_, to=status, fenced_by=fenced_by, **columns):
             if fenced_by is not None:
                 log.warning("job %s was finished by someone else, or another worker holds it", job.id)
                 self.release_quietly(job.id, fenced_by)

@@ -103,7 +103,8 @@ class Job:
     #: Not stored in MySQL: the worker's estimate from its observed chunk rate.
     eta_seconds: int | None = None
     checkpoint: dict[str, Any] | None = field(default=None, repr=False)
-    #: The token of the worker lease that last took the job (read with the checkpoint).
+    #: The fence: the token of the worker that last started or claimed the job (read with the
+    #: checkpoint); a holder's MySQL writes win only while their token is still this one.
     lease_token: str | None = field(default=None, repr=False)
 
     def view(self) -> dict[str, Any]:

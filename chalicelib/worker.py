@@ -7,7 +7,7 @@ Redis round trip writes progress and checkpoint, renews the lease and reads the 
 MySQL write. Before the Lambda time limit the job is handed off: its checkpoint goes to MySQL and a
 continuation message carrying the lease to SQS. A failing step is retried from its last checkpoint
 by a delayed re-send (exponential backoff, full jitter) until maxAttempts; errors no retry can fix
-fail the job at once. Every MySQL write of a holder is fenced by its lease token.
+fail the job at once. Every MySQL write of a holder is fenced by its token (store.py).
 """
 from __future__ import annotations
 
@@ -39,7 +39,11 @@ MAX_DELAY_SECONDS = 900
 
 @dataclass
 class _Run:
-    """One invocation's hold on a job: the row, the type's state, the checkpoint sequence, the lease."""
+    """One invocation's hold on a job: the row, the type's state, the checkpoint sequence, the token.
+
+    The token names this holder twice: in Redis as the lease (a timed hold, renewed per chunk) and in
+    MySQL as the fence (`lease_token`) every write of the holder is guarded by.
+    """
 
     job: Job
     job_type: JobType
@@ -47,7 +51,7 @@ class _Run:
     payload: dict[str, Any]
     state: Any
     seq: int
-    lease: str
+    token: str
     cadence_ms: float | None = None
     #: The type's units done at the last checkpoint, and the observed units per second.
     done: int = 0
@@ -194,8 +198,7 @@ class Worker:
     def _start(self, job: Job, token: str) -> bool:
         """PENDING -> RUNNING in MySQL; False if the job moved on meanwhile (e.g. was cancelled)."""
         now = utcnow()
-        if not self._store.transition(job.id, from_=(JobStatus.PENDING,), to=JobStatus.RUNNING, count_attempt=True,
-                                      lease_token=token, started_at=now, updated_at=now):
+        if not self._store.start(job.id, token=token, at=now):
             return False
         job.status, job.started_at, job.updated_at, job.attempts = JobStatus.RUNNING, now, now, job.attempts + 1
         observability.count("JobsStarted")
@@ -208,8 +211,7 @@ class Worker:
         if job.lease_token == token:
             return True
         # The previous holder's lease expired: it was killed, stalled, or Redis lost the lease.
-        if not self._store.transition(job.id, from_=(JobStatus.RUNNING,), to=JobStatus.RUNNING,
-                                      lease_token=token, updated_at=utcnow()):
+        if not self._store.claim(job.id, token=token, at=utcnow()):
             return False
         log.warning("job taken over from an expired lease", extra={"attempt": job.attempts})
         observability.count("JobsTakenOver")
@@ -242,7 +244,7 @@ class Worker:
         job = run.job
         while True:
             if overdue(job):
-                return JobStatus.FAILED if self._lifecycle.time_out(job, fenced_by=run.lease) else None
+                return JobStatus.FAILED if self._lifecycle.time_out(job, fenced_by=run.token) else None
             # The first chunk of an invocation always runs (the record was started with time for
             # it), so a job whose chunk is longer than the margin still moves forward.
             if run.chunks and not invocation.has_time_for(run.longest_ms):
@@ -253,13 +255,13 @@ class Worker:
                 result = run.job_type.finish(run.payload, step.state, run.ctx) if step.finished else None
             except Exception as exc:
                 if not run.job_type.retryable(exc):
-                    return self._end(job, run.lease, JobStatus.FAILED, error=describe(exc))
+                    return self._end(job, run.token, JobStatus.FAILED, error=describe(exc))
                 return self._retry_or_fail(run, exc)
             elapsed_ms = (self._clock() - started) * 1000
             invocation.longest_ms = max(invocation.longest_ms, elapsed_ms)
             self._observe(run, step, elapsed_ms)
             if step.finished:
-                return self._end(job, run.lease, JobStatus.COMPLETED, result=result, message=step.message)
+                return self._end(job, run.token, JobStatus.COMPLETED, result=result, message=step.message)
             outcome = self._checkpoint(run)
             if not outcome.written or outcome.cancel:
                 return self._stop(run, outcome)
@@ -270,7 +272,7 @@ class Worker:
             log.warning("job %s: another worker holds the lease now, stopping this run", run.job.id)
             return None
         if outcome.cancel:
-            return self._end(run.job, run.lease, JobStatus.CANCELLED, message="cancelled while running")
+            return self._end(run.job, run.token, JobStatus.CANCELLED, message="cancelled while running")
         log.warning("job %s: a newer writer is ahead (a final state), stopping this run", run.job.id)
         return None
 
@@ -297,7 +299,7 @@ class Worker:
         job = run.job
         run.seq += 1
         return self._hot.write(job.id, owner=job.owner, view=job.view(), seq=run.seq, cadence_ms=run.cadence_ms,
-                               checkpoint=run.checkpoint(), lease=run.lease,
+                               checkpoint=run.checkpoint(), lease=run.token,
                                lease_seconds=lease_seconds or self._settings.lease_seconds)
 
     # --- leaving a job unfinished ----------------------------------------------------------------
@@ -306,7 +308,7 @@ class Worker:
         job = run.job
         if not self._save_durably(run):
             return None
-        self._queue.send_job(job.id, lease=run.lease)
+        self._queue.send_job(job.id, lease=run.token)
         observability.count("HandOffs")
         log.info("job handed off to a fresh invocation", extra={"chunks": run.chunks, "progress": job.progress})
         return JobStatus.RUNNING
@@ -317,18 +319,18 @@ class Worker:
         error = describe(exc)
         if job.attempts >= job.max_attempts:
             log.warning("job %s failed on its last attempt", job.id, exc_info=True)
-            return self._end(job, run.lease, JobStatus.FAILED,
+            return self._end(job, run.token, JobStatus.FAILED,
                              error=f"{error} (attempt {job.attempts} of {job.max_attempts})")
         delay = self._backoff(job.attempts)
         log.warning("job %s: attempt %d failed, retrying in %d s", job.id, job.attempts, delay, exc_info=True)
         job.attempts += 1
         job.error, job.message = error, clip_message(f"attempt {job.attempts - 1} failed; retrying in {delay} s")
         job.eta_seconds = None
-        if not self._save_durably(run, count_attempt=True, error=job.error):
+        if not self._save_durably(run, retry_error=job.error):
             return None
         # Hold the lease through the delay: neither a duplicate nor the sweeper starts the job early.
         self._checkpoint(run, lease_seconds=delay + self._settings.lease_seconds)
-        self._queue.send_job(job.id, lease=run.lease, delay_seconds=delay)
+        self._queue.send_job(job.id, lease=run.token, delay_seconds=delay)
         observability.count("JobsRetried")
         return JobStatus.RUNNING
 
@@ -337,14 +339,13 @@ class Worker:
         ceiling = min(MAX_DELAY_SECONDS, self._settings.retry_base_seconds * 2 ** (failed_attempt - 1))
         return math.ceil(self._rng.uniform(0, ceiling))
 
-    def _save_durably(self, run: _Run, **columns: Any) -> bool:
-        """The checkpoint into MySQL, fenced by the lease; False if another holder took the job."""
+    def _save_durably(self, run: _Run, *, retry_error: str | None = None) -> bool:
+        """The checkpoint into MySQL, fenced by the token; False if another holder took the job."""
         job = run.job
         job.updated_at = utcnow()
-        if self._store.transition(job.id, from_=(JobStatus.RUNNING,), to=JobStatus.RUNNING, lease=run.lease,
-                                  checkpoint=run.checkpoint(), checkpoint_seq=run.seq, progress=job.progress,
-                                  progress_detail=job.progress_detail, message=job.message,
-                                  updated_at=job.updated_at, **columns):
+        if self._store.save_checkpoint(job.id, fenced_by=run.token, checkpoint=run.checkpoint(), checkpoint_seq=run.seq,
+                                       progress=job.progress, progress_detail=job.progress_detail,
+                                       message=job.message, at=job.updated_at, retry_error=retry_error):
             return True
         log.warning("job %s: taken over or finished elsewhere; this run stops", job.id)
         return False
