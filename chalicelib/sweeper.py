@@ -24,13 +24,13 @@ from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import Any, Callable
 
-from . import errors, observability
+from . import batch, errors, observability
 from .config import Settings
 from .hotstate import HotState
 from .lifecycle import Lifecycle
 from .models import Job, JobStatus, utcnow
 from .observability import logger as log
-from .queue import JobQueue, parse_message
+from .queue import JobQueue
 from .store import JobStore
 
 
@@ -119,21 +119,16 @@ class Sweeper:
     # --- dead letters ----------------------------------------------------------------------------
     def fail_dead_letters(self, records: list[dict[str, Any]]) -> dict[str, Any]:
         """Fail the job of each dead-lettered record; the answer names records to deliver again."""
-        failures = []
-        for record in records:
+        failed = []
+        for record in batch.job_records(records, source="dead letter"):
+            job_id = record.message.job_id
             try:
-                job_id = parse_message(record["body"]).job_id
-            except ValueError:
-                log.error("dead letter %s is not a job message: dropped", record.get("messageId"))
-                continue
-            # SQS (and moto) keep counting receives across the redrive: the last is this handler's.
-            receives = int(record.get("attributes", {}).get("ApproximateReceiveCount", 1))
-            try:
-                self._fail_poisoned(job_id, max(1, receives - 1))
+                # SQS (and moto) keep counting receives across the redrive: the last is this handler's.
+                self._fail_poisoned(job_id, max(1, record.receive_count - 1))
             except errors.DependencyUnavailable:
                 log.warning("dead letter of job %s: dependency down, delivered again", job_id, exc_info=True)
-                failures.append({"itemIdentifier": record["messageId"]})
-        return {"batchItemFailures": failures}
+                failed.append(record)
+        return batch.response(failed)
 
     def _fail_poisoned(self, job_id: str, receives: int) -> None:
         job = self._store.get_job(job_id)
