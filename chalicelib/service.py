@@ -132,7 +132,8 @@ class JobService:
     # --- get -------------------------------------------------------------------------------------
     @observability.traced
     def get(self, owner: str, raw_id: str) -> Answer:
-        """The job's view: from Redis in one round trip when it is there, else from MySQL."""
+        """The job's view: from Redis in one round trip when it is there, else from MySQL (which is
+        also asked whether a job whose hot view reads stalled has ended)."""
         job_id = parse_job_id(raw_id)
         log.thread_safe_append_keys(job_id=job_id)
         redis_up = True
@@ -145,12 +146,8 @@ class JobService:
             if hot.owner != owner:
                 raise errors.JobNotFound(f"no job {job_id}")
             answer = self._answer_from_hot(job_id, hot)
-            if not answer.view["stalled"]:
-                return answer
-            # A final write that missed Redis (it was down) leaves the last active view there: once
-            # that reads stalled, MySQL tells whether the job ended meanwhile.
-            job = self._store.get_job(job_id)
-            if job is None or not job.status.terminal:
+            job = self._ended_meanwhile(job_id) if answer.view["stalled"] else None
+            if job is None:
                 return answer
         else:
             job = self._store.get_job(job_id, owner=owner)
@@ -160,6 +157,19 @@ class JobService:
             # Terminal states never change: put it back in Redis so the next poll is cheap.
             self._lifecycle.publish(job)
         return self._answer(job.view(), self._retry_after_for(job))
+
+    def _ended_meanwhile(self, job_id: str) -> Job | None:
+        """The row of a job whose hot view reads stalled, if MySQL says it has ended; else None.
+
+        A final write that missed Redis (it was down: lifecycle.py) leaves the last active view
+        there; this is where a poll finds out. With MySQL down too, the hot view is the answer.
+        """
+        try:
+            job = self._store.get_job(job_id)
+        except errors.StoreUnavailable:
+            log.warning("MySQL unavailable, job %s is served from its stalled hot view", job_id, exc_info=True)
+            return None
+        return job if job is not None and job.status.terminal else None
 
     def _answer_from_hot(self, job_id: str, hot: HotJob) -> Answer:
         view = hot.view

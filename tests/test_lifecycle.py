@@ -73,3 +73,16 @@ def test_a_pending_cancel_stands_in_mysql_when_redis_refuses_the_final_write(api
     assert reply.status == 200 and reply.json["status"] == "CANCELLED"
     assert _row(mysql, job_id)["status"] == "CANCELLED"
     assert _row(mysql, job_id)["message"] == "cancelled before it started"
+
+
+def test_a_stalled_hot_view_is_still_served_when_mysql_is_down_too(api, settings, redis_client):
+    job_id = api.submit("sleep", {"steps": 1}).json["jobId"]
+    key = f"{settings.redis_prefix}job:{job_id}"
+    view = json.loads(redis_client.hget(key, "view"))
+    redis_client.hset(key, "view", json.dumps({**view, "status": "RUNNING"}))
+    runtime_module.use(Runtime(replace(settings, stall_after_seconds=0, mysql_url="mysql://root@127.0.0.1:1/jobs")))
+
+    reply = api.get(job_id)
+
+    assert reply.status == 200
+    assert reply.json["status"] == "RUNNING" and reply.json["stalled"] is True
