@@ -87,13 +87,15 @@ class Lifecycle:
         log.info("job finished", extra={"job_id": job.id, "status": status.value, "error": error})
         return True
 
-    def time_out(self, job: Job, *, from_: Iterable[JobStatus] = (JobStatus.RUNNING,),
-                 fenced_by: str | None = None) -> bool:
-        """End a job that ran past its timeoutSeconds as FAILED; True if this call ended it."""
-        return self.end(job, JobStatus.FAILED, from_=from_, fenced_by=fenced_by, error=timeout_error(job))
+    def time_out(self, job: Job, *, fenced_by: str | None = None) -> bool:
+        """End a RUNNING job that ran past its timeoutSeconds as FAILED; True if this call ended it."""
+        return self.end(job, JobStatus.FAILED, from_=(JobStatus.RUNNING,), fenced_by=fenced_by,
+                        error=timeout_error(job))
 
     def publish(self, job: Job) -> None:
         """Put a terminal job's final view (as MySQL holds it) in Redis again, best effort."""
+        if not job.status.terminal:
+            raise ValueError(f"job {job.id} is {job.status.value}: only a final view is published")
         self._publish(job, None)
 
     def release_quietly(self, job_id: str, token: str) -> None:
