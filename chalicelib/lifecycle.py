@@ -110,4 +110,4 @@ class Lifecycle:
             self._hot.write(job.id, owner=job.owner, view=job.view(), seq=FINAL_SEQ, lease=token)
         except errors.HotStateUnavailable:
             # MySQL is final; GET repairs Redis from it (see the module docstring).
-            log.warning("job %s ended in MySQL only: Redis unavailable", job.id, exc_info=True)
+            log.warning("job %s: final view not written, Redis unavailable (MySQL holds it)", job.id, exc_info=True)
