@@ -34,6 +34,8 @@ TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED
 # A ULID: 48 bits of milliseconds and 80 random bits in Crockford base32, so ids sort by creation
 # time and cannot be guessed. The first character is at most 7 (128 bits in 26 characters).
 _JOB_ID = re.compile(r"[0-7][0-9A-HJKMNP-TV-Z]{25}")
+#: Longest progress message kept (the `message` column is VARCHAR(1024)).
+MAX_MESSAGE_CHARS = 1024
 
 
 def new_job_id() -> str:
@@ -55,6 +57,16 @@ def utcnow() -> datetime:
     """Now, in UTC, to the millisecond (what MySQL's DATETIME(3) keeps)."""
     now = datetime.now(timezone.utc)
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def as_utc(moment: datetime) -> datetime:
+    """The moment as an aware UTC datetime: MySQL hands back naive ones, and ours are all UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def clip_message(message: str | None) -> str | None:
+    """A progress message that fits its column; None for none."""
+    return message[:MAX_MESSAGE_CHARS] if message else None
 
 
 def isoformat(moment: datetime | None) -> str | None:
@@ -91,7 +103,8 @@ class Job:
     #: Not stored in MySQL: the worker's estimate from its observed chunk rate.
     eta_seconds: int | None = None
     checkpoint: dict[str, Any] | None = field(default=None, repr=False)
-    #: The token of the worker lease that last took the job (read with the checkpoint).
+    #: The fence: the token of the worker that last started or claimed the job (read with the
+    #: checkpoint); a holder's MySQL writes win only while their token is still this one.
     lease_token: str | None = field(default=None, repr=False)
 
     def view(self) -> dict[str, Any]:

@@ -16,8 +16,9 @@ from typing import Any
 from . import errors, observability
 from .observability import logger as log
 from .config import Settings
-from .hotstate import FINAL_SEQ, HotJob, HotState
+from .hotstate import HotJob, HotState
 from .jobs import JobContext, JobType, JobTypes
+from .lifecycle import Lifecycle
 from .models import Job, JobStatus, new_job_id, parse_job_id, utcnow
 from .objects import ObjectStore
 from .queue import JobQueue
@@ -77,6 +78,7 @@ class JobService:
         self._job_types = job_types
         self._objects = objects
         self._settings = settings
+        self._lifecycle = Lifecycle(store, hot)
 
     # --- submit ----------------------------------------------------------------------------------
     @observability.traced
@@ -130,7 +132,8 @@ class JobService:
     # --- get -------------------------------------------------------------------------------------
     @observability.traced
     def get(self, owner: str, raw_id: str) -> Answer:
-        """The job's view: from Redis in one round trip when it is there, else from MySQL."""
+        """The job's view: from Redis in one round trip when it is there, else from MySQL (which is
+        also asked whether a job whose hot view reads stalled has ended)."""
         job_id = parse_job_id(raw_id)
         log.thread_safe_append_keys(job_id=job_id)
         redis_up = True
@@ -142,14 +145,31 @@ class JobService:
         if hot is not None:
             if hot.owner != owner:
                 raise errors.JobNotFound(f"no job {job_id}")
-            return self._answer_from_hot(job_id, hot)
-        job = self._store.get_job(job_id, owner=owner)
-        if job is None:
-            raise errors.JobNotFound(f"no job {job_id}")
+            answer = self._answer_from_hot(job_id, hot)
+            job = self._ended_meanwhile(job_id) if answer.view["stalled"] else None
+            if job is None:
+                return answer
+        else:
+            job = self._store.get_job(job_id, owner=owner)
+            if job is None:
+                raise errors.JobNotFound(f"no job {job_id}")
         if job.status.terminal and redis_up:
             # Terminal states never change: put it back in Redis so the next poll is cheap.
-            self._best_effort_write(job, seq=FINAL_SEQ)
+            self._lifecycle.publish(job)
         return self._answer(job.view(), self._retry_after_for(job))
+
+    def _ended_meanwhile(self, job_id: str) -> Job | None:
+        """The row of a job whose hot view reads stalled, if MySQL says it has ended; else None.
+
+        A final write that missed Redis (it was down: lifecycle.py) leaves the last active view
+        there; this is where a poll finds out. With MySQL down too, the hot view is the answer.
+        """
+        try:
+            job = self._store.get_job(job_id)
+        except errors.StoreUnavailable:
+            log.warning("MySQL unavailable, job %s is served from its stalled hot view", job_id, exc_info=True)
+            return None
+        return job if job is not None and job.status.terminal else None
 
     def _answer_from_hot(self, job_id: str, hot: HotJob) -> Answer:
         view = hot.view
@@ -189,19 +209,19 @@ class JobService:
         """
         job_id = parse_job_id(raw_id)
         log.thread_safe_append_keys(job_id=job_id)
-        # Two guarded UPDATEs, one per state that can be cancelled. If both miss, the row is read:
-        # finished, foreign or unknown. A job can move PENDING -> RUNNING between them, so a second
-        # pass settles it; a third never finds it active, as statuses only move forward.
-        for _ in range(2):
-            now = utcnow()
-            if self._store.transition(job_id, from_=(JobStatus.PENDING,), to=JobStatus.CANCELLED, owner=owner,
-                                      message="cancelled before it started", finished_at=now, updated_at=now):
-                job = self._store.get_job(job_id)
-                self._best_effort_write(job, seq=FINAL_SEQ)
-                observability.count("JobsCancelled")
-                log.info("job cancelled while pending", extra={"job_id": job_id})
-                return self._answer(job.view())
-            if self._store.request_cancel(job_id, owner=owner, at=now):
+        # The row is read, then the guarded UPDATE of its state is tried. The job can move on in
+        # between (PENDING -> RUNNING -> finished), so a miss reads again; statuses only move
+        # forward, so the third read finds it finished.
+        for _ in range(3):
+            job = self._store.get_job(job_id, owner=owner)
+            if job is None:
+                raise errors.JobNotFound(f"no job {job_id}")
+            if job.status is JobStatus.PENDING:
+                if self._lifecycle.end(job, JobStatus.CANCELLED, from_=(JobStatus.PENDING,),
+                                       message="cancelled before it started"):
+                    return self._answer(job.view())
+                continue
+            if job.status is JobStatus.RUNNING and self._store.request_cancel(job_id, owner=owner, at=utcnow()):
                 try:
                     self._hot.request_cancel(job_id)
                 except errors.HotStateUnavailable:
@@ -209,9 +229,6 @@ class JobService:
                     # either, and reads the flag from MySQL when its record is retried.
                     log.warning("cancel of %s recorded in MySQL only", job_id, exc_info=True)
                 return self.get(owner, job_id)  # the live view, cancelRequested included
-            job = self._store.get_job(job_id, owner=owner)
-            if job is None:
-                raise errors.JobNotFound(f"no job {job_id}")
             if job.status is JobStatus.CANCELLED:
                 return self._answer(job.view())
             if job.status.terminal:

@@ -1,7 +1,11 @@
 """MySQL rows with PyMySQL: the source of truth. The only module that speaks SQL to the jobs table.
 
-Every status change is a guarded UPDATE (`transition`) that tells the caller whether it won, so a
-late or duplicate worker can never resurrect a finished job.
+Every write to a job is a guarded UPDATE with a name that tells the caller whether it won:
+`transition` (a status change), `start` (PENDING -> RUNNING), `claim` (taking over a RUNNING job)
+and `save_checkpoint` (a holder's durable checkpoint), so a late or duplicate worker can never
+resurrect a finished job. The column `lease_token` is the fence: the token of the worker that last
+started or claimed the job; a holder's writes carry `fenced_by=<its token>` and win only while it
+is still the fence. (The lease itself, the worker's timed hold, lives in Redis: hotstate.py.)
 """
 from __future__ import annotations
 
@@ -28,10 +32,7 @@ _COLUMNS = (
     " finished_at, updated_at"
 )
 #: Columns `transition` may set besides status; names are never taken from input.
-_SETTABLE = {
-    "result", "error", "progress", "progress_detail", "message", "checkpoint", "checkpoint_seq",
-    "lease_token", "started_at", "finished_at", "updated_at",
-}
+_SETTABLE = {"result", "error", "progress", "progress_detail", "message", "finished_at", "updated_at"}
 _JSON_COLUMNS = {"payload", "result", "progress_detail", "checkpoint"}
 
 
@@ -236,26 +237,56 @@ class JobStore:
         )
         return [_job(row) for row in rows]
 
-    def transition(self, job_id: str, *, from_: Iterable[JobStatus], to: JobStatus,
-                   owner: str | None = None, lease: str | None = None, count_attempt: bool = False,
+    def transition(self, job_id: str, *, from_: Iterable[JobStatus], to: JobStatus, fenced_by: str | None = None,
                    **columns: Any) -> bool:
-        """Move the job to `to` if its status is one of `from_` (and, given `lease`, if that lease
-        token still holds it); True if this call made the change."""
+        """Move the job to `to`, setting `columns`: `WHERE status IN from_` (and, given `fenced_by`,
+        `AND lease_token = fenced_by`). True if this call made the change."""
         unknown = set(columns) - _SETTABLE
         if unknown:
             raise ValueError(f"not settable: {sorted(unknown)}")
         sets = ["status = %s"] + [f"{name} = %s" for name in columns]
         args: list[Any] = [to.value] + [_dump(v) if n in _JSON_COLUMNS else v for n, v in columns.items()]
-        if count_attempt:
-            sets.append("attempts = attempts + 1")
         states = [s.value for s in from_]
         sql = f"UPDATE jobs SET {', '.join(sets)} WHERE id = %s AND status IN ({', '.join(['%s'] * len(states))})"
         args += [job_id, *states]
-        for name, value in (("owner", owner), ("lease_token", lease)):
-            if value is not None:
-                sql += f" AND {name} = %s"
-                args.append(value)
+        if fenced_by is not None:
+            sql += " AND lease_token = %s"
+            args.append(fenced_by)
         changed, _ = self._execute(sql, args)
+        return changed == 1
+
+    def start(self, job_id: str, *, token: str, at) -> bool:
+        """PENDING -> RUNNING with `token` as the fence and one more attempt: `WHERE status = PENDING`.
+        True if this call started the job (False: it moved on, e.g. was cancelled)."""
+        changed, _ = self._execute(
+            "UPDATE jobs SET status = %s, attempts = attempts + 1, lease_token = %s, started_at = %s, updated_at = %s"
+            " WHERE id = %s AND status = %s",
+            (JobStatus.RUNNING.value, token, at, at, job_id, JobStatus.PENDING.value),
+        )
+        return changed == 1
+
+    def claim(self, job_id: str, *, token: str, at) -> bool:
+        """Make `token` the fence of a RUNNING job whose holder's lease expired: `WHERE status = RUNNING`.
+        True if the job is still RUNNING; from now on the previous holder's fenced writes miss."""
+        changed, _ = self._execute(
+            "UPDATE jobs SET lease_token = %s, updated_at = %s WHERE id = %s AND status = %s",
+            (token, at, job_id, JobStatus.RUNNING.value),
+        )
+        return changed == 1
+
+    def save_checkpoint(self, job_id: str, *, fenced_by: str, checkpoint: Any, checkpoint_seq: int, progress: int,
+                        progress_detail: dict[str, Any] | None, message: str | None, at,
+                        retry_error: str | None = None) -> bool:
+        """Store a holder's durable checkpoint and progress: `WHERE status = RUNNING AND lease_token =
+        fenced_by`. With `retry_error`, also count the next attempt and keep the error of the one that
+        failed (a retry). True if written; False if the job was taken over or has ended."""
+        retry = ", attempts = attempts + 1, error = %s" if retry_error is not None else ""
+        changed, _ = self._execute(
+            "UPDATE jobs SET checkpoint = %s, checkpoint_seq = %s, progress = %s, progress_detail = %s, message = %s,"
+            f" updated_at = %s{retry} WHERE id = %s AND status = %s AND lease_token = %s",
+            (_dump(checkpoint), checkpoint_seq, progress, _dump(progress_detail), message, at,
+             *(() if retry_error is None else (retry_error,)), job_id, JobStatus.RUNNING.value, fenced_by),
+        )
         return changed == 1
 
     def request_cancel(self, job_id: str, *, owner: str, at) -> bool:

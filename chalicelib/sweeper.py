@@ -25,12 +25,13 @@ from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import Any
 
-from . import errors, observability
+from . import batch, errors, observability
 from .config import Settings
-from .hotstate import FINAL_SEQ, HotState
+from .hotstate import HotState
+from .lifecycle import Lifecycle
 from .models import Job, JobStatus, utcnow
 from .observability import logger as log
-from .queue import JobQueue, parse_message
+from .queue import JobQueue
 from .store import JobStore
 
 
@@ -54,6 +55,7 @@ class Sweeper:
         self._queue = queue
         self._settings = settings
         self._clock = clock
+        self._lifecycle = Lifecycle(store, hot)
 
     def sweep(self) -> SweepReport:
         """One bounded pass of every rule; a rule whose dependency is down is skipped until the next."""
@@ -84,7 +86,9 @@ class Sweeper:
         for job in self._store.overdue(now=now, limit=self._settings.sweep_max_rows):
             if self._clock() > deadline:
                 break
-            failed += self._fail(job, f"timed out: ran longer than timeoutSeconds ({job.timeout_seconds})")
+            failed += int(self._lifecycle.time_out(job))
+        if failed:
+            log.warning("sweeper failed %d jobs past their timeout", failed)
         return failed
 
     def _send_pending(self, now, deadline: float) -> int:
@@ -116,21 +120,16 @@ class Sweeper:
     # --- dead letters ----------------------------------------------------------------------------
     def fail_dead_letters(self, records: list[dict[str, Any]]) -> dict[str, Any]:
         """Fail the job of each dead-lettered record; the answer names records to deliver again."""
-        failures = []
-        for record in records:
+        failed = []
+        for record in batch.job_records(records, source="dead letter"):
+            job_id = record.message.job_id
             try:
-                job_id = parse_message(record["body"]).job_id
-            except ValueError:
-                log.error("dead letter %s is not a job message: dropped", record.get("messageId"))
-                continue
-            # SQS (and moto) keep counting receives across the redrive: the last is this handler's.
-            receives = int(record.get("attributes", {}).get("ApproximateReceiveCount", 1))
-            try:
-                self._fail_poisoned(job_id, max(1, receives - 1))
+                # SQS (and moto) keep counting receives across the redrive: the last is this handler's.
+                self._fail_poisoned(job_id, max(1, record.receive_count - 1))
             except errors.DependencyUnavailable:
                 log.warning("dead letter of job %s: dependency down, delivered again", job_id, exc_info=True)
-                failures.append({"itemIdentifier": record["messageId"]})
-        return {"batchItemFailures": failures}
+                failed.append(record)
+        return batch.response(failed)
 
     def _fail_poisoned(self, job_id: str, receives: int) -> None:
         job = self._store.get_job(job_id)
@@ -139,22 +138,8 @@ class Sweeper:
         if self._hot.leased([job_id]):
             log.info("dead letter of job %s dropped: a live worker holds the job", job_id)
             return
-        if self._fail(job, f"poison message after {receives} receives: the job's message kept failing "
-                           "and was moved to the dead-letter queue"):
+        error = (f"poison message after {receives} receives: the job's message kept failing and was moved "
+                 "to the dead-letter queue")
+        if self._lifecycle.end(job, JobStatus.FAILED, from_=(JobStatus.PENDING, JobStatus.RUNNING), error=error):
+            log.warning("job %s failed: its message was dead-lettered", job_id)
             observability.count("JobsPoisoned")
-
-    def _fail(self, job: Job, error: str) -> int:
-        """PENDING or RUNNING -> FAILED with `error`, then the final view in Redis; 1 if it changed."""
-        now = utcnow()
-        if not self._store.transition(job.id, from_=(JobStatus.PENDING, JobStatus.RUNNING), to=JobStatus.FAILED,
-                                      error=error, finished_at=now, updated_at=now):
-            return 0
-        job.status, job.error, job.finished_at, job.updated_at = JobStatus.FAILED, error, now, now
-        try:
-            self._hot.write(job.id, owner=job.owner, view=job.view(), seq=FINAL_SEQ)
-        except errors.HotStateUnavailable:
-            # MySQL is final; a poll may show the stale hot view (marked `stalled`) until it expires.
-            log.warning("job %s failed in MySQL only: Redis unavailable", job.id, exc_info=True)
-        observability.count("JobsFailed")
-        log.warning("job failed by the sweeper", extra={"job_id": job.id, "error": error})
-        return 1

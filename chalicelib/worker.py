@@ -6,88 +6,37 @@ holder's lease expired), resumes from the newest checkpoint and runs chunks. Aft
 Redis round trip writes progress and checkpoint, renews the lease and reads the cancel flag; no
 MySQL write. Before the Lambda time limit the job is handed off: its checkpoint goes to MySQL and a
 continuation message carrying the lease to SQS. A failing step is retried from its last checkpoint
-by a delayed re-send (exponential backoff, full jitter) until maxAttempts; errors no retry can fix
-fail the job at once. Every MySQL write of a holder is fenced by its lease token.
+by a delayed re-send, as retry.py's policy decides. Every MySQL write of a holder is fenced by its
+token (store.py); the end of a job is lifecycle.py's, the batch protocol batch.py's.
 """
 from __future__ import annotations
 
-import math
 import random
 import time
 import uuid
-from dataclasses import dataclass
-from datetime import timedelta, timezone
 from typing import Any, Callable
 
-from . import errors, observability
+from . import batch, errors, observability
+from .batch import JobRecord
+from .chunks import Invocation, Run
 from .config import Settings
-from .hotstate import FINAL_SEQ, HotState, Lease, WriteOutcome
-from .jobs import JobContext, JobType, JobTypes, Step
-from .models import Job, JobStatus, utcnow
+from .hotstate import HotState, Lease, WriteOutcome
+from .jobs import JobContext, JobTypes
+from .lifecycle import Lifecycle, describe, overdue
+from .models import Job, JobStatus, as_utc, clip_message, utcnow
 from .objects import ObjectStore
 from .observability import logger as log
-from .queue import JobQueue, Message, parse_message
+from .queue import JobQueue, Message
+from .retry import RetryPolicy
 from .store import JobStore
-
-#: Weight of the newest chunk in the running averages of chunk durations and of units per second.
-CADENCE_WEIGHT = 0.3
-#: The time left must cover this many of the longest chunk seen, besides the hand-off reserve.
-CHUNK_SAFETY_FACTOR = 2
-#: SQS's longest DelaySeconds.
-MAX_DELAY_SECONDS = 900
-#: Longest error text kept on a FAILED job.
-MAX_ERROR_CHARS = 2000
-#: Longest progress message kept (the `message` column is VARCHAR(1024)).
-MAX_MESSAGE_CHARS = 1024
-
-
-@dataclass
-class _Run:
-    """One invocation's hold on a job: the row, the type's state, the checkpoint sequence, the lease."""
-
-    job: Job
-    job_type: JobType
-    ctx: JobContext
-    payload: dict[str, Any]
-    state: Any
-    seq: int
-    lease: str
-    cadence_ms: float | None = None
-    #: The type's units done at the last checkpoint, and the observed units per second.
-    done: int = 0
-    units_per_second: float | None = None
-    #: Longest chunk of this run; before any, the type's own estimate.
-    longest_ms: float = 0.0
-    chunks: int = 0
-
-    def checkpoint(self) -> dict[str, Any]:
-        job = self.job
-        return {"seq": self.seq, "state": self.state, "progress": [job.progress, job.progress_detail, job.message]}
-
-
-class _Invocation:
-    """One Lambda invocation's clock: the time it has left, and the longest chunk run in it."""
-
-    def __init__(self, context: Any, *, reserve_ms: int):
-        self._context = context
-        self._reserve_ms = reserve_ms
-        self.longest_ms = 0.0
-
-    def remaining_ms(self) -> float:
-        if self._context is None:
-            return math.inf
-        return self._context.get_remaining_time_in_millis()
-
-    def has_time_for(self, chunk_ms: float) -> bool:
-        """Whether a chunk of about `chunk_ms` fits, leaving the reserve for a hand-off."""
-        return self.remaining_ms() >= self._reserve_ms + CHUNK_SAFETY_FACTOR * chunk_ms
 
 
 class Worker:
     """Runs the jobs named by SQS records."""
 
     def __init__(self, store: JobStore, hot: HotState, queue: JobQueue, job_types: JobTypes, objects: ObjectStore,
-                 settings: Settings, *, clock: Callable[[], float] = time.monotonic, rng: random.Random | None = None):
+                 settings: Settings, *, clock: Callable[[], float] = time.monotonic, rng: random.Random | None = None,
+                 retry: RetryPolicy | None = None):
         self._store = store
         self._hot = hot
         self._queue = queue
@@ -96,31 +45,27 @@ class Worker:
         self._settings = settings
         self._clock = clock
         self._rng = rng or random.Random()
+        self._lifecycle = Lifecycle(store, hot)
+        #: When a failed step runs again, and when the job fails instead.
+        self.retry = retry or RetryPolicy(base_seconds=settings.retry_base_seconds)
 
     # --- a batch ---------------------------------------------------------------------------------
     def handle_batch(self, records: list[dict[str, Any]], context: Any = None) -> dict[str, Any]:
-        """Run the job of each record; the answer names the records SQS must deliver again.
+        """Run the job of each record; the answer (batch.response) names the records SQS must deliver again.
 
-        The shape is Lambda's partial batch response, so one bad record never re-runs the others.
         Records there is no time left to start are sent again, not failed: running out of time
         must not count toward the dead-letter queue's maxReceiveCount.
         """
-        invocation = _Invocation(context, reserve_ms=self._settings.handoff_reserve_ms)
-        failures, unstarted = [], []
-        for record in records:
-            try:
-                message = parse_message(record["body"])
-            except ValueError:
-                # Nothing can ever run from it: retrying would only feed the dead-letter queue.
-                log.error("dropping message %s: not a job message", record.get("messageId"))
-                continue
+        invocation = Invocation(context, reserve_ms=self._settings.handoff_reserve_ms)
+        failed, unstarted = [], []
+        for record in batch.job_records(records, source="message"):
             if not invocation.has_time_for(invocation.longest_ms):
-                unstarted.append((record, message))
-            elif not self._run_record(message, invocation):
-                failures.append({"itemIdentifier": record["messageId"]})
-        return {"batchItemFailures": failures + self._send_again(unstarted)}
+                unstarted.append(record)
+            elif not self._run_record(record.message, invocation):
+                failed.append(record)
+        return batch.response(failed + self._send_again(unstarted))
 
-    def _run_record(self, message: Message, invocation: _Invocation) -> bool:
+    def _run_record(self, message: Message, invocation: Invocation) -> bool:
         """Run one record's job; False when SQS must deliver the record again."""
         with observability.job_context(message.job_id):
             try:
@@ -132,35 +77,36 @@ class Worker:
                 log.exception("job %s: unexpected error, SQS will deliver it again", message.job_id)
         return False
 
-    def _send_again(self, unstarted: list[tuple[dict[str, Any], Message]]) -> list[dict[str, str]]:
-        failures = []
-        for record, message in unstarted:
+    def _send_again(self, unstarted: list[JobRecord]) -> list[JobRecord]:
+        """Send the records again as new messages; returns those SQS must deliver again instead."""
+        failed = []
+        for record in unstarted:
             try:
-                self._queue.send_job(message.job_id, lease=message.lease)
+                self._queue.send_job(record.message.job_id, lease=record.message.lease)
             except errors.QueueUnavailable:
-                log.warning("job %s: could not re-send an unstarted record", message.job_id, exc_info=True)
-                failures.append({"itemIdentifier": record["messageId"]})
+                log.warning("job %s: could not re-send an unstarted record", record.message.job_id, exc_info=True)
+                failed.append(record)
         if unstarted:
             log.info("%d records not started before the time limit were sent again", len(unstarted))
             observability.count("RecordsSentAgain", len(unstarted))
-        return failures
+        return failed
 
     # --- a job -----------------------------------------------------------------------------------
     @observability.traced
-    def run(self, message: Message, invocation: _Invocation | None = None) -> JobStatus | None:
+    def run(self, message: Message, invocation: Invocation | None = None) -> JobStatus | None:
         """Run the job until it ends, is handed off or waits for a retry.
 
         Returns the status it left the job in, or None when this worker had nothing to do
         (unknown or finished job, a duplicate delivery, a lease lost to another worker).
         """
-        invocation = invocation or _Invocation(None, reserve_ms=0)
+        invocation = invocation or Invocation(None, reserve_ms=0)
         job = self._store.get_job(message.job_id, with_checkpoint=True)
         if job is None:
             log.error("job %s: no such row, message dropped", message.job_id)
             return None
         if job.status.terminal:
             # A duplicate or late delivery; make sure Redis shows the final state MySQL holds.
-            self._hot.write(job.id, owner=job.owner, view=job.view(), seq=FINAL_SEQ)
+            self._lifecycle.publish(job)
             return None
         # A continuation or retry inherits its sender's lease; anything else brings a new token.
         token = message.lease or uuid.uuid4().hex
@@ -172,20 +118,20 @@ class Worker:
         try:
             return self._hold(job, token, lease, invocation)
         except Exception:
-            self._release_quietly(job.id, token)  # so the record's redelivery is not taken for a duplicate
+            self._lifecycle.release_quietly(job.id, token)  # so the record's redelivery is not taken for a duplicate
             raise
 
-    def _hold(self, job: Job, token: str, lease: Lease, invocation: _Invocation) -> JobStatus | None:
+    def _hold(self, job: Job, token: str, lease: Lease, invocation: Invocation) -> JobStatus | None:
         fresh = job.status is JobStatus.PENDING
         if not (self._start(job, token) if fresh else self._claim(job, token)):
-            self._release_quietly(job.id, token)
+            self._lifecycle.release_quietly(job.id, token)
             return None
         try:
             run = self._resume(job, token, lease.checkpoint, invocation)
         except Exception as exc:
-            if errors.retryable(exc):
+            if self.retry.redelivers(exc):
                 raise
-            return self._end(job, token, JobStatus.FAILED, error=_describe(exc))
+            return self._end(job, token, JobStatus.FAILED, error=describe(exc))
         if job.cancel_requested or lease.cancel:
             return self._end(job, token, JobStatus.CANCELLED, message="cancelled while running")
         if fresh:
@@ -197,12 +143,11 @@ class Worker:
     def _start(self, job: Job, token: str) -> bool:
         """PENDING -> RUNNING in MySQL; False if the job moved on meanwhile (e.g. was cancelled)."""
         now = utcnow()
-        if not self._store.transition(job.id, from_=(JobStatus.PENDING,), to=JobStatus.RUNNING, count_attempt=True,
-                                      lease_token=token, started_at=now, updated_at=now):
+        if not self._store.start(job.id, token=token, at=now):
             return False
         job.status, job.started_at, job.updated_at, job.attempts = JobStatus.RUNNING, now, now, job.attempts + 1
         observability.count("JobsStarted")
-        observability.milliseconds("QueueWait", (now - _aware(job.created_at)).total_seconds() * 1000)
+        observability.milliseconds("QueueWait", (now - as_utc(job.created_at)).total_seconds() * 1000)
         log.info("job started", extra={"job_type": job.type, "attempt": job.attempts})
         return True
 
@@ -211,29 +156,20 @@ class Worker:
         if job.lease_token == token:
             return True
         # The previous holder's lease expired: it was killed, stalled, or Redis lost the lease.
-        if not self._store.transition(job.id, from_=(JobStatus.RUNNING,), to=JobStatus.RUNNING,
-                                      lease_token=token, updated_at=utcnow()):
+        if not self._store.claim(job.id, token=token, at=utcnow()):
             return False
         log.warning("job taken over from an expired lease", extra={"attempt": job.attempts})
         observability.count("JobsTakenOver")
         return True
 
-    def _resume(self, job: Job, token: str, hot_checkpoint: Any, invocation: _Invocation) -> _Run:
+    def _resume(self, job: Job, token: str, hot_checkpoint: Any, invocation: Invocation) -> Run:
         """Set up the run from the newest checkpoint: Redis's or the durable one in MySQL."""
         job_type = self._job_types.get(job.type)
         ctx = self._context(job, invocation)
         payload = self._job_types.check_payload(job_type, job.payload, ctx)
-        expected_ms = (job_type.chunk_seconds(payload) or 0) * 1000
-        found = [c for c in (hot_checkpoint, job.checkpoint) if c]
-        if not found:
-            return _Run(job, job_type, ctx, payload, job_type.start(payload, ctx), 0, token, longest_ms=expected_ms)
-        newest = max(found, key=lambda c: c["seq"])
-        job.progress, job.progress_detail, job.message = newest["progress"]
-        done = (job.progress_detail or {}).get("done") or 0
-        return _Run(job, job_type, ctx, payload, newest["state"], newest["seq"], token, longest_ms=expected_ms,
-                    done=done)
+        return Run.resume(job, job_type, ctx, payload, token, checkpoints=(hot_checkpoint, job.checkpoint))
 
-    def _context(self, job: Job, invocation: _Invocation) -> JobContext:
+    def _context(self, job: Job, invocation: Invocation) -> JobContext:
         """What the job's type may use: its identity, its objects, the invocation's clock, a logger."""
         s = self._settings
         objects = self._objects.scoped(owner=job.owner, job_id=job.id, input_buckets=s.input_buckets,
@@ -241,12 +177,11 @@ class Worker:
         return JobContext(job_id=job.id, owner=job.owner, objects=objects, log=log,
                           _remaining_ms=invocation.remaining_ms)
 
-    def _loop(self, run: _Run, invocation: _Invocation) -> JobStatus | None:
+    def _loop(self, run: Run, invocation: Invocation) -> JobStatus | None:
         job = run.job
         while True:
-            if _overdue(job):
-                return self._end(job, run.lease, JobStatus.FAILED,
-                                 error=f"timed out: ran longer than timeoutSeconds ({job.timeout_seconds})")
+            if overdue(job):
+                return JobStatus.FAILED if self._lifecycle.time_out(job, fenced_by=run.token) else None
             # The first chunk of an invocation always runs (the record was started with time for
             # it), so a job whose chunk is longer than the margin still moves forward.
             if run.chunks and not invocation.has_time_for(run.longest_ms):
@@ -256,99 +191,74 @@ class Worker:
                 step = run.job_type.step(run.payload, run.state, run.ctx)
                 result = run.job_type.finish(run.payload, step.state, run.ctx) if step.finished else None
             except Exception as exc:
-                if not run.job_type.retryable(exc):
-                    return self._end(job, run.lease, JobStatus.FAILED, error=_describe(exc))
-                return self._retry_or_fail(run, exc)
+                return self._after_step_error(run, exc)
             elapsed_ms = (self._clock() - started) * 1000
             invocation.longest_ms = max(invocation.longest_ms, elapsed_ms)
-            self._observe(run, step, elapsed_ms)
+            observability.milliseconds("ChunkTime", elapsed_ms)
+            run.observe(step, elapsed_ms)
             if step.finished:
-                return self._end(job, run.lease, JobStatus.COMPLETED, result=result, message=step.message)
+                return self._end(job, run.token, JobStatus.COMPLETED, result=result, message=step.message)
             outcome = self._checkpoint(run)
             if not outcome.written or outcome.cancel:
                 return self._stop(run, outcome)
 
-    def _stop(self, run: _Run, outcome: WriteOutcome) -> JobStatus | None:
+    def _stop(self, run: Run, outcome: WriteOutcome) -> JobStatus | None:
         """End the run after a checkpoint that says stop: a cancel, or another writer is ahead."""
         if outcome.lease_lost:
             log.warning("job %s: another worker holds the lease now, stopping this run", run.job.id)
             return None
         if outcome.cancel:
-            return self._end(run.job, run.lease, JobStatus.CANCELLED, message="cancelled while running")
+            return self._end(run.job, run.token, JobStatus.CANCELLED, message="cancelled while running")
         log.warning("job %s: a newer writer is ahead (a final state), stopping this run", run.job.id)
         return None
 
-    def _observe(self, run: _Run, step: Step, elapsed_ms: float) -> None:
-        """Take in a chunk's outcome: next state, progress, chunk cadence, units per second and ETA."""
-        job = run.job
-        observability.milliseconds("ChunkTime", elapsed_ms)
-        run.state, run.chunks = step.state, run.chunks + 1
-        run.longest_ms = max(run.longest_ms, elapsed_ms)
-        run.cadence_ms = _average(run.cadence_ms, elapsed_ms)
-        if elapsed_ms > 0 and step.done >= run.done:
-            run.units_per_second = _average(run.units_per_second, (step.done - run.done) * 1000 / elapsed_ms)
-        run.done = step.done
-        job.progress = min(100, step.done * 100 // step.total) if step.total else job.progress
-        job.progress_detail = {"done": step.done, "total": step.total, "stage": step.stage}
-        job.message = _clip(step.message)
-        if step.total and run.units_per_second:
-            # The type's own units (bytes, rows, steps) at the rate they were observed to go.
-            job.eta_seconds = math.ceil(max(0, step.total - step.done) / run.units_per_second)
-        job.updated_at = utcnow()
-
-    def _checkpoint(self, run: _Run, *, lease_seconds: float | None = None) -> WriteOutcome:
+    def _checkpoint(self, run: Run, *, lease_seconds: float | None = None) -> WriteOutcome:
         """The one Redis round trip of a chunk: view, state, heartbeat and lease out, cancel flag in."""
         job = run.job
         run.seq += 1
         return self._hot.write(job.id, owner=job.owner, view=job.view(), seq=run.seq, cadence_ms=run.cadence_ms,
-                               checkpoint=run.checkpoint(), lease=run.lease,
+                               checkpoint=run.checkpoint(), lease=run.token,
                                lease_seconds=lease_seconds or self._settings.lease_seconds)
 
     # --- leaving a job unfinished ----------------------------------------------------------------
-    def _hand_off(self, run: _Run) -> JobStatus | None:
+    def _hand_off(self, run: Run) -> JobStatus | None:
         """Store the checkpoint in MySQL and pass the job, with the lease, to a fresh invocation."""
         job = run.job
         if not self._save_durably(run):
             return None
-        self._queue.send_job(job.id, lease=run.lease)
+        self._queue.send_job(job.id, lease=run.token)
         observability.count("HandOffs")
         log.info("job handed off to a fresh invocation", extra={"chunks": run.chunks, "progress": job.progress})
         return JobStatus.RUNNING
 
-    def _retry_or_fail(self, run: _Run, exc: Exception) -> JobStatus | None:
-        """After a failed step: FAILED on the last attempt, else a delayed retry from the checkpoint."""
+    def _after_step_error(self, run: Run, exc: Exception) -> JobStatus | None:
+        """After a failed step, as the retry policy decides: FAILED, or a delayed retry from the checkpoint."""
         job = run.job
-        error = _describe(exc)
-        if job.attempts >= job.max_attempts:
-            log.warning("job %s failed on its last attempt", job.id, exc_info=True)
-            return self._end(job, run.lease, JobStatus.FAILED,
-                             error=f"{error} (attempt {job.attempts} of {job.max_attempts})")
-        delay = self._backoff(job.attempts)
+        decision = self.retry.after_step_error(job, run.job_type, exc, self._rng)
+        if not decision.retry:
+            log.warning("job %s failed on attempt %d", job.id, job.attempts, exc_info=True)
+            return self._end(job, run.token, JobStatus.FAILED, error=decision.error)
+        delay = decision.delay_seconds
         log.warning("job %s: attempt %d failed, retrying in %d s", job.id, job.attempts, delay, exc_info=True)
         job.attempts += 1
-        job.error, job.message = error, _clip(f"attempt {job.attempts - 1} failed; retrying in {delay} s")
+        job.error = decision.error
+        job.message = clip_message(f"attempt {job.attempts - 1} failed; retrying in {delay} s")
         job.eta_seconds = None
-        if not self._save_durably(run, count_attempt=True, error=job.error):
+        if not self._save_durably(run, retry_error=job.error):
             return None
         # Hold the lease through the delay: neither a duplicate nor the sweeper starts the job early.
         self._checkpoint(run, lease_seconds=delay + self._settings.lease_seconds)
-        self._queue.send_job(job.id, lease=run.lease, delay_seconds=delay)
+        self._queue.send_job(job.id, lease=run.token, delay_seconds=delay)
         observability.count("JobsRetried")
         return JobStatus.RUNNING
 
-    def _backoff(self, failed_attempt: int) -> int:
-        """Seconds before the next attempt: full jitter over an exponentially growing ceiling."""
-        ceiling = min(MAX_DELAY_SECONDS, self._settings.retry_base_seconds * 2 ** (failed_attempt - 1))
-        return math.ceil(self._rng.uniform(0, ceiling))
-
-    def _save_durably(self, run: _Run, **columns: Any) -> bool:
-        """The checkpoint into MySQL, fenced by the lease; False if another holder took the job."""
+    def _save_durably(self, run: Run, *, retry_error: str | None = None) -> bool:
+        """The checkpoint into MySQL, fenced by the token; False if another holder took the job."""
         job = run.job
         job.updated_at = utcnow()
-        if self._store.transition(job.id, from_=(JobStatus.RUNNING,), to=JobStatus.RUNNING, lease=run.lease,
-                                  checkpoint=run.checkpoint(), checkpoint_seq=run.seq, progress=job.progress,
-                                  progress_detail=job.progress_detail, message=job.message,
-                                  updated_at=job.updated_at, **columns):
+        if self._store.save_checkpoint(job.id, fenced_by=run.token, checkpoint=run.checkpoint(), checkpoint_seq=run.seq,
+                                       progress=job.progress, progress_detail=job.progress_detail,
+                                       message=job.message, at=job.updated_at, retry_error=retry_error):
             return True
         log.warning("job %s: taken over or finished elsewhere; this run stops", job.id)
         return False
@@ -356,53 +266,8 @@ class Worker:
     # --- the end ---------------------------------------------------------------------------------
     def _end(self, job: Job, token: str, status: JobStatus, *, result: Any = None, error: str | None = None,
              message: str | None = None) -> JobStatus | None:
-        """Write the final state: MySQL first (the truth, fenced by the lease), then Redis for the polls."""
-        now = utcnow()
-        if status is JobStatus.COMPLETED:
-            job.progress = 100
-        job.eta_seconds = None  # nothing left to estimate; MySQL does not keep it either
-        job.status, job.result, job.error, job.finished_at, job.updated_at = status, result, error, now, now
-        job.message = _clip(message or job.message)
-        if not self._store.transition(job.id, from_=(JobStatus.RUNNING,), to=status, lease=token, result=result,
-                                      error=error, progress=job.progress, progress_detail=job.progress_detail,
-                                      message=job.message, finished_at=now, updated_at=now):
-            log.warning("job %s was finished by someone else, or another worker holds it", job.id)
-            self._release_quietly(job.id, token)
-            return None
-        self._hot.write(job.id, owner=job.owner, view=job.view(), seq=FINAL_SEQ, lease=token)
-        observability.count(f"Jobs{status.value.title()}")
-        if job.started_at is not None:
-            observability.milliseconds("JobDuration", (now - _aware(job.started_at)).total_seconds() * 1000)
-        log.info("job finished", extra={"status": status.value, "error": error})
-        return status
+        """End the job this worker holds (fenced by its token); None if someone else ended or took it."""
+        ended = self._lifecycle.end(job, status, from_=(JobStatus.RUNNING,), fenced_by=token, result=result,
+                                    error=error, message=message)
+        return status if ended else None
 
-    def _release_quietly(self, job_id: str, token: str) -> None:
-        try:
-            self._hot.release(job_id, token)
-        except errors.HotStateUnavailable:
-            pass  # the lease expires by itself
-
-
-def _average(mean: float | None, value: float) -> float:
-    """The running average with `value` taken in (the first value is the average)."""
-    return value if mean is None else CADENCE_WEIGHT * value + (1 - CADENCE_WEIGHT) * mean
-
-
-def _overdue(job: Job) -> bool:
-    """Whether the job has run longer than its timeoutSeconds."""
-    return job.started_at is not None and utcnow() - _aware(job.started_at) > timedelta(seconds=job.timeout_seconds)
-
-
-def _clip(message: str | None) -> str | None:
-    """A progress message that fits its column; None for none."""
-    return message[:MAX_MESSAGE_CHARS] if message else None
-
-
-def _aware(moment):
-    """MySQL hands back naive datetimes; ours are all UTC."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-
-
-def _describe(exc: BaseException) -> str:
-    text = exc.message if isinstance(exc, errors.JobsError) else str(exc)
-    return f"{type(exc).__name__}: {text}"[:MAX_ERROR_CHARS]

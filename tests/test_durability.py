@@ -259,11 +259,11 @@ def test_a_step_that_fails_once_succeeds_on_its_retry(api, events, settings):
 
 
 def test_full_jitter_stays_under_an_exponential_ceiling_capped_at_900_seconds(rt):
-    worker = rt.worker
+    policy, rng = rt.worker.retry, random.Random()
     for attempt in range(1, 15):
         ceiling = min(900, rt.settings.retry_base_seconds * 2 ** (attempt - 1))
-        assert all(0 <= worker._backoff(attempt) <= ceiling for _ in range(50))
-    assert max(worker._backoff(20) for _ in range(200)) > 450  # jitter spreads over the whole range
+        assert all(0 <= policy.backoff(attempt, rng) <= ceiling for _ in range(50))
+    assert max(policy.backoff(20, rng) for _ in range(200)) > 450  # jitter spreads over the whole range
 
 
 def test_a_bad_payload_fails_at_once_without_retries(api, events, mysql):

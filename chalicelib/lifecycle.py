@@ -1,0 +1,113 @@
+"""Ending a job: the one place a job reaches a terminal state (COMPLETED, FAILED, CANCELLED).
+
+The worker (a job finishes, fails, times out or is cancelled at a chunk boundary), the sweeper (a
+timeout no worker saw, a poison message) and the service (a cancel while PENDING) all end jobs
+through `Lifecycle.end`, in one order:
+
+1. the guarded UPDATE in MySQL, the truth: `status IN from_`, and, when a worker ends the job it
+   holds, `lease_token = fenced_by`, so a late or taken-over worker cannot end it a second time;
+2. the final view in Redis (FINAL_SEQ, never replaced), which also releases the holder's lease;
+3. the Jobs<Status> metric and the "job finished" log line.
+
+Redis down at step 2 changes nothing: MySQL is final, so the end stands; a warning is logged and
+nothing is raised. Readers repair Redis from MySQL: GET of a job Redis has no view of reads the row
+and puts a terminal one back, and GET of an active view that reads `stalled` checks the row (see
+service.get); the lease left behind expires by itself.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, Iterable
+
+from . import errors, observability
+from .hotstate import FINAL_SEQ, HotState
+from .models import Job, JobStatus, as_utc, clip_message, utcnow
+from .observability import logger as log
+from .store import JobStore
+
+#: Longest error text kept on a FAILED job (before an "(attempt N of M)" suffix).
+MAX_ERROR_CHARS = 2000
+
+
+def overdue(job: Job, *, now: datetime | None = None) -> bool:
+    """Whether the job has run longer than its timeoutSeconds (store.overdue asks MySQL the same)."""
+    now = now or utcnow()
+    return job.started_at is not None and now - as_utc(job.started_at) > timedelta(seconds=job.timeout_seconds)
+
+
+def timeout_error(job: Job) -> str:
+    """The error of a job that ran longer than its timeoutSeconds."""
+    return f"timed out: ran longer than timeoutSeconds ({job.timeout_seconds})"
+
+
+def describe(exc: BaseException) -> str:
+    """An exception as a FAILED job's error: its type and message, clipped."""
+    text = exc.message if isinstance(exc, errors.JobsError) else str(exc)
+    return f"{type(exc).__name__}: {text}"[:MAX_ERROR_CHARS]
+
+
+class Lifecycle:
+    """Writes the terminal states of jobs: MySQL first, then Redis, then the metric and the log."""
+
+    def __init__(self, store: JobStore, hot: HotState):
+        self._store = store
+        self._hot = hot
+
+    def end(self, job: Job, status: JobStatus, *, from_: Iterable[JobStatus], fenced_by: str | None = None,
+            result: Any = None, error: str | None = None, message: str | None = None) -> bool:
+        """Move `job` from one of `from_` to the terminal `status`; True if this call ended it.
+
+        With `fenced_by` (the token of the worker that holds the job) the UPDATE only wins while
+        that token is the job's fence, the job's progress is written too (only the holder knows
+        progress newer than the row), and the holder's lease is released. On success `job` holds
+        the final state; on a miss it is left as it was.
+        """
+        if not status.terminal:
+            raise ValueError(f"{status.value} is not a terminal state")
+        now = utcnow()
+        progress = 100 if status is JobStatus.COMPLETED else job.progress
+        final_message = clip_message(message or job.message)
+        columns: dict[str, Any] = {"result": result, "error": error, "finished_at": now, "updated_at": now}
+        if fenced_by is not None:
+            columns.update(progress=progress, progress_detail=job.progress_detail, message=final_message)
+        elif message is not None:
+            columns["message"] = final_message
+        if not self._store.transition(job.id, from_=from_, to=status, fenced_by=fenced_by, **columns):
+            if fenced_by is not None:
+                log.warning("job %s was finished by someone else, or another worker holds it", job.id)
+                self.release_quietly(job.id, fenced_by)
+            return False
+        job.status, job.result, job.error, job.message = status, result, error, final_message
+        job.progress, job.finished_at, job.updated_at = progress, now, now
+        job.eta_seconds = None  # nothing left to estimate; MySQL does not keep it either
+        self._publish(job, fenced_by)
+        observability.count(f"Jobs{status.value.title()}")
+        if job.started_at is not None:
+            observability.milliseconds("JobDuration", (now - as_utc(job.started_at)).total_seconds() * 1000)
+        log.info("job finished", extra={"job_id": job.id, "status": status.value, "error": error})
+        return True
+
+    def time_out(self, job: Job, *, fenced_by: str | None = None) -> bool:
+        """End a RUNNING job that ran past its timeoutSeconds as FAILED; True if this call ended it."""
+        return self.end(job, JobStatus.FAILED, from_=(JobStatus.RUNNING,), fenced_by=fenced_by,
+                        error=timeout_error(job))
+
+    def publish(self, job: Job) -> None:
+        """Put a terminal job's final view (as MySQL holds it) in Redis again, best effort."""
+        if not job.status.terminal:
+            raise ValueError(f"job {job.id} is {job.status.value}: only a final view is published")
+        self._publish(job, None)
+
+    def release_quietly(self, job_id: str, token: str) -> None:
+        """Give the lease up if Redis answers; else it expires by itself."""
+        try:
+            self._hot.release(job_id, token)
+        except errors.HotStateUnavailable:
+            pass
+
+    def _publish(self, job: Job, token: str | None) -> None:
+        try:
+            self._hot.write(job.id, owner=job.owner, view=job.view(), seq=FINAL_SEQ, lease=token)
+        except errors.HotStateUnavailable:
+            # MySQL is final; GET repairs Redis from it (see the module docstring).
+            log.warning("job %s: final view not written, Redis unavailable (MySQL holds it)", job.id, exc_info=True)
