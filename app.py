@@ -1,4 +1,5 @@
 """The API and worker Lambdas: routes and event handlers wired to chalicelib, nothing more."""
+
 from chalice import Chalice, Rate
 
 from chalicelib import dashboard, http, observability, openapi, runtime

@@ -3,6 +3,7 @@
 Each request goes through the Chalice app as Lambda invokes it, `app.app(event, context)`, with an
 API Gateway proxy event whose `requestContext.identity.apiKeyId` names the caller (http.owner).
 """
+
 from __future__ import annotations
 
 import json
@@ -23,21 +24,33 @@ from local.eventsource import LambdaContext
 LONG_JOB = {"steps": 30, "stepMs": 1000}
 
 
-def proxy_event(method: str, resource: str, path: str, *, path_params: dict | None = None,
-                body: Any = None) -> dict[str, Any]:
+def proxy_event(
+    method: str, resource: str, path: str, *, path_params: dict | None = None, body: Any = None
+) -> dict[str, Any]:
     """An API Gateway REST proxy event, as the api Lambda receives it."""
     headers = {"content-type": "application/json", "x-api-key": "bench-key-value", "host": "bench.local"}
     return {
-        "resource": resource, "path": path, "httpMethod": method, "headers": headers,
+        "resource": resource,
+        "path": path,
+        "httpMethod": method,
+        "headers": headers,
         "multiValueHeaders": {k: [v] for k, v in headers.items()},
-        "queryStringParameters": None, "multiValueQueryStringParameters": None,
-        "pathParameters": path_params, "stageVariables": None,
+        "queryStringParameters": None,
+        "multiValueQueryStringParameters": None,
+        "pathParameters": path_params,
+        "stageVariables": None,
         "requestContext": {
-            "resourcePath": resource, "httpMethod": method, "path": f"/api{path}", "stage": "api",
-            "requestId": str(uuid.uuid4()), "accountId": "123456789012", "apiId": "bench",
+            "resourcePath": resource,
+            "httpMethod": method,
+            "path": f"/api{path}",
+            "stage": "api",
+            "requestId": str(uuid.uuid4()),
+            "accountId": "123456789012",
+            "apiId": "bench",
             "identity": {"apiKeyId": OWNER, "apiKey": "bench-key-value", "sourceIp": "127.0.0.1"},
         },
-        "body": None if body is None else json.dumps(body), "isBase64Encoded": False,
+        "body": None if body is None else json.dumps(body),
+        "isBase64Encoded": False,
     }
 
 
@@ -64,8 +77,9 @@ class Caller:
         return self.call(proxy_event("GET", "/jobs/{job_id}", f"/jobs/{job_id}", path_params={"job_id": job_id}), 200)
 
     def delete(self, job_id: str, expect: int) -> tuple[dict, float, IoCount]:
-        return self.call(proxy_event("DELETE", "/jobs/{job_id}", f"/jobs/{job_id}", path_params={"job_id": job_id}),
-                         expect)
+        return self.call(
+            proxy_event("DELETE", "/jobs/{job_id}", f"/jobs/{job_id}", path_params={"job_id": job_id}), expect
+        )
 
 
 class Samples:
@@ -94,13 +108,19 @@ class Samples:
 
     def time_row(self, note: str = "") -> Row:
         p50, p99 = percentiles(self.times)
-        return Row(f"{self.name}: handler p50 / p99", f"{p50:.2f} / {p99:.2f} ms",
-                   f"{len(self.times)} calls{note}", "info", {"p50_ms": p50, "p99_ms": p99, "calls": len(self.times)})
+        return Row(
+            f"{self.name}: handler p50 / p99",
+            f"{p50:.2f} / {p99:.2f} ms",
+            f"{len(self.times)} calls{note}",
+            "info",
+            {"p50_ms": p50, "p99_ms": p99, "calls": len(self.times)},
+        )
 
     def io_row(self) -> Row:
         value = f"{self.spread(lambda c: c.redis)} Redis, {self.spread(lambda c: len(c.mysql))} MySQL"
-        return Row(f"{self.name}: round trips per request", value, "", "info",
-                   {"redis": self.redis(), "mysql": self.mysql()})
+        return Row(
+            f"{self.name}: round trips per request", value, "", "info", {"redis": self.redis(), "mysql": self.mysql()}
+        )
 
 
 def _forget_hot_state(client: redis.Redis, keys: HotState, job_id: str) -> None:
@@ -150,8 +170,13 @@ def _post_and_get(caller: Caller, calls: int, raw: redis.Redis, keys: HotState) 
         fallback.io_row(),
         fallback.time_row(" (MySQL read; nothing to put back while active)"),
         budget_row("POST /jobs: MySQL inserts", inserts, 1, statements=post.mysql()),
-        Row("POST /jobs: MySQL statements", str(post.mysql()), "budget: 1 insert",
-            "ok" if post.mysql() <= 1 else "MISS", {"value": post.mysql()}),
+        Row(
+            "POST /jobs: MySQL statements",
+            str(post.mysql()),
+            "budget: 1 insert",
+            "ok" if post.mysql() <= 1 else "MISS",
+            {"value": post.mysql()},
+        ),
         budget_row("POST /jobs: Redis round trips", post.redis(), 1),
         budget_row("POST /jobs: SQS sends", sends, 1),
         post.time_row(f" (SQS is moto's server on loopback: a SendMessage alone p50 {sqs_alone:.2f} ms)"),
@@ -171,12 +196,13 @@ def _sqs_send_alone(runtime: Runtime, calls: int) -> float:
     return percentiles(times)[0]
 
 
-def _finished_fallback(caller: Caller, calls: int, runtime: Runtime, setup_runtime: Runtime, setup_sqs,
-                       raw: redis.Redis, keys: HotState) -> list[Row]:
+def _finished_fallback(
+    caller: Caller, calls: int, runtime: Runtime, setup_runtime: Runtime, setup_sqs, raw: redis.Redis, keys: HotState
+) -> list[Row]:
     """GET of a finished job Redis lost: read from MySQL, and put back for the next poll."""
     ids, records = submit_jobs(setup_runtime, setup_sqs, calls, {"steps": 1, "stepMs": 0})
     for start in range(0, len(records), 10):
-        runtime.worker.handle_batch(records[start:start + 10], LambdaContext(timeout_seconds=900))
+        runtime.worker.handle_batch(records[start : start + 10], LambdaContext(timeout_seconds=900))
     samples = Samples("GET /jobs/{id} fallback (finished job)")
     for job_id in ids:
         _forget_hot_state(raw, keys, job_id)
@@ -185,10 +211,17 @@ def _finished_fallback(caller: Caller, calls: int, runtime: Runtime, setup_runti
             raise RuntimeError(f"job {job_id} is {view['status']}, not COMPLETED")
     again = Samples("GET after the fallback")
     again.add(caller.get(ids[0]))
-    return [samples.io_row(), samples.time_row(" (then put back in Redis)"),
-            Row("GET /jobs/{id} after a fallback: round trips", f"{again.redis()} Redis, {again.mysql()} MySQL",
-                "back on the hot path", "ok" if (again.redis(), again.mysql()) == (1, 0) else "MISS",
-                {"redis": again.redis(), "mysql": again.mysql()})]
+    return [
+        samples.io_row(),
+        samples.time_row(" (then put back in Redis)"),
+        Row(
+            "GET /jobs/{id} after a fallback: round trips",
+            f"{again.redis()} Redis, {again.mysql()} MySQL",
+            "back on the hot path",
+            "ok" if (again.redis(), again.mysql()) == (1, 0) else "MISS",
+            {"redis": again.redis(), "mysql": again.mysql()},
+        ),
+    ]
 
 
 def _cancel(caller: Caller, calls: int, running: int, runtime: Runtime, setup_runtime: Runtime, setup_sqs) -> list[Row]:
@@ -199,8 +232,12 @@ def _cancel(caller: Caller, calls: int, running: int, runtime: Runtime, setup_ru
     running_samples = Samples("DELETE /jobs/{id} running")
     ids, records = submit_jobs(setup_runtime, setup_sqs, running, LONG_JOB)
     # Each job RUNNING in a worker thread of its own (the worker's I/O is not counted: another thread).
-    threads = [threading.Thread(target=runtime.worker.handle_batch, args=([r], LambdaContext(timeout_seconds=900)),
-                                daemon=True) for r in records]
+    threads = [
+        threading.Thread(
+            target=runtime.worker.handle_batch, args=([r], LambdaContext(timeout_seconds=900)), daemon=True
+        )
+        for r in records
+    ]
     for thread in threads:
         thread.start()
     for job_id in ids:
@@ -210,8 +247,12 @@ def _cancel(caller: Caller, calls: int, running: int, runtime: Runtime, setup_ru
             raise RuntimeError(f"job {job_id}: cancel not requested")
     for thread in threads:
         thread.join(timeout=10)
-    return [pending.io_row(), pending.time_row(), running_samples.io_row(),
-            running_samples.time_row(" (cancel flag in MySQL and Redis)")]
+    return [
+        pending.io_row(),
+        pending.time_row(),
+        running_samples.io_row(),
+        running_samples.time_row(" (cancel flag in MySQL and Redis)"),
+    ]
 
 
 def _wait_running(runtime: Runtime, job_id: str, timeout: float = 10.0) -> None:

@@ -3,6 +3,7 @@
 Workers start as `celery -A bench.celery_tasks worker`; BENCH_CELERY_URL and BENCH_CELERY_QUEUE
 say which Redis database and queue (bench/compare.py sets them).
 """
+
 import os
 
 from celery import Celery
@@ -11,8 +12,12 @@ URL = os.environ.get("BENCH_CELERY_URL", "redis://127.0.0.1:6379/15")
 QUEUE = os.environ.get("BENCH_CELERY_QUEUE", "bench")
 
 app = Celery("bench", broker=URL, backend=URL)
-app.conf.update(task_default_queue=QUEUE, broker_connection_retry_on_startup=True,
-                worker_hijack_root_logger=False, worker_redirect_stdouts=False)
+app.conf.update(
+    task_default_queue=QUEUE,
+    broker_connection_retry_on_startup=True,
+    worker_hijack_root_logger=False,
+    worker_redirect_stdouts=False,
+)
 
 
 @app.task(bind=True)

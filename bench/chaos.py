@@ -13,6 +13,7 @@ processes (local/worker_process.py) that record every chunk they start. Workers 
 timeout, so long jobs are handed off several times, and a short lease, so killed workers are taken
 over quickly; the sweeper runs every two seconds.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -70,8 +71,9 @@ class Tally:
 
 def _csv(rng: random.Random, rows: int) -> bytes:
     lines = ["id,amount,qty,label"] + [
-        f"{i},{rng.uniform(-1000, 1000):.3f},{rng.randint(0, 50)},\"item {i}, size {rng.choice('SML')}\""
-        for i in range(rows)]
+        f'{i},{rng.uniform(-1000, 1000):.3f},{rng.randint(0, 50)},"item {i}, size {rng.choice("SML")}"'
+        for i in range(rows)
+    ]
     return ("\n".join(lines) + "\n").encode()
 
 
@@ -91,19 +93,35 @@ def plan_jobs(count: int, rng: random.Random, rt: Runtime, s3) -> list[Plan]:
         kind = rng.random()
         if kind < 0.45:
             steps, ms = rng.randint(3, 60), rng.choice([5, 10, 20, 40])
-            plans.append(Plan({"type": "sleep", "payload": {"steps": steps, "stepMs": ms}},
-                              {"steps": steps, "sleptMs": steps * ms}))
+            plans.append(
+                Plan(
+                    {"type": "sleep", "payload": {"steps": steps, "stepMs": ms}},
+                    {"steps": steps, "sleptMs": steps * ms},
+                )
+            )
         elif kind < 0.75:
-            payload = {"bucket": BUCKET, "key": rng.choice(list(objects)),
-                       "chunkBytes": rng.choice([4096, 16384, 65536])}
+            payload = {
+                "bucket": BUCKET,
+                "key": rng.choice(list(objects)),
+                "chunkBytes": rng.choice([4096, 16384, 65536]),
+            }
             plans.append(Plan({"type": "csv-stats", "payload": payload}, ("csv", payload)))
         elif kind < 0.9:
             steps = rng.randint(40, 120)
-            plans.append(Plan({"type": "sleep", "payload": {"steps": steps, "stepMs": 20}},
-                              {"steps": steps, "sleptMs": steps * 20}, cancel_after=rng.uniform(0.2, 3)))
+            plans.append(
+                Plan(
+                    {"type": "sleep", "payload": {"steps": steps, "stepMs": 20}},
+                    {"steps": steps, "sleptMs": steps * 20},
+                    cancel_after=rng.uniform(0.2, 3),
+                )
+            )
         else:
-            plans.append(Plan({"type": "sleep", "payload": {"steps": 5, "stepMs": 5, "failAtStep": 3},
-                               "maxAttempts": 2}, fails=True))
+            plans.append(
+                Plan(
+                    {"type": "sleep", "payload": {"steps": 5, "stepMs": 5, "failAtStep": 3}, "maxAttempts": 2},
+                    fails=True,
+                )
+            )
     expected = {}
     for plan in plans:
         if isinstance(plan.expected_result, tuple):
@@ -131,19 +149,31 @@ def run(ns: argparse.Namespace) -> int:
         queue = services.create_jobs_queue(sqs, f"chaos-{run_id}", visibility_timeout=8, max_receive_count=20)
         s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
         s3.create_bucket(Bucket=BUCKET)
-        settings = Settings(mysql_url=mysql_url, redis_url=f"redis://127.0.0.1:{redis_port}/0", redis_prefix="chaos:",
-                            jobs_queue_url=queue, aws_endpoint_url=endpoint, lease_seconds=2,
-                            handoff_reserve_ms=200, retry_base_seconds=1, stall_after_seconds=3,
-                            pending_resend_seconds=3)
+        settings = Settings(
+            mysql_url=mysql_url,
+            redis_url=f"redis://127.0.0.1:{redis_port}/0",
+            redis_prefix="chaos:",
+            jobs_queue_url=queue,
+            aws_endpoint_url=endpoint,
+            lease_seconds=2,
+            handoff_reserve_ms=200,
+            retry_base_seconds=1,
+            stall_after_seconds=3,
+            pending_resend_seconds=3,
+        )
         rt = Runtime(settings)
         runtime.use(rt)
         plans = plan_jobs(ns.jobs, rng, rt, s3)
         (work / "chunks").mkdir()
 
         def start_worker():
-            proc = worker_process.start(settings, function_timeout=ns.function_timeout,
-                                        output=work / "workers.log", CHUNK_LOG=str(work / "chunks"),
-                                        POWERTOOLS_LOG_LEVEL="INFO")
+            proc = worker_process.start(
+                settings,
+                function_timeout=ns.function_timeout,
+                output=work / "workers.log",
+                CHUNK_LOG=str(work / "chunks"),
+                POWERTOOLS_LOG_LEVEL="INFO",
+            )
             workers.append(proc)
             return proc
 
@@ -234,17 +264,26 @@ def _report(ns, rt, plans, tally, work: Path, seconds: float) -> int:
     redone, lost_with_flush = _redone(work, {p.job_id for p in plans if p.fails}, tally)
     kills = len(tally.killed)
     rows = [
-        ("submitted", len(plans)), *sorted(outcomes.items()), ("finalised twice", twice),
-        ("chunks redone after kills", redone), ("workers killed", kills),
+        ("submitted", len(plans)),
+        *sorted(outcomes.items()),
+        ("finalised twice", twice),
+        ("chunks redone after kills", redone),
+        ("workers killed", kills),
         ("chunks redone: checkpoint lost with the flush", lost_with_flush),
-        ("duplicate deliveries injected", tally.duplicates), ("Redis flushes", int(tally.flushed_at is not None)),
+        ("duplicate deliveries injected", tally.duplicates),
+        ("Redis flushes", int(tally.flushed_at is not None)),
         ("seconds", round(seconds, 1)),
     ]
     print()
     for name, value in rows:
         print(f"  {name:48} {value}")
-    bar = (outcomes["lost"] == 0 and outcomes["WRONG result"] == 0 and twice == 0
-           and outcomes["failed unexpectedly"] == 0 and redone <= kills)
+    bar = (
+        outcomes["lost"] == 0
+        and outcomes["WRONG result"] == 0
+        and twice == 0
+        and outcomes["failed unexpectedly"] == 0
+        and redone <= kills
+    )
     print(f"\n  bar (lost 0, wrong 0, finalised twice 0, redone after kills <= kills): {'MET' if bar else 'MISSED'}")
     return 0 if bar else 1
 

@@ -4,6 +4,7 @@ Import time is `python -X importtime -c "import app"` in a fresh process (the me
 runs), against `import redis` alone; the package is what `chalice package --stage dev` builds from
 a build copy of the app (infra/deploy.py's, as tests/test_infra.py makes it).
 """
+
 from __future__ import annotations
 
 import json
@@ -29,13 +30,19 @@ MUST_NOT_SHIP = ("boto3/", "botocore/", "local/", "tests/", "bench/", "infra/", 
 
 def import_times(statement: str) -> tuple[float, dict[str, float], set[str]]:
     """Total milliseconds, cumulative ms of each top-level package, and every module imported."""
-    done = subprocess.run([sys.executable, "-X", "importtime", "-c", statement], cwd=ROOT, capture_output=True,
-                          text=True, check=True, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", statement],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+    )
     total, packages, modules = 0.0, {}, set()
     for line in done.stderr.splitlines():
         if not line.startswith("import time:") or "self [us]" in line:
             continue
-        self_us, cumulative_us, name = line[len("import time:"):].split("|")
+        self_us, cumulative_us, name = line[len("import time:") :].split("|")
         name = name.strip()
         total += int(self_us)
         modules.add(name)
@@ -56,8 +63,12 @@ def package(tmp: Path) -> Path:
     config = json.loads((ROOT / ".chalice" / "config.json").read_text())
     deploy.prepare_build_dir(ROOT, tmp / "app", config)
     env = {**os.environ, "AWS_DEFAULT_REGION": "us-east-1"}
-    subprocess.run([CHALICE, "--project-dir", str(tmp / "app"), "package", "--stage", "dev", str(tmp / "out")],
-                   check=True, env=env, capture_output=True)
+    subprocess.run(
+        [CHALICE, "--project-dir", str(tmp / "app"), "package", "--stage", "dev", str(tmp / "out")],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
     return tmp / "out" / "deployment.zip"
 
 
@@ -66,18 +77,33 @@ def run(*, runs: int) -> list[Row]:
     app_ms = packages["app"]
     redis_total_ms, redis_packages, _ = median_import("import redis", runs)
     redis_ms = redis_packages["redis"]
-    top = sorted(((ms, name) for name, ms in packages.items()
-                  if name not in STARTUP and not name.startswith("__editable__")), reverse=True)[:6]
+    top = sorted(
+        ((ms, name) for name, ms in packages.items() if name not in STARTUP and not name.startswith("__editable__")),
+        reverse=True,
+    )[:6]
     heavy = sorted(name for name in MUST_NOT_IMPORT if name in modules)
     rows = [
-        Row("cold start: import app (-X importtime)", f"{app_ms:.0f} ms (process {total_ms:.0f} ms)",
-            f"import redis alone {redis_ms:.0f} ms (process {redis_total_ms:.0f} ms)", "info",
-            {"app_ms": app_ms, "total_ms": total_ms, "redis_ms": redis_ms, "redis_total_ms": redis_total_ms}),
-        Row("cold start: top importers (cumulative)", ", ".join(f"{name} {ms:.0f}" for ms, name in top) + " ms",
-            "", "info", {name: ms for ms, name in top}),
-        Row("cold start: import app skips boto3, fastjsonschema, X-Ray",
+        Row(
+            "cold start: import app (-X importtime)",
+            f"{app_ms:.0f} ms (process {total_ms:.0f} ms)",
+            f"import redis alone {redis_ms:.0f} ms (process {redis_total_ms:.0f} ms)",
+            "info",
+            {"app_ms": app_ms, "total_ms": total_ms, "redis_ms": redis_ms, "redis_total_ms": redis_total_ms},
+        ),
+        Row(
+            "cold start: top importers (cumulative)",
+            ", ".join(f"{name} {ms:.0f}" for ms, name in top) + " ms",
+            "",
+            "info",
+            {name: ms for ms, name in top},
+        ),
+        Row(
+            "cold start: import app skips boto3, fastjsonschema, X-Ray",
             "yes" if not heavy else f"no: {', '.join(heavy)}",
-            "budget: nothing a route does not need", "ok" if not heavy else "MISS", {"imported": heavy}),
+            "budget: nothing a route does not need",
+            "ok" if not heavy else "MISS",
+            {"imported": heavy},
+        ),
     ]
     with tempfile.TemporaryDirectory() as tmp:
         zipped = package(Path(tmp))
@@ -87,11 +113,19 @@ def run(*, runs: int) -> list[Row]:
         unpacked = sum(i.file_size for i in infos)
         shipped = sorted({p.rstrip("/") for p in MUST_NOT_SHIP if any(n.startswith(p) for n in names)})
         rows += [
-            Row("deployment package (chalice package --stage dev)",
-                f"{zipped.stat().st_size / 1e6:.1f} MB zipped", f"{unpacked / 1e6:.1f} MB unpacked, {len(names)} files",
-                "info", {"zipped": zipped.stat().st_size, "unpacked": unpacked, "files": len(names)}),
-            Row("deployment package leaves out boto3 and test-only code",
+            Row(
+                "deployment package (chalice package --stage dev)",
+                f"{zipped.stat().st_size / 1e6:.1f} MB zipped",
+                f"{unpacked / 1e6:.1f} MB unpacked, {len(names)} files",
+                "info",
+                {"zipped": zipped.stat().st_size, "unpacked": unpacked, "files": len(names)},
+            ),
+            Row(
+                "deployment package leaves out boto3 and test-only code",
                 "yes" if not shipped else f"no: {', '.join(shipped)}",
-                "budget: runtime dependencies only", "ok" if not shipped else "MISS", {"shipped": shipped}),
+                "budget: runtime dependencies only",
+                "ok" if not shipped else "MISS",
+                {"shipped": shipped},
+            ),
         ]
     return rows

@@ -10,6 +10,7 @@
   number of worker processes (`rq worker --burst` each; `celery worker --pool=prefork -c N`),
   from the first to the last completion each system recorded.
 """
+
 from __future__ import annotations
 
 import os
@@ -97,9 +98,11 @@ def run(env, *, polls: int, jobs: int, processes: int, ours_chunk: dict | None, 
 
     theirs_poll["Celery"], trips_poll["Celery"] = measure(polls, celery_poll)
     theirs_progress["Celery"], trips_progress["Celery"] = measure(
-        polls, lambda i: task.update_state(task_id=celery_id, state="PROGRESS", meta={"done": i % 10 + 1, "total": 10}))
+        polls, lambda i: task.update_state(task_id=celery_id, state="PROGRESS", meta={"done": i % 10 + 1, "total": 10})
+    )
     theirs_submit["Celery"], trips_submit["Celery"] = measure(
-        min(polls, 300), lambda i: task.apply_async(args=(10,), queue=f"{run_tag}-idle-celery"))
+        min(polls, 300), lambda i: task.apply_async(args=(10,), queue=f"{run_tag}-idle-celery")
+    )
 
     rows = [
         ratio_row("status poll p50 (ours: service.get)", ours_poll, theirs_poll, unit=" ms"),
@@ -109,16 +112,30 @@ def run(env, *, polls: int, jobs: int, processes: int, ours_chunk: dict | None, 
     ]
     if ours_chunk:
         rows += [
-            ratio_row("progress update p50 (ours: per-chunk overhead)", ours_chunk["per_chunk_s"] * 1000,
-                      theirs_progress, unit=" ms"),
+            ratio_row(
+                "progress update p50 (ours: per-chunk overhead)",
+                ours_chunk["per_chunk_s"] * 1000,
+                theirs_progress,
+                unit=" ms",
+            ),
             _trips_row("progress update: Redis round trips", ours_chunk["per_chunk_redis"], trips_progress),
         ]
     if ours_rate is None:
         ours_rate = our_worker.throughput(env, jobs=jobs, processes=processes)
-    rates = {"RQ": rq_throughput(env, conn, jobs=jobs, processes=processes, queue=f"{run_tag}-rq"),
-             "Celery": celery_throughput(celery_tasks, jobs=jobs, processes=processes)}
-    rows.append(ratio_row(f"jobs/s, {jobs} x 10-chunk jobs with progress, {processes} worker processes",
-                          ours_rate, rates, unit=" jobs/s", higher_is_better=True, fmt="{:.0f}"))
+    rates = {
+        "RQ": rq_throughput(env, conn, jobs=jobs, processes=processes, queue=f"{run_tag}-rq"),
+        "Celery": celery_throughput(celery_tasks, jobs=jobs, processes=processes),
+    }
+    rows.append(
+        ratio_row(
+            f"jobs/s, {jobs} x 10-chunk jobs with progress, {processes} worker processes",
+            ours_rate,
+            rates,
+            unit=" jobs/s",
+            higher_is_better=True,
+            fmt="{:.0f}",
+        )
+    )
     return rows
 
 
@@ -148,8 +165,13 @@ def rq_throughput(env, conn: redis.Redis, *, jobs: int, processes: int, queue: s
     q = Queue(queue, connection=conn)
     ids = [q.enqueue(rq_tasks.chunked, 10).id for _ in range(jobs)]
     with tempfile.TemporaryDirectory() as tmp:
-        procs = [_spawn([str(BIN / "rq"), "worker", "--burst", "--quiet", "--url", env.redis_url, queue],
-                        Path(tmp) / f"rq-{i}.log") for i in range(processes)]
+        procs = [
+            _spawn(
+                [str(BIN / "rq"), "worker", "--burst", "--quiet", "--url", env.redis_url, queue],
+                Path(tmp) / f"rq-{i}.log",
+            )
+            for i in range(processes)
+        ]
         for proc in procs:
             if proc.wait(timeout=600) != 0:
                 log = (Path(tmp) / "rq-0.log").read_text()[-2000:]
@@ -165,10 +187,24 @@ def celery_throughput(celery_tasks, *, jobs: int, processes: int) -> float:
     ids = [celery_tasks.chunked.delay(10).id for _ in range(jobs)]
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "celery.log"
-        proc = _spawn([str(BIN / "celery"), "-A", "bench.celery_tasks", "worker", "--pool=prefork",
-                       f"--concurrency={processes}", "-Q", celery_tasks.QUEUE, "--without-gossip",
-                       "--without-mingle", "--without-heartbeat", "--loglevel=WARNING",
-                       f"--hostname={celery_tasks.QUEUE}@%h"], log)
+        proc = _spawn(
+            [
+                str(BIN / "celery"),
+                "-A",
+                "bench.celery_tasks",
+                "worker",
+                "--pool=prefork",
+                f"--concurrency={processes}",
+                "-Q",
+                celery_tasks.QUEUE,
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "--loglevel=WARNING",
+                f"--hostname={celery_tasks.QUEUE}@%h",
+            ],
+            log,
+        )
         try:
             deadline = time.monotonic() + 600
             for task_id in ids:

@@ -4,6 +4,7 @@ A run makes `jobs_bench_<run>` in MySQL, claims a Redis database that holds no k
 cannot share one prefix with us, so everything of the run lives in that database) and a queue on
 moto's server; all are dropped at the end, whatever happened.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -58,12 +59,24 @@ class Row:
 def budget_row(figure: str, value: float, budget: float, *, unit: str = "", **data: Any) -> Row:
     """A counted figure against its budget: ok when it is at most the budget."""
     shown = f"{value:g}{unit}"
-    return Row(figure, shown, f"budget {budget:g}{unit}", "ok" if value <= budget else "MISS",
-               {"value": value, "budget": budget, **data})
+    return Row(
+        figure,
+        shown,
+        f"budget {budget:g}{unit}",
+        "ok" if value <= budget else "MISS",
+        {"value": value, "budget": budget, **data},
+    )
 
 
-def ratio_row(figure: str, ours: float, theirs: dict[str, float], *, unit: str, higher_is_better: bool = False,
-              fmt: str = "{:.3g}") -> Row:
+def ratio_row(
+    figure: str,
+    ours: float,
+    theirs: dict[str, float],
+    *,
+    unit: str,
+    higher_is_better: bool = False,
+    fmt: str = "{:.3g}",
+) -> Row:
     """Our figure against RQ's and Celery's: `theirs (ours/theirs)` for each, verdict against the best."""
     parts = [f"{name} {fmt.format(value)}{unit} (x{ours / value:.2g})" for name, value in theirs.items() if value]
     best = (max if higher_is_better else min)(theirs.values()) if theirs else None
@@ -84,6 +97,7 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
 
 
 # --- counting what the code sends -------------------------------------------------------------
+
 
 @dataclass
 class IoCount:
@@ -171,6 +185,7 @@ def quiet() -> Iterator[None]:
 
 # --- jobs and SQS records without a queue round trip ------------------------------------------
 
+
 class RecordingSqs:
     """Stands in for the SQS client of a JobQueue: keeps each message as ReceiveMessage would give it."""
 
@@ -180,10 +195,16 @@ class RecordingSqs:
     def send_message(self, *, QueueUrl: str, MessageBody: str, DelaySeconds: int = 0, **_: Any) -> dict:
         now = str(int(time.time() * 1000))
         message = {
-            "MessageId": str(uuid.uuid4()), "ReceiptHandle": uuid.uuid4().hex, "Body": MessageBody,
+            "MessageId": str(uuid.uuid4()),
+            "ReceiptHandle": uuid.uuid4().hex,
+            "Body": MessageBody,
             "MD5OfBody": hashlib.md5(MessageBody.encode()).hexdigest(),
-            "Attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": now, "SenderId": "BENCH",
-                           "ApproximateFirstReceiveTimestamp": now},
+            "Attributes": {
+                "ApproximateReceiveCount": "1",
+                "SentTimestamp": now,
+                "SenderId": "BENCH",
+                "ApproximateFirstReceiveTimestamp": now,
+            },
         }
         self.messages.append(message)
         return {"MessageId": message["MessageId"]}
@@ -197,8 +218,9 @@ def recording_runtime(settings: Settings) -> tuple[Runtime, RecordingSqs]:
     return runtime, sqs
 
 
-def submit_jobs(runtime: Runtime, sqs: RecordingSqs, count: int, payload: dict, *,
-                owner: str = OWNER) -> tuple[list[str], list[dict[str, Any]]]:
+def submit_jobs(
+    runtime: Runtime, sqs: RecordingSqs, count: int, payload: dict, *, owner: str = OWNER
+) -> tuple[list[str], list[dict[str, Any]]]:
     """Submit `count` jobs through the service; returns their ids and their Lambda SQS records."""
     start = len(sqs.messages)
     ids = [runtime.service.submit(owner, {"type": "sleep", "payload": payload}).view["jobId"] for _ in range(count)]
@@ -211,6 +233,7 @@ def sqs_event(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 # --- the run's own servers' space --------------------------------------------------------------
+
 
 class BenchEnv:
     """This run's database, Redis database and queue, made on enter and dropped on exit."""
@@ -236,9 +259,13 @@ class BenchEnv:
         except BaseException:
             self.__exit__(None, None, None)
             raise
-        self.settings = Settings(mysql_url=self.mysql_url, redis_url=self.redis_url,
-                                 redis_prefix=f"bench:{self.run_id}:", jobs_queue_url=queue_url,
-                                 aws_endpoint_url=self.moto_url)
+        self.settings = Settings(
+            mysql_url=self.mysql_url,
+            redis_url=self.redis_url,
+            redis_prefix=f"bench:{self.run_id}:",
+            jobs_queue_url=queue_url,
+            aws_endpoint_url=self.moto_url,
+        )
         return self
 
     def _claim_redis_db(self) -> str:

@@ -1,4 +1,5 @@
 """The RQ side of the comparison: a ten-chunk no-op job that reports progress after every chunk."""
+
 from rq import get_current_job
 
 

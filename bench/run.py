@@ -1,9 +1,10 @@
 """Run every benchmark and print one table: figure, value, budget or comparison, verdict.
 
-    python -m bench            # the full run (about five minutes on 2 cores)
-    python -m bench --quick    # small sizes, for CI (well under two minutes)
-    python -m bench --json out.json --only api,worker
+python -m bench            # the full run (about five minutes on 2 cores)
+python -m bench --quick    # small sizes, for CI (well under two minutes)
+python -m bench --json out.json --only api,worker
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,19 +21,33 @@ AREAS = ("api", "worker", "compare", "coldstart")
 
 @dataclass(frozen=True)
 class Sizes:
-    calls: int            #: requests per route
+    calls: int  #: requests per route
     job_sizes: list[int]  #: chunks per job for the per-job costs
-    repeats: int          #: jobs of each size
-    jobs: int             #: jobs in each throughput run
+    repeats: int  #: jobs of each size
+    jobs: int  #: jobs in each throughput run
     processes: list[int]  #: worker process counts
-    polls: int            #: RQ / Celery status polls and progress updates
-    imports: int          #: `-X importtime` runs (the median is kept)
+    polls: int  #: RQ / Celery status polls and progress updates
+    imports: int  #: `-X importtime` runs (the median is kept)
 
 
-FULL = Sizes(calls=1000, job_sizes=[10, 100, 1000], repeats=5, jobs=1000,
-             processes=[1, max(2, os.cpu_count() or 2)], polls=1000, imports=5)
-QUICK = Sizes(calls=100, job_sizes=[10, 100], repeats=2, jobs=200,
-              processes=[1, max(2, os.cpu_count() or 2)], polls=200, imports=3)
+FULL = Sizes(
+    calls=1000,
+    job_sizes=[10, 100, 1000],
+    repeats=5,
+    jobs=1000,
+    processes=[1, max(2, os.cpu_count() or 2)],
+    polls=1000,
+    imports=5,
+)
+QUICK = Sizes(
+    calls=100,
+    job_sizes=[10, 100],
+    repeats=2,
+    jobs=200,
+    processes=[1, max(2, os.cpu_count() or 2)],
+    polls=200,
+    imports=3,
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -89,8 +104,14 @@ def main(argv: list[str] | None = None) -> None:
             tp_rows, rates = worker.throughput_rows(env, jobs=sizes.jobs, process_counts=sizes.processes)
             rows += tp_rows
         if "compare" in ns.only:
-            rows += compare.run(env, polls=sizes.polls, jobs=sizes.jobs, processes=max(sizes.processes),
-                                ours_chunk=chunk, ours_rate=rates.get(max(sizes.processes)))
+            rows += compare.run(
+                env,
+                polls=sizes.polls,
+                jobs=sizes.jobs,
+                processes=max(sizes.processes),
+                ours_chunk=chunk,
+                ours_rate=rates.get(max(sizes.processes)),
+            )
     if "coldstart" in ns.only:
         rows += coldstart.run(runs=sizes.imports)
     print(f"\nbench ({'quick' if ns.quick else 'full'}) on {machine(servers)}; {time.monotonic() - started:.0f} s\n")

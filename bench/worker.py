@@ -4,6 +4,7 @@ Jobs are `sleep` jobs with stepMs 0 (no-op chunks), submitted through the servic
 the worker Lambda's handler (`app.run_jobs`) with Lambda's SQS event shape, records built from the
 very messages the service sent.
 """
+
 from __future__ import annotations
 
 import multiprocessing
@@ -68,15 +69,27 @@ def costs(env, *, sizes: list[int], repeats: int) -> tuple[list[Row], dict[str, 
     rows = [
         budget_row("worker: Redis round trips per chunk", per_chunk_redis, 1),
         budget_row("worker: MySQL statements per chunk", per_chunk_mysql, 0),
-        Row("worker: overhead per chunk (besides the step)", f"{overhead_s * 1e6:.0f} us",
+        Row(
+            "worker: overhead per chunk (besides the step)",
+            f"{overhead_s * 1e6:.0f} us",
             f"whole chunk {per_chunk_s * 1e6:.0f} us ({big}- minus {small}-chunk job, median of {repeats})"
-            f" less the step's own {step_s * 1e6:.0f} us", "info",
-            {"seconds": overhead_s, "chunk_seconds": per_chunk_s, "step_seconds": step_s}),
-        Row(f"worker: MySQL writes per job ({' / '.join(map(str, sizes))} chunks)", " / ".join(map(str, writes)),
-            "budget: start + finish = 2, flat", "ok" if set(writes) == {2} else "MISS",
-            {"writes": dict(zip(map(str, sizes), writes, strict=True))}),
-        Row("worker: fixed cost per job", f"{fixed_redis:g} Redis, {fixed_mysql:g} MySQL, "
-            f"{(median[small] - small * per_chunk_s) * 1000:.2f} ms", "start + finish, besides the chunks", "info"),
+            f" less the step's own {step_s * 1e6:.0f} us",
+            "info",
+            {"seconds": overhead_s, "chunk_seconds": per_chunk_s, "step_seconds": step_s},
+        ),
+        Row(
+            f"worker: MySQL writes per job ({' / '.join(map(str, sizes))} chunks)",
+            " / ".join(map(str, writes)),
+            "budget: start + finish = 2, flat",
+            "ok" if set(writes) == {2} else "MISS",
+            {"writes": dict(zip(map(str, sizes), writes, strict=True))},
+        ),
+        Row(
+            "worker: fixed cost per job",
+            f"{fixed_redis:g} Redis, {fixed_mysql:g} MySQL, {(median[small] - small * per_chunk_s) * 1000:.2f} ms",
+            "start + finish, besides the chunks",
+            "info",
+        ),
     ]
     return rows, {"per_chunk_s": overhead_s, "per_chunk_redis": per_chunk_redis}
 
@@ -99,6 +112,7 @@ def _step_seconds(calls: int = 2000) -> float:
 
 # --- throughput: several processes, each its own Runtime ----------------------------------------
 
+
 def _worker_process(settings, records: list[dict], ready, start, done) -> None:
     """One worker 'container': its own Runtime, invoked with batches of records once told to go."""
     sys.stdout = open(os.devnull, "w")  # EMF metrics and logs, as Lambda would print them
@@ -112,7 +126,7 @@ def _worker_process(settings, records: list[dict], ready, start, done) -> None:
     start.wait()
     failed = 0
     for first in range(0, len(records), BATCH):
-        reply = app_module.run_jobs(sqs_event(records[first:first + BATCH]), LambdaContext(timeout_seconds=900))
+        reply = app_module.run_jobs(sqs_event(records[first : first + BATCH]), LambdaContext(timeout_seconds=900))
         failed += len(reply["batchItemFailures"])
     done.put(failed)
 
@@ -143,8 +157,10 @@ def throughput(env, *, jobs: int, processes: int, chunks: int = 10) -> float:
 def completion_rate(env, owner: str, jobs: int) -> float:
     conn = env.mysql()
     with conn, conn.cursor() as cur:
-        cur.execute("SELECT COUNT(*), MIN(finished_at), MAX(finished_at) FROM jobs"
-                    " WHERE owner = %s AND status = 'COMPLETED'", (owner,))
+        cur.execute(
+            "SELECT COUNT(*), MIN(finished_at), MAX(finished_at) FROM jobs WHERE owner = %s AND status = 'COMPLETED'",
+            (owner,),
+        )
         completed, first, last = cur.fetchone()
     if completed != jobs:
         raise RuntimeError(f"{completed} of {jobs} jobs completed")
@@ -153,7 +169,14 @@ def completion_rate(env, owner: str, jobs: int) -> float:
 
 def throughput_rows(env, *, jobs: int, process_counts: list[int]) -> tuple[list[Row], dict[int, float]]:
     rates = {n: throughput(env, jobs=jobs, processes=n) for n in process_counts}
-    rows = [Row(f"worker: jobs/s, {jobs} x 10-chunk jobs, {n} process{'es' if n > 1 else ''}", f"{rate:.0f} jobs/s",
-                f"{rate * 10:.0f} chunks/s; first to last completion", "info", {"jobs_per_s": rate})
-            for n, rate in rates.items()]
+    rows = [
+        Row(
+            f"worker: jobs/s, {jobs} x 10-chunk jobs, {n} process{'es' if n > 1 else ''}",
+            f"{rate:.0f} jobs/s",
+            f"{rate * 10:.0f} chunks/s; first to last completion",
+            "info",
+            {"jobs_per_s": rate},
+        )
+        for n, rate in rates.items()
+    ]
     return rows, rates

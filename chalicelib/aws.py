@@ -3,6 +3,7 @@
 boto3 costs ~110 ms of imports, so it is imported on first use: a route that calls no AWS service
 never pays for it. `endpoint_url` points a client at LocalStack or moto; None means AWS itself.
 """
+
 from __future__ import annotations
 
 from typing import Any

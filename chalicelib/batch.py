@@ -15,10 +15,12 @@ leaves the parsing of our messages, the drop rule and the worker's time-left rul
 Importing it costs about 10 ms and 44 modules (all of Powertools' event classes) on top of `app`.
 What is left to write is the few lines below.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from .observability import logger as log
 from .queue import Message, parse_message

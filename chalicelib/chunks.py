@@ -5,11 +5,13 @@ the holder's token, and what its chunks have shown so far (cadence, units per se
 chunk), from which it derives the job's progress and ETA. An `Invocation` is the Lambda
 invocation's clock: the time it has left, and whether a chunk still fits before a hand-off.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from .jobs import JobContext, JobType, Step
 from .models import Job, clip_message, utcnow
@@ -44,8 +46,16 @@ class Run:
     chunks: int = 0
 
     @classmethod
-    def resume(cls, job: Job, job_type: JobType, ctx: JobContext, payload: dict[str, Any], token: str, *,
-               checkpoints: Iterable[dict[str, Any] | None]) -> "Run":
+    def resume(
+        cls,
+        job: Job,
+        job_type: JobType,
+        ctx: JobContext,
+        payload: dict[str, Any],
+        token: str,
+        *,
+        checkpoints: Iterable[dict[str, Any] | None],
+    ) -> Run:
         """The run from the newest of `checkpoints` (by sequence number), or from the type's start."""
         expected_ms = (job_type.chunk_seconds(payload) or 0) * 1000
         found = [c for c in checkpoints if c]
@@ -54,8 +64,9 @@ class Run:
         newest = max(found, key=lambda c: c["seq"])
         job.progress, job.progress_detail, job.message = newest["progress"]
         done = (job.progress_detail or {}).get("done") or 0
-        return cls(job, job_type, ctx, payload, newest["state"], newest["seq"], token, longest_ms=expected_ms,
-                   done=done)
+        return cls(
+            job, job_type, ctx, payload, newest["state"], newest["seq"], token, longest_ms=expected_ms, done=done
+        )
 
     def checkpoint(self) -> dict[str, Any]:
         """What a later run resumes from: the sequence number, the type's state, the progress."""

@@ -3,6 +3,7 @@
 The variable names are the contract between infra/, .chalice/config.json and the code; README.md
 keeps them in one table. Every setting has a local default, so a laptop needs none of them.
 """
+
 from __future__ import annotations
 
 import os

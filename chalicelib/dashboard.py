@@ -1,4 +1,5 @@
 """The web dashboard's files (static/), served by the API itself: no build step, no other host."""
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -14,8 +15,10 @@ ASSETS = {
     "dashboard.css": "text/css; charset=utf-8",
 }
 #: The page loads only its own files and talks only to its own API; no inline script or style.
-CONTENT_SECURITY_POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
-                           "img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    "img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
 
 
 @lru_cache(maxsize=len(ASSETS))

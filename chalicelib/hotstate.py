@@ -19,6 +19,7 @@ The lease makes one worker at a time the job's holder. It is taken with the chec
 by the final write. A write carrying a token that no longer holds the lease is refused and says so
 (`lease_lost`): the worker stops, as a newer holder has the job.
 """
+
 from __future__ import annotations
 
 import json
@@ -133,8 +134,7 @@ class HotJob:
     result_external: bool = False
 
     @classmethod
-    def parse(cls, owner: str, view: str, cancel: str | None, cadence: str | None,
-              external: str | None) -> HotJob:
+    def parse(cls, owner: str, view: str, cancel: str | None, cadence: str | None, external: str | None) -> HotJob:
         public = json.loads(view)
         public["cancelRequested"] = public["cancelRequested"] or cancel == "1"
         return cls(owner, public, int(cadence) if cadence else None, external == "1")
@@ -162,8 +162,9 @@ class Lease:
 class HotState:
     """The Redis side of jobs: one hash per job, its checkpoint and its cancel flag."""
 
-    def __init__(self, client: redis.Redis, *, prefix: str, active_ttl: int, terminal_ttl: int,
-                 inline_result_bytes: int = 65536):
+    def __init__(
+        self, client: redis.Redis, *, prefix: str, active_ttl: int, terminal_ttl: int, inline_result_bytes: int = 65536
+    ):
         self._redis = client
         self._prefix = prefix
         self._inline_result_bytes = inline_result_bytes
@@ -209,8 +210,9 @@ class HotState:
             fields = cast(dict[str, str], self._redis.hgetall(self.job_key(job_id)))
         if "view" not in fields:
             return None
-        return HotJob.parse(fields["owner"], fields["view"], fields.get("cancel"), fields.get("cadence"),
-                            fields.get("external"))
+        return HotJob.parse(
+            fields["owner"], fields["view"], fields.get("cancel"), fields.get("cadence"), fields.get("external")
+        )
 
     def get_many(self, job_ids: list[str]) -> dict[str, HotJob]:
         """Hot state of several jobs in one round trip (a pipeline); ids Redis lacks are left out."""
@@ -221,12 +223,24 @@ class HotState:
             for job_id in job_ids:
                 pipe.hmget(self.job_key(job_id), "owner", "view", "cancel", "cadence", "external")
             replies = pipe.execute()
-        return {job_id: HotJob.parse(*fields) for job_id, fields in zip(job_ids, replies, strict=True)
-                if fields[1] is not None}
+        return {
+            job_id: HotJob.parse(*fields)
+            for job_id, fields in zip(job_ids, replies, strict=True)
+            if fields[1] is not None
+        }
 
-    def write(self, job_id: str, *, owner: str, view: dict[str, Any], seq: int,
-              cadence_ms: float | None = None, checkpoint: Any = None,
-              lease: str | None = None, lease_seconds: float = 0) -> WriteOutcome:
+    def write(
+        self,
+        job_id: str,
+        *,
+        owner: str,
+        view: dict[str, Any],
+        seq: int,
+        cadence_ms: float | None = None,
+        checkpoint: Any = None,
+        lease: str | None = None,
+        lease_seconds: float = 0,
+    ) -> WriteOutcome:
         """Store the job's view (and checkpoint) unless a write with seq >= this one is there.
 
         One round trip, which also reads the cancel flag. With `lease`, the write is refused if
@@ -246,9 +260,17 @@ class HotState:
         with self._translated():
             written, cancel, lost = self._write(
                 keys=[self.job_key(job_id), self.checkpoint_key(job_id), self.lease_key(job_id)],
-                args=[seq, owner, json.dumps(view, separators=(",", ":")), ttl,
-                      "" if cadence_ms is None else int(cadence_ms), checkpoint_arg,
-                      "1" if result_external else "", lease or "", max(1, int(lease_seconds * 1000))],
+                args=[
+                    seq,
+                    owner,
+                    json.dumps(view, separators=(",", ":")),
+                    ttl,
+                    "" if cadence_ms is None else int(cadence_ms),
+                    checkpoint_arg,
+                    "1" if result_external else "",
+                    lease or "",
+                    max(1, int(lease_seconds * 1000)),
+                ],
             )
         return WriteOutcome(written=bool(written), cancel=cancel == "1", lease_lost=bool(lost))
 
@@ -281,8 +303,11 @@ class HotState:
         keys = [key for job_id in job_ids for key in (self.lease_key(job_id), self.orphan_key(job_id))]
         with self._translated():
             since = self._orphans(keys=keys, args=[now_ms, max(60_000, 10 * confirm_after_ms)])
-        return {job_id for job_id, first in zip(job_ids, since, strict=True)
-                if first and now_ms - int(first) >= confirm_after_ms}
+        return {
+            job_id
+            for job_id, first in zip(job_ids, since, strict=True)
+            if first and now_ms - int(first) >= confirm_after_ms
+        }
 
     def leased(self, job_ids: list[str]) -> set[str]:
         """Which of these jobs a worker holds right now (one round trip)."""

@@ -3,6 +3,7 @@
 Every error leaves the API as JSON `{"code": "...", "message": "..."}`: ours through `api`, and
 Chalice's own (405, 415, 500) through `normalise_errors`, the app's HTTP middleware.
 """
+
 from __future__ import annotations
 
 import functools
@@ -138,7 +139,8 @@ def health_response(checks: dict[str, str], detail: str | None = None) -> Respon
     message = f"unavailable: {', '.join(down)}" + (f" ({detail})" if detail else "")
     return Response(
         body={"code": "ServiceUnavailable", "message": message, "status": "unavailable", "checks": checks},
-        status_code=503, headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER)},
+        status_code=503,
+        headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER)},
     )
 
 

@@ -14,10 +14,12 @@ nothing is raised. Readers repair Redis from MySQL: GET of a job Redis has no vi
 and puts a terminal one back, and GET of an active view that reads `stalled` checks the row (see
 service.get); the lease left behind expires by itself.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any, Iterable
+from typing import Any
 
 from . import errors, observability
 from .hotstate import FINAL_SEQ, HotState
@@ -53,8 +55,17 @@ class Lifecycle:
         self._store = store
         self._hot = hot
 
-    def end(self, job: Job, status: JobStatus, *, from_: Iterable[JobStatus], fenced_by: str | None = None,
-            result: Any = None, error: str | None = None, message: str | None = None) -> bool:
+    def end(
+        self,
+        job: Job,
+        status: JobStatus,
+        *,
+        from_: Iterable[JobStatus],
+        fenced_by: str | None = None,
+        result: Any = None,
+        error: str | None = None,
+        message: str | None = None,
+    ) -> bool:
         """Move `job` from one of `from_` to the terminal `status`; True if this call ended it.
 
         With `fenced_by` (the token of the worker that holds the job) the UPDATE only wins while
@@ -89,8 +100,9 @@ class Lifecycle:
 
     def time_out(self, job: Job, *, fenced_by: str | None = None) -> bool:
         """End a RUNNING job that ran past its timeoutSeconds as FAILED; True if this call ended it."""
-        return self.end(job, JobStatus.FAILED, from_=(JobStatus.RUNNING,), fenced_by=fenced_by,
-                        error=timeout_error(job))
+        return self.end(
+            job, JobStatus.FAILED, from_=(JobStatus.RUNNING,), fenced_by=fenced_by, error=timeout_error(job)
+        )
 
     def publish(self, job: Job) -> None:
         """Put a terminal job's final view (as MySQL holds it) in Redis again, best effort."""

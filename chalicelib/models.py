@@ -1,9 +1,10 @@
 """The job as the platform sees it: status, the MySQL row, and the public view clients read."""
+
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
@@ -55,13 +56,13 @@ def parse_job_id(raw: str) -> str:
 
 def utcnow() -> datetime:
     """Now, in UTC, to the millisecond (what MySQL's DATETIME(3) keeps)."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 def as_utc(moment: datetime) -> datetime:
     """The moment as an aware UTC datetime: MySQL hands back naive ones, and ours are all UTC."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def clip_message(message: str | None) -> str | None:
@@ -74,8 +75,8 @@ def isoformat(moment: datetime | None) -> str | None:
     if moment is None:
         return None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass

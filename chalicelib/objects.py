@@ -3,6 +3,7 @@
 Job types never see it directly: each job gets a `JobObjects`, the store scoped to what that job
 may touch (its inputs; its own objects under `jobs/<owner>/<job id>/` of the work bucket).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -39,8 +40,9 @@ class ObjectStore:
     def read_range(self, bucket: str, key: str, start: int, end: int) -> bytes:
         """Bytes `start` to `end` of the object, both inclusive (GetObject with a Range header)."""
         # The body is read inside the call: a connection that breaks mid-stream is S3 not answering too.
-        return self._call(bucket, key, lambda s3: s3.get_object(
-            Bucket=bucket, Key=key, Range=f"bytes={start}-{end}")["Body"].read())
+        return self._call(
+            bucket, key, lambda s3: s3.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{end}")["Body"].read()
+        )
 
     def put(self, bucket: str, key: str, data: bytes) -> None:
         """Store `data` as s3://bucket/key (PutObject)."""
@@ -50,8 +52,9 @@ class ObjectStore:
         """The whole object (GetObject)."""
         return self._call(bucket, key, lambda s3: s3.get_object(Bucket=bucket, Key=key)["Body"].read())
 
-    def scoped(self, *, owner: str, job_id: str | None, input_buckets: tuple[str, ...],
-               work_bucket: str | None) -> JobObjects:
+    def scoped(
+        self, *, owner: str, job_id: str | None, input_buckets: tuple[str, ...], work_bucket: str | None
+    ) -> JobObjects:
         """This store as one job may use it."""
         return JobObjects(self, owner=owner, job_id=job_id, input_buckets=input_buckets, work_bucket=work_bucket)
 
@@ -74,8 +77,15 @@ class JobObjects:
     chooses can reach another job's objects.
     """
 
-    def __init__(self, store: ObjectStore, *, owner: str, job_id: str | None, input_buckets: tuple[str, ...],
-                 work_bucket: str | None):
+    def __init__(
+        self,
+        store: ObjectStore,
+        *,
+        owner: str,
+        job_id: str | None,
+        input_buckets: tuple[str, ...],
+        work_bucket: str | None,
+    ):
         self._store = store
         self._owner = owner
         self._job_id = job_id
@@ -86,8 +96,10 @@ class JobObjects:
         """errors.InvalidPayload unless the job may read s3://bucket/key; no request is made."""
         if self._input_buckets and bucket not in self._input_buckets:
             # The worker's role reads only these buckets: any other would fail the job at its first chunk.
-            raise errors.InvalidPayload(f"payload.bucket {bucket!r} is not an input bucket of this service; "
-                                        f"allowed: {', '.join(self._input_buckets)}")
+            raise errors.InvalidPayload(
+                f"payload.bucket {bucket!r} is not an input bucket of this service; "
+                f"allowed: {', '.join(self._input_buckets)}"
+            )
 
     def size(self, bucket: str, key: str) -> int:
         self._readable(bucket, key)

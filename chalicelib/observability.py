@@ -7,6 +7,7 @@ Chalice's `"xray": true` and the X-Ray SDK present, as in AWS's Powertools layer
 Tracer imports the X-Ray SDK whenever it is installed, about 250 ms measured here, so it is only
 created when tracing is wanted.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator

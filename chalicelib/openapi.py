@@ -3,6 +3,7 @@
 Kept next to the routes it describes; the submission schema is built from the job-type registry,
 so a new type's payload schema is published (and fuzzed) without editing this file.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -24,22 +25,25 @@ def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _error(description: str, **extra_headers: Any) -> dict[str, Any]:
-    response = {"description": description,
-                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    response = {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
     if extra_headers:
         response["headers"] = extra_headers
     return response
 
 
-_RETRY_AFTER = {"description": f"seconds before polling again ({RETRY_AFTER_MIN}-{RETRY_AFTER_MAX})",
-                "schema": {"type": "integer", "minimum": RETRY_AFTER_MIN, "maximum": RETRY_AFTER_MAX}}
+_RETRY_AFTER = {
+    "description": f"seconds before polling again ({RETRY_AFTER_MIN}-{RETRY_AFTER_MAX})",
+    "schema": {"type": "integer", "minimum": RETRY_AFTER_MIN, "maximum": RETRY_AFTER_MAX},
+}
 _COMMON_ERRORS = {
     "403": _error("no API key, or an invalid one"),
     "429": _error("throttled by the usage plan (API Gateway)"),
     "503": _error("a dependency is down; try again", **{"Retry-After": {"schema": {"type": "integer"}}}),
 }
-_JOB_ID = {"name": "job_id", "in": "path", "required": True,
-           "schema": {"type": "string", "pattern": JOB_ID_PATTERN}}
+_JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string", "pattern": JOB_ID_PATTERN}}
 
 
 def _job_schema(*, with_result: bool) -> dict[str, Any]:
@@ -48,11 +52,17 @@ def _job_schema(*, with_result: bool) -> dict[str, Any]:
         "type": {"type": "string"},
         "status": {"type": "string", "enum": [s.value for s in JobStatus]},
         "progress": {"type": "integer", "minimum": 0, "maximum": 100},
-        "progressDetail": _nullable({
-            "type": "object", "required": ["done", "total", "stage"],
-            "properties": {"done": {"type": "integer", "minimum": 0},
-                           "total": _nullable({"type": "integer", "minimum": 0}),
-                           "stage": _nullable({"type": "string"})}}),
+        "progressDetail": _nullable(
+            {
+                "type": "object",
+                "required": ["done", "total", "stage"],
+                "properties": {
+                    "done": {"type": "integer", "minimum": 0},
+                    "total": _nullable({"type": "integer", "minimum": 0}),
+                    "stage": _nullable({"type": "string"}),
+                },
+            }
+        ),
         "message": _nullable({"type": "string"}),
         "etaSeconds": _nullable({"type": "integer", "minimum": 0}),
         "updatedAt": _TIMESTAMP,
@@ -80,10 +90,18 @@ def _submission(job_type: JobType) -> dict[str, Any]:
         "properties": {
             "type": {"type": "string", "enum": [job_type.name]},
             "payload": job_type.payload_schema,
-            "maxAttempts": {"type": "integer", "minimum": 1, "maximum": MAX_ATTEMPTS,
-                            "default": defaults.default_max_attempts},
-            "timeoutSeconds": {"type": "integer", "minimum": 1, "maximum": MAX_TIMEOUT_SECONDS,
-                               "default": defaults.default_timeout_seconds},
+            "maxAttempts": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": MAX_ATTEMPTS,
+                "default": defaults.default_max_attempts,
+            },
+            "timeoutSeconds": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": MAX_TIMEOUT_SECONDS,
+                "default": defaults.default_timeout_seconds,
+            },
         },
     }
 
@@ -94,22 +112,35 @@ def document(job_types: JobTypes) -> dict[str, Any]:
     job_json = {"application/json": {"schema": job}}
     return {
         "openapi": "3.0.3",
-        "info": {"title": "jobs", "version": "1.0.0",
-                 "description": "Submit long-running jobs, poll their progress, cancel them, fetch results."},
+        "info": {
+            "title": "jobs",
+            "version": "1.0.0",
+            "description": "Submit long-running jobs, poll their progress, cancel them, fetch results.",
+        },
         "security": [{"apiKey": []}],
         "paths": {
             "/jobs": {
                 "post": {
                     "operationId": "submitJob",
                     "summary": "Submit a job; answers at once with its id",
-                    "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
-                                    "schema": {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN}}],
-                    "requestBody": {"required": True, "content": {"application/json": {
-                        "schema": {"$ref": "#/components/schemas/Submission"}}}},
+                    "parameters": [
+                        {
+                            "name": "Idempotency-Key",
+                            "in": "header",
+                            "required": False,
+                            "schema": {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN},
+                        }
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Submission"}}},
+                    },
                     "responses": {
-                        "202": {"description": "stored and queued (or the earlier job of this Idempotency-Key)",
-                                "headers": {"Location": {"schema": {"type": "string"}}, "Retry-After": _RETRY_AFTER},
-                                "content": job_json},
+                        "202": {
+                            "description": "stored and queued (or the earlier job of this Idempotency-Key)",
+                            "headers": {"Location": {"schema": {"type": "string"}}, "Retry-After": _RETRY_AFTER},
+                            "content": job_json,
+                        },
                         "400": _error("not JSON, unknown type, invalid payload or options"),
                         "409": _error("this Idempotency-Key was used with another request"),
                         "413": _error("the body is too large"),
@@ -121,15 +152,29 @@ def document(job_types: JobTypes) -> dict[str, Any]:
                     "operationId": "listJobs",
                     "summary": "The caller's jobs, newest first",
                     "parameters": [
-                        {"name": "status", "in": "query", "schema": {"type": "string", "enum": [s.value for s in JobStatus]}},
+                        {
+                            "name": "status",
+                            "in": "query",
+                            "schema": {"type": "string", "enum": [s.value for s in JobStatus]},
+                        },
                         {"name": "type", "in": "query", "schema": {"type": "string", "enum": job_types.names()}},
-                        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}},
-                        {"name": "cursor", "in": "query", "schema": {"type": "string", "pattern": JOB_ID_PATTERN},
-                         "description": "nextCursor of the previous page"},
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+                        },
+                        {
+                            "name": "cursor",
+                            "in": "query",
+                            "schema": {"type": "string", "pattern": JOB_ID_PATTERN},
+                            "description": "nextCursor of the previous page",
+                        },
                     ],
                     "responses": {
-                        "200": {"description": "a page of jobs", "content": {"application/json": {
-                            "schema": {"$ref": "#/components/schemas/JobList"}}}},
+                        "200": {
+                            "description": "a page of jobs",
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/JobList"}}},
+                        },
                         "400": _error("a bad status, type, limit or cursor"),
                         **_COMMON_ERRORS,
                     },
@@ -141,7 +186,11 @@ def document(job_types: JobTypes) -> dict[str, Any]:
                     "operationId": "getJob",
                     "summary": "A job's status, progress and result",
                     "responses": {
-                        "200": {"description": "the job", "headers": {"Retry-After": _RETRY_AFTER}, "content": job_json},
+                        "200": {
+                            "description": "the job",
+                            "headers": {"Retry-After": _RETRY_AFTER},
+                            "content": job_json,
+                        },
                         "400": _error("not a job id"),
                         "404": _error("no job of the caller has this id"),
                         **_COMMON_ERRORS,
@@ -152,8 +201,11 @@ def document(job_types: JobTypes) -> dict[str, Any]:
                     "summary": "Cancel a job",
                     "responses": {
                         "200": {"description": "cancelled (it was PENDING, or already CANCELLED)", "content": job_json},
-                        "202": {"description": "RUNNING: it stops at its next chunk boundary",
-                                "headers": {"Retry-After": _RETRY_AFTER}, "content": job_json},
+                        "202": {
+                            "description": "RUNNING: it stops at its next chunk boundary",
+                            "headers": {"Retry-After": _RETRY_AFTER},
+                            "content": job_json,
+                        },
                         "400": _error("not a job id"),
                         "404": _error("no job of the caller has this id"),
                         "409": _error("the job has finished (COMPLETED or FAILED)"),
@@ -167,10 +219,14 @@ def document(job_types: JobTypes) -> dict[str, Any]:
                     "summary": "Whether MySQL, Redis and SQS answer",
                     "security": [],
                     "responses": {
-                        "200": {"description": "all dependencies answer", "content": {"application/json": {
-                            "schema": {"$ref": "#/components/schemas/Health"}}}},
-                        "503": {"description": "at least one dependency does not answer", "content": {
-                            "application/json": {"schema": {"$ref": "#/components/schemas/Health"}}}},
+                        "200": {
+                            "description": "all dependencies answer",
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Health"}}},
+                        },
+                        "503": {
+                            "description": "at least one dependency does not answer",
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Health"}}},
+                        },
                     },
                 },
             },
@@ -179,7 +235,9 @@ def document(job_types: JobTypes) -> dict[str, Any]:
                     "operationId": "dashboard",
                     "summary": "The web dashboard (the page asks for an API key itself)",
                     "security": [],
-                    "responses": {"200": {"description": "the page", "content": {"text/html": {"schema": {"type": "string"}}}}},
+                    "responses": {
+                        "200": {"description": "the page", "content": {"text/html": {"schema": {"type": "string"}}}}
+                    },
                 },
             },
             "/dashboard/{name}": {
@@ -187,13 +245,23 @@ def document(job_types: JobTypes) -> dict[str, Any]:
                     "operationId": "dashboardFile",
                     "summary": "A file of the dashboard",
                     "security": [],
-                    "parameters": [{"name": "name", "in": "path", "required": True,
-                                    "schema": {"type": "string", "enum": sorted(dashboard.ASSETS)}}],
+                    "parameters": [
+                        {
+                            "name": "name",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string", "enum": sorted(dashboard.ASSETS)},
+                        }
+                    ],
                     "responses": {
-                        "200": {"description": "the file", "content": {
-                            "text/javascript": {"schema": {"type": "string"}},
-                            "text/css": {"schema": {"type": "string"}},
-                            "text/html": {"schema": {"type": "string"}}}},
+                        "200": {
+                            "description": "the file",
+                            "content": {
+                                "text/javascript": {"schema": {"type": "string"}},
+                                "text/css": {"schema": {"type": "string"}},
+                                "text/html": {"schema": {"type": "string"}},
+                            },
+                        },
                         "404": _error("no such file"),
                     },
                 },
@@ -203,8 +271,12 @@ def document(job_types: JobTypes) -> dict[str, Any]:
                     "operationId": "openapi",
                     "summary": "This document",
                     "security": [],
-                    "responses": {"200": {"description": "the OpenAPI document",
-                                          "content": {"application/json": {"schema": {"type": "object"}}}}},
+                    "responses": {
+                        "200": {
+                            "description": "the OpenAPI document",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        }
+                    },
                 },
             },
         },
@@ -215,19 +287,27 @@ def document(job_types: JobTypes) -> dict[str, Any]:
                 "Job": _job_schema(with_result=True),
                 "JobSummary": _job_schema(with_result=False),
                 "JobList": {
-                    "type": "object", "required": ["jobs", "nextCursor"],
-                    "properties": {"jobs": {"type": "array", "items": {"$ref": "#/components/schemas/JobSummary"}},
-                                   "nextCursor": _nullable({"type": "string", "pattern": JOB_ID_PATTERN})},
+                    "type": "object",
+                    "required": ["jobs", "nextCursor"],
+                    "properties": {
+                        "jobs": {"type": "array", "items": {"$ref": "#/components/schemas/JobSummary"}},
+                        "nextCursor": _nullable({"type": "string", "pattern": JOB_ID_PATTERN}),
+                    },
                 },
                 "Error": {
-                    "type": "object", "required": ["code", "message"],
+                    "type": "object",
+                    "required": ["code", "message"],
                     "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
                 },
                 "Health": {
-                    "type": "object", "required": ["status", "checks"],
+                    "type": "object",
+                    "required": ["status", "checks"],
                     "properties": {
                         "status": {"type": "string", "enum": ["ok", "unavailable"]},
-                        "checks": {"type": "object", "additionalProperties": {"type": "string", "enum": ["ok", "unavailable"]}},
+                        "checks": {
+                            "type": "object",
+                            "additionalProperties": {"type": "string", "enum": ["ok", "unavailable"]},
+                        },
                     },
                 },
             },

@@ -5,6 +5,7 @@ limit, or a retry after a delay), the token of its lease, so the next invocation
 lease instead of taking it over. The job itself lives in MySQL, so a lost or duplicated message
 loses or doubles nothing.
 """
+
 from __future__ import annotations
 
 import json
@@ -41,8 +42,9 @@ class JobQueue:
         (at most SQS's 900) keeps the message invisible that long.
         """
         try:
-            reply = self._sqs.send_message(QueueUrl=self.url, MessageBody=Message(job_id, lease).body(),
-                                           DelaySeconds=delay_seconds)
+            reply = self._sqs.send_message(
+                QueueUrl=self.url, MessageBody=Message(job_id, lease).body(), DelaySeconds=delay_seconds
+            )
         except Exception as exc:  # botocore's ClientError, EndpointConnectionError, timeouts...
             raise errors.QueueUnavailable(f"SQS: {exc}") from exc
         return reply["MessageId"]

@@ -12,6 +12,7 @@ The delay is exponential backoff with full jitter: uniform over [0, base * 2^(at
 at SQS's longest DelaySeconds (900 s), so failing jobs spread out instead of retrying in step
 (https://aws.amazon.com/blogs/architecture/exponential-backoff-and-jitter/).
 """
+
 from __future__ import annotations
 
 import math

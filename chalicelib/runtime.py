@@ -6,6 +6,7 @@ imported once, on first use; a bad JOB_TYPES is logged once, naming the module, 
 use answers the same `errors.Misconfigured` (a 503, not a stack trace per request). Tests install
 their own Runtime with `use()`.
 """
+
 from __future__ import annotations
 
 from functools import cached_property
@@ -66,9 +67,13 @@ class Runtime:
         token = s.redis_auth_token
         if token is None and s.redis_auth_secret_arn:
             token = secrets.read(s.redis_auth_secret_arn, endpoint_url=s.aws_endpoint_url, region=s.aws_region)
-        return HotState(hotstate.connect(s.redis_url, password=token), prefix=s.redis_prefix,
-                        active_ttl=s.active_ttl_seconds, terminal_ttl=s.terminal_ttl_seconds,
-                        inline_result_bytes=s.inline_result_bytes)
+        return HotState(
+            hotstate.connect(s.redis_url, password=token),
+            prefix=s.redis_prefix,
+            active_ttl=s.active_ttl_seconds,
+            terminal_ttl=s.terminal_ttl_seconds,
+            inline_result_bytes=s.inline_result_bytes,
+        )
 
     @cached_property
     def queue(self) -> JobQueue:

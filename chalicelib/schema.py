@@ -3,6 +3,7 @@
 Each file in migrations/ is `NNN_name.sql`; the `schema_migrations` table records what ran. DDL is
 not transactional in MySQL, so a migration is recorded only after all its statements succeeded.
 """
+
 from __future__ import annotations
 
 import argparse

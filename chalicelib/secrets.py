@@ -2,6 +2,7 @@
 
 The functions read secrets on first use (a cold start of a function that needs them), not at import.
 """
+
 from __future__ import annotations
 
 import json

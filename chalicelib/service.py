@@ -4,26 +4,26 @@ Knows the order of the I/O (MySQL first: it is the truth) and which failures a r
 (a queue that refuses a message leaves the row as the outbox; Redis down means MySQL answers).
 Knows nothing of HTTP: http.py and app.py turn these answers into responses.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import math
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from . import errors, observability
-from .observability import logger as log
 from .config import Settings
 from .hotstate import HotJob, HotState
 from .jobs import JobContext, JobType, JobTypes
 from .lifecycle import Lifecycle
 from .models import Job, JobStatus, new_job_id, parse_job_id, utcnow
 from .objects import ObjectStore
+from .observability import logger as log
 from .queue import JobQueue
 from .store import JobStore
-
 
 #: Bounds of what a submission or a list may ask for (the OpenAPI document publishes these).
 MAX_ATTEMPTS = 20
@@ -70,8 +70,15 @@ def decode_cursor(cursor: str) -> str:
 class JobService:
     """Submit, read, cancel and list jobs on behalf of an owner (an API key)."""
 
-    def __init__(self, store: JobStore, hot: HotState, queue: JobQueue, job_types: JobTypes, objects: ObjectStore,
-                 settings: Settings):
+    def __init__(
+        self,
+        store: JobStore,
+        hot: HotState,
+        queue: JobQueue,
+        job_types: JobTypes,
+        objects: ObjectStore,
+        settings: Settings,
+    ):
         self._store = store
         self._hot = hot
         self._queue = queue
@@ -89,8 +96,16 @@ class JobService:
             json.dumps([job_type.name, payload, options], sort_keys=True).encode()
         ).hexdigest()
         now = utcnow()
-        job = Job(id=new_job_id(), owner=owner, type=job_type.name, status=JobStatus.PENDING, payload=payload,
-                  created_at=now, updated_at=now, **options)
+        job = Job(
+            id=new_job_id(),
+            owner=owner,
+            type=job_type.name,
+            status=JobStatus.PENDING,
+            payload=payload,
+            created_at=now,
+            updated_at=now,
+            **options,
+        )
         stored = self._store.insert_job(job, idempotency_key=idempotency_key, request_hash=request_hash)
         if stored.id != job.id:
             return replace(self.get(owner, stored.id), replayed=True)
@@ -117,16 +132,18 @@ class JobService:
         payload = body.get("payload", {})
         options = {
             "max_attempts": _int_option(body, "maxAttempts", self._settings.default_max_attempts, MAX_ATTEMPTS),
-            "timeout_seconds": _int_option(body, "timeoutSeconds", self._settings.default_timeout_seconds,
-                                           MAX_TIMEOUT_SECONDS),
+            "timeout_seconds": _int_option(
+                body, "timeoutSeconds", self._settings.default_timeout_seconds, MAX_TIMEOUT_SECONDS
+            ),
         }
         return job_type, self._job_types.check_payload(job_type, payload, self._submit_context(owner)), options
 
     def _submit_context(self, owner: str) -> JobContext:
         """The context a type's `validate` sees at submit: the owner, and its inputs' rules (no I/O)."""
         s = self._settings
-        objects = self._objects.scoped(owner=owner, job_id=None, input_buckets=s.input_buckets,
-                                       work_bucket=s.work_bucket)
+        objects = self._objects.scoped(
+            owner=owner, job_id=None, input_buckets=s.input_buckets, work_bucket=s.work_bucket
+        )
         return JobContext(job_id=None, owner=owner, objects=objects, log=log)
 
     # --- get -------------------------------------------------------------------------------------
@@ -196,7 +213,7 @@ class JobService:
         stalled = False
         if view["status"] == JobStatus.RUNNING.value and view.get("updatedAt"):
             updated = datetime.fromisoformat(view["updatedAt"].replace("Z", "+00:00"))
-            stalled = datetime.now(timezone.utc) - updated > timedelta(seconds=self._settings.stall_after_seconds)
+            stalled = datetime.now(UTC) - updated > timedelta(seconds=self._settings.stall_after_seconds)
         return {**view, "stalled": stalled}
 
     # --- cancel ----------------------------------------------------------------------------------
@@ -217,8 +234,9 @@ class JobService:
             if job is None:
                 raise errors.JobNotFound(f"no job {job_id}")
             if job.status is JobStatus.PENDING:
-                if self._lifecycle.end(job, JobStatus.CANCELLED, from_=(JobStatus.PENDING,),
-                                       message="cancelled before it started"):
+                if self._lifecycle.end(
+                    job, JobStatus.CANCELLED, from_=(JobStatus.PENDING,), message="cancelled before it started"
+                ):
                     return self._answer(job.view())
                 continue
             if job.status is JobStatus.RUNNING and self._store.request_cancel(job_id, owner=owner, at=utcnow()):
@@ -232,14 +250,22 @@ class JobService:
             if job.status is JobStatus.CANCELLED:
                 return self._answer(job.view())
             if job.status.terminal:
-                raise errors.JobFinished(f"job {job_id} is {job.status.value} and cannot be cancelled",
-                                         status=job.status.value)
+                raise errors.JobFinished(
+                    f"job {job_id} is {job.status.value} and cannot be cancelled", status=job.status.value
+                )
         raise errors.StoreUnavailable(f"job {job_id} changed state during the cancel; try again")
 
     # --- list ------------------------------------------------------------------------------------
     @observability.traced
-    def list(self, owner: str, *, status: str | None = None, type: str | None = None,
-             limit: str | None = None, cursor: str | None = None) -> dict[str, Any]:
+    def list(
+        self,
+        owner: str,
+        *,
+        status: str | None = None,
+        type: str | None = None,
+        limit: str | None = None,
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
         """The owner's jobs, newest first, a page at a time; active ones show live progress."""
         try:
             wanted_status = None if status is None else JobStatus(status)
@@ -254,8 +280,7 @@ class JobService:
         if not 1 <= page_size <= MAX_LIMIT:
             raise errors.InvalidRequest(f"limit must be an integer from 1 to {MAX_LIMIT}")
         before_id = None if cursor is None else decode_cursor(cursor)
-        rows = self._store.list_jobs(owner, status=wanted_status, type=type,
-                                     limit=page_size + 1, before_id=before_id)
+        rows = self._store.list_jobs(owner, status=wanted_status, type=type, limit=page_size + 1, before_id=before_id)
         page, more = rows[:page_size], len(rows) > page_size
         live = self._live_views([job for job in page if not job.status.terminal])
         items = []

@@ -7,6 +7,7 @@ resurrect a finished job. The column `lease_token` is the fence: the token of th
 started or claimed the job; a holder's writes carry `fenced_by=<its token>` and win only while it
 is still the fence. (The lease itself, the worker's timed hold, lives in Redis: hotstate.py.)
 """
+
 from __future__ import annotations
 
 import json
@@ -115,8 +116,14 @@ class JobStore:
         self._local.conn = conn
 
     @classmethod
-    def from_url(cls, url: str, *, tls: bool = False, tls_ca: str | None = None,
-                 credentials: Callable[[], tuple[str, str]] | None = None) -> JobStore:
+    def from_url(
+        cls,
+        url: str,
+        *,
+        tls: bool = False,
+        tls_ca: str | None = None,
+        credentials: Callable[[], tuple[str, str]] | None = None,
+    ) -> JobStore:
         """A store for MYSQL_URL; `credentials` (user, password), when given, replace the URL's."""
         args = connect_args(url, tls=tls, tls_ca=tls_ca)
 
@@ -125,8 +132,9 @@ class JobStore:
             if credentials is not None:
                 login["user"], login["password"] = credentials()
             # FOUND_ROWS: an UPDATE reports the rows it matched, so repeating a cancel still counts.
-            return pymysql.connect(cursorclass=pymysql.cursors.DictCursor, client_flag=CLIENT.FOUND_ROWS,
-                                   **{**args, **login})
+            return pymysql.connect(
+                cursorclass=pymysql.cursors.DictCursor, client_flag=CLIENT.FOUND_ROWS, **{**args, **login}
+            )
 
         return cls(connect)
 
@@ -179,8 +187,19 @@ class JobStore:
                 "INSERT INTO jobs (id, owner, type, status, payload, max_attempts, timeout_seconds,"
                 " idempotency_key, request_hash, created_at, updated_at)"
                 " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                (job.id, job.owner, job.type, job.status.value, _dump(job.payload), job.max_attempts,
-                 job.timeout_seconds, idempotency_key, request_hash, job.created_at, job.created_at),
+                (
+                    job.id,
+                    job.owner,
+                    job.type,
+                    job.status.value,
+                    _dump(job.payload),
+                    job.max_attempts,
+                    job.timeout_seconds,
+                    idempotency_key,
+                    request_hash,
+                    job.created_at,
+                    job.created_at,
+                ),
             )
             return job
         except pymysql.IntegrityError as exc:
@@ -218,8 +237,15 @@ class JobStore:
         _, rows = self._execute(sql, args)
         return _job(rows[0]) if rows else None
 
-    def list_jobs(self, owner: str, *, status: JobStatus | None = None, type: str | None = None,
-                  limit: int = 20, before_id: str | None = None) -> list[Job]:
+    def list_jobs(
+        self,
+        owner: str,
+        *,
+        status: JobStatus | None = None,
+        type: str | None = None,
+        limit: int = 20,
+        before_id: str | None = None,
+    ) -> list[Job]:
         """The owner's jobs, newest first, starting after `before_id` (keyset pagination)."""
         where, args = ["owner = %s"], [owner]
         if status is not None:
@@ -237,8 +263,9 @@ class JobStore:
         )
         return [_job(row) for row in rows]
 
-    def transition(self, job_id: str, *, from_: Iterable[JobStatus], to: JobStatus, fenced_by: str | None = None,
-                   **columns: Any) -> bool:
+    def transition(
+        self, job_id: str, *, from_: Iterable[JobStatus], to: JobStatus, fenced_by: str | None = None, **columns: Any
+    ) -> bool:
         """Move the job to `to`, setting `columns`: `WHERE status IN from_` (and, given `fenced_by`,
         `AND lease_token = fenced_by`). True if this call made the change."""
         unknown = set(columns) - _SETTABLE
@@ -274,9 +301,19 @@ class JobStore:
         )
         return changed == 1
 
-    def save_checkpoint(self, job_id: str, *, fenced_by: str, checkpoint: Any, checkpoint_seq: int, progress: int,
-                        progress_detail: dict[str, Any] | None, message: str | None, at,
-                        retry_error: str | None = None) -> bool:
+    def save_checkpoint(
+        self,
+        job_id: str,
+        *,
+        fenced_by: str,
+        checkpoint: Any,
+        checkpoint_seq: int,
+        progress: int,
+        progress_detail: dict[str, Any] | None,
+        message: str | None,
+        at,
+        retry_error: str | None = None,
+    ) -> bool:
         """Store a holder's durable checkpoint and progress: `WHERE status = RUNNING AND lease_token =
         fenced_by`. With `retry_error`, also count the next attempt and keep the error of the one that
         failed (a retry). True if written; False if the job was taken over or has ended."""
@@ -284,16 +321,25 @@ class JobStore:
         changed, _ = self._execute(
             "UPDATE jobs SET checkpoint = %s, checkpoint_seq = %s, progress = %s, progress_detail = %s, message = %s,"
             f" updated_at = %s{retry} WHERE id = %s AND status = %s AND lease_token = %s",
-            (_dump(checkpoint), checkpoint_seq, progress, _dump(progress_detail), message, at,
-             *(() if retry_error is None else (retry_error,)), job_id, JobStatus.RUNNING.value, fenced_by),
+            (
+                _dump(checkpoint),
+                checkpoint_seq,
+                progress,
+                _dump(progress_detail),
+                message,
+                at,
+                *(() if retry_error is None else (retry_error,)),
+                job_id,
+                JobStatus.RUNNING.value,
+                fenced_by,
+            ),
         )
         return changed == 1
 
     def request_cancel(self, job_id: str, *, owner: str, at) -> bool:
         """Raise the durable cancel flag of a RUNNING job; True if the job is RUNNING."""
         changed, _ = self._execute(
-            "UPDATE jobs SET cancel_requested = TRUE, updated_at = %s"
-            " WHERE id = %s AND owner = %s AND status = %s",
+            "UPDATE jobs SET cancel_requested = TRUE, updated_at = %s WHERE id = %s AND owner = %s AND status = %s",
             (at, job_id, owner, JobStatus.RUNNING.value),
         )
         return changed == 1

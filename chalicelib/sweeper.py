@@ -17,6 +17,7 @@ The sweeper runs every minute; each pass is bounded in rows (`sweep_max_rows` pe
 The dead-letter handler fails the job of every message SQS moved to the dead-letter queue after
 maxReceiveCount receives (a poison message), unless a live worker holds the job.
 """
+
 from __future__ import annotations
 
 import time
@@ -48,8 +49,15 @@ class SweepReport:
 class Sweeper:
     """The periodic and dead-letter recovery of jobs no worker will finish by itself."""
 
-    def __init__(self, store: JobStore, hot: HotState, queue: JobQueue, settings: Settings, *,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        store: JobStore,
+        hot: HotState,
+        queue: JobQueue,
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self._store = store
         self._hot = hot
         self._queue = queue
@@ -66,8 +74,12 @@ class Sweeper:
             ("timed_out", lambda: self._time_out(now, deadline)),
             ("pending_sent", lambda: self._send_pending(now, deadline)),
             ("stalled_sent", lambda: self._send_stalled(now, deadline)),
-            ("purged", lambda: self._store.purge(finished_before=now - timedelta(seconds=s.retention_seconds),
-                                                 limit=s.sweep_max_rows)),
+            (
+                "purged",
+                lambda: self._store.purge(
+                    finished_before=now - timedelta(seconds=s.retention_seconds), limit=s.sweep_max_rows
+                ),
+            ),
         )
         for name, rule in rules:
             if self._clock() > deadline:
@@ -92,16 +104,21 @@ class Sweeper:
         return failed
 
     def _send_pending(self, now, deadline: float) -> int:
-        waiting = self._store.stale(JobStatus.PENDING, limit=self._settings.sweep_max_rows,
-                                    updated_before=now - timedelta(seconds=self._settings.pending_resend_seconds))
+        waiting = self._store.stale(
+            JobStatus.PENDING,
+            limit=self._settings.sweep_max_rows,
+            updated_before=now - timedelta(seconds=self._settings.pending_resend_seconds),
+        )
         return self._send(waiting, JobStatus.PENDING, now, deadline)
 
     def _send_stalled(self, now, deadline: float) -> int:
         s = self._settings
-        quiet = self._store.stale(JobStatus.RUNNING, limit=s.sweep_max_rows,
-                                  updated_before=now - timedelta(seconds=s.stall_after_seconds))
-        orphans = self._hot.orphans([job.id for job in quiet], now_ms=int(now.timestamp() * 1000),
-                                    confirm_after_ms=s.lease_seconds * 1000)
+        quiet = self._store.stale(
+            JobStatus.RUNNING, limit=s.sweep_max_rows, updated_before=now - timedelta(seconds=s.stall_after_seconds)
+        )
+        orphans = self._hot.orphans(
+            [job.id for job in quiet], now_ms=int(now.timestamp() * 1000), confirm_after_ms=s.lease_seconds * 1000
+        )
         return self._send([job for job in quiet if job.id in orphans], JobStatus.RUNNING, now, deadline)
 
     def _send(self, found: list[Job], status: JobStatus, now, deadline: float) -> int:
@@ -138,8 +155,10 @@ class Sweeper:
         if self._hot.leased([job_id]):
             log.info("dead letter of job %s dropped: a live worker holds the job", job_id)
             return
-        error = (f"poison message after {receives} receives: the job's message kept failing and was moved "
-                 "to the dead-letter queue")
+        error = (
+            f"poison message after {receives} receives: the job's message kept failing and was moved "
+            "to the dead-letter queue"
+        )
         if self._lifecycle.end(job, JobStatus.FAILED, from_=(JobStatus.PENDING, JobStatus.RUNNING), error=error):
             log.warning("job %s failed: its message was dead-lettered", job_id)
             observability.count("JobsPoisoned")

@@ -9,12 +9,14 @@ continuation message carrying the lease to SQS. A failing step is retried from i
 by a delayed re-send, as retry.py's policy decides. Every MySQL write of a holder is fenced by its
 token (store.py); the end of a job is lifecycle.py's, the batch protocol batch.py's.
 """
+
 from __future__ import annotations
 
 import random
 import time
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from . import batch, errors, observability
 from .batch import JobRecord
@@ -34,9 +36,19 @@ from .store import JobStore
 class Worker:
     """Runs the jobs named by SQS records."""
 
-    def __init__(self, store: JobStore, hot: HotState, queue: JobQueue, job_types: JobTypes, objects: ObjectStore,
-                 settings: Settings, *, clock: Callable[[], float] = time.monotonic, rng: random.Random | None = None,
-                 retry: RetryPolicy | None = None):
+    def __init__(
+        self,
+        store: JobStore,
+        hot: HotState,
+        queue: JobQueue,
+        job_types: JobTypes,
+        objects: ObjectStore,
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+        retry: RetryPolicy | None = None,
+    ):
         self._store = store
         self._hot = hot
         self._queue = queue
@@ -172,10 +184,12 @@ class Worker:
     def _context(self, job: Job, invocation: Invocation) -> JobContext:
         """What the job's type may use: its identity, its objects, the invocation's clock, a logger."""
         s = self._settings
-        objects = self._objects.scoped(owner=job.owner, job_id=job.id, input_buckets=s.input_buckets,
-                                       work_bucket=s.work_bucket)
-        return JobContext(job_id=job.id, owner=job.owner, objects=objects, log=log,
-                          _remaining_ms=invocation.remaining_ms)
+        objects = self._objects.scoped(
+            owner=job.owner, job_id=job.id, input_buckets=s.input_buckets, work_bucket=s.work_bucket
+        )
+        return JobContext(
+            job_id=job.id, owner=job.owner, objects=objects, log=log, _remaining_ms=invocation.remaining_ms
+        )
 
     def _loop(self, run: Run, invocation: Invocation) -> JobStatus | None:
         job = run.job
@@ -216,9 +230,16 @@ class Worker:
         """The one Redis round trip of a chunk: view, state, heartbeat and lease out, cancel flag in."""
         job = run.job
         run.seq += 1
-        return self._hot.write(job.id, owner=job.owner, view=job.view(), seq=run.seq, cadence_ms=run.cadence_ms,
-                               checkpoint=run.checkpoint(), lease=run.token,
-                               lease_seconds=lease_seconds or self._settings.lease_seconds)
+        return self._hot.write(
+            job.id,
+            owner=job.owner,
+            view=job.view(),
+            seq=run.seq,
+            cadence_ms=run.cadence_ms,
+            checkpoint=run.checkpoint(),
+            lease=run.token,
+            lease_seconds=lease_seconds or self._settings.lease_seconds,
+        )
 
     # --- leaving a job unfinished ----------------------------------------------------------------
     def _hand_off(self, run: Run) -> JobStatus | None:
@@ -256,18 +277,34 @@ class Worker:
         """The checkpoint into MySQL, fenced by the token; False if another holder took the job."""
         job = run.job
         job.updated_at = utcnow()
-        if self._store.save_checkpoint(job.id, fenced_by=run.token, checkpoint=run.checkpoint(), checkpoint_seq=run.seq,
-                                       progress=job.progress, progress_detail=job.progress_detail,
-                                       message=job.message, at=job.updated_at, retry_error=retry_error):
+        if self._store.save_checkpoint(
+            job.id,
+            fenced_by=run.token,
+            checkpoint=run.checkpoint(),
+            checkpoint_seq=run.seq,
+            progress=job.progress,
+            progress_detail=job.progress_detail,
+            message=job.message,
+            at=job.updated_at,
+            retry_error=retry_error,
+        ):
             return True
         log.warning("job %s: taken over or finished elsewhere; this run stops", job.id)
         return False
 
     # --- the end ---------------------------------------------------------------------------------
-    def _end(self, job: Job, token: str, status: JobStatus, *, result: Any = None, error: str | None = None,
-             message: str | None = None) -> JobStatus | None:
+    def _end(
+        self,
+        job: Job,
+        token: str,
+        status: JobStatus,
+        *,
+        result: Any = None,
+        error: str | None = None,
+        message: str | None = None,
+    ) -> JobStatus | None:
         """End the job this worker holds (fenced by its token); None if someone else ended or took it."""
-        ended = self._lifecycle.end(job, status, from_=(JobStatus.RUNNING,), fenced_by=token, result=result,
-                                    error=error, message=message)
+        ended = self._lifecycle.end(
+            job, status, from_=(JobStatus.RUNNING,), fenced_by=token, result=result, error=error, message=message
+        )
         return status if ended else None
-

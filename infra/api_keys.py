@@ -4,6 +4,7 @@ Names carry a prefix per deployment (`jobs-<stage>-`), so each stage owns its pl
 `unbind` removes exactly those. Repeating `bind` changes nothing that already matches; a key keeps
 its value across deploys (clients keep working), and a plan keeps its quota counters.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -19,13 +20,16 @@ def bind(apigw: Any, plans: UsagePlans, *, prefix: str, rest_api_id: str, stage:
     for name, plan in existing_plans.items():
         if name not in plans.plans:
             _delete_plan(apigw, plan)
-    key_ids = {name: _ensure_key(apigw, existing_keys.get(name), client, prefix)
-               for name, client in plans.clients.items()}
+    key_ids = {
+        name: _ensure_key(apigw, existing_keys.get(name), client, prefix) for name, client in plans.clients.items()
+    }
     for name, key in existing_keys.items():
         if name not in plans.clients:
             _delete_key_everywhere(apigw, key["id"])
-    plan_ids = {name: _ensure_plan(apigw, existing_plans.get(name), plan, prefix, api_stage)
-                for name, plan in plans.plans.items()}
+    plan_ids = {
+        name: _ensure_plan(apigw, existing_plans.get(name), plan, prefix, api_stage)
+        for name, plan in plans.plans.items()
+    }
     # Removals before additions: API Gateway refuses a key in two plans of the same stage.
     wanted: dict[str, set[str]] = {pid: set() for pid in plan_ids.values()}
     for client in plans.clients.values():
@@ -52,16 +56,24 @@ def _ensure_plan(apigw: Any, current: dict | None, plan: Plan, prefix: str, api_
     throttle = {"rateLimit": float(plan.rate_limit), "burstLimit": plan.burst_limit}
     quota = {"limit": plan.quota.limit, "period": plan.quota.period} if plan.quota else None
     if current is None:
-        created = apigw.create_usage_plan(name=prefix + plan.name, description=plan.description,
-                                          apiStages=[api_stage], throttle=throttle,
-                                          **({"quota": quota} if quota else {}))
+        created = apigw.create_usage_plan(
+            name=prefix + plan.name,
+            description=plan.description,
+            apiStages=[api_stage],
+            throttle=throttle,
+            **({"quota": quota} if quota else {}),
+        )
         return created["id"]
-    ops = [{"op": "replace", "path": "/description", "value": plan.description},
-           {"op": "replace", "path": "/throttle/rateLimit", "value": _number(plan.rate_limit)},
-           {"op": "replace", "path": "/throttle/burstLimit", "value": str(throttle["burstLimit"])}]
+    ops = [
+        {"op": "replace", "path": "/description", "value": plan.description},
+        {"op": "replace", "path": "/throttle/rateLimit", "value": _number(plan.rate_limit)},
+        {"op": "replace", "path": "/throttle/burstLimit", "value": str(throttle["burstLimit"])},
+    ]
     if quota:
-        ops += [{"op": "replace", "path": "/quota/limit", "value": str(quota["limit"])},
-                {"op": "replace", "path": "/quota/period", "value": quota["period"]}]
+        ops += [
+            {"op": "replace", "path": "/quota/limit", "value": str(quota["limit"])},
+            {"op": "replace", "path": "/quota/period", "value": quota["period"]},
+        ]
     elif current.get("quota"):
         ops.append({"op": "remove", "path": "/quota"})
     bound = {(s["apiId"], s["stage"]) for s in current.get("apiStages", [])}
@@ -74,11 +86,14 @@ def _ensure_plan(apigw: Any, current: dict | None, plan: Plan, prefix: str, api_
 def _ensure_key(apigw: Any, current: dict | None, client, prefix: str) -> str:
     if current is None:
         extra = {"value": client.value} if client.value else {}
-        return apigw.create_api_key(name=prefix + client.name, enabled=client.enabled,
-                                    description=f"jobs client {client.name}", **extra)["id"]
+        return apigw.create_api_key(
+            name=prefix + client.name, enabled=client.enabled, description=f"jobs client {client.name}", **extra
+        )["id"]
     if current.get("enabled") != client.enabled:
-        apigw.update_api_key(apiKey=current["id"], patchOperations=[
-            {"op": "replace", "path": "/enabled", "value": str(client.enabled).lower()}])
+        apigw.update_api_key(
+            apiKey=current["id"],
+            patchOperations=[{"op": "replace", "path": "/enabled", "value": str(client.enabled).lower()}],
+        )
     return current["id"]
 
 
@@ -91,8 +106,10 @@ def _delete_plan(apigw: Any, plan: dict) -> None:
     # A plan bound to a stage cannot be deleted, and a bound REST API cannot be deleted either.
     stages = [f"{s['apiId']}:{s['stage']}" for s in plan.get("apiStages", [])]
     if stages:
-        apigw.update_usage_plan(usagePlanId=plan["id"], patchOperations=[
-            {"op": "remove", "path": "/apiStages", "value": value} for value in stages])
+        apigw.update_usage_plan(
+            usagePlanId=plan["id"],
+            patchOperations=[{"op": "remove", "path": "/apiStages", "value": value} for value in stages],
+        )
     apigw.delete_usage_plan(usagePlanId=plan["id"])
 
 
@@ -112,7 +129,7 @@ def _api_keys(apigw: Any, prefix: str) -> list[dict]:
 
 def _by_name(items: list[dict], prefix: str) -> dict[str, dict]:
     """Items whose name starts with `prefix`, keyed by the rest of the name."""
-    return {item["name"][len(prefix):]: item for item in items if item.get("name", "").startswith(prefix)}
+    return {item["name"][len(prefix) :]: item for item in items if item.get("name", "").startswith(prefix)}
 
 
 def _paged(call, field: str, **kwargs) -> list[dict]:

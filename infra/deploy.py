@@ -7,6 +7,7 @@ It talks to whatever boto3 talks to: AWS, or LocalStack / moto's server when AWS
 so. `--without data` (and `--env MYSQL_URL=... --env REDIS_URL=...`) leaves out the RDS and
 ElastiCache stack where an emulator cannot create it. infra/README.md describes each step.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,49 +40,81 @@ def deploy(ns: argparse.Namespace) -> dict:
 
     outputs: dict[str, str] = {}
     if "network" not in ns.without:
-        outputs |= stacks.deploy(cfn, _stack(config, ns.stage, "network"), INFRA / "network.yaml",
-                                 parameters.get("network", {}))
+        outputs |= stacks.deploy(
+            cfn, _stack(config, ns.stage, "network"), INFRA / "network.yaml", parameters.get("network", {})
+        )
     if "data" not in ns.without:
         _require(outputs, "network", "data")
-        outputs |= stacks.deploy(cfn, _stack(config, ns.stage, "data"), INFRA / "data.yaml", {
-            "SubnetIds": outputs["SubnetIds"], "ProxySecurityGroupId": outputs["ProxySecurityGroupId"],
-            "DatabaseSecurityGroupId": outputs["DatabaseSecurityGroupId"],
-            "RedisSecurityGroupId": outputs["RedisSecurityGroupId"], **parameters.get("data", {})})
+        outputs |= stacks.deploy(
+            cfn,
+            _stack(config, ns.stage, "data"),
+            INFRA / "data.yaml",
+            {
+                "SubnetIds": outputs["SubnetIds"],
+                "ProxySecurityGroupId": outputs["ProxySecurityGroupId"],
+                "DatabaseSecurityGroupId": outputs["DatabaseSecurityGroupId"],
+                "RedisSecurityGroupId": outputs["RedisSecurityGroupId"],
+                **parameters.get("data", {}),
+            },
+        )
     secrets = [outputs[k] for k in ("MysqlSecretArn", "RedisAuthSecretArn") if k in outputs]
-    outputs |= stacks.deploy(cfn, _stack(config, ns.stage, "service"), INFRA / "service.yaml", {
-        "QueueName": f"{config['app_name']}-{ns.stage}",
-        "VisibilityTimeoutSeconds": str(worker.queue_visibility_timeout),
-        "DeadLetterVisibilityTimeoutSeconds": str(stage_config.dead_letter_visibility_timeout(config, ns.stage)),
-        "ApiFunctionName": names[stage_config.API_FUNCTION],
-        "WorkerFunctionName": names[stage_config.WORKER_FUNCTION],
-        "DeadLetterFunctionName": names[stage_config.DEAD_LETTER_FUNCTION],
-        "SweeperFunctionName": names[stage_config.SWEEP_FUNCTION],
-        "SecretArns": ",".join(secrets), "UseVpc": str("SubnetIds" in outputs).lower(),
-        **parameters.get("service", {})})
+    outputs |= stacks.deploy(
+        cfn,
+        _stack(config, ns.stage, "service"),
+        INFRA / "service.yaml",
+        {
+            "QueueName": f"{config['app_name']}-{ns.stage}",
+            "VisibilityTimeoutSeconds": str(worker.queue_visibility_timeout),
+            "DeadLetterVisibilityTimeoutSeconds": str(stage_config.dead_letter_visibility_timeout(config, ns.stage)),
+            "ApiFunctionName": names[stage_config.API_FUNCTION],
+            "WorkerFunctionName": names[stage_config.WORKER_FUNCTION],
+            "DeadLetterFunctionName": names[stage_config.DEAD_LETTER_FUNCTION],
+            "SweeperFunctionName": names[stage_config.SWEEP_FUNCTION],
+            "SecretArns": ",".join(secrets),
+            "UseVpc": str("SubnetIds" in outputs).lower(),
+            **parameters.get("service", {}),
+        },
+    )
 
     rendered = stage_config.render(config, ns.stage, outputs, extra_env=dict(ns.env))
     prepare_build_dir(ns.project_dir, ns.build_dir, rendered)
     # app.py names the queues of its SQS triggers from JOBS_QUEUE_NAME and JOBS_DLQ_NAME when Chalice imports it.
-    _chalice(ns, "deploy", env={"JOBS_QUEUE_NAME": outputs["JobsQueueName"],
-                                "JOBS_DLQ_NAME": outputs["DeadLetterQueueName"]})
+    _chalice(
+        ns, "deploy", env={"JOBS_QUEUE_NAME": outputs["JobsQueueName"], "JOBS_DLQ_NAME": outputs["DeadLetterQueueName"]}
+    )
     deployed = _deployed(ns)
 
     # Both SQS handlers answer with batchItemFailures; only the worker's batching is configured.
     awslambda = _client("lambda")
     worker_mapping = _sqs_mapping(deployed, names[stage_config.WORKER_FUNCTION], outputs["JobsQueueName"])
     awslambda.update_event_source_mapping(
-        UUID=worker_mapping["event_uuid"], FunctionResponseTypes=REPORT_BATCH_ITEM_FAILURES,
-        BatchSize=worker.batch_size, MaximumBatchingWindowInSeconds=worker.batching_window_seconds)
+        UUID=worker_mapping["event_uuid"],
+        FunctionResponseTypes=REPORT_BATCH_ITEM_FAILURES,
+        BatchSize=worker.batch_size,
+        MaximumBatchingWindowInSeconds=worker.batching_window_seconds,
+    )
     dlq_mapping = _sqs_mapping(deployed, names[stage_config.DEAD_LETTER_FUNCTION], outputs["DeadLetterQueueName"])
-    awslambda.update_event_source_mapping(UUID=dlq_mapping["event_uuid"],
-                                          FunctionResponseTypes=REPORT_BATCH_ITEM_FAILURES)
+    awslambda.update_event_source_mapping(
+        UUID=dlq_mapping["event_uuid"], FunctionResponseTypes=REPORT_BATCH_ITEM_FAILURES
+    )
     rest_api = _resource(deployed, "rest_api")
     api_stage = stage_config.stage_of(rendered, ns.stage).get("api_gateway_stage", "api")
-    key_ids = api_keys.bind(_client("apigateway"), plans, prefix=_prefix(config, ns.stage),
-                            rest_api_id=rest_api["rest_api_id"], stage=api_stage)
-    summary = {"stage": ns.stage, "api_url": rest_api.get("rest_api_url"), "rest_api_id": rest_api["rest_api_id"],
-               "api_key_ids": key_ids, "queue_url": outputs["JobsQueueUrl"],
-               "input_bucket": outputs["InputBucketName"], "stack_outputs": outputs}
+    key_ids = api_keys.bind(
+        _client("apigateway"),
+        plans,
+        prefix=_prefix(config, ns.stage),
+        rest_api_id=rest_api["rest_api_id"],
+        stage=api_stage,
+    )
+    summary = {
+        "stage": ns.stage,
+        "api_url": rest_api.get("rest_api_url"),
+        "rest_api_id": rest_api["rest_api_id"],
+        "api_key_ids": key_ids,
+        "queue_url": outputs["JobsQueueUrl"],
+        "input_bucket": outputs["InputBucketName"],
+        "stack_outputs": outputs,
+    }
     print(json.dumps(summary, indent=2))
     print("API key values: aws apigateway get-api-key --include-value --api-key <id>", file=sys.stderr)
     return summary
@@ -164,8 +197,11 @@ def _resource(deployed: dict, resource_type: str) -> dict:
 def _sqs_mapping(deployed: dict, function_name: str, queue: str) -> dict:
     """The `sqs_event` resource (one per SQS handler) subscribing `function_name` to `queue`."""
     for resource in deployed["resources"]:
-        if (resource["resource_type"] == "sqs_event" and resource["queue"] == queue
-                and resource["lambda_arn"].endswith(f":function:{function_name}")):
+        if (
+            resource["resource_type"] == "sqs_event"
+            and resource["queue"] == queue
+            and resource["lambda_arn"].endswith(f":function:{function_name}")
+        ):
             return resource
     raise SystemExit(f"chalice deployed no SQS trigger of {function_name} on {queue}")
 
@@ -179,8 +215,10 @@ def _empty_bucket(bucket: str) -> int:
         return 0
     deleted = 0
     for page in pages:
-        batch = [{"Key": v["Key"], "VersionId": v["VersionId"]}
-                 for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
+        batch = [
+            {"Key": v["Key"], "VersionId": v["VersionId"]}
+            for v in page.get("Versions", []) + page.get("DeleteMarkers", [])
+        ]
         if batch:  # a page holds at most 1000 keys, DeleteObjects' limit
             s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
             deleted += len(batch)
@@ -205,15 +243,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=["deploy", "teardown"])
     parser.add_argument("--stage", required=True, help="a stage of .chalice/config.json (dev, prod)")
-    parser.add_argument("--without", action="append", default=[], choices=["network", "data"],
-                        help="leave out a stack (emulators: `--without data`, with --env for MySQL and Redis)")
-    parser.add_argument("--env", action="append", default=[], type=_key_value, metavar="NAME=VALUE",
-                        help="an extra environment variable for the functions (e.g. MYSQL_URL=...)")
+    parser.add_argument(
+        "--without",
+        action="append",
+        default=[],
+        choices=["network", "data"],
+        help="leave out a stack (emulators: `--without data`, with --env for MySQL and Redis)",
+    )
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        type=_key_value,
+        metavar="NAME=VALUE",
+        help="an extra environment variable for the functions (e.g. MYSQL_URL=...)",
+    )
     parser.add_argument("--project-dir", type=Path, default=ROOT, help="where app.py and .chalice/ are")
     parser.add_argument("--build-dir", type=Path, help="the stage's build copy (default infra/.build/<stage>)")
     parser.add_argument("--usage-plans", type=Path, default=usage_plans.DEFAULT_PATH)
-    parser.add_argument("--chalice-command", default=shlex.quote(str(Path(sys.executable).with_name("chalice"))),
-                        help="how to run Chalice's CLI (default: the chalice next to this Python)")
+    parser.add_argument(
+        "--chalice-command",
+        default=shlex.quote(str(Path(sys.executable).with_name("chalice"))),
+        help="how to run Chalice's CLI (default: the chalice next to this Python)",
+    )
     ns = parser.parse_args(argv)
     ns.project_dir = ns.project_dir.resolve()
     ns.build_dir = (ns.build_dir or INFRA / ".build" / ns.stage).resolve()

@@ -1,4 +1,5 @@
 """Create, update, read and delete the CloudFormation stacks of infra/ (plain boto3, any endpoint)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,8 +11,12 @@ _WAIT = {"Delay": 5, "MaxAttempts": 720}
 
 def deploy(cfn: Any, name: str, template: Path, parameters: dict[str, str]) -> dict[str, str]:
     """Create the stack or update it to `template`; returns its outputs once it is complete."""
-    args = dict(StackName=name, TemplateBody=template.read_text(), Capabilities=["CAPABILITY_IAM"],
-                Parameters=[{"ParameterKey": k, "ParameterValue": str(v)} for k, v in parameters.items()])
+    args = dict(
+        StackName=name,
+        TemplateBody=template.read_text(),
+        Capabilities=["CAPABILITY_IAM"],
+        Parameters=[{"ParameterKey": k, "ParameterValue": str(v)} for k, v in parameters.items()],
+    )
     status = _status(cfn, name)
     if status == "ROLLBACK_COMPLETE":
         # A stack whose creation failed can only be deleted, never updated.

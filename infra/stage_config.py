@@ -4,6 +4,7 @@ Humans write timeouts, memory, concurrency and batching in .chalice/config.json;
 addresses, subnets, security groups and roles. `render` joins the two into the config that
 `chalice deploy` reads (in the build copy made by infra/deploy.py, never in the committed file).
 """
+
 from __future__ import annotations
 
 import copy
@@ -55,8 +56,10 @@ class WorkerSettings:
 
 def function_names(app_name: str, stage: str) -> dict[str, str]:
     """Chalice's Lambda names: `<app>-<stage>` for the API handler, `<app>-<stage>-<fn>` otherwise."""
-    return {function: f"{app_name}-{stage}" if function == API_FUNCTION else f"{app_name}-{stage}-{function}"
-            for function in ROLE_OUTPUTS}
+    return {
+        function: f"{app_name}-{stage}" if function == API_FUNCTION else f"{app_name}-{stage}-{function}"
+        for function in ROLE_OUTPUTS
+    }
 
 
 def stage_of(config: dict, stage: str) -> dict:
@@ -71,9 +74,11 @@ def stage_of(config: dict, stage: str) -> dict:
 def worker_settings(config: dict, stage: str) -> WorkerSettings:
     """Timeout and batching of the worker in `stage`, with Chalice's fallbacks (function, stage, top)."""
     worker = stage_of(config, stage).get("lambda_functions", {}).get(WORKER_FUNCTION, {})
-    return WorkerSettings(timeout_seconds=function_timeout(config, stage, WORKER_FUNCTION),
-                          batch_size=int(worker.get(BATCH_SIZE_KEY, 10)),
-                          batching_window_seconds=int(worker.get(BATCH_WINDOW_KEY, 0)))
+    return WorkerSettings(
+        timeout_seconds=function_timeout(config, stage, WORKER_FUNCTION),
+        batch_size=int(worker.get(BATCH_SIZE_KEY, 10)),
+        batching_window_seconds=int(worker.get(BATCH_WINDOW_KEY, 0)),
+    )
 
 
 def function_timeout(config: dict, stage: str, function: str) -> int:

@@ -3,6 +3,7 @@
 infra/deploy.py turns it into API Gateway usage plans and keys; the local gateway reads the same file
 to apply the same limits. Nothing here talks to AWS, so importing it costs only json and jsonschema.
 """
+
 from __future__ import annotations
 
 import json
@@ -75,8 +76,10 @@ def parse(raw: object, *, source: str = "usage plans") -> UsagePlans:
         where = "/".join(str(p) for p in errors[0].absolute_path) or "(top)"
         raise UsagePlanError(f"{source}: {where}: {errors[0].message}")
     plans = {name: _plan(name, spec) for name, spec in raw["plans"].items()}
-    clients = {name: Client(name=name, plan=spec["plan"], enabled=spec.get("enabled", True),
-                            value=spec.get("value")) for name, spec in raw["clients"].items()}
+    clients = {
+        name: Client(name=name, plan=spec["plan"], enabled=spec.get("enabled", True), value=spec.get("value"))
+        for name, spec in raw["clients"].items()
+    }
     for client in clients.values():
         if client.plan not in plans:
             raise UsagePlanError(f"{source}: clients/{client.name}/plan: no plan named {client.plan!r}")
@@ -85,9 +88,13 @@ def parse(raw: object, *, source: str = "usage plans") -> UsagePlans:
 
 def _plan(name: str, spec: dict) -> Plan:
     quota = spec["quota"]
-    return Plan(name=name, rate_limit=spec["rateLimit"], burst_limit=spec["burstLimit"],
-                quota=Quota(limit=quota["limit"], period=quota["period"]) if quota else None,
-                description=spec.get("description", ""))
+    return Plan(
+        name=name,
+        rate_limit=spec["rateLimit"],
+        burst_limit=spec["burstLimit"],
+        quota=Quota(limit=quota["limit"], period=quota["period"]) if quota else None,
+        description=spec.get("description", ""),
+    )
 
 
 def _refuse_duplicate_names(pairs: list[tuple[str, object]]) -> dict:

@@ -4,6 +4,7 @@ NAME is the class or the type's `name`. Inputs come from files (`--object BUCKET
 as the payload reads) or, with `--s3`, from S3 at AWS_ENDPOINT_URL (the local runtime's moto, or
 AWS). Exit 0 when the type is safe, 1 with the first divergence explained, 2 for a usage error.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,14 +22,23 @@ USAGE_ERROR = 2
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     check = commands.add_parser("check-type", help="prove a job type is safe to redo (runs it locally four ways)")
-    check.add_argument("target", metavar="MODULE:NAME",
-                       help="the class or the type's name, e.g. acme.jobtypes:WordFrequency or acme.jobtypes:word-frequency")
+    check.add_argument(
+        "target",
+        metavar="MODULE:NAME",
+        help="the class or the type's name, e.g. acme.jobtypes:WordFrequency or acme.jobtypes:word-frequency",
+    )
     check.add_argument("--payload", default="{}", help="the payload, as JSON")
-    check.add_argument("--object", action="append", default=[], metavar="BUCKET/KEY=FILE",
-                       help="an input object the payload names, read from a local file (repeatable)")
+    check.add_argument(
+        "--object",
+        action="append",
+        default=[],
+        metavar="BUCKET/KEY=FILE",
+        help="an input object the payload names, read from a local file (repeatable)",
+    )
     check.add_argument("--s3", action="store_true", help="read inputs from S3 at AWS_ENDPOINT_URL instead")
-    check.add_argument("--chunk-budget", type=float, default=testing.CHUNK_BUDGET_SECONDS,
-                       help="longest a chunk may take, in seconds")
+    check.add_argument(
+        "--chunk-budget", type=float, default=testing.CHUNK_BUDGET_SECONDS, help="longest a chunk may take, in seconds"
+    )
 
 
 def run(ns: argparse.Namespace) -> int:
@@ -39,8 +49,9 @@ def run(ns: argparse.Namespace) -> int:
     except (errors.Misconfigured, ValueError, OSError) as exc:
         print(f"jobs check-type: {exc}", file=sys.stderr)
         return USAGE_ERROR
-    report = testing.check_job_type(job_type, payload, context=testing.context(objects=objects),
-                                    chunk_budget_seconds=ns.chunk_budget)
+    report = testing.check_job_type(
+        job_type, payload, context=testing.context(objects=objects), chunk_budget_seconds=ns.chunk_budget
+    )
     print(report)
     return 0 if report.ok else 1
 
@@ -77,5 +88,6 @@ def _s3_objects():
 
     s = Settings.from_env()
     store = ObjectStore(lambda: connect(endpoint_url=s.aws_endpoint_url, region=s.aws_region))
-    return store.scoped(owner="check-type", job_id="01CHECKTYPE000000000000000", input_buckets=(),
-                        work_bucket=s.work_bucket)
+    return store.scoped(
+        owner="check-type", job_id="01CHECKTYPE000000000000000", input_buckets=(), work_bucket=s.work_bucket
+    )

@@ -10,6 +10,7 @@
 The API's URL and key come from --url / --key or JOBS_API_URL / JOBS_API_KEY. An error prints the
 API's message and exits 1; a job that ends FAILED or CANCELLED under --wait exits 1 too.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,11 +39,20 @@ class Client:
         self.url = url.rstrip("/")
         self.key = key
 
-    def call(self, method: str, path: str, body: Any = None,
-             headers: dict[str, str] | None = None) -> tuple[Any, dict[str, str]]:
+    def call(
+        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+    ) -> tuple[Any, dict[str, str]]:
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.url + path, data=data, method=method, headers={
-            "content-type": "application/json", **({"x-api-key": self.key} if self.key else {}), **(headers or {})})
+        request = urllib.request.Request(
+            self.url + path,
+            data=data,
+            method=method,
+            headers={
+                "content-type": "application/json",
+                **({"x-api-key": self.key} if self.key else {}),
+                **(headers or {}),
+            },
+        )
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
                 return json.loads(response.read() or b"null"), dict(response.headers)
@@ -94,8 +104,10 @@ def wait(client: Client, job_id: str, first: dict[str, Any], retry_after: float)
 def table(jobs: list[dict[str, Any]]) -> str:
     rows = [f"{'JOB':26}  {'TYPE':10}  {'STATUS':9}  {'PROGRESS':>8}  {'CREATED':24}  MESSAGE"]
     for job in jobs:
-        rows.append(f"{job['jobId']:26}  {job['type'][:10]:10}  {job['status']:9}  {job['progress']:7d}%  "
-                    f"{job['createdAt']:24}  {(job.get('error') or job.get('message') or '')[:40]}")
+        rows.append(
+            f"{job['jobId']:26}  {job['type'][:10]:10}  {job['status']:9}  {job['progress']:7d}%  "
+            f"{job['createdAt']:24}  {(job.get('error') or job.get('message') or '')[:40]}"
+        )
     return "\n".join(rows)
 
 
@@ -103,8 +115,10 @@ DEMO = [
     ("a short job", {"type": "sleep", "payload": {"steps": 5, "stepMs": 200}}),
     ("a longer one", {"type": "sleep", "payload": {"steps": 20, "stepMs": 250}}),
     ("one that fails at step 3", {"type": "sleep", "payload": {"steps": 6, "stepMs": 200, "failAtStep": 3}}),
-    ("statistics of the sample CSV", {"type": "csv-stats", "payload": {
-        "bucket": "jobs-local", "key": "samples/sales.csv", "chunkBytes": 262144}}),
+    (
+        "statistics of the sample CSV",
+        {"type": "csv-stats", "payload": {"bucket": "jobs-local", "key": "samples/sales.csv", "chunkBytes": 262144}},
+    ),
     ("one to cancel", {"type": "sleep", "payload": {"steps": 100, "stepMs": 200}}),
 ]
 

@@ -7,6 +7,7 @@
   the app is called one request at a time: Chalice keeps the current request on the app object,
   so two concurrent calls would see each other's request.
 """
+
 from __future__ import annotations
 
 import functools
@@ -23,8 +24,9 @@ _app_lock = threading.Lock()
 
 
 class _Handler(ChaliceRequestHandler):
-    def __init__(self, request, client_address, server, app_object: Chalice, config: Config,
-                 keyring: Keyring | None = None) -> None:
+    def __init__(
+        self, request, client_address, server, app_object: Chalice, config: Config, keyring: Keyring | None = None
+    ) -> None:
         # ChaliceRequestHandler's own __init__ would make a plain LocalGateway and handle the request
         # at once; this one puts the gateway with API keys and usage plans in front when asked.
         if keyring is None:
@@ -47,8 +49,9 @@ class _Handler(ChaliceRequestHandler):
     do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = do_PATCH = do_OPTIONS = _generic_handle
 
 
-def make_server(app: Chalice, host: str, port: int, *, keyring: Keyring | None = None,
-                lambda_timeout: int = 30) -> LocalDevServer:
+def make_server(
+    app: Chalice, host: str, port: int, *, keyring: Keyring | None = None, lambda_timeout: int = 30
+) -> LocalDevServer:
     """A server for the app on host:port; call serve_forever(), and shutdown() from another thread.
 
     With a keyring, API keys and usage plans are enforced as API Gateway would (local/gateway.py);

@@ -4,6 +4,7 @@ Used by the local runner and by the tests, so the worker is always fed exactly w
 records built from messages really received from the queue, a context with a deadline, and the
 partial batch response honoured (failed records are left for SQS to deliver again).
 """
+
 from __future__ import annotations
 
 import time
@@ -61,17 +62,30 @@ def sqs_record(message: dict[str, Any], *, queue_arn: str, region: str) -> dict[
 def scheduled_event(rule_arn: str, *, region: str = "us-east-1") -> dict[str, Any]:
     """The event EventBridge gives a function on a schedule (what Chalice's @app.schedule reads)."""
     return {
-        "version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event", "source": "aws.events",
-        "account": "123456789012", "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "region": region, "resources": [rule_arn], "detail": {},
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "123456789012",
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "region": region,
+        "resources": [rule_arn],
+        "detail": {},
     }
 
 
 class EventSource:
     """One SQS queue feeding one handler, as a Lambda event source mapping does."""
 
-    def __init__(self, sqs: Any, queue_url: str, handler: Callable[[dict, Any], Any], *,
-                 batch_size: int = 10, function_timeout: float = 60.0):
+    def __init__(
+        self,
+        sqs: Any,
+        queue_url: str,
+        handler: Callable[[dict, Any], Any],
+        *,
+        batch_size: int = 10,
+        function_timeout: float = 60.0,
+    ):
         self._sqs = sqs
         self.queue_url = queue_url
         self._handler = handler
@@ -84,8 +98,11 @@ class EventSource:
     def receive(self, *, wait_seconds: int = 0) -> list[dict[str, Any]]:
         """Receive up to one batch of messages (long-polling up to `wait_seconds`)."""
         reply = self._sqs.receive_message(
-            QueueUrl=self.queue_url, MaxNumberOfMessages=self.batch_size, WaitTimeSeconds=wait_seconds,
-            AttributeNames=["All"], MessageAttributeNames=["All"],
+            QueueUrl=self.queue_url,
+            MaxNumberOfMessages=self.batch_size,
+            WaitTimeSeconds=wait_seconds,
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
         )
         return reply.get("Messages", [])
 

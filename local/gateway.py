@@ -8,6 +8,7 @@ refills at `rateLimit` per second, and each request takes one. Quotas count the 
 through per UTC day, week (from Monday) or month. The function then sees the key's id in
 `requestContext.identity.apiKeyId`, as behind API Gateway.
 """
+
 from __future__ import annotations
 
 import threading
@@ -79,15 +80,23 @@ class _Key:
 class Keyring:
     """The keys of the definition file with their limits and usage; shared by all request threads."""
 
-    def __init__(self, plans: UsagePlans, *, clock: Callable[[], float] = time.monotonic,
-                 now: Callable[[], datetime] = lambda: datetime.now(UTC)):
+    def __init__(
+        self,
+        plans: UsagePlans,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ):
         self._lock = threading.Lock()
         self._now = now
         self._keys = {
-            local_key_value(client): _Key(client.name, plans.plans[client.plan],
-                                          TokenBucket(plans.plans[client.plan].rate_limit,
-                                                      plans.plans[client.plan].burst_limit, clock))
-            for client in plans.clients.values() if client.enabled
+            local_key_value(client): _Key(
+                client.name,
+                plans.plans[client.plan],
+                TokenBucket(plans.plans[client.plan].rate_limit, plans.plans[client.plan].burst_limit, clock),
+            )
+            for client in plans.clients.values()
+            if client.enabled
         }
 
     @classmethod
@@ -105,14 +114,16 @@ class Keyring:
             raise ForbiddenError({"x-amzn-ErrorType": "ForbiddenException"}, b'{"message":"Forbidden"}')
         with self._lock:
             if not key.bucket.take():
-                raise TooManyRequestsError({"x-amzn-ErrorType": "TooManyRequestsException"},
-                                           b'{"message":"Too Many Requests"}')
+                raise TooManyRequestsError(
+                    {"x-amzn-ErrorType": "TooManyRequestsException"}, b'{"message":"Too Many Requests"}'
+                )
             quota = key.plan.quota
             if quota is not None:
                 period = quota_period(quota.period, self._now())
                 if key.used.get(period, 0) >= quota.limit:
-                    raise TooManyRequestsError({"x-amzn-ErrorType": "LimitExceededException"},
-                                               b'{"message":"Limit Exceeded"}')
+                    raise TooManyRequestsError(
+                        {"x-amzn-ErrorType": "LimitExceededException"}, b'{"message":"Limit Exceeded"}'
+                    )
                 key.used = {period: key.used.get(period, 0) + 1}
         return key.key_id
 

@@ -17,6 +17,7 @@ Ctrl-C or SIGTERM stops everything within seconds; children die with this proces
 killed. Invocations still running are abandoned as a Lambda timeout would abandon them: their
 messages come back after the visibility timeout.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -90,8 +91,8 @@ def _aws(settings: Settings, ns: argparse.Namespace, stack: contextlib.ExitStack
         settings = replace(settings, aws_endpoint_url=endpoint)
     sqs = services.sqs_client(settings.aws_endpoint_url, settings.aws_region)
     queue_url = settings.jobs_queue_url or services.create_jobs_queue(
-        sqs, settings.jobs_queue_name, visibility_timeout=ns.visibility_timeout,
-        max_receive_count=ns.max_receive_count)
+        sqs, settings.jobs_queue_name, visibility_timeout=ns.visibility_timeout, max_receive_count=ns.max_receive_count
+    )
     import boto3
 
     s3 = boto3.client("s3", endpoint_url=settings.aws_endpoint_url, region_name=settings.aws_region)
@@ -109,8 +110,10 @@ def sample_csv(rows: int = 50_000) -> bytes:
     lines = ["order,region,units,unit_price,discount"]
     for order in range(1, rows + 1):
         discount = "" if order % 10 == 0 else f"{rng.random() * 0.3:.2f}"
-        lines.append(f"{order},{rng.choice(['north', 'south', 'east', 'west'])},{rng.randint(1, 40)},"
-                     f"{rng.uniform(0.5, 250):.2f},{discount}")
+        lines.append(
+            f"{order},{rng.choice(['north', 'south', 'east', 'west'])},{rng.randint(1, 40)},"
+            f"{rng.uniform(0.5, 250):.2f},{discount}"
+        )
     return ("\n".join(lines) + "\n").encode()
 
 
@@ -130,8 +133,10 @@ def _sweep(sweep, interval: float, stop: threading.Event) -> None:
     """The sweeper's schedule: one invocation every `interval` seconds, as EventBridge would."""
     while not stop.wait(interval):
         try:
-            sweep(scheduled_event("arn:aws:events:us-east-1:123456789012:rule/jobs-dev-sweep"),
-                  LambdaContext(timeout_seconds=60, function_name="jobs-dev-sweep"))
+            sweep(
+                scheduled_event("arn:aws:events:us-east-1:123456789012:rule/jobs-dev-sweep"),
+                LambdaContext(timeout_seconds=60, function_name="jobs-dev-sweep"),
+            )
         except Exception:
             log.exception("sweeper invocation failed; the next one runs in %s s", interval)
 
@@ -139,16 +144,18 @@ def _sweep(sweep, interval: float, stop: threading.Event) -> None:
 def _banner(url: str, settings: Settings, keyring: Keyring, ns: argparse.Namespace) -> str:
     keys = "\n".join(f"          {value}   (client {name})" for name, value in keyring.values().items())
     first = next(iter(keyring.values().values()), "KEY")
-    return (f"\nAPI:      {url}\nAPI keys (send one as the x-api-key header):\n{keys}\n"
-            f"AWS:      {settings.aws_endpoint_url}   queue {settings.jobs_queue_url}   bucket {BUCKET}\n"
-            f"worker:   {ns.concurrency} concurrent invocations, batches of {ns.batch_size}, "
-            f"timeout {ns.function_timeout} s; dead-letter handler; sweeper every {ns.sweep_interval:g} s\n"
-            f"sample:   s3://{BUCKET}/{SAMPLE_CSV} for csv-stats jobs\n\n"
-            f"try:      curl -s -X POST {url}/jobs -H 'x-api-key: {first}' -H 'content-type: application/json' "
-            f"-d '{{\"type\": \"sleep\", \"payload\": {{\"steps\": 5}}}}'\n"
-            f"          JOBS_API_URL={url} JOBS_API_KEY={first} "
-            f".venv/bin/jobs submit sleep --payload '{{\"steps\": 20}}' --wait\n"
-            f"Ctrl-C stops everything.\n")
+    return (
+        f"\nAPI:      {url}\nAPI keys (send one as the x-api-key header):\n{keys}\n"
+        f"AWS:      {settings.aws_endpoint_url}   queue {settings.jobs_queue_url}   bucket {BUCKET}\n"
+        f"worker:   {ns.concurrency} concurrent invocations, batches of {ns.batch_size}, "
+        f"timeout {ns.function_timeout} s; dead-letter handler; sweeper every {ns.sweep_interval:g} s\n"
+        f"sample:   s3://{BUCKET}/{SAMPLE_CSV} for csv-stats jobs\n\n"
+        f"try:      curl -s -X POST {url}/jobs -H 'x-api-key: {first}' -H 'content-type: application/json' "
+        f'-d \'{{"type": "sleep", "payload": {{"steps": 5}}}}\'\n'
+        f"          JOBS_API_URL={url} JOBS_API_KEY={first} "
+        f".venv/bin/jobs submit sleep --payload '{{\"steps\": 20}}' --wait\n"
+        f"Ctrl-C stops everything.\n"
+    )
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -158,10 +165,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--concurrency", type=int, default=2, help="worker invocations at once (default 2)")
     parser.add_argument("--batch-size", type=int, default=worker["batch_size"])
-    parser.add_argument("--function-timeout", type=float, default=worker["timeout"],
-                        help="seconds: the worker's Lambda timeout (default: .chalice/config.json, dev stage)")
-    parser.add_argument("--visibility-timeout", type=int, default=None,
-                        help="seconds (default: six times the function timeout, as AWS advises)")
+    parser.add_argument(
+        "--function-timeout",
+        type=float,
+        default=worker["timeout"],
+        help="seconds: the worker's Lambda timeout (default: .chalice/config.json, dev stage)",
+    )
+    parser.add_argument(
+        "--visibility-timeout",
+        type=int,
+        default=None,
+        help="seconds (default: six times the function timeout, as AWS advises)",
+    )
     parser.add_argument("--max-receive-count", type=int, default=5, help="receives before the dead-letter queue")
     parser.add_argument("--sweep-interval", type=float, default=60.0, help="seconds between sweeper runs (default 60)")
     parser.add_argument("--usage-plans", default=str(usage_plans.DEFAULT_PATH))
@@ -196,15 +211,19 @@ def main(argv=None) -> None:
         server = devserver.make_server(app, ns.host, ns.port, keyring=keyring)
         stack.callback(server.server.server_close)
         sqs = services.sqs_client(settings.aws_endpoint_url, settings.aws_region)
-        source = EventSource(sqs, settings.jobs_queue_url, run_jobs, batch_size=ns.batch_size,
-                             function_timeout=ns.function_timeout)
+        source = EventSource(
+            sqs, settings.jobs_queue_url, run_jobs, batch_size=ns.batch_size, function_timeout=ns.function_timeout
+        )
         dlq_url = sqs.get_queue_url(QueueName=settings.jobs_dlq_name)["QueueUrl"]
         dead_letters = EventSource(sqs, dlq_url, fail_dead_letters, batch_size=10, function_timeout=60)
-        pollers = [threading.Thread(target=_poll, args=(source, stop), name=f"invocation-{i}", daemon=True)
-                   for i in range(ns.concurrency)]
+        pollers = [
+            threading.Thread(target=_poll, args=(source, stop), name=f"invocation-{i}", daemon=True)
+            for i in range(ns.concurrency)
+        ]
         pollers.append(threading.Thread(target=_poll, args=(dead_letters, stop), name="dead-letters", daemon=True))
-        pollers.append(threading.Thread(target=_sweep, args=(sweep, ns.sweep_interval, stop), name="sweeper",
-                                        daemon=True))
+        pollers.append(
+            threading.Thread(target=_sweep, args=(sweep, ns.sweep_interval, stop), name="sweeper", daemon=True)
+        )
         for poller in pollers:
             poller.start()
         stack.callback(stop.set)

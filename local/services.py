@@ -1,4 +1,5 @@
 """Start and reach the services the system needs on one machine: moto's server, the queue, the schema."""
+
 from __future__ import annotations
 
 import ctypes
@@ -83,8 +84,11 @@ def ensure_installed(command: str, package: str) -> str:
     if os.geteuid() != 0:
         raise RuntimeError(f"{command} is missing: install {package} (apt-get install {package})")
     subprocess.run(["apt-get", "update", "-qq"], check=True)
-    subprocess.run(["apt-get", "install", "-y", "-qq", package], check=True,
-                   env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", package],
+        check=True,
+        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+    )
     return shutil.which(command) or f"/usr/sbin/{command}"
 
 
@@ -97,8 +101,9 @@ def start_redis(directory: Path, *args: str, port: int | None = None) -> tuple[s
     port = port or free_port()
     args = tuple(a.replace("{port}", str(port)) for a in args)
     listen = ["--port", "0"] if "--tls-port" in args else ["--port", str(port)]
-    proc = spawn([binary, *listen, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                  "--dir", str(directory), *args])
+    proc = spawn(
+        [binary, *listen, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(directory), *args]
+    )
     wait_for_port(port, proc, "redis-server")
     return proc, port
 
@@ -109,12 +114,33 @@ def start_mariadb(directory: Path, *args: str) -> tuple[subprocess.Popen, int]:
     binary = ensure_installed("mariadbd", "mariadb-server")
     data = directory / "data"
     if not data.exists():
-        subprocess.run([install, "--no-defaults", f"--datadir={data}", "--auth-root-authentication-method=normal",
-                        "--skip-test-db", "--user=root"], check=True, capture_output=True)
+        subprocess.run(
+            [
+                install,
+                "--no-defaults",
+                f"--datadir={data}",
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+                "--user=root",
+            ],
+            check=True,
+            capture_output=True,
+        )
     port = free_port()
-    proc = spawn([binary, "--no-defaults", f"--datadir={data}", f"--socket={directory}/mysqld.sock",
-                  f"--pid-file={directory}/mysqld.pid", f"--port={port}", "--bind-address=127.0.0.1",
-                  "--user=root", "--skip-log-bin", *args])
+    proc = spawn(
+        [
+            binary,
+            "--no-defaults",
+            f"--datadir={data}",
+            f"--socket={directory}/mysqld.sock",
+            f"--pid-file={directory}/mysqld.pid",
+            f"--port={port}",
+            "--bind-address=127.0.0.1",
+            "--user=root",
+            "--skip-log-bin",
+            *args,
+        ]
+    )
     wait_for_port(port, proc, "mariadbd")
     return proc, port
 
@@ -153,15 +179,18 @@ def sqs_client(endpoint_url: str | None, region: str = "us-east-1") -> Any:
     return boto3.client("sqs", endpoint_url=endpoint_url, region_name=region)
 
 
-def create_jobs_queue(sqs: Any, name: str, *, visibility_timeout: int = 60,
-                      max_receive_count: int | None = None) -> str:
+def create_jobs_queue(
+    sqs: Any, name: str, *, visibility_timeout: int = 60, max_receive_count: int | None = None
+) -> str:
     """Create (or find) the jobs queue, with a dead-letter queue `<name>-dlq` when
     `max_receive_count` is given; returns the jobs queue's URL."""
     attributes = {"VisibilityTimeout": str(visibility_timeout)}
     if max_receive_count is not None:
-        dlq_url = sqs.create_queue(QueueName=f"{name}-dlq",
-                                   Attributes={"MessageRetentionPeriod": "1209600"})["QueueUrl"]
+        dlq_url = sqs.create_queue(QueueName=f"{name}-dlq", Attributes={"MessageRetentionPeriod": "1209600"})[
+            "QueueUrl"
+        ]
         dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        attributes["RedrivePolicy"] = json.dumps({"deadLetterTargetArn": dlq_arn,
-                                                  "maxReceiveCount": str(max_receive_count)})
+        attributes["RedrivePolicy"] = json.dumps(
+            {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive_count)}
+        )
     return sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]

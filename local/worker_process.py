@@ -8,6 +8,7 @@ same digest twice for a job = a chunk redone).
 
     JOB_TYPES=tests.support.probe python -m local.worker_process --function-timeout 60
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,18 +28,25 @@ def environment(settings: Settings, **extra: str) -> dict[str, str]:
     return {**os.environ, **settings.to_env(), "POWERTOOLS_LOG_LEVEL": "WARNING", **extra}
 
 
-def start(settings: Settings, *, function_timeout: float = 60.0, batch_size: int = 10,
-          output: Path | None = None, **env: str) -> subprocess.Popen:
+def start(
+    settings: Settings, *, function_timeout: float = 60.0, batch_size: int = 10, output: Path | None = None, **env: str
+) -> subprocess.Popen:
     """A worker process polling the settings' queue; the caller stops (or kills) it.
 
     `output` receives its stdout and stderr (JSON log lines and EMF metrics), else they are dropped;
     `env` adds variables.
     """
     sink = output.open("ab") if output else subprocess.DEVNULL
-    command = [sys.executable, "-m", "local.worker_process", "--function-timeout", str(function_timeout),
-               "--batch-size", str(batch_size)]
-    return subprocess.Popen(command, cwd=ROOT, env=environment(settings, **env), stdout=sink,
-                            stderr=subprocess.STDOUT)
+    command = [
+        sys.executable,
+        "-m",
+        "local.worker_process",
+        "--function-timeout",
+        str(function_timeout),
+        "--batch-size",
+        str(batch_size),
+    ]
+    return subprocess.Popen(command, cwd=ROOT, env=environment(settings, **env), stdout=sink, stderr=subprocess.STDOUT)
 
 
 def _count_chunks(directory: str) -> None:
@@ -87,8 +95,9 @@ def main() -> None:
         _count_chunks(os.environ["CHUNK_LOG"])
     settings = Settings.from_env()
     sqs = services.sqs_client(settings.aws_endpoint_url, settings.aws_region)
-    source = EventSource(sqs, settings.jobs_queue_url, app.run_jobs, batch_size=ns.batch_size,
-                         function_timeout=ns.function_timeout)
+    source = EventSource(
+        sqs, settings.jobs_queue_url, app.run_jobs, batch_size=ns.batch_size, function_timeout=ns.function_timeout
+    )
     while True:
         source.poll_once(wait_seconds=1)
 

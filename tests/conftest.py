@@ -4,6 +4,7 @@ Each run gets its own database (`jobs_test_<run>`), Redis key prefix (`test:<run
 cleaned before every test and dropped at the end, so runs never collide. A missing MySQL or Redis
 skips the tests on a laptop and fails them in CI (CI=true).
 """
+
 from __future__ import annotations
 
 import json
@@ -58,8 +59,13 @@ def run_settings(moto_url) -> Settings:
     mysql_url = f"{MYSQL_SERVER.rstrip('/')}/jobs_test_{RUN_ID}"
     _require("MySQL", lambda: migrate(mysql_url, create_database=True))
     _require("Redis", lambda: redis.Redis.from_url(REDIS_URL).ping())
-    yield Settings(mysql_url=mysql_url, redis_url=REDIS_URL, redis_prefix=f"test:{RUN_ID}:",
-                   aws_endpoint_url=moto_url, job_types=(PROBE_MODULE,))
+    yield Settings(
+        mysql_url=mysql_url,
+        redis_url=REDIS_URL,
+        redis_prefix=f"test:{RUN_ID}:",
+        aws_endpoint_url=moto_url,
+        job_types=(PROBE_MODULE,),
+    )
     conn = pymysql.connect(**{**connect_args(mysql_url), "database": None})
     with conn, conn.cursor() as cur:
         cur.execute(f"DROP DATABASE IF EXISTS `jobs_test_{RUN_ID}`")
@@ -143,8 +149,16 @@ class Api:
     def __init__(self, client: Client):
         self._http = client.http
 
-    def request(self, method: str, path: str, *, key: str | None = "key-a", body: Any = None,
-                raw: bytes | str | None = None, headers: dict[str, str] | None = None) -> Reply:
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        key: str | None = "key-a",
+        body: Any = None,
+        raw: bytes | str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Reply:
         headers = {"content-type": "application/json", **(headers or {})}
         if key is not None:
             headers["x-api-key"] = key
@@ -152,13 +166,24 @@ class Api:
             raw = json.dumps(body)
         response = getattr(self._http, method.lower())(path, headers=headers, body=raw or b"")
         text = response.body.decode() if response.body else ""
-        return Reply(response.status_code, {k.lower(): v for k, v in response.headers.items()},
-                     json.loads(text) if text else None)
+        return Reply(
+            response.status_code,
+            {k.lower(): v for k, v in response.headers.items()},
+            json.loads(text) if text else None,
+        )
 
-    def submit(self, job_type: str = "sleep", payload: dict | None = None, *, key: str = "key-a",
-               headers: dict | None = None, **options: Any) -> Reply:
-        return self.request("POST", "/jobs", key=key, headers=headers,
-                            body={"type": job_type, "payload": payload or {}, **options})
+    def submit(
+        self,
+        job_type: str = "sleep",
+        payload: dict | None = None,
+        *,
+        key: str = "key-a",
+        headers: dict | None = None,
+        **options: Any,
+    ) -> Reply:
+        return self.request(
+            "POST", "/jobs", key=key, headers=headers, body={"type": job_type, "payload": payload or {}, **options}
+        )
 
     def get(self, job_id: str, *, key: str = "key-a") -> Reply:
         return self.request("GET", f"/jobs/{job_id}", key=key)

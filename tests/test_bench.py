@@ -4,6 +4,7 @@ Benchmarks are not timed tests: no time is asserted here. The counted budgets ar
 counts, not timings: GET on the hot path is 1 Redis round trip and no MySQL statement, POST is one
 insert, and a job's MySQL writes do not grow with its chunks.
 """
+
 import json
 import os
 import re
@@ -22,8 +23,14 @@ pytest.importorskip("celery")
 @pytest.mark.timeout(300)
 def test_quick_bench_prints_the_table_and_keeps_the_counted_budgets(tmp_path, run_settings):
     out = tmp_path / "rows.json"
-    done = subprocess.run([sys.executable, "-m", "bench", "--quick", "--json", str(out)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=280, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=280,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     rows = {row["figure"]: row for row in json.loads(out.read_text())}
     for figure in rows:
@@ -35,6 +42,8 @@ def test_quick_bench_prints_the_table_and_keeps_the_counted_budgets(tmp_path, ru
     writes = rows["worker: MySQL writes per job (10 / 100 chunks)"]["data"]["writes"]
     assert writes["10"] == writes["100"]
     assert rows["worker: Redis round trips per chunk"]["data"]["value"] == 1
-    assert any(figure.startswith("jobs/s") and "RQ" in row["reference"] and "Celery" in row["reference"]
-               for figure, row in rows.items())
+    assert any(
+        figure.startswith("jobs/s") and "RQ" in row["reference"] and "Celery" in row["reference"]
+        for figure, row in rows.items()
+    )
     assert any(figure.startswith("cold start: import app") for figure in rows)

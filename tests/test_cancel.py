@@ -1,4 +1,5 @@
 """DELETE /jobs/{id}: at once while PENDING, at the next chunk boundary while RUNNING."""
+
 import threading
 
 from tests.conftest import Probe, wait_until

@@ -1,4 +1,5 @@
 """The chaos run (bench/chaos.py) in its CI size: killed workers, duplicates, a Redis flush."""
+
 import subprocess
 import sys
 from pathlib import Path
@@ -7,8 +8,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_the_chaos_run_loses_nothing_and_finalises_nothing_twice(run_settings):
-    result = subprocess.run([sys.executable, "-m", "bench.chaos", "--quick"], cwd=ROOT, capture_output=True,
-                            text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.chaos", "--quick"], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     report = {line[:50].strip(): line[50:].strip() for line in result.stdout.splitlines() if line.startswith("  ")}
 
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -1,4 +1,5 @@
 """Settings and the environment: `to_env` is the exact reverse of `from_env`, field by field."""
+
 import dataclasses
 import re
 from pathlib import Path
@@ -53,7 +54,11 @@ def test_the_environment_is_all_strings_and_none_becomes_empty():
 
 
 def test_every_variable_is_in_the_readme_table():
-    table = {name for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("| `")
-             for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", line.split("|")[1])}
+    table = {
+        name
+        for line in (ROOT / "README.md").read_text().splitlines()
+        if line.startswith("| `")
+        for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", line.split("|")[1])
+    }
 
     assert set(Settings().to_env()) <= table

@@ -1,4 +1,5 @@
 """Connections are made once per container, reused across invocations, and survive being dropped."""
+
 import subprocess
 import sys
 from dataclasses import replace
@@ -15,8 +16,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def _server_connections(mysql, settings):
     database = settings.mysql_url.rsplit("/", 1)[1]
     with mysql.cursor() as cur:
-        cur.execute("SELECT ID FROM information_schema.PROCESSLIST WHERE DB = %s AND ID <> CONNECTION_ID()",
-                    (database,))
+        cur.execute(
+            "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = %s AND ID <> CONNECTION_ID()", (database,)
+        )
         return [row["ID"] for row in cur.fetchall()]
 
 
@@ -57,15 +59,21 @@ def test_a_dropped_redis_connection_is_replaced_not_fatal(settings, private_redi
 
 def test_importing_the_app_opens_no_connection():
     # Any socket connect during import fails the import.
-    code = ("import socket\n"
-            "def refuse(*args): raise AssertionError('connected at import')\n"
-            "socket.socket.connect = refuse\n"
-            "import app\n")
+    code = (
+        "import socket\n"
+        "def refuse(*args): raise AssertionError('connected at import')\n"
+        "socket.socket.connect = refuse\n"
+        "import app\n"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stderr
 
 
 def test_the_api_does_not_import_boto3_until_it_sends():
-    result = subprocess.run([sys.executable, "-c", "import app, sys; print('boto3' in sys.modules)"],
-                            capture_output=True, text=True, cwd=ROOT)
+    result = subprocess.run(
+        [sys.executable, "-c", "import app, sys; print('boto3' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert result.stdout.strip() == "False", result.stderr

@@ -1,4 +1,5 @@
 """`csv-stats` against moto's S3: the figures of one pass of Python's csv module, for any chunk size."""
+
 import csv
 import io
 import json
@@ -30,15 +31,17 @@ def generated_csv(*, rows: int = 3000, delimiter: str = ",") -> bytes:
     writer = csv.writer(out, delimiter=delimiter, lineterminator="\r\n")
     writer.writerow(["id", "amount", "delta", "label", "code", "blank", "ratio"])
     for i in range(rows):
-        writer.writerow([
-            i,
-            f"{rng.uniform(-1e6, 1e6):.6f}",
-            "" if i % 97 == 0 else rng.randint(-500, 500),
-            rng.choice(WORDS) + ("" if i % 5 else f" #{i}"),
-            "N/A" if i == rows - 10 else rng.randint(0, 99),
-            "",
-            rng.choice(["1e3", " 42 ", "-0.5", "3.25", str(rng.random())]),
-        ])
+        writer.writerow(
+            [
+                i,
+                f"{rng.uniform(-1e6, 1e6):.6f}",
+                "" if i % 97 == 0 else rng.randint(-500, 500),
+                rng.choice(WORDS) + ("" if i % 5 else f" #{i}"),
+                "N/A" if i == rows - 10 else rng.randint(0, 99),
+                "",
+                rng.choice(["1e3", " 42 ", "-0.5", "3.25", str(rng.random())]),
+            ]
+        )
     return out.getvalue().removesuffix("\r\n").encode("utf-8")
 
 
@@ -59,8 +62,13 @@ def reference_stats(data: bytes, *, delimiter: str = ",") -> dict:
         total = 0.0
         for number in numbers:  # row order, plain addition (sum() may compensate in newer Pythons)
             total += number
-        columns[name] = {"count": len(numbers), "sum": total, "min": min(numbers, default=None),
-                         "max": max(numbers, default=None), "mean": total / len(numbers) if numbers else None}
+        columns[name] = {
+            "count": len(numbers),
+            "sum": total,
+            "min": min(numbers, default=None),
+            "max": max(numbers, default=None),
+            "mean": total / len(numbers) if numbers else None,
+        }
     return {"rows": len(body), "bytes": len(data), "columns": columns, "nonNumeric": non_numeric}
 
 
@@ -96,8 +104,10 @@ def csv_job(rt):
     return lambda **payload: rt.job_types.check_payload(job_type, payload, job_context(rt))
 
 
-@pytest.mark.parametrize("chunk_bytes, delimiter", [(1024, ","), (1031, ","), (4099, ","), (65536, ","),
-                                                     (csv_stats.DEFAULT_CHUNK_BYTES, ","), (1031, ";")])
+@pytest.mark.parametrize(
+    "chunk_bytes, delimiter",
+    [(1024, ","), (1031, ","), (4099, ","), (65536, ","), (csv_stats.DEFAULT_CHUNK_BYTES, ","), (1031, ";")],
+)
 def test_figures_equal_one_pass_of_the_csv_module_for_any_chunk_size(rt, s3, bucket, csv_job, chunk_bytes, delimiter):
     data = generated_csv(delimiter=delimiter)
     s3.put_object(Bucket=bucket, Key="data.csv", Body=data)
@@ -156,18 +166,31 @@ def test_a_missing_object_fails_the_job_naming_its_key(api, events, bucket):
     assert job["result"] is None
 
 
-@pytest.mark.parametrize("payload", [
-    {"bucket": "b"},
-    {"key": "k"},
-    {"bucket": "b", "key": "k", "chunkBytes": 1023},
-    {"bucket": "b", "key": "k", "chunkBytes": 64 * 1024 * 1024 + 1},
-    {"bucket": "b", "key": "k", "delimiter": ";;"},
-    {"bucket": "b", "key": "k", "delimiter": '"'},
-    {"bucket": "b/c", "key": "k"},
-    {"bucket": "b", "key": ""},
-    {"bucket": "b", "key": "k", "extra": 1},
-], ids=["no key", "no bucket", "chunk too small", "chunk too large", "long delimiter", "quote delimiter",
-        "bad bucket name", "empty key", "unknown field"])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"bucket": "b"},
+        {"key": "k"},
+        {"bucket": "b", "key": "k", "chunkBytes": 1023},
+        {"bucket": "b", "key": "k", "chunkBytes": 64 * 1024 * 1024 + 1},
+        {"bucket": "b", "key": "k", "delimiter": ";;"},
+        {"bucket": "b", "key": "k", "delimiter": '"'},
+        {"bucket": "b/c", "key": "k"},
+        {"bucket": "b", "key": ""},
+        {"bucket": "b", "key": "k", "extra": 1},
+    ],
+    ids=[
+        "no key",
+        "no bucket",
+        "chunk too small",
+        "chunk too large",
+        "long delimiter",
+        "quote delimiter",
+        "bad bucket name",
+        "empty key",
+        "unknown field",
+    ],
+)
 def test_a_bad_payload_is_refused_with_400(api, payload):
     reply = api.submit("csv-stats", payload)
 
@@ -188,8 +211,9 @@ def test_a_bucket_outside_the_input_buckets_is_refused_at_submit(settings, bucke
 
     # Then the first is a 400 naming the bucket and the allowed ones, and nothing was stored for it
     assert foreign.status == 400 and foreign.json["code"] == "InvalidPayload"
-    assert foreign.json["message"] == ("payload.bucket 'someone-elses-bucket' is not an input bucket of this "
-                                       f"service; allowed: {bucket}, other-inputs")
+    assert foreign.json["message"] == (
+        f"payload.bucket 'someone-elses-bucket' is not an input bucket of this service; allowed: {bucket}, other-inputs"
+    )
     assert allowed.status == 202 and allowed.json["status"] == "PENDING"
     assert [job["jobId"] for job in listed] == [allowed.json["jobId"]]
 
@@ -205,9 +229,15 @@ def test_bom_crlf_blank_lines_and_repeated_names_follow_the_documented_rules(rt,
 
     result, _, _ = run(CsvStats(), csv_job(bucket=bucket, key="edge.csv", chunkBytes=1024), job_context(rt))
 
-    assert result == {"rows": 3, "bytes": len(data), "nonNumeric": ["a.1", "b"], "columns": {
-        "a": {"count": 2, "sum": -3.0, "min": -4.0, "max": 1.0, "mean": -1.5},
-        "c": {"count": 0, "sum": 0.0, "min": None, "max": None, "mean": None}}}
+    assert result == {
+        "rows": 3,
+        "bytes": len(data),
+        "nonNumeric": ["a.1", "b"],
+        "columns": {
+            "a": {"count": 2, "sum": -3.0, "min": -4.0, "max": 1.0, "mean": -1.5},
+            "c": {"count": 0, "sum": 0.0, "min": None, "max": None, "mean": None},
+        },
+    }
 
 
 def test_an_empty_object_has_no_rows(rt, s3, bucket, csv_job):
@@ -219,13 +249,17 @@ def test_an_empty_object_has_no_rows(rt, s3, bucket, csv_job):
     assert len(steps) == 1 and steps[0].done == steps[0].total == 0
 
 
-@pytest.mark.parametrize("data, message", [
-    (b'a,b\n1,2\n"x\ny",2\n3\n', "line 5: 1 fields where the header has 2"),
-    (b"a,b\n1,2\n1,2,3", "line 3: 3 fields where the header has 2"),
-    (b'a,b\n1,"open\n2,3\n', "line 2: unexpected end of data"),
-    (b'a,b\n1,"x"y\n', "line 2: ',' expected after '\"'"),
-    (b"a,b\n1,\xff\n", "line 2: not UTF-8"),
-], ids=["short row after a quoted newline", "long last row", "unclosed quote", "text after a quote", "not UTF-8"])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (b'a,b\n1,2\n"x\ny",2\n3\n', "line 5: 1 fields where the header has 2"),
+        (b"a,b\n1,2\n1,2,3", "line 3: 3 fields where the header has 2"),
+        (b'a,b\n1,"open\n2,3\n', "line 2: unexpected end of data"),
+        (b'a,b\n1,"x"y\n', "line 2: ',' expected after '\"'"),
+        (b"a,b\n1,\xff\n", "line 2: not UTF-8"),
+    ],
+    ids=["short row after a quoted newline", "long last row", "unclosed quote", "text after a quote", "not UTF-8"],
+)
 def test_a_malformed_file_fails_permanently_naming_the_line(rt, s3, bucket, csv_job, data, message):
     s3.put_object(Bucket=bucket, Key="bad.csv", Body=data)
 
@@ -244,7 +278,8 @@ def test_a_record_longer_than_the_carry_limit_fails_instead_of_growing_the_state
 
 
 def test_a_csv_stats_job_handed_off_across_invocations_equals_the_direct_computation(
-        api, settings, sqs, s3, bucket, mysql):
+    api, settings, sqs, s3, bucket, mysql
+):
     from local.eventsource import EventSource
 
     runtime_module.use(Runtime(replace(settings, handoff_reserve_ms=50)))

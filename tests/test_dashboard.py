@@ -1,4 +1,5 @@
 """The web dashboard in a real browser (Debian's Chromium driven by Playwright) against the local runtime."""
+
 import itertools
 import os
 import re
@@ -14,8 +15,15 @@ sync_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # As this machine's notes advise: without the background-networking flags Chromium keeps trying
 # hosts this sandbox cannot reach.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
-                 "--disable-background-networking", "--disable-component-update"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-background-networking",
+    "--disable-component-update",
+]
 SCREENSHOTS = ROOT / "test-output"
 #: GET /jobs/{id}: the job id is the last segment of the path (models.parse_job_id owns its form).
 JOB_POLL = re.compile(r"/jobs/([^/?]+)$")
@@ -137,8 +145,11 @@ def test_it_fits_a_phone(browser, runtime):
 def test_the_files_are_served_with_their_content_types(runtime):
     import urllib.request
 
-    expected = {"/dashboard": "text/html", "/dashboard/dashboard.js": "text/javascript",
-                "/dashboard/dashboard.css": "text/css"}
+    expected = {
+        "/dashboard": "text/html",
+        "/dashboard/dashboard.js": "text/javascript",
+        "/dashboard/dashboard.css": "text/css",
+    }
     for path, content_type in expected.items():
         with urllib.request.urlopen(runtime.url + path) as response:
             assert response.headers["Content-Type"].startswith(content_type), path

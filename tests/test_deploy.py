@@ -7,6 +7,7 @@ Secrets Manager resources, so the deploy runs with `--without data` and local My
 also skips AWS::CloudWatch::Alarm silently, so the alarms are checked by cfn-lint only (test_infra), and
 drops the input bucket's PublicAccessBlockConfiguration (test_infra checks the template for it).
 """
+
 from __future__ import annotations
 
 import ast
@@ -42,8 +43,18 @@ def aws(tmp_path):
 
 def run_deploy(action: str, env: dict, build_dir: Path) -> str:
     """Run infra/deploy.py as `make deploy` does, with Chalice run through the moto workaround."""
-    argv = [sys.executable, "-m", "infra.deploy", action, "--stage", STAGE, "--build-dir", str(build_dir),
-            "--chalice-command", f"{shlex.quote(sys.executable)} -m tests.support.moto_workarounds"]
+    argv = [
+        sys.executable,
+        "-m",
+        "infra.deploy",
+        action,
+        "--stage",
+        STAGE,
+        "--build-dir",
+        str(build_dir),
+        "--chalice-command",
+        f"{shlex.quote(sys.executable)} -m tests.support.moto_workarounds",
+    ]
     if action == "deploy":
         argv += ["--without", "data"] + [f"--env={k}={v}" for k, v in LOCAL_DATA.items()]
     done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
@@ -54,8 +65,10 @@ def run_deploy(action: str, env: dict, build_dir: Path) -> str:
 def test_deploy_twice_creates_the_stage_once_and_teardown_removes_it(aws, tmp_path):
     from tests.support.moto_workarounds import delete_what_moto_stacks_leave
 
-    clients = {name: boto3.client(name, endpoint_url=aws["AWS_ENDPOINT_URL"], region_name="us-east-1")
-               for name in ("lambda", "apigateway", "sqs", "cloudformation", "ec2", "events", "iam", "s3")}
+    clients = {
+        name: boto3.client(name, endpoint_url=aws["AWS_ENDPOINT_URL"], region_name="us-east-1")
+        for name in ("lambda", "apigateway", "sqs", "cloudformation", "ec2", "events", "iam", "s3")
+    }
     config = json.loads((ROOT / ".chalice" / "config.json").read_text())["stages"][STAGE]
 
     run_deploy("deploy", aws, tmp_path / "build")
@@ -87,15 +100,20 @@ def test_deploy_twice_creates_the_stage_once_and_teardown_removes_it(aws, tmp_pa
     assert clients["events"].list_rules()["Rules"] == []
     assert clients["s3"].list_buckets()["Buckets"] == []
     assert [r["RoleName"] for r in clients["iam"].list_roles()["Roles"]] == []
-    live = [s for s in clients["cloudformation"].list_stacks()["StackSummaries"]
-            if s["StackStatus"] != "DELETE_COMPLETE"]
+    live = [
+        s for s in clients["cloudformation"].list_stacks()["StackSummaries"] if s["StackStatus"] != "DELETE_COMPLETE"
+    ]
     assert live == []
     assert outputs["VpcId"] not in [v["VpcId"] for v in clients["ec2"].describe_vpcs()["Vpcs"]]
 
 
 #: Chalice's function name (after the API handler's `jobs-<stage>`) -> the stack output of its role.
-FUNCTIONS = {"api_handler": "ApiFunctionRoleArn", "run_jobs": "WorkerFunctionRoleArn",
-             "fail_dead_letters": "DeadLetterFunctionRoleArn", "sweep": "SweeperFunctionRoleArn"}
+FUNCTIONS = {
+    "api_handler": "ApiFunctionRoleArn",
+    "run_jobs": "WorkerFunctionRoleArn",
+    "fail_dead_letters": "DeadLetterFunctionRoleArn",
+    "sweep": "SweeperFunctionRoleArn",
+}
 
 
 def _function_name(function: str) -> str:
@@ -180,9 +198,20 @@ def _assert_roles(iam, outputs):
     bucket = f"arn:aws:s3:::{outputs['InputBucketName']}"
     expected = {
         "api_handler": {(("sqs:SendMessage",), (jobs_queue,))},
-        "run_jobs": {(("sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
-                       "sqs:ReceiveMessage", "sqs:SendMessage"), (jobs_queue,)),
-                     (("s3:GetObject",), (f"{bucket}/*",)), (("s3:ListBucket",), (bucket,))},
+        "run_jobs": {
+            (
+                (
+                    "sqs:ChangeMessageVisibility",
+                    "sqs:DeleteMessage",
+                    "sqs:GetQueueAttributes",
+                    "sqs:ReceiveMessage",
+                    "sqs:SendMessage",
+                ),
+                (jobs_queue,),
+            ),
+            (("s3:GetObject",), (f"{bucket}/*",)),
+            (("s3:ListBucket",), (bucket,)),
+        },
         "fail_dead_letters": {(("sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"), (dlq,))},
         "sweep": {(("sqs:GetQueueAttributes", "sqs:SendMessage"), (jobs_queue,))},
     }
@@ -191,7 +220,8 @@ def _assert_roles(iam, outputs):
         [logs] = [g for g in grants if g[0] == ("logs:CreateLogStream", "logs:PutLogEvents")]
         # AWS's LogGroup.Arn ends in `:*` (the group's streams); moto's does not.
         assert [arn.removesuffix(":*") for arn in logs[1]] == [
-            f"arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/{_function_name(function)}"]
+            f"arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/{_function_name(function)}"
+        ]
         # Network interfaces (VPC) and the stage's secrets are common to all four; the rest is each one's own.
         assert any(g[0][0].startswith("ec2:") for g in grants), f"{function} cannot attach to the VPC"
         own = {g for g in grants if g != logs and not g[0][0].startswith(("ec2:", "secretsmanager:"))}

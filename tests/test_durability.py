@@ -1,5 +1,6 @@
 """Durable execution as AWS really behaves: killed workers, duplicate deliveries, a Redis that loses
 its data, time limits, failing steps, poison messages, an SQS outage at submit, partial batches."""
+
 import json
 import os
 import random
@@ -29,8 +30,9 @@ def make_queue(sqs, settings):
 
     def make(*, visibility_timeout: int, max_receive_count: int | None = None) -> str:
         name = f"jobs-{uuid.uuid4().hex[:12]}"
-        url = services.create_jobs_queue(sqs, name, visibility_timeout=visibility_timeout,
-                                         max_receive_count=max_receive_count)
+        url = services.create_jobs_queue(
+            sqs, name, visibility_timeout=visibility_timeout, max_receive_count=max_receive_count
+        )
         made.append(url)
         if max_receive_count is not None:
             made.append(sqs.get_queue_url(QueueName=f"{name}-dlq")["QueueUrl"])
@@ -70,8 +72,9 @@ def _row(mysql, job_id):
 
 
 def _finished(api, job_id, *, timeout=30.0):
-    return wait_until(lambda: JobStatus((job := api.get(job_id).json)["status"]).terminal and job,
-                      timeout=timeout, interval=0.05)
+    return wait_until(
+        lambda: JobStatus((job := api.get(job_id).json)["status"]).terminal and job, timeout=timeout, interval=0.05
+    )
 
 
 def _expected(steps: int) -> dict:
@@ -80,7 +83,8 @@ def _expected(steps: int) -> dict:
 
 # --- (a) a worker process killed mid-job ---------------------------------------------------------
 def test_a_killed_worker_process_is_taken_over_from_its_checkpoint_redoing_at_most_one_chunk(
-        api, settings, make_queue, workers, tmp_path, mysql):
+    api, settings, make_queue, workers, tmp_path, mysql
+):
     # The lease (1 s) expires before the message comes back (visibility timeout 3 s), as
     # LEASE_SECONDS <= visibility timeout - function timeout guarantees on AWS.
     fast = replace(settings, jobs_queue_url=make_queue(visibility_timeout=3), lease_seconds=1)
@@ -130,7 +134,8 @@ def _receive_all(events, count):
 
 # --- (c) Redis loses everything -------------------------------------------------------------------
 def test_after_redis_is_flushed_between_invocations_the_job_completes_from_the_mysql_checkpoint(
-        api, sqs, settings, private_redis, mysql):
+    api, sqs, settings, private_redis, mysql
+):
     _use(settings, redis_url=private_redis, handoff_reserve_ms=100)
     source = EventSource(sqs, settings.jobs_queue_url, app_module.run_jobs, function_timeout=0.4)
     job_id = api.submit("probe", {"tag": "flushed", "steps": 12, "stepMs": 40}).json["jobId"]
@@ -165,7 +170,8 @@ def test_a_redis_flush_in_the_middle_of_a_run_does_not_stop_or_corrupt_the_job(a
 
 # --- (d) the time limit forces hand-offs ------------------------------------------------------------
 def test_the_time_limit_hands_the_job_off_and_the_result_equals_an_uninterrupted_run(
-        api, sqs, settings, events, io_counts, mysql):
+    api, sqs, settings, events, io_counts, mysql
+):
     _use(settings, handoff_reserve_ms=100)
     whole = api.submit("probe", {"tag": "whole", "steps": 20, "stepMs": 30}).json["jobId"]
     events.drain()
@@ -185,7 +191,8 @@ def test_the_time_limit_hands_the_job_off_and_the_result_equals_an_uninterrupted
 
 
 def test_records_with_no_time_left_are_sent_again_not_failed_toward_the_dead_letter_queue(
-        api, sqs, settings, make_queue):
+    api, sqs, settings, make_queue
+):
     # maxReceiveCount 1: a record reported failed even once would land in the dead-letter queue.
     queue = make_queue(visibility_timeout=30, max_receive_count=1)
     _use(settings, jobs_queue_url=queue, handoff_reserve_ms=100)
@@ -226,7 +233,8 @@ class _Ceiling(random.Random):
 
 
 def test_a_failing_step_is_retried_with_growing_delays_then_the_job_fails_with_its_error(
-        api, events, settings, sqs, mysql):
+    api, events, settings, sqs, mysql
+):
     runtime = _use(settings, retry_base_seconds=1)
     runtime.worker._rng = _Ceiling()
     job_id = api.submit("probe", {"tag": "failing", "steps": 3, "failAtStep": 2}, maxAttempts=3).json["jobId"]
@@ -289,8 +297,7 @@ def _poll_until_finished(events, api, job_id, *, timeout=20.0):
 
 
 # --- (f) a poison message --------------------------------------------------------------------------
-def test_a_poison_message_reaches_the_dead_letter_queue_and_the_job_reads_failed(
-        api, sqs, settings, make_queue):
+def test_a_poison_message_reaches_the_dead_letter_queue_and_the_job_reads_failed(api, sqs, settings, make_queue):
     queue = make_queue(visibility_timeout=1, max_receive_count=2)
     _use(settings, jobs_queue_url=queue, lease_seconds=1)
     source = EventSource(sqs, queue, app_module.run_jobs)
@@ -349,6 +356,7 @@ def test_a_batch_with_one_failing_record_sends_back_only_that_record(api, events
     def redis_fails_for_one_job(job_id, *args, **kwargs):
         if job_id == job_ids[1]:
             from chalicelib.errors import HotStateUnavailable
+
             raise HotStateUnavailable("Redis: connection reset (injected)")
         return acquire(job_id, *args, **kwargs)
 
@@ -356,8 +364,9 @@ def test_a_batch_with_one_failing_record_sends_back_only_that_record(api, events
     failed = events.invoke(messages)
     statuses = [api.get(job_id).json["status"] for job_id in job_ids]
     rt.hot.acquire = acquire
-    sqs.change_message_visibility(QueueUrl=settings.jobs_queue_url, ReceiptHandle=unlucky["ReceiptHandle"],
-                                  VisibilityTimeout=0)  # as if its visibility timeout ran out
+    sqs.change_message_visibility(
+        QueueUrl=settings.jobs_queue_url, ReceiptHandle=unlucky["ReceiptHandle"], VisibilityTimeout=0
+    )  # as if its visibility timeout ran out
     redelivered = _receive_all(events, 1)
     events.invoke(redelivered)
 
@@ -370,7 +379,8 @@ def test_a_batch_with_one_failing_record_sends_back_only_that_record(api, events
 
 # --- leases: fencing and take-over --------------------------------------------------------------
 def test_a_worker_whose_lease_was_taken_over_cannot_overwrite_the_new_holders_outcome(
-        api, events, settings, sqs, mysql):
+    api, events, settings, sqs, mysql
+):
     _use(settings, lease_seconds=1)
     job_id = api.submit("probe", {"tag": "fenced", "steps": 3, "gateAtStep": 3}).json["jobId"]
     Probe.gates["fenced"] = gate = threading.Event()
@@ -392,7 +402,8 @@ def test_a_worker_whose_lease_was_taken_over_cannot_overwrite_the_new_holders_ou
 
 
 def test_the_sweeper_sends_again_a_running_job_whose_worker_died_with_its_message(
-        api, events, settings, sqs, redis_client):
+    api, events, settings, sqs, redis_client
+):
     runtime = _use(settings, lease_seconds=1, stall_after_seconds=0)
     job_id = api.submit("probe", {"tag": "orphan", "steps": 4, "crashAtStep": 3}).json["jobId"]
     messages = events.receive()
@@ -427,8 +438,9 @@ def test_a_job_past_its_timeout_fails_at_its_next_chunk(api, events):
 def test_the_sweeper_fails_a_running_job_past_its_timeout_that_no_worker_runs(api, rt, mysql):
     job_id = api.submit("probe", {"tag": "abandoned", "steps": 2}, timeoutSeconds=60).json["jobId"]
     with mysql.cursor() as cur:
-        cur.execute("UPDATE jobs SET status = 'RUNNING', started_at = NOW(3) - INTERVAL 61 SECOND WHERE id = %s",
-                    (job_id,))
+        cur.execute(
+            "UPDATE jobs SET status = 'RUNNING', started_at = NOW(3) - INTERVAL 61 SECOND WHERE id = %s", (job_id,)
+        )
 
     report = rt.sweeper.sweep()
 

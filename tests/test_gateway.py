@@ -1,4 +1,5 @@
 """The API Gateway emulation's rules, with a clock the test controls: keys, token bucket, quotas."""
+
 from datetime import UTC, datetime
 
 import pytest
@@ -7,17 +8,19 @@ from chalice.local import ForbiddenError
 from infra.usage_plans import parse
 from local.gateway import Keyring, TooManyRequestsError, quota_period
 
-PLANS = parse({
-    "plans": {
-        "slow": {"rateLimit": 2, "burstLimit": 3, "quota": None},
-        "daily": {"rateLimit": 100, "burstLimit": 100, "quota": {"limit": 2, "period": "DAY"}},
-    },
-    "clients": {
-        "alice": {"plan": "slow"},
-        "dora": {"plan": "daily"},
-        "gone": {"plan": "slow", "enabled": False, "value": "a-disabled-key-00000000"},
-    },
-})
+PLANS = parse(
+    {
+        "plans": {
+            "slow": {"rateLimit": 2, "burstLimit": 3, "quota": None},
+            "daily": {"rateLimit": 100, "burstLimit": 100, "quota": {"limit": 2, "period": "DAY"}},
+        },
+        "clients": {
+            "alice": {"plan": "slow"},
+            "dora": {"plan": "daily"},
+            "gone": {"plan": "slow", "enabled": False, "value": "a-disabled-key-00000000"},
+        },
+    }
+)
 
 
 class Clock:

@@ -1,4 +1,5 @@
 """GET /jobs/{id}: Redis first (one round trip, no MySQL), MySQL when Redis has nothing or is down."""
+
 import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -9,8 +10,25 @@ import redis
 from chalicelib import runtime as runtime_module
 from chalicelib.runtime import Runtime
 
-FIELDS = {"jobId", "type", "status", "progress", "progressDetail", "message", "etaSeconds", "updatedAt", "result",
-          "error", "attempts", "maxAttempts", "cancelRequested", "createdAt", "startedAt", "finishedAt", "stalled"}
+FIELDS = {
+    "jobId",
+    "type",
+    "status",
+    "progress",
+    "progressDetail",
+    "message",
+    "etaSeconds",
+    "updatedAt",
+    "result",
+    "error",
+    "attempts",
+    "maxAttempts",
+    "cancelRequested",
+    "createdAt",
+    "startedAt",
+    "finishedAt",
+    "stalled",
+}
 
 
 def test_get_of_a_hot_job_costs_one_redis_round_trip_and_no_mysql(api, io_counts):

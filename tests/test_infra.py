@@ -1,4 +1,5 @@
 """infra/ without deploying: templates and Chalice's package are lint-clean, the definitions hold."""
+
 from __future__ import annotations
 
 import json
@@ -54,7 +55,11 @@ def test_input_bucket_is_encrypted_private_and_tls_only():
     [rule] = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
     assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
     assert set(bucket["PublicAccessBlockConfiguration"]) == {
-        "BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"}
+        "BlockPublicAcls",
+        "BlockPublicPolicy",
+        "IgnorePublicAcls",
+        "RestrictPublicBuckets",
+    }
     assert all(value is True for value in bucket["PublicAccessBlockConfiguration"].values())
     [deny] = resources["InputBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
     assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
@@ -63,10 +68,18 @@ def test_input_bucket_is_encrypted_private_and_tls_only():
 def chalice_package(config: dict, stage: str, tmp_path: Path) -> Path:
     """`chalice package` of `config`'s stage from a build copy of the app; returns sam.json's path."""
     deploy.prepare_build_dir(ROOT, tmp_path / "app", config)
-    env = {**os.environ, "AWS_DEFAULT_REGION": "us-east-1", "JOBS_QUEUE_NAME": f"jobs-{stage}",
-           "JOBS_DLQ_NAME": f"jobs-{stage}-dlq"}
-    subprocess.run([CHALICE, "--project-dir", str(tmp_path / "app"), "package", "--stage", stage,
-                    str(tmp_path / "out")], check=True, env=env, capture_output=True)
+    env = {
+        **os.environ,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "JOBS_QUEUE_NAME": f"jobs-{stage}",
+        "JOBS_DLQ_NAME": f"jobs-{stage}-dlq",
+    }
+    subprocess.run(
+        [CHALICE, "--project-dir", str(tmp_path / "app"), "package", "--stage", stage, str(tmp_path / "out")],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
     return tmp_path / "out" / "sam.json"
 
 
@@ -116,14 +129,17 @@ def test_rendered_stage_carries_every_output_the_functions_read(stage):
     section = stage_config.render(CHALICE_CONFIG, stage, SAMPLE_OUTPUTS)["stages"][stage]
     env = section["environment_variables"]
     assert {var: env[var] for var in stage_config.OUTPUT_ENV.values()} == {
-        var: SAMPLE_OUTPUTS[key] for key, var in stage_config.OUTPUT_ENV.items()}
+        var: SAMPLE_OUTPUTS[key] for key, var in stage_config.OUTPUT_ENV.items()
+    }
     assert section["security_group_ids"] == [SAMPLE_OUTPUTS["FunctionSecurityGroupId"]]
     assert section["manage_iam_role"] is False
     roles = {name: function["iam_role_arn"] for name, function in section["lambda_functions"].items()}
-    assert roles == {"api_handler": SAMPLE_OUTPUTS["ApiFunctionRoleArn"],
-                     "run_jobs": SAMPLE_OUTPUTS["WorkerFunctionRoleArn"],
-                     "fail_dead_letters": SAMPLE_OUTPUTS["DeadLetterFunctionRoleArn"],
-                     "sweep": SAMPLE_OUTPUTS["SweeperFunctionRoleArn"]}
+    assert roles == {
+        "api_handler": SAMPLE_OUTPUTS["ApiFunctionRoleArn"],
+        "run_jobs": SAMPLE_OUTPUTS["WorkerFunctionRoleArn"],
+        "fail_dead_letters": SAMPLE_OUTPUTS["DeadLetterFunctionRoleArn"],
+        "sweep": SAMPLE_OUTPUTS["SweeperFunctionRoleArn"],
+    }
     assert CHALICE_CONFIG["stages"][stage].get("subnet_ids") is None  # the committed file stays clean
 
 
@@ -135,20 +151,32 @@ def test_usage_plan_definition_loads():
         assert client.value is None, "committed keys would be public: let API Gateway generate them"
 
 
-@pytest.mark.parametrize("text, complaint", [
-    ('{"plans": {}, "clients": {}}', "plans"),
-    ('{"plans": {"a": {"rateLimit": 1, "burstLimit": 0, "quota": null}}, "clients": {}}', "plans/a/burstLimit"),
-    ('{"plans": {"a": {"rateLimit": 1, "burstLimit": 1, "quota": {"limit": 5, "period": "YEAR"}}}, "clients": {}}',
-     "plans/a/quota"),
-    ('{"plans": {"a": {"rateLimit": 1, "burstLimit": 1, "quota": null}}, "clients": {"x": {"plan": "b"}}}',
-     "no plan named 'b'"),
-    ('{"plans": {"a": {"rateLimit": 1, "burstLimit": 1, "quota": null}},'
-     ' "clients": {"x": {"plan": "a"}, "x": {"plan": "a"}}}',
-     "duplicate name 'x'"),
-    ('{"plans": {"a": {"rateLimit": 1, "burstLimit": 1, "quota": null}},'
-     ' "clients": {"x": {"plan": "a", "value": "short"}}}',
-     "clients/x/value"),
-])
+@pytest.mark.parametrize(
+    "text, complaint",
+    [
+        ('{"plans": {}, "clients": {}}', "plans"),
+        ('{"plans": {"a": {"rateLimit": 1, "burstLimit": 0, "quota": null}}, "clients": {}}', "plans/a/burstLimit"),
+        (
+            '{"plans": {"a": {"rateLimit": 1, "burstLimit": 1, "quota": {"limit": 5, "period": "YEAR"}}},'
+            ' "clients": {}}',
+            "plans/a/quota",
+        ),
+        (
+            '{"plans": {"a": {"rateLimit": 1, "burstLimit": 1, "quota": null}}, "clients": {"x": {"plan": "b"}}}',
+            "no plan named 'b'",
+        ),
+        (
+            '{"plans": {"a": {"rateLimit": 1, "burstLimit": 1, "quota": null}},'
+            ' "clients": {"x": {"plan": "a"}, "x": {"plan": "a"}}}',
+            "duplicate name 'x'",
+        ),
+        (
+            '{"plans": {"a": {"rateLimit": 1, "burstLimit": 1, "quota": null}},'
+            ' "clients": {"x": {"plan": "a", "value": "short"}}}',
+            "clients/x/value",
+        ),
+    ],
+)
 def test_usage_plan_definition_refuses_mistakes(tmp_path, text, complaint):
     path = tmp_path / "plans.json"
     path.write_text(text)

@@ -1,4 +1,5 @@
 """Tenant isolation: on every route, a job of key A does not exist for key B."""
+
 import pytest
 
 

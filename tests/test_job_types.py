@@ -1,4 +1,5 @@
 """Job types as the users' code: JOB_TYPES, the SDK's context, progress in the type's units, check-type."""
+
 import json
 import os
 import re
@@ -82,17 +83,28 @@ def test_a_type_from_a_users_module_runs_end_to_end_with_its_context(settings, u
     assert refused.status == 400 and refused.json["code"] == "InvalidPayload"
 
 
-@pytest.mark.parametrize("body, expected", [
-    (None, "JOB_TYPES: no module named 'acme_missing'"),
-    ("raise RuntimeError('no licence key')",
-     "JOB_TYPES: module 'acme_missing' failed to import: RuntimeError: no licence key"),
-    ("import acme_not_installed",
-     "JOB_TYPES: module 'acme_missing' failed to import: No module named 'acme_not_installed'"),
-    ("X = 1",
-     "JOB_TYPES: module 'acme_missing' defines no job type (a subclass of chalicelib.jobs.JobType with a name)"),
-    ("from chalicelib.jobs.sleep import Sleep\nclass Other(Sleep):\n    pass",
-     "JOB_TYPES: two job types are named 'sleep': chalicelib.jobs.sleep.Sleep and acme_missing.Other"),
-])
+@pytest.mark.parametrize(
+    "body, expected",
+    [
+        (None, "JOB_TYPES: no module named 'acme_missing'"),
+        (
+            "raise RuntimeError('no licence key')",
+            "JOB_TYPES: module 'acme_missing' failed to import: RuntimeError: no licence key",
+        ),
+        (
+            "import acme_not_installed",
+            "JOB_TYPES: module 'acme_missing' failed to import: No module named 'acme_not_installed'",
+        ),
+        (
+            "X = 1",
+            "JOB_TYPES: module 'acme_missing' defines no job type (a subclass of chalicelib.jobs.JobType with a name)",
+        ),
+        (
+            "from chalicelib.jobs.sleep import Sleep\nclass Other(Sleep):\n    pass",
+            "JOB_TYPES: two job types are named 'sleep': chalicelib.jobs.sleep.Sleep and acme_missing.Other",
+        ),
+    ],
+)
 def test_a_bad_job_types_module_is_a_503_naming_it_never_a_stack_trace(settings, user_dir, body, expected, log_output):
     # Given JOB_TYPES naming a module that is missing, fails to import, has no type, or repeats a name
     if body is not None:
@@ -124,9 +136,12 @@ def test_the_health_check_reports_the_job_types_when_they_load(api):
 def test_no_module_of_chalicelib_jobs_imports_the_wiring():
     # Each job-type module imported alone, in a fresh interpreter: nothing of the runtime, service or worker comes in
     modules = [*BUILTIN_MODULES, "chalicelib.jobs", "chalicelib.jobs.testing"]
-    code = ("import sys\n" + "".join(f"import {m}\n" for m in modules) +
-            "print(sorted(m for m in sys.modules if m in ('chalicelib.runtime', 'chalicelib.service', "
-            "'chalicelib.worker', 'chalicelib.sweeper', 'app')))")
+    code = (
+        "import sys\n"
+        + "".join(f"import {m}\n" for m in modules)
+        + "print(sorted(m for m in sys.modules if m in ('chalicelib.runtime', 'chalicelib.service', "
+        "'chalicelib.worker', 'chalicelib.sweeper', 'app')))"
+    )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
 
@@ -157,8 +172,9 @@ def test_eta_follows_the_observed_rate_of_the_types_own_units(api, events, rt, m
 
 # --- check-type -------------------------------------------------------------------------------------
 def check_type(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "local.cli", "check-type", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "local.cli", "check-type", *args], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_check_type_passes_the_built_ins(tmp_path):
@@ -169,10 +185,20 @@ def test_check_type_passes_the_built_ins(tmp_path):
 
     runs = [
         check_type("chalicelib.jobs.sleep:sleep", "--payload", '{"steps": 4, "stepMs": 1}'),
-        check_type("chalicelib.jobs.csv_stats:CsvStats", "--payload",
-                   '{"bucket": "in", "key": "sales.csv", "chunkBytes": 1024}', "--object", f"in/sales.csv={sample}"),
-        check_type("chalicelib.jobs.word_frequency:word-frequency", "--payload",
-                   '{"bucket": "in", "key": "t.txt", "chunkBytes": 1024}', "--object", f"in/t.txt={text}"),
+        check_type(
+            "chalicelib.jobs.csv_stats:CsvStats",
+            "--payload",
+            '{"bucket": "in", "key": "sales.csv", "chunkBytes": 1024}',
+            "--object",
+            f"in/sales.csv={sample}",
+        ),
+        check_type(
+            "chalicelib.jobs.word_frequency:word-frequency",
+            "--payload",
+            '{"bucket": "in", "key": "t.txt", "chunkBytes": 1024}',
+            "--object",
+            f"in/t.txt={text}",
+        ),
     ]
 
     for done in runs:
@@ -181,14 +207,28 @@ def test_check_type_passes_the_built_ins(tmp_path):
     assert "sleep: safe to redo (4 chunks" in runs[0].stdout
 
 
-@pytest.mark.parametrize("name, explained", [
-    ("HiddenCounter", ["every chunk run twice from its checkpoint: chunk 1: the state after it differs",
-                       "a counter kept on the type", 'expected: {"calls": 1, "done": 1}',
-                       'got:      {"calls": 2, "done": 1}']),
-    ("clock-result", ["state JSON round-tripped after every chunk: the result differs from the uninterrupted run's",
-                      "the clock"]),
-    ("SetState", ["the state from start is not JSON (Object of type set is not JSON serializable)"]),
-])
+@pytest.mark.parametrize(
+    "name, explained",
+    [
+        (
+            "HiddenCounter",
+            [
+                "every chunk run twice from its checkpoint: chunk 1: the state after it differs",
+                "a counter kept on the type",
+                'expected: {"calls": 1, "done": 1}',
+                'got:      {"calls": 2, "done": 1}',
+            ],
+        ),
+        (
+            "clock-result",
+            [
+                "state JSON round-tripped after every chunk: the result differs from the uninterrupted run's",
+                "the clock",
+            ],
+        ),
+        ("SetState", ["the state from start is not JSON (Object of type set is not JSON serializable)"]),
+    ],
+)
 def test_check_type_fails_an_unsafe_type_saying_why(name, explained):
     done = check_type(f"tests.support.broken_types:{name}")
 
@@ -259,8 +299,12 @@ def test_a_packaged_zip_contains_and_runs_a_user_type(settings, tmp_path):
     (build / "chalicelib" / "jobtypes" / "acme_countdown.py").write_text(textwrap.dedent(COUNTDOWN))
 
     # When `chalice package` builds the Lambda zip
-    subprocess.run([CHALICE, "--project-dir", str(build), "package", "--stage", "dev", str(tmp_path / "out")],
-                   check=True, capture_output=True, env={**os.environ, "AWS_DEFAULT_REGION": "us-east-1"})
+    subprocess.run(
+        [CHALICE, "--project-dir", str(build), "package", "--stage", "dev", str(tmp_path / "out")],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "AWS_DEFAULT_REGION": "us-east-1"},
+    )
     unzipped = tmp_path / "unzipped"
     with zipfile.ZipFile(tmp_path / "out" / "deployment.zip") as package:
         names = set(package.namelist())
@@ -270,8 +314,9 @@ def test_a_packaged_zip_contains_and_runs_a_user_type(settings, tmp_path):
     assert "chalicelib/jobtypes/acme_countdown.py" in names
     deployed = replace(settings, job_types=("chalicelib.jobtypes.acme_countdown",))
     env = {**os.environ, **deployed.to_env(), "POWERTOOLS_LOG_LEVEL": "WARNING"}
-    done = subprocess.run([sys.executable, "-c", PACKAGED_RUN], cwd=unzipped, env=env, capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", PACKAGED_RUN], cwd=unzipped, env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     job = json.loads(done.stdout.strip().splitlines()[-1])
     assert job["status"] == "COMPLETED" and job["result"]["counted"] == 3
@@ -280,7 +325,7 @@ def test_a_packaged_zip_contains_and_runs_a_user_type(settings, tmp_path):
 def readme_section(title: str) -> str:
     text = (ROOT / "README.md").read_text()
     start = text.index(f"\n## {title}\n")
-    return text[start:text.index("\n## ", start + 1)]
+    return text[start : text.index("\n## ", start + 1)]
 
 
 def test_the_readmes_job_type_is_the_modules_own_code_and_its_test_passes():

@@ -1,5 +1,6 @@
 """Ending a job: the worker, the sweeper and a pending cancel share one order and one Redis-down rule
 (MySQL is final, nothing raised, a later GET repairs Redis from MySQL)."""
+
 import json
 from dataclasses import replace
 
@@ -32,7 +33,8 @@ def _hot_status(redis_client, settings, job_id):
 
 
 def test_a_final_write_that_misses_redis_stands_in_mysql_and_a_later_get_repairs_redis(
-        api, events, settings, mysql, redis_client):
+    api, events, settings, mysql, redis_client
+):
     runtime = Runtime(replace(settings, stall_after_seconds=0))
     runtime_module.use(runtime)
     job_id = api.submit("sleep", {"steps": 2, "stepMs": 0}).json["jobId"]
@@ -53,15 +55,19 @@ def test_a_final_write_that_misses_redis_stands_in_mysql_and_a_later_get_repairs
 def test_the_sweeper_times_a_job_out_in_mysql_when_redis_refuses_the_final_write(api, rt, mysql):
     job_id = api.submit("probe", {"tag": "timeout-no-redis", "steps": 2}, timeoutSeconds=60).json["jobId"]
     with mysql.cursor() as cur:
-        cur.execute("UPDATE jobs SET status = 'RUNNING', started_at = NOW(3) - INTERVAL 61 SECOND WHERE id = %s",
-                    (job_id,))
+        cur.execute(
+            "UPDATE jobs SET status = 'RUNNING', started_at = NOW(3) - INTERVAL 61 SECOND WHERE id = %s", (job_id,)
+        )
     _final_writes_fail(rt)
 
     report = rt.sweeper.sweep()
 
     assert report.timed_out == 1
-    assert _row(mysql, job_id) == {"status": "FAILED", "error": "timed out: ran longer than timeoutSeconds (60)",
-                                   "message": None}
+    assert _row(mysql, job_id) == {
+        "status": "FAILED",
+        "error": "timed out: ran longer than timeoutSeconds (60)",
+        "message": None,
+    }
 
 
 def test_a_pending_cancel_stands_in_mysql_when_redis_refuses_the_final_write(api, rt, mysql):

@@ -1,4 +1,5 @@
 """GET /jobs: the caller's jobs, newest first, keyset pagination, filters."""
+
 import threading
 
 import pytest
@@ -52,9 +53,23 @@ def test_an_empty_list(api):
     assert reply.json == {"jobs": [], "nextCursor": None}
 
 
-@pytest.mark.parametrize("query", ["limit=0", "limit=101", "limit=ten", "limit=", "status=DONE", "status=",
-                                   "type=nope", "type=", "cursor=not-ours", "cursor=MDFBQUFB", "cursor=",
-                                   "stauts=RUNNING"])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "limit=0",
+        "limit=101",
+        "limit=ten",
+        "limit=",
+        "status=DONE",
+        "status=",
+        "type=nope",
+        "type=",
+        "cursor=not-ours",
+        "cursor=MDFBQUFB",
+        "cursor=",
+        "stauts=RUNNING",
+    ],
+)
 def test_bad_list_parameters_are_400(api, query):
     reply = api.request("GET", f"/jobs?{query}")
     assert reply.status == 400

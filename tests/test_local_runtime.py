@@ -1,4 +1,5 @@
 """The local runtime (`make run`) as a user meets it: a process driven over HTTP only, and the CLI."""
+
 import json
 import os
 import signal
@@ -26,9 +27,12 @@ def runtime_redis(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def local_runtime(tmp_path_factory, run_settings, runtime_redis):
-    rt = LocalRuntime(tmp_path_factory.mktemp("runtime"), run_settings,
-                      env={"REDIS_URL": f"redis://127.0.0.1:{runtime_redis['port']}/0"},
-                      args=["--visibility-timeout", "2", "--function-timeout", "30"])
+    rt = LocalRuntime(
+        tmp_path_factory.mktemp("runtime"),
+        run_settings,
+        env={"REDIS_URL": f"redis://127.0.0.1:{runtime_redis['port']}/0"},
+        args=["--visibility-timeout", "2", "--function-timeout", "30"],
+    )
     yield rt
     rt.stop()
 
@@ -78,8 +82,10 @@ def test_a_record_that_failed_is_delivered_again_and_the_job_completes(local_run
     try:
         code, job = call(local_runtime.url, "POST", body={"type": "sleep", "payload": {"steps": 2, "stepMs": 10}})
         assert code == 202  # Redis is only a cache for the API: the job is stored and queued
-        _wait_for_log(local_runtime, lambda r: r.get("job_id") == job["jobId"]
-                      and "SQS will deliver it again" in r.get("message", ""))
+        _wait_for_log(
+            local_runtime,
+            lambda r: r.get("job_id") == job["jobId"] and "SQS will deliver it again" in r.get("message", ""),
+        )
         assert call(local_runtime.url, path=f"/jobs/{job['jobId']}")[1]["status"] == "PENDING"
     finally:
         runtime_redis["restart"]()
@@ -88,8 +94,9 @@ def test_a_record_that_failed_is_delivered_again_and_the_job_completes(local_run
 
 def test_sigterm_stops_everything_within_5_seconds_and_leaves_no_child(tmp_path, run_settings):
     # Nothing at these addresses: the runtime starts private MariaDB and Redis as well as moto.
-    rt = LocalRuntime(tmp_path, run_settings, env={"MYSQL_URL": "mysql://root@127.0.0.1:1/jobs",
-                                                   "REDIS_URL": "redis://127.0.0.1:1/0"})
+    rt = LocalRuntime(
+        tmp_path, run_settings, env={"MYSQL_URL": "mysql://root@127.0.0.1:1/jobs", "REDIS_URL": "redis://127.0.0.1:1/0"}
+    )
     children = rt.children()
     assert len(children) == 3  # mariadbd, redis-server, moto
 
@@ -124,8 +131,13 @@ def test_cli_prints_the_api_error_and_exits_non_zero(local_runtime):
 
 
 def _cli(rt, *args):
-    return subprocess.run([sys.executable, "-m", "local.cli", "--url", rt.url, "--key", ALICE, *args],
-                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "local.cli", "--url", rt.url, "--key", ALICE, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_cli_demo_shows_each_outcome(local_runtime):
@@ -134,15 +146,22 @@ def test_cli_demo_shows_each_outcome(local_runtime):
     rows = [line.split() for line in result.stdout.splitlines() if line[:2] == "01" and " result: " not in line]
     assert sorted(row[2] for row in rows) == ["CANCELLED", "COMPLETED", "COMPLETED", "COMPLETED", "FAILED"]
     assert next(row for row in rows if row[1] == "csv-stats")[2] == "COMPLETED"
-    csv_result = json.loads(next(line for line in result.stdout.splitlines()
-                                 if " result: " in line and '"columns"' in line).split(" result: ", 1)[1])
+    csv_result = json.loads(
+        next(line for line in result.stdout.splitlines() if " result: " in line and '"columns"' in line).split(
+            " result: ", 1
+        )[1]
+    )
     assert csv_result["rows"] == 50_000 and csv_result["columns"]["units"]["count"] == 50_000
 
 
 def test_the_dead_letter_handler_and_the_sweeper_run_in_the_local_runtime(tmp_path, run_settings):
     # No worker invocations: jobs stay PENDING, so only the sweeper and the DLQ handler act on them.
-    rt = LocalRuntime(tmp_path, run_settings, env={"PENDING_RESEND_SECONDS": "1"},
-                      args=["--concurrency", "0", "--sweep-interval", "1"])
+    rt = LocalRuntime(
+        tmp_path,
+        run_settings,
+        env={"PENDING_RESEND_SECONDS": "1"},
+        args=["--concurrency", "0", "--sweep-interval", "1"],
+    )
     try:
         _, poisoned = call(rt.url, "POST", body={"type": "sleep", "payload": {"steps": 1}})
         _, waiting = call(rt.url, "POST", body={"type": "sleep", "payload": {"steps": 1}})
@@ -189,7 +208,8 @@ def test_a_type_of_the_teams_own_runs_in_the_local_runtime(tmp_path, run_setting
         "    def step(self, payload, state, ctx):\n"
         "        return Step(state=None, done=1, total=1, finished=True)\n"
         "    def finish(self, payload, state, ctx):\n"
-        "        return {'hello': ctx.owner}\n")
+        "        return {'hello': ctx.owner}\n"
+    )
     env = {"JOB_TYPES": "acme_greeting", "PYTHONPATH": str(tmp_path)}
     (tmp_path / "rt").mkdir()
     rt = LocalRuntime(tmp_path / "rt", run_settings, env=env)
@@ -204,8 +224,13 @@ def test_a_type_of_the_teams_own_runs_in_the_local_runtime(tmp_path, run_setting
 
 
 def test_the_local_runtime_refuses_to_start_with_a_bad_job_types_module(tmp_path, run_settings):
-    done = subprocess.run([sys.executable, "-m", "local.run", "--port", str(services.free_port())], cwd=ROOT,
-                          env={**os.environ, "MYSQL_URL": run_settings.mysql_url,
-                               "JOB_TYPES": "acme_not_there"}, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "local.run", "--port", str(services.free_port())],
+        cwd=ROOT,
+        env={**os.environ, "MYSQL_URL": run_settings.mysql_url, "JOB_TYPES": "acme_not_there"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 1
     assert "jobs: cannot start: JOB_TYPES: no module named 'acme_not_there'" in done.stderr

@@ -16,16 +16,24 @@ def test_size_and_inclusive_ranges_read_what_was_put(rt, s3, bucket):
     assert rt.objects.read_range(bucket, "k", 8, 9) == b"89"
 
 
-@pytest.mark.parametrize("read", [lambda store, b: store.size(b, "nope.csv"),
-                                  lambda store, b: store.read_range(b, "nope.csv", 0, 9)], ids=["size", "range"])
+@pytest.mark.parametrize(
+    "read",
+    [lambda store, b: store.size(b, "nope.csv"), lambda store, b: store.read_range(b, "nope.csv", 0, 9)],
+    ids=["size", "range"],
+)
 def test_a_missing_key_is_object_not_found_naming_it(rt, bucket, read):
     with pytest.raises(errors.ObjectNotFound, match=f"s3://{bucket}/nope.csv does not exist"):
         read(rt.objects, bucket)
 
 
-@pytest.mark.parametrize("read", [lambda store: store.size("no-such-bucket-here", "k"),
-                                  lambda store: store.read_range("no-such-bucket-here", "k", 0, 9)],
-                         ids=["size", "range"])
+@pytest.mark.parametrize(
+    "read",
+    [
+        lambda store: store.size("no-such-bucket-here", "k"),
+        lambda store: store.read_range("no-such-bucket-here", "k", 0, 9),
+    ],
+    ids=["size", "range"],
+)
 def test_a_missing_bucket_is_object_not_found(rt, read):
     with pytest.raises(errors.ObjectNotFound, match="s3://no-such-bucket-here/k"):
         read(rt.objects)

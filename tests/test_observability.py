@@ -1,4 +1,5 @@
 """Logs are JSON with request id, owner and job id; metrics are valid CloudWatch EMF; /health tells."""
+
 import json
 import subprocess
 from dataclasses import replace
@@ -85,8 +86,10 @@ def test_health_turns_503_while_redis_is_stopped_and_200_when_it_is_back(setting
     assert down.json["checks"] == {"jobTypes": "ok", "mysql": "ok", "redis": "unavailable", "sqs": "ok"}
     assert down.json["code"] == "ServiceUnavailable" and "redis" in down.json["message"]
     assert down.headers["retry-after"]
-    proc = subprocess.Popen(["redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-                            stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        ["redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
     try:
         back = _poll_health(api)
         assert back.status == 200
@@ -107,8 +110,13 @@ def _poll_health(api):
 
 
 def test_health_names_mysql_and_sqs_when_they_are_down(settings, api):
-    runtime_module.use(Runtime(replace(settings, mysql_url="mysql://root@127.0.0.1:1/jobs",
-                                       jobs_queue_url=settings.jobs_queue_url + "-gone")))
+    runtime_module.use(
+        Runtime(
+            replace(
+                settings, mysql_url="mysql://root@127.0.0.1:1/jobs", jobs_queue_url=settings.jobs_queue_url + "-gone"
+            )
+        )
+    )
     reply = api.request("GET", "/health", key=None)
     assert reply.status == 503
     assert reply.json["checks"] == {"jobTypes": "ok", "mysql": "unavailable", "redis": "ok", "sqs": "unavailable"}
@@ -123,8 +131,13 @@ def test_tracing_is_off_unless_switched_on_and_only_then_loads_the_xray_sdk():
     code = "import app, sys; print('aws_xray_sdk.core' in sys.modules)"
 
     def loaded(**env):
-        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                                cwd=Path(__file__).resolve().parents[1], env={**os.environ, **env})
+        result = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).resolve().parents[1],
+            env={**os.environ, **env},
+        )
         assert result.returncode == 0, result.stderr
         return result.stdout.strip()
 

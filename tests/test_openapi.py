@@ -1,4 +1,5 @@
 """The OpenAPI document: valid, in agreement with the routes, served, and fuzzed with schemathesis."""
+
 import threading
 
 import pytest
@@ -28,8 +29,12 @@ def test_the_document_is_valid_openapi():
 
 def test_the_routes_and_the_document_agree():
     routes = {(path, method.lower()) for path, methods in app_module.app.routes.items() for method in methods}
-    documented = {(path, method) for path, item in openapi.document(TYPES)["paths"].items()
-                  for method in item if method in METHODS}
+    documented = {
+        (path, method)
+        for path, item in openapi.document(TYPES)["paths"].items()
+        for method in item
+        if method in METHODS
+    }
     assert routes == documented
 
 

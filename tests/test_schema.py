@@ -1,4 +1,5 @@
 """The schema is the project's versioned migration, applied by a command."""
+
 import subprocess
 import sys
 from pathlib import Path
@@ -11,8 +12,12 @@ def test_migrations_apply_once(settings):
 
 
 def test_the_migrate_command_reports_a_current_schema(settings):
-    result = subprocess.run([sys.executable, "-m", "chalicelib.schema", "--url", settings.mysql_url],
-                            capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    result = subprocess.run(
+        [sys.executable, "-m", "chalicelib.schema", "--url", settings.mysql_url],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     assert result.returncode == 0, result.stderr
     assert "the schema is current" in result.stdout
 

@@ -1,4 +1,5 @@
 """TLS to Redis and MySQL, and credentials from Secrets Manager that never reach a log line."""
+
 import json
 import subprocess
 import time
@@ -24,13 +25,42 @@ def certs(tmp_path_factory):
         subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
 
     for name in ("ca", "other-ca"):
-        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.crt",
-                "-days", "2", "-subj", f"/CN={name}")
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
-            "-subj", "/CN=127.0.0.1")
+        openssl(
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            f"{name}.key",
+            "-out",
+            f"{name}.crt",
+            "-days",
+            "2",
+            "-subj",
+            f"/CN={name}",
+        )
+    openssl(
+        "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"
+    )
     (d / "ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost")
-    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-            "-out", "server.crt", "-days", "2", "-extfile", "ext")
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "ext",
+    )
     return d
 
 
@@ -44,16 +74,30 @@ def _health(api):
 
 
 def test_redis_over_tls_verifies_the_server(settings, certs, tmp_path, api):
-    proc, port = services.start_redis(tmp_path, "--tls-port", "{port}", "--tls-cert-file", str(certs / "server.crt"),
-                             "--tls-key-file", str(certs / "server.key"), "--tls-ca-cert-file", str(certs / "ca.crt"),
-                             "--tls-auth-clients", "no")
+    proc, port = services.start_redis(
+        tmp_path,
+        "--tls-port",
+        "{port}",
+        "--tls-cert-file",
+        str(certs / "server.crt"),
+        "--tls-key-file",
+        str(certs / "server.key"),
+        "--tls-ca-cert-file",
+        str(certs / "ca.crt"),
+        "--tls-auth-clients",
+        "no",
+    )
     try:
-        runtime_module.use(Runtime(replace(settings, redis_url=f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={certs}/ca.crt")))
+        runtime_module.use(
+            Runtime(replace(settings, redis_url=f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={certs}/ca.crt"))
+        )
         job_id = api.submit("sleep", {"steps": 1}).json["jobId"]
         assert api.get(job_id).json["status"] == "PENDING"
         assert _health(api)["redis"] == "ok"
 
-        runtime_module.use(Runtime(replace(settings, redis_url=f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={certs}/other-ca.crt")))
+        runtime_module.use(
+            Runtime(replace(settings, redis_url=f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={certs}/other-ca.crt"))
+        )
         assert _health(api)["redis"] == "unavailable"  # a server the configured CA did not sign
         runtime_module.use(Runtime(replace(settings, redis_url=f"redis://127.0.0.1:{port}/0")))
         assert _health(api)["redis"] == "unavailable"  # plain text to a TLS port
@@ -65,8 +109,9 @@ def test_redis_over_tls_verifies_the_server(settings, certs, tmp_path, api):
 def tls_mysql(certs, tmp_path_factory):
     """A private MariaDB that speaks TLS, with a user that may only log in over TLS."""
     d = tmp_path_factory.mktemp("mariadb")
-    proc, port = services.start_mariadb(d, f"--ssl-cert={certs}/server.crt", f"--ssl-key={certs}/server.key",
-                                        f"--ssl-ca={certs}/ca.crt")
+    proc, port = services.start_mariadb(
+        d, f"--ssl-cert={certs}/server.crt", f"--ssl-key={certs}/server.key", f"--ssl-ca={certs}/ca.crt"
+    )
     root = None
     for _ in range(100):
         try:
@@ -96,8 +141,9 @@ def test_mysql_over_tls_verifies_the_server(settings, certs, tls_mysql, api):
     assert _health(api)["mysql"] == "unavailable"
 
 
-def test_credentials_from_secrets_manager_work_and_never_reach_the_logs(settings, mysql, secretsmanager, tmp_path,
-                                                                         api, events, log_output, capsys):
+def test_credentials_from_secrets_manager_work_and_never_reach_the_logs(
+    settings, mysql, secretsmanager, tmp_path, api, events, log_output, capsys
+):
     password, token = f"pw-{uuid.uuid4().hex}", f"tok-{uuid.uuid4().hex}"
     user = f"jobs_{uuid.uuid4().hex[:8]}"
     database = connect_args(settings.mysql_url)["database"]
@@ -109,9 +155,13 @@ def test_credentials_from_secrets_manager_work_and_never_reach_the_logs(settings
         mysql_secret = json.dumps({"username": user, "password": password})
         mysql_arn = secretsmanager.create_secret(Name=f"mysql-{user}", SecretString=mysql_secret)["ARN"]
         redis_arn = secretsmanager.create_secret(Name=f"redis-{user}", SecretString=token)["ARN"]
-        configured = replace(settings, mysql_url=f"mysql://nobody@127.0.0.1:3306/{database}",
-                             mysql_secret_arn=mysql_arn, redis_url=f"redis://127.0.0.1:{port}/0",
-                             redis_auth_secret_arn=redis_arn)
+        configured = replace(
+            settings,
+            mysql_url=f"mysql://nobody@127.0.0.1:3306/{database}",
+            mysql_secret_arn=mysql_arn,
+            redis_url=f"redis://127.0.0.1:{port}/0",
+            redis_auth_secret_arn=redis_arn,
+        )
         runtime_module.use(Runtime(configured))
 
         job_id = api.submit("sleep", {"steps": 2, "stepMs": 0}).json["jobId"]
@@ -131,6 +181,9 @@ def test_credentials_from_secrets_manager_work_and_never_reach_the_logs(settings
 def test_settings_never_print_credentials():
     from chalicelib.config import Settings
 
-    shown = repr(Settings(mysql_url="mysql://u:hunter2@db/jobs", redis_url="rediss://:s3cret@cache:6379/0",
-                          redis_auth_token="t0ken"))
+    shown = repr(
+        Settings(
+            mysql_url="mysql://u:hunter2@db/jobs", redis_url="rediss://:s3cret@cache:6379/0", redis_auth_token="t0ken"
+        )
+    )
     assert "hunter2" not in shown and "s3cret" not in shown and "t0ken" not in shown

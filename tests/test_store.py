@@ -1,10 +1,20 @@
 """The store's named guarded writes: each wins only under its condition, and says whether it won."""
+
 from chalicelib.models import JobStatus, utcnow
 
 
 def _checkpoint(store, job_id, token, seq, **extra):
-    return store.save_checkpoint(job_id, fenced_by=token, checkpoint={"seq": seq, "state": seq}, checkpoint_seq=seq,
-                                 progress=seq, progress_detail=None, message=None, at=utcnow(), **extra)
+    return store.save_checkpoint(
+        job_id,
+        fenced_by=token,
+        checkpoint={"seq": seq, "state": seq},
+        checkpoint_seq=seq,
+        progress=seq,
+        progress_detail=None,
+        message=None,
+        at=utcnow(),
+        **extra,
+    )
 
 
 def test_start_wins_once_and_only_from_pending(api, rt):

@@ -1,4 +1,5 @@
 """POST /jobs: what a client sees, what lands in MySQL, Redis and the queue."""
+
 import json
 from dataclasses import replace
 
@@ -50,23 +51,26 @@ def test_options_are_stored(api, mysql):
         assert cur.fetchone() == {"max_attempts": 5, "timeout_seconds": 60}
 
 
-@pytest.mark.parametrize("raw, code", [
-    ("{not json", "InvalidJson"),
-    ("", "InvalidJson"),
-    ("[1, 2]", "InvalidJson"),
-    ('{"type": "sleep", "payload": {"steps": NaN}}', "InvalidJson"),
-    ('{"type": "no-such-type"}', "UnknownJobType"),
-    ('{"payload": {}}', "InvalidRequest"),
-    ('{"type": 7}', "InvalidRequest"),
-    ('{"type": "sleep", "colour": "red"}', "InvalidRequest"),
-    ('{"type": "sleep", "payload": []}', "InvalidPayload"),
-    ('{"type": "sleep", "payload": {"steps": "ten"}}', "InvalidPayload"),
-    ('{"type": "sleep", "payload": {"steps": 0}}', "InvalidPayload"),
-    ('{"type": "sleep", "payload": {"steps": 2.5}}', "InvalidPayload"),
-    ('{"type": "sleep", "payload": {"nap": true}}', "InvalidPayload"),
-    ('{"type": "sleep", "maxAttempts": 0}', "InvalidRequest"),
-    ('{"type": "sleep", "timeoutSeconds": "soon"}', "InvalidRequest"),
-])
+@pytest.mark.parametrize(
+    "raw, code",
+    [
+        ("{not json", "InvalidJson"),
+        ("", "InvalidJson"),
+        ("[1, 2]", "InvalidJson"),
+        ('{"type": "sleep", "payload": {"steps": NaN}}', "InvalidJson"),
+        ('{"type": "no-such-type"}', "UnknownJobType"),
+        ('{"payload": {}}', "InvalidRequest"),
+        ('{"type": 7}', "InvalidRequest"),
+        ('{"type": "sleep", "colour": "red"}', "InvalidRequest"),
+        ('{"type": "sleep", "payload": []}', "InvalidPayload"),
+        ('{"type": "sleep", "payload": {"steps": "ten"}}', "InvalidPayload"),
+        ('{"type": "sleep", "payload": {"steps": 0}}', "InvalidPayload"),
+        ('{"type": "sleep", "payload": {"steps": 2.5}}', "InvalidPayload"),
+        ('{"type": "sleep", "payload": {"nap": true}}', "InvalidPayload"),
+        ('{"type": "sleep", "maxAttempts": 0}', "InvalidRequest"),
+        ('{"type": "sleep", "timeoutSeconds": "soon"}', "InvalidRequest"),
+    ],
+)
 def test_bad_submissions_get_400_with_a_json_error_and_store_nothing(api, mysql, raw, code):
     reply = api.request("POST", "/jobs", raw=raw)
 

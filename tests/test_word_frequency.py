@@ -1,4 +1,5 @@
 """`word-frequency` against moto's S3: the counts of one pass over the whole text, for any chunk size."""
+
 import base64
 import json
 import logging
@@ -14,8 +15,24 @@ from chalicelib.jobs.testing import MemoryObjects, assert_redo_safe, context
 from chalicelib.jobs.word_frequency import DEFAULT_CHUNK_BYTES, MAX_DISTINCT_WORDS, MAX_WORD_CHARS, WordFrequency
 from chalicelib.runtime import Runtime
 
-VOCABULARY = ["the", "The", "THE", "café", "CAFÉ", "naïve", "日本語", "Straße", "STRASSE", "İstanbul", "ᾳ",
-              "snake_case", "x2", "42", "don", "t"]
+VOCABULARY = [
+    "the",
+    "The",
+    "THE",
+    "café",
+    "CAFÉ",
+    "naïve",
+    "日本語",
+    "Straße",
+    "STRASSE",
+    "İstanbul",
+    "ᾳ",
+    "snake_case",
+    "x2",
+    "42",
+    "don",
+    "t",
+]
 SEPARATORS = [" ", " ", " ", ", ", ". ", "\r\n", "\r\n\r\n", " — ", "🙂", "!? ", "\t", " (", ") ", '"', "'", "-"]
 #: Exactly at the limit (counted) and one over it (not counted).
 LONGEST, TOO_LONG = "é" * MAX_WORD_CHARS, "b" * (MAX_WORD_CHARS + 1)
@@ -48,8 +65,12 @@ def reference_counts(data: bytes) -> Counter:
 def reference_result(data: bytes, *, top: int = 10) -> dict:
     counts = reference_counts(data)
     ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:top]
-    return {"words": [{"word": word, "count": count} for word, count in ranked], "distinctWords": len(counts),
-            "totalWords": sum(counts.values()), "bytes": len(data)}
+    return {
+        "words": [{"word": word, "count": count} for word, count in ranked],
+        "distinctWords": len(counts),
+        "totalWords": sum(counts.values()),
+        "bytes": len(data),
+    }
 
 
 def run(job_type: WordFrequency, payload: dict, ctx: JobContext, *, state=None, steps: int | None = None):
@@ -148,8 +169,9 @@ def test_word_frequency_is_safe_to_redo():
     data = generated_text(words=3000)
     objects = MemoryObjects({("texts", "a.txt"): data})
 
-    report = assert_redo_safe(WordFrequency(), {"bucket": "texts", "key": "a.txt", "chunkBytes": 1024},
-                              context=context(objects=objects))
+    report = assert_redo_safe(
+        WordFrequency(), {"bucket": "texts", "key": "a.txt", "chunkBytes": 1024}, context=context(objects=objects)
+    )
 
     assert report.result == reference_result(data)
 
@@ -201,8 +223,12 @@ def test_the_top_words_go_by_count_then_alphabetically(s3, bucket, ctx, checked)
     top3, _, _ = run(WordFrequency(), checked(bucket=bucket, key="ties.txt", top=3), ctx)
     everything, _, _ = run(WordFrequency(), checked(bucket=bucket, key="ties.txt", top=1000), ctx)
 
-    assert top3 == {"words": [{"word": "a", "count": 2}, {"word": "b", "count": 2}, {"word": "e", "count": 2}],
-                    "distinctWords": 6, "totalWords": 9, "bytes": 21}
+    assert top3 == {
+        "words": [{"word": "a", "count": 2}, {"word": "b", "count": 2}, {"word": "e", "count": 2}],
+        "distinctWords": 6,
+        "totalWords": 9,
+        "bytes": 21,
+    }
     assert [w["word"] for w in everything["words"]] == ["a", "b", "e", "c", "d", "é"]
 
 
@@ -217,25 +243,44 @@ def test_an_object_that_shrinks_under_the_job_fails_it_naming_the_object(s3, buc
 
 
 def test_integers_are_cast_and_defaults_filled_in(checked):
-    assert checked(bucket="b", key="k", top=5.0, chunkBytes=2048.0) == {"bucket": "b", "key": "k", "top": 5,
-                                                                        "chunkBytes": 2048}
+    assert checked(bucket="b", key="k", top=5.0, chunkBytes=2048.0) == {
+        "bucket": "b",
+        "key": "k",
+        "top": 5,
+        "chunkBytes": 2048,
+    }
     assert checked(bucket="b", key="k") == {"bucket": "b", "key": "k", "top": 10, "chunkBytes": DEFAULT_CHUNK_BYTES}
 
 
-@pytest.mark.parametrize("payload", [
-    {"bucket": "b"},
-    {"key": "k"},
-    {"bucket": "b/c", "key": "k"},
-    {"bucket": "b", "key": ""},
-    {"bucket": "b", "key": "k" * 1025},
-    {"bucket": "b", "key": "k", "top": 0},
-    {"bucket": "b", "key": "k", "top": 1001},
-    {"bucket": "b", "key": "k", "top": 2.5},
-    {"bucket": "b", "key": "k", "chunkBytes": 1023},
-    {"bucket": "b", "key": "k", "chunkBytes": 16 * 1024 * 1024 + 1},
-    {"bucket": "b", "key": "k", "extra": 1},
-], ids=["no key", "no bucket", "bad bucket name", "empty key", "long key", "top 0", "top too large",
-        "top not an integer", "chunk too small", "chunk too large", "unknown field"])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"bucket": "b"},
+        {"key": "k"},
+        {"bucket": "b/c", "key": "k"},
+        {"bucket": "b", "key": ""},
+        {"bucket": "b", "key": "k" * 1025},
+        {"bucket": "b", "key": "k", "top": 0},
+        {"bucket": "b", "key": "k", "top": 1001},
+        {"bucket": "b", "key": "k", "top": 2.5},
+        {"bucket": "b", "key": "k", "chunkBytes": 1023},
+        {"bucket": "b", "key": "k", "chunkBytes": 16 * 1024 * 1024 + 1},
+        {"bucket": "b", "key": "k", "extra": 1},
+    ],
+    ids=[
+        "no key",
+        "no bucket",
+        "bad bucket name",
+        "empty key",
+        "long key",
+        "top 0",
+        "top too large",
+        "top not an integer",
+        "chunk too small",
+        "chunk too large",
+        "unknown field",
+    ],
+)
 def test_a_bad_payload_is_refused(checked, payload):
     with pytest.raises(errors.InvalidPayload):
         checked(**payload)
@@ -245,8 +290,9 @@ def test_a_word_frequency_job_completes_through_the_worker(api, events, s3, buck
     data = generated_text(words=5000)
     s3.put_object(Bucket=bucket, Key="in/text.txt", Body=data)
 
-    job_id = api.submit("word-frequency", {"bucket": bucket, "key": "in/text.txt", "top": 5,
-                                           "chunkBytes": 4099}).json["jobId"]
+    job_id = api.submit("word-frequency", {"bucket": bucket, "key": "in/text.txt", "top": 5, "chunkBytes": 4099}).json[
+        "jobId"
+    ]
     events.drain()
 
     job = api.get(job_id).json

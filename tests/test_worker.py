@@ -1,4 +1,5 @@
 """The worker Lambda fed real SQS events read from the queue: lifecycle, failure, budgets, faults."""
+
 import json
 import threading
 from dataclasses import replace
@@ -137,9 +138,7 @@ def test_a_result_too_large_for_redis_is_served_from_mysql(settings, api, events
     assert api.get(job_id).json["result"]["blob"] == "x" * 5000
 
 
-
-def test_a_crashed_run_resumes_from_its_checkpoint_redoing_at_most_one_chunk(api, events, sqs, settings,
-                                                                           redis_client):
+def test_a_crashed_run_resumes_from_its_checkpoint_redoing_at_most_one_chunk(api, events, sqs, settings, redis_client):
     rt = Runtime(replace(settings, lease_seconds=1))
     runtime_module.use(rt)
     job_id = api.submit("probe", {"steps": 6, "crashAtStep": 4, "tag": "crash"}).json["jobId"]
@@ -152,8 +151,9 @@ def test_a_crashed_run_resumes_from_its_checkpoint_redoing_at_most_one_chunk(api
         events.invoke(messages)  # the process dies in chunk 4; the message is not deleted
     assert api.get(job_id).json["progress"] == 50
     wait_until(lambda: not redis_client.exists(rt.hot.lease_key(job_id)), timeout=3)
-    sqs.change_message_visibility(QueueUrl=settings.jobs_queue_url, ReceiptHandle=messages[0]["ReceiptHandle"],
-                                  VisibilityTimeout=0)  # as if the visibility timeout ran out
+    sqs.change_message_visibility(
+        QueueUrl=settings.jobs_queue_url, ReceiptHandle=messages[0]["ReceiptHandle"], VisibilityTimeout=0
+    )  # as if the visibility timeout ran out
     events.drain()
 
     assert Probe.started["crash"] == [1, 2, 3, 4, 4, 5, 6]

@@ -17,9 +17,22 @@
 Name the module in JOB_TYPES; `jobs check-type module:Countdown --payload '{"n": 3}'` proves it is
 safe to redo. README.md, "Write your own job type", walks through it.
 """
+
 from ..errors import InvalidPayload, ObjectNotFound, PermanentFailure
 from .registry import BUILTIN_MODULES, JobTypes, types_of
 from .sdk import MAX_STATE_BYTES, JobContext, JobType, Objects, Step, read_next
 
-__all__ = ["BUILTIN_MODULES", "MAX_STATE_BYTES", "InvalidPayload", "JobContext", "JobType", "JobTypes", "ObjectNotFound", "Objects",
-           "PermanentFailure", "Step", "read_next", "types_of"]
+__all__ = [
+    "BUILTIN_MODULES",
+    "MAX_STATE_BYTES",
+    "InvalidPayload",
+    "JobContext",
+    "JobType",
+    "JobTypes",
+    "ObjectNotFound",
+    "Objects",
+    "PermanentFailure",
+    "Step",
+    "read_next",
+    "types_of",
+]

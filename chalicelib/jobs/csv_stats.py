@@ -15,6 +15,7 @@ a field in `"` may hold the delimiter, newlines and doubled quotes `""`. Lines e
   checkpoint reads the same range and gets the same state. Sums add in row order with plain float
   addition: any chunk size gives the same figures, bit for bit, as one pass over the whole file.
 """
+
 from __future__ import annotations
 
 import base64
@@ -46,10 +47,21 @@ class CsvStats(JobType):
         "properties": {
             "bucket": {"type": "string", "pattern": BUCKET_PATTERN, "description": "the S3 bucket"},
             "key": {"type": "string", "minLength": 1, "maxLength": 1024, "description": "the CSV object's key"},
-            "chunkBytes": {"type": "integer", "minimum": MIN_CHUNK_BYTES, "maximum": MAX_CHUNK_BYTES,
-                           "default": DEFAULT_CHUNK_BYTES, "description": "bytes read per chunk"},
-            "delimiter": {"type": "string", "minLength": 1, "maxLength": 1, "default": ",",
-                          "not": {"enum": ['"', "\n", "\r"]}, "description": "the field separator"},
+            "chunkBytes": {
+                "type": "integer",
+                "minimum": MIN_CHUNK_BYTES,
+                "maximum": MAX_CHUNK_BYTES,
+                "default": DEFAULT_CHUNK_BYTES,
+                "description": "bytes read per chunk",
+            },
+            "delimiter": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 1,
+                "default": ",",
+                "not": {"enum": ['"', "\n", "\r"]},
+                "description": "the field separator",
+            },
         },
     }
 
@@ -63,11 +75,13 @@ class CsvStats(JobType):
 
     def step(self, payload: dict[str, Any], state: dict[str, Any], ctx: JobContext) -> Step:
         bucket, key, offset = payload["bucket"], payload["key"], state["offset"]
-        size, data = read_next(ctx.objects, bucket, key, size=state["size"], offset=offset, length=payload["chunkBytes"])
+        size, data = read_next(
+            ctx.objects, bucket, key, size=state["size"], offset=offset, length=payload["chunkBytes"]
+        )
         end = offset + len(data)
         buffer = base64.b64decode(state["carry"]) + data
         if offset == 0 and buffer.startswith(BOM):
-            buffer = buffer[len(BOM):]
+            buffer = buffer[len(BOM) :]
         finished = end >= size
         tally = _Tally(payload["delimiter"], state)
         records, carry = _split(buffer)
@@ -77,10 +91,12 @@ class CsvStats(JobType):
             tally.take(record)
         if len(carry) > MAX_RECORD_BYTES:
             raise PermanentFailure(
-                f"line {tally.line + 1}: a record longer than {MAX_RECORD_BYTES} bytes (an unclosed quote?)")
+                f"line {tally.line + 1}: a record longer than {MAX_RECORD_BYTES} bytes (an unclosed quote?)"
+            )
         next_state = {"size": size, "offset": end, "carry": base64.b64encode(carry).decode("ascii"), **tally.state()}
-        return Step(state=next_state, done=end, total=size, finished=finished, stage="reading",
-                    message=f"{end} of {size} bytes")
+        return Step(
+            state=next_state, done=end, total=size, finished=finished, stage="reading", message=f"{end} of {size} bytes"
+        )
 
     def finish(self, payload: dict[str, Any], state: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         columns, non_numeric = {}, []
@@ -110,7 +126,7 @@ def _split(data: bytes) -> tuple[list[bytes], bytes]:
         quotes += line.count(b'"')
         position += len(line) + 1
         if quotes % 2 == 0:
-            records.append(data[start:position - 1])
+            records.append(data[start : position - 1])
             start, quotes = position, 0
     return records, data[start:]
 
@@ -143,8 +159,7 @@ class _Tally:
             self.columns = [[0, 0.0, None, None] for _ in fields]
             return
         if len(fields) != len(self.header):
-            raise PermanentFailure(
-                f"line {first_line}: {len(fields)} fields where the header has {len(self.header)}")
+            raise PermanentFailure(f"line {first_line}: {len(fields)} fields where the header has {len(self.header)}")
         self.rows += 1
         for index, value in enumerate(fields):
             figures = self.columns[index]
@@ -206,4 +221,3 @@ def _summary(count: int, total: float, low: float | None, high: float | None) ->
     finite = total if math.isfinite(total) else None
     mean = finite / count if count and finite is not None else None
     return {"count": count, "sum": finite, "min": low, "max": high, "mean": mean}
-

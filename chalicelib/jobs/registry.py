@@ -4,6 +4,7 @@ The runtime builds one `JobTypes` while it wires itself and hands it to the serv
 the OpenAPI document; nothing looks types up in a global. A module that does not import, a module
 that defines no type and two types with one name are `errors.Misconfigured`, naming the module.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -35,8 +36,10 @@ class JobTypes:
         for module_name in dict.fromkeys((*BUILTIN_MODULES, *modules)):
             found = types_of(load_module(module_name))
             if not found:
-                raise errors.Misconfigured(f"JOB_TYPES: module {module_name!r} defines no job type "
-                                           "(a subclass of chalicelib.jobs.JobType with a name)")
+                raise errors.Misconfigured(
+                    f"JOB_TYPES: module {module_name!r} defines no job type "
+                    "(a subclass of chalicelib.jobs.JobType with a name)"
+                )
             for job_type in found:
                 registry._add(job_type, where=module_name)
         return registry
@@ -46,9 +49,11 @@ class JobTypes:
             raise errors.Misconfigured(f"JOB_TYPES: a job type of {where!r} has no name")
         other = self._types.get(job_type.name)
         if other is not None:
-            raise errors.Misconfigured(f"JOB_TYPES: two job types are named {job_type.name!r}: "
-                                       f"{type(other).__module__}.{type(other).__qualname__} and "
-                                       f"{where}.{type(job_type).__qualname__}")
+            raise errors.Misconfigured(
+                f"JOB_TYPES: two job types are named {job_type.name!r}: "
+                f"{type(other).__module__}.{type(other).__qualname__} and "
+                f"{where}.{type(job_type).__qualname__}"
+            )
         self._types[job_type.name] = job_type
 
     def get(self, name: Any) -> JobType:
@@ -78,8 +83,11 @@ class JobTypes:
 
 def types_of(module: ModuleType) -> list[JobType]:
     """One instance of each concrete JobType subclass the module defines (not those it imports)."""
-    return [cls() for _, cls in inspect.getmembers(module, inspect.isclass)
-            if issubclass(cls, JobType) and cls.__module__ == module.__name__ and cls.name]
+    return [
+        cls()
+        for _, cls in inspect.getmembers(module, inspect.isclass)
+        if issubclass(cls, JobType) and cls.__module__ == module.__name__ and cls.name
+    ]
 
 
 def load_module(module_name: str) -> ModuleType:
@@ -92,4 +100,5 @@ def load_module(module_name: str) -> ModuleType:
         raise errors.Misconfigured(f"JOB_TYPES: module {module_name!r} failed to import: {exc}") from exc
     except Exception as exc:  # whatever the user's module raised while importing
         raise errors.Misconfigured(
-            f"JOB_TYPES: module {module_name!r} failed to import: {type(exc).__name__}: {exc}") from exc
+            f"JOB_TYPES: module {module_name!r} failed to import: {type(exc).__name__}: {exc}"
+        ) from exc

@@ -6,6 +6,7 @@ worker checkpoints them after every chunk, and a chunk may run again from the la
 after a crash, so a step must be safe to redo (`jobs check-type` proves it). Everything a type
 needs from the platform comes in through its `JobContext`; a type imports nothing else of it.
 """
+
 from __future__ import annotations
 
 import math
@@ -55,8 +56,9 @@ class Objects(Protocol):
         """An object this job stored with `put`."""
 
 
-def read_next(objects: Objects, bucket: str, key: str, *, size: int | None, offset: int,
-              length: int) -> tuple[int, bytes]:
+def read_next(
+    objects: Objects, bucket: str, key: str, *, size: int | None, offset: int, length: int
+) -> tuple[int, bytes]:
     """The input's size (read when `size` is None: on the first chunk) and up to `length` of its
     bytes from `offset`, b"" at the end. A short read means the object changed under the job."""
     if size is None:

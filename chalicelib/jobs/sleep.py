@@ -1,4 +1,5 @@
 """`sleep`: waits `stepMs` per chunk for `steps` chunks. For demos, load tests and fault tests."""
+
 from __future__ import annotations
 
 import time
@@ -20,12 +21,26 @@ class Sleep(JobType):
         "type": "object",
         "additionalProperties": False,
         "properties": {
-            "steps": {"type": "integer", "minimum": 1, "maximum": MAX_STEPS, "default": 10,
-                      "description": "how many chunks the job has"},
-            "stepMs": {"type": "integer", "minimum": 0, "maximum": MAX_STEP_MS, "default": 100,
-                       "description": "milliseconds each chunk sleeps"},
-            "failAtStep": {"type": "integer", "minimum": 1, "maximum": MAX_STEPS,
-                           "description": "this step raises, for tests (past `steps`: never)"},
+            "steps": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": MAX_STEPS,
+                "default": 10,
+                "description": "how many chunks the job has",
+            },
+            "stepMs": {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": MAX_STEP_MS,
+                "default": 100,
+                "description": "milliseconds each chunk sleeps",
+            },
+            "failAtStep": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": MAX_STEPS,
+                "description": "this step raises, for tests (past `steps`: never)",
+            },
         },
     }
 
@@ -41,12 +56,17 @@ class Sleep(JobType):
         if payload.get("failAtStep") == current:
             raise StepFailed(f"failed at step {current} as the payload asked")
         steps = payload["steps"]
-        return Step(state={"done": current}, done=current, total=steps, finished=current >= steps,
-                    stage="sleeping", message=f"step {current} of {steps}")
+        return Step(
+            state={"done": current},
+            done=current,
+            total=steps,
+            finished=current >= steps,
+            stage="sleeping",
+            message=f"step {current} of {steps}",
+        )
 
     def finish(self, payload: dict[str, Any], state: dict[str, int], ctx: JobContext) -> dict[str, int]:
         return {"steps": state["done"], "sleptMs": state["done"] * payload["stepMs"]}
 
     def chunk_seconds(self, payload: dict[str, Any]) -> float:
         return payload["stepMs"] / 1000
-

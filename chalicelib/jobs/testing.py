@@ -18,6 +18,7 @@ It also checks that every state is JSON and under the checkpoint ceiling, that p
 backwards, and that each chunk stays within a time budget. The first divergence is reported: which
 chunk, which way, expected against got.
 """
+
 from __future__ import annotations
 
 import copy
@@ -39,8 +40,12 @@ CHUNK_BUDGET_SECONDS = 60.0
 MAX_CHUNKS = 100_000
 _SHOWN_CHARS = 300
 
-WAYS = ("uninterrupted", "state JSON round-tripped after every chunk",
-        "every chunk run twice from its checkpoint", "a hand-off after every chunk")
+WAYS = (
+    "uninterrupted",
+    "state JSON round-tripped after every chunk",
+    "every chunk run twice from its checkpoint",
+    "a hand-off after every chunk",
+)
 
 
 class MemoryObjects:
@@ -57,7 +62,7 @@ class MemoryObjects:
         return len(self._input(bucket, key))
 
     def read_range(self, bucket: str, key: str, start: int, end: int) -> bytes:
-        return self._input(bucket, key)[start:end + 1]
+        return self._input(bucket, key)[start : end + 1]
 
     def put(self, name: str, data: bytes) -> str:
         self.own[name] = bytes(data)
@@ -76,11 +81,21 @@ class MemoryObjects:
             raise errors.ObjectNotFound(f"s3://{bucket}/{key} does not exist") from None
 
 
-def context(*, job_id: str = "01JOBUNDERTEST000000000000", owner: str = "tester", objects: Any = None,
-            remaining_ms: Callable[[], float] = lambda: math.inf) -> JobContext:
+def context(
+    *,
+    job_id: str = "01JOBUNDERTEST000000000000",
+    owner: str = "tester",
+    objects: Any = None,
+    remaining_ms: Callable[[], float] = lambda: math.inf,
+) -> JobContext:
     """A context for running a type in a test: MemoryObjects unless `objects` is given."""
-    return JobContext(job_id=job_id, owner=owner, objects=objects if objects is not None else MemoryObjects(),
-                      log=logging.getLogger(f"jobs.testing.{owner}"), _remaining_ms=remaining_ms)
+    return JobContext(
+        job_id=job_id,
+        owner=owner,
+        objects=objects if objects is not None else MemoryObjects(),
+        log=logging.getLogger(f"jobs.testing.{owner}"),
+        _remaining_ms=remaining_ms,
+    )
 
 
 _new_context = context  # for the functions below, whose `context` argument hides it
@@ -118,8 +133,10 @@ class Report:
 
     def __str__(self) -> str:
         if self.ok:
-            return (f"{self.job_type}: safe to redo ({self.chunks} chunks, each way the same result; largest state "
-                    f"{self.largest_state_bytes} bytes, slowest chunk {self.slowest_chunk_seconds:.3f} s)")
+            return (
+                f"{self.job_type}: safe to redo ({self.chunks} chunks, each way the same result; largest state "
+                f"{self.largest_state_bytes} bytes, slowest chunk {self.slowest_chunk_seconds:.3f} s)"
+            )
         return f"{self.job_type}: NOT SAFE\n{self.problem}"
 
 
@@ -127,9 +144,15 @@ class _Problem(Exception):
     """The first divergence or broken rule; its text is the report's."""
 
 
-def check_job_type(job_type: JobType, payload: dict[str, Any], *, context: JobContext | None = None,
-                   chunk_budget_seconds: float = CHUNK_BUDGET_SECONDS, max_state_bytes: int = MAX_STATE_BYTES,
-                   max_chunks: int = MAX_CHUNKS) -> Report:
+def check_job_type(
+    job_type: JobType,
+    payload: dict[str, Any],
+    *,
+    context: JobContext | None = None,
+    chunk_budget_seconds: float = CHUNK_BUDGET_SECONDS,
+    max_state_bytes: int = MAX_STATE_BYTES,
+    max_chunks: int = MAX_CHUNKS,
+) -> Report:
     """Run the type the four ways and report the first way it is not safe to redo (see the module)."""
     ctx = context or _new_context()
     report = Report(job_type.name)
@@ -153,8 +176,9 @@ def assert_redo_safe(job_type: JobType, payload: dict[str, Any], **options: Any)
 
 
 class _Checker:
-    def __init__(self, job_type: JobType, ctx: JobContext, report: Report, budget: float, max_state_bytes: int,
-                 max_chunks: int):
+    def __init__(
+        self, job_type: JobType, ctx: JobContext, report: Report, budget: float, max_state_bytes: int, max_chunks: int
+    ):
         self.job_type, self.ctx, self.report = job_type, ctx, report
         self.budget, self.max_state_bytes, self.max_chunks = budget, max_state_bytes, max_chunks
 
@@ -168,8 +192,9 @@ class _Checker:
                 if want != got:
                     raise _Problem(_diverged(way, f"chunk {chunk}: the state after it", want, got))
             if len(states) != len(expected_states):
-                raise _Problem(f"{way}: finished after {len(states)} chunks, uninterrupted after "
-                               f"{len(expected_states)}")
+                raise _Problem(
+                    f"{way}: finished after {len(states)} chunks, uninterrupted after {len(expected_states)}"
+                )
             if result != expected_result:
                 raise _Problem(_diverged(way, "the result", expected_result, result))
             self.report.ways.append(way)
@@ -188,13 +213,16 @@ class _Checker:
             elapsed = time.perf_counter() - started
             self.report.slowest_chunk_seconds = max(self.report.slowest_chunk_seconds, elapsed)
             if elapsed > self.budget:
-                raise _Problem(f"chunk {chunk} took {elapsed:.1f} s, over the budget of {self.budget:g} s: "
-                               "make chunks smaller (the worker checkpoints and hands off between chunks only)")
+                raise _Problem(
+                    f"chunk {chunk} took {elapsed:.1f} s, over the budget of {self.budget:g} s: "
+                    "make chunks smaller (the worker checkpoints and hands off between chunks only)"
+                )
             _check_step(step, chunk)
             progress = (step.done, step.done / step.total if step.total else 0.0)
             if last is not None and (progress[0] < last[0] or progress[1] < last[1]):
-                raise _Problem(f"chunk {chunk}: progress went backwards: done {step.done} of {step.total} after "
-                               f"{last[0]}")
+                raise _Problem(
+                    f"chunk {chunk}: progress went backwards: done {step.done} of {step.total} after {last[0]}"
+                )
             last = progress
             encoded = self._as_json(step.state, f"chunk {chunk}: the state after it")
             states.append(encoded)
@@ -234,17 +262,23 @@ class _Checker:
         try:
             encoded = json.dumps(value, sort_keys=True, allow_nan=False)
         except (TypeError, ValueError) as exc:
-            raise _Problem(f"{what} is not JSON ({exc}): checkpoints are JSON, so this state cannot be "
-                           f"resumed: {_shown(repr(value))}") from None
+            raise _Problem(
+                f"{what} is not JSON ({exc}): checkpoints are JSON, so this state cannot be "
+                f"resumed: {_shown(repr(value))}"
+            ) from None
         if json.loads(encoded) != value:
-            raise _Problem(f"{what} changes in a JSON round trip (tuples become lists, keys become strings): "
-                           f"{_shown(repr(value))} becomes {_shown(encoded)}")
+            raise _Problem(
+                f"{what} changes in a JSON round trip (tuples become lists, keys become strings): "
+                f"{_shown(repr(value))} becomes {_shown(encoded)}"
+            )
         if limit is not None:
             size = len(encoded.encode())
             self.report.largest_state_bytes = max(self.report.largest_state_bytes, size)
             if size > limit:
-                raise _Problem(f"{what} is {size} bytes of JSON, over the checkpoint ceiling of {limit}: keep "
-                               "large data in objects of the job's own (ctx.objects.put)")
+                raise _Problem(
+                    f"{what} is {size} bytes of JSON, over the checkpoint ceiling of {limit}: keep "
+                    "large data in objects of the job's own (ctx.objects.put)"
+                )
         return encoded
 
 
@@ -256,9 +290,11 @@ def _check_step(step: Any, chunk: int) -> None:
 
 
 def _diverged(way: str, what: str, expected: str, got: str) -> str:
-    return (f"{way}: {what} differs from the uninterrupted run's, so a job resumed this way would end "
-            f"differently (does it depend on something outside its state: a counter kept on the type, the "
-            f"clock, randomness?)\n  expected: {_shown(expected)}\n  got:      {_shown(got)}")
+    return (
+        f"{way}: {what} differs from the uninterrupted run's, so a job resumed this way would end "
+        f"differently (does it depend on something outside its state: a counter kept on the type, the "
+        f"clock, randomness?)\n  expected: {_shown(expected)}\n  got:      {_shown(got)}"
+    )
 
 
 def _shown(text: str) -> str:

@@ -13,6 +13,7 @@ The README's worked example of a job type of your own: it imports nothing but `c
   MAX_DISTINCT_WORDS distinct words fail the job. A type that needs more would spill partial counts
   to objects of its own (`ctx.objects.put`) and merge them in `finish`.
 """
+
 from __future__ import annotations
 
 import base64
@@ -49,10 +50,20 @@ class WordFrequency(JobType):
         "properties": {
             "bucket": {"type": "string", "pattern": BUCKET_PATTERN, "description": "the S3 bucket"},
             "key": {"type": "string", "minLength": 1, "maxLength": 1024, "description": "the text object's key"},
-            "top": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 10,
-                    "description": "how many of the most frequent words the result lists"},
-            "chunkBytes": {"type": "integer", "minimum": MIN_CHUNK_BYTES, "maximum": MAX_CHUNK_BYTES,
-                           "default": DEFAULT_CHUNK_BYTES, "description": "bytes read per chunk"},
+            "top": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 1000,
+                "default": 10,
+                "description": "how many of the most frequent words the result lists",
+            },
+            "chunkBytes": {
+                "type": "integer",
+                "minimum": MIN_CHUNK_BYTES,
+                "maximum": MAX_CHUNK_BYTES,
+                "default": DEFAULT_CHUNK_BYTES,
+                "description": "bytes read per chunk",
+            },
         },
     }
 
@@ -67,7 +78,9 @@ class WordFrequency(JobType):
 
     def step(self, payload: dict[str, Any], state: dict[str, Any], ctx: JobContext) -> Step:
         bucket, key, offset = payload["bucket"], payload["key"], state["offset"]
-        size, data = read_next(ctx.objects, bucket, key, size=state["size"], offset=offset, length=payload["chunkBytes"])
+        size, data = read_next(
+            ctx.objects, bucket, key, size=state["size"], offset=offset, length=payload["chunkBytes"]
+        )
         end = offset + len(data)
         if offset == 0:
             data = data.removeprefix(BOM)
@@ -81,21 +94,38 @@ class WordFrequency(JobType):
         counts = Counter(state["counts"])  # a copy: the step must leave its state as it found it
         counts.update(counted)
         if len(counts) > MAX_DISTINCT_WORDS or len(json.dumps(counts)) > MAX_STATE_BYTES - 1024:
-            raise PermanentFailure(f"more than {MAX_DISTINCT_WORDS} distinct words, or counts over "
-                                   f"{MAX_STATE_BYTES - 1024} bytes of JSON: they would outgrow a checkpoint "
-                                   f"(at byte {end} of s3://{bucket}/{key})")
+            raise PermanentFailure(
+                f"more than {MAX_DISTINCT_WORDS} distinct words, or counts over "
+                f"{MAX_STATE_BYTES - 1024} bytes of JSON: they would outgrow a checkpoint "
+                f"(at byte {end} of s3://{bucket}/{key})"
+            )
         # A word already too long is carried cut to one character over the limit: it stays too long
         # whatever follows, and the carry stays small. casefold() is idempotent: it folds to itself again.
-        carry = last[:MAX_WORD_CHARS + 1].encode() + cut
-        next_state = {"size": size, "offset": end, "carry": base64.b64encode(carry).decode("ascii"),
-                      "counts": dict(counts), "words": state["words"] + len(counted)}
-        return Step(state=next_state, done=end, total=size, finished=finished, stage="counting",
-                    message=f"{end} of {size} bytes")
+        carry = last[: MAX_WORD_CHARS + 1].encode() + cut
+        next_state = {
+            "size": size,
+            "offset": end,
+            "carry": base64.b64encode(carry).decode("ascii"),
+            "counts": dict(counts),
+            "words": state["words"] + len(counted),
+        }
+        return Step(
+            state=next_state,
+            done=end,
+            total=size,
+            finished=finished,
+            stage="counting",
+            message=f"{end} of {size} bytes",
+        )
 
     def finish(self, payload: dict[str, Any], state: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         ranked = sorted(state["counts"].items(), key=lambda item: (-item[1], item[0]))
-        return {"words": [{"word": word, "count": count} for word, count in ranked[:payload["top"]]],
-                "distinctWords": len(state["counts"]), "totalWords": state["words"], "bytes": state["size"]}
+        return {
+            "words": [{"word": word, "count": count} for word, count in ranked[: payload["top"]]],
+            "distinctWords": len(state["counts"]),
+            "totalWords": state["words"],
+            "bytes": state["size"],
+        }
 
     def chunk_seconds(self, payload: dict[str, Any]) -> float:
         return payload["chunkBytes"] / BYTES_PER_SECOND

@@ -1,4 +1,5 @@
 """Job types that are not safe to redo, each in its own way: `jobs check-type` must say why."""
+
 from __future__ import annotations
 
 import time

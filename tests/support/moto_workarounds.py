@@ -15,6 +15,7 @@ Use: `python -m tests.support.moto_workarounds <chalice arguments>`, e.g. as the
 
 A second gap, in moto's CloudFormation rather than in Chalice: `delete_what_moto_stacks_leave`.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,15 +31,26 @@ API_KEY_SCHEME = "api_key"
 def openapi3_for_moto(swagger: dict[str, Any]) -> dict[str, Any]:
     """The part of Chalice's Swagger 2.0 that moto's importer reads, as OpenAPI 3."""
     paths = {
-        path: {method: {"responses": doc.get("responses", {}),
-                        "x-amazon-apigateway-integration": doc["x-amazon-apigateway-integration"]}
-               for method, doc in item.items() if "x-amazon-apigateway-integration" in doc}
+        path: {
+            method: {
+                "responses": doc.get("responses", {}),
+                "x-amazon-apigateway-integration": doc["x-amazon-apigateway-integration"],
+            }
+            for method, doc in item.items()
+            if "x-amazon-apigateway-integration" in doc
+        }
         for path, item in swagger["paths"].items()
     }
     info = swagger["info"]
-    return {"openapi": "3.0.1", "paths": paths,
-            "info": {"title": info["title"], "version": info.get("version", "1.0"),
-                     "description": info.get("description", info["title"])}}
+    return {
+        "openapi": "3.0.1",
+        "paths": paths,
+        "info": {
+            "title": info["title"],
+            "version": info.get("version", "1.0"),
+            "description": info.get("description", info["title"]),
+        },
+    }
 
 
 def restore_api_key_required(client: Any, rest_api_id: str, swagger: dict[str, Any]) -> list[str]:
@@ -51,12 +63,22 @@ def restore_api_key_required(client: Any, rest_api_id: str, swagger: dict[str, A
                 continue
             integration = doc["x-amazon-apigateway-integration"]
             resource_id, http_method = resources[path], method.upper()
-            client.put_method(restApiId=rest_api_id, resourceId=resource_id, httpMethod=http_method,
-                              authorizationType="NONE", apiKeyRequired=True)
-            client.put_integration(restApiId=rest_api_id, resourceId=resource_id, httpMethod=http_method,
-                                   type=integration["type"].upper(), integrationHttpMethod=integration["httpMethod"],
-                                   uri=integration["uri"],
-                                   passthroughBehavior=integration.get("passthroughBehavior", "WHEN_NO_MATCH"))
+            client.put_method(
+                restApiId=rest_api_id,
+                resourceId=resource_id,
+                httpMethod=http_method,
+                authorizationType="NONE",
+                apiKeyRequired=True,
+            )
+            client.put_integration(
+                restApiId=rest_api_id,
+                resourceId=resource_id,
+                httpMethod=http_method,
+                type=integration["type"].upper(),
+                integrationHttpMethod=integration["httpMethod"],
+                uri=integration["uri"],
+                passthroughBehavior=integration.get("passthroughBehavior", "WHEN_NO_MATCH"),
+            )
             restored.append(f"{http_method} {path}")
     return restored
 

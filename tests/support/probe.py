@@ -11,6 +11,7 @@ produced it, so a result tells which run wrote it.
 Chunk starts are kept in memory (`Probe.started`) and, when PROBE_LOG names a directory, appended
 to `<dir>/<tag>` as "pid step" lines, so tests can count the chunks of worker processes too.
 """
+
 from __future__ import annotations
 
 import os
@@ -49,12 +50,21 @@ class Probe(JobType):
         if payload.get("crashAtStep") == current and (passes == 1 or payload.get("crashAlways")):
             raise SimulatedCrash(f"crash in step {current}")
         steps = payload["steps"]
-        return Step(state={"done": current, "sum": state["sum"] + current, "pass": passes}, done=current,
-                    total=steps, finished=current >= steps, stage="probing")
+        return Step(
+            state={"done": current, "sum": state["sum"] + current, "pass": passes},
+            done=current,
+            total=steps,
+            finished=current >= steps,
+            stage="probing",
+        )
 
     def finish(self, payload, state, ctx):
-        return {"done": state["done"], "sum": state["sum"], "lastPass": state["pass"],
-                "blob": "x" * payload.get("resultBytes", 0)}
+        return {
+            "done": state["done"],
+            "sum": state["sum"],
+            "lastPass": state["pass"],
+            "blob": "x" * payload.get("resultBytes", 0),
+        }
 
 
 def _log(tag: str, step: int) -> None:
@@ -70,7 +80,6 @@ def logged_steps(directory: Path, tag: str) -> list[tuple[int, int]]:
     if not path.exists():
         return []
     return [tuple(map(int, line.split())) for line in path.read_text().splitlines()]
-
 
 
 class Paced(JobType):

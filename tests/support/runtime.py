@@ -1,4 +1,5 @@
 """The local runtime (`python -m local.run`) in a child process, for tests that drive it over HTTP."""
+
 import json
 import os
 import subprocess
@@ -20,8 +21,12 @@ PLANS = {
         "tight": {"rateLimit": 0.5, "burstLimit": 3, "quota": None},  # a token every 2 s
         "quota": {"rateLimit": 1000, "burstLimit": 1000, "quota": {"limit": 5, "period": "DAY"}},
     },
-    "clients": {"alice": {"plan": "roomy"}, "bob": {"plan": "roomy"}, "tight": {"plan": "tight"},
-                "counted": {"plan": "quota"}},
+    "clients": {
+        "alice": {"plan": "roomy"},
+        "bob": {"plan": "roomy"},
+        "tight": {"plan": "tight"},
+        "counted": {"plan": "quota"},
+    },
 }
 ALICE, BOB = "alice-local-key", "bob-local-key"
 
@@ -58,10 +63,16 @@ class LocalRuntime:
         self.log = tmp / "runtime.log"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "local.run", "--port", str(self.port), "--usage-plans", str(plans), *args],
-            cwd=ROOT, stdout=self.log.open("w"), stderr=subprocess.STDOUT,
-            env={**os.environ, "MYSQL_URL": run_settings.mysql_url,
-                 "REDIS_PREFIX": f"{run_settings.redis_prefix}rt:{uuid.uuid4().hex[:6]}:",
-                 "JOBS_QUEUE_NAME": f"jobs-{uuid.uuid4().hex[:8]}", **env},
+            cwd=ROOT,
+            stdout=self.log.open("w"),
+            stderr=subprocess.STDOUT,
+            env={
+                **os.environ,
+                "MYSQL_URL": run_settings.mysql_url,
+                "REDIS_PREFIX": f"{run_settings.redis_prefix}rt:{uuid.uuid4().hex[:6]}:",
+                "JOBS_QUEUE_NAME": f"jobs-{uuid.uuid4().hex[:8]}",
+                **env,
+            },
         )
         deadline = time.monotonic() + 60
         while not self._healthy():
