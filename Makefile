@@ -13,8 +13,9 @@ run: setup                     ## set up and run the whole system locally on htt
 test: setup services browser   ## run the test suite against real MariaDB, Redis and moto's server
 	$(PY) -m pytest
 
-lint: setup                    ## ruff (lint rules) over the tree and mypy over chalicelib/ and app.py
+lint: setup                    ## ruff (lint rules and format check) over the tree, mypy over chalicelib/ and app.py
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
 BENCH_ARGS ?=
