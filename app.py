@@ -40,7 +40,7 @@ def cancel_job(job_id):
     owner = http.owner(app.current_request)
     http.query(app.current_request)
     answer = _service().cancel(owner, job_id)
-    return http.job_response(answer, status=200 if answer.view["status"] == JobStatus.CANCELLED.value else 202)
+    return http.job_response(answer, status=200 if answer.job.status is JobStatus.CANCELLED else 202)
 
 
 @app.route("/jobs", methods=["GET"], api_key_required=True)
@@ -48,7 +48,7 @@ def cancel_job(job_id):
 def list_jobs():
     request = app.current_request
     owner = http.owner(request)
-    return _service().list(owner, **http.query(request, "status", "type", "limit", "cursor"))
+    return http.page_response(_service().list(owner, **http.query(request, "status", "type", "limit", "cursor")))
 
 
 @app.route("/health", methods=["GET"])

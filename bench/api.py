@@ -257,7 +257,7 @@ def _cancel(caller: Caller, calls: int, running: int, runtime: Runtime, setup_ru
 
 def _wait_running(runtime: Runtime, job_id: str, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
-    while runtime.service.get(OWNER, job_id).view["status"] != "RUNNING":
+    while runtime.service.get(OWNER, job_id).job.status.value != "RUNNING":
         if time.monotonic() > deadline:
             raise RuntimeError(f"job {job_id} did not start within {timeout}s")
         time.sleep(0.01)

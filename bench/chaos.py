@@ -182,7 +182,7 @@ def run(ns: argparse.Namespace) -> int:
         started = time.monotonic()
         for plan in plans:
             answer = rt.service.submit(OWNER, plan.body)
-            plan.job_id = answer.view["jobId"]
+            plan.job_id = answer.job.id
         print(f"submitted {len(plans)} jobs to {ns.workers} worker processes", flush=True)
         _chaos(ns, rng, rt, plans, alive, start_worker, tally, sqs, queue, redis_port, started)
         return _report(ns, rt, plans, tally, work, time.monotonic() - started)

@@ -63,7 +63,7 @@ def run(env, *, polls: int, jobs: int, processes: int, ours_chunk: dict | None, 
     trips_poll, trips_progress, trips_submit = {}, {}, {}
 
     with quiet():
-        job_id = runtime.service.submit(OWNER, {"type": "sleep", "payload": {"steps": 10, "stepMs": 0}}).view["jobId"]
+        job_id = runtime.service.submit(OWNER, {"type": "sleep", "payload": {"steps": 10, "stepMs": 0}}).job.id
         runtime.service.get(OWNER, job_id)
         ours_poll, ours_poll_trips = measure(polls, lambda i: runtime.service.get(OWNER, job_id))
         # The SQS send is left out here (RQ and Celery enqueue into Redis): POST /jobs's own row

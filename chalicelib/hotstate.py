@@ -3,8 +3,9 @@
 Every key and TTL is built here and nowhere else (tests and benchmarks name keys through
 `HotState.job_key`, `checkpoint_key`, `lease_key`, `orphan_key` and `keys_of`):
 
-    {prefix}job:{id}    hash   seq, owner, view (the public JSON), cancel ("1"), cadence (ms/chunk),
-                               external ("1": the result was too large for Redis, read MySQL)
+    {prefix}job:{id}    hash   seq, owner, job (the JobSnapshot as JSON: `encode`), cancel ("1"),
+                               cadence (ms/chunk), external ("1": the result was too large for
+                               Redis, read MySQL)
     {prefix}ckpt:{id}   string the job type's state at its last chunk boundary, as JSON
     {prefix}lease:{id}  string the token of the worker that holds the job; expires unless renewed
     {prefix}orphan:{id} string when the sweeper first found the RUNNING job without a lease (ms)
@@ -22,10 +23,12 @@ by the final write. A write carrying a token that no longer holds the lease is r
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import redis
@@ -33,11 +36,12 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from . import errors
+from .models import JobSnapshot, JobStatus
 
 #: Sequence number of a terminal state: nothing written after it replaces it.
 FINAL_SEQ = 2**50
 
-# One round trip: refuse a writer whose lease was taken over and an older write, else store view +
+# One round trip: refuse a writer whose lease was taken over and an older write, else store the job +
 # checkpoint with their TTL and renew (or, final, release) the lease; in every case report the
 # cancel flag. A script called directly is one round trip (EVALSHA) once loaded; inside a pipeline it
 # would cost two on every execute(), as redis-py's Pipeline.load_scripts sends SCRIPT EXISTS first
@@ -52,7 +56,7 @@ local current = tonumber(redis.call('HGET', KEYS[1], 'seq'))
 if current and current >= tonumber(ARGV[1]) then
   return {0, cancel, 0}
 end
-redis.call('HSET', KEYS[1], 'seq', ARGV[1], 'owner', ARGV[2], 'view', ARGV[3])
+redis.call('HSET', KEYS[1], 'seq', ARGV[1], 'owner', ARGV[2], 'job', ARGV[3])
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'cadence', ARGV[5]) end
 if ARGV[7] == '1' then redis.call('HSET', KEYS[1], 'external', '1') end
 redis.call('EXPIRE', KEYS[1], ARGV[4])
@@ -97,7 +101,7 @@ return 0
 """
 
 # Raise the cancel flag. If the hash is gone (flushed, expired), the flag alone is kept with the
-# active TTL: GET then falls back to MySQL (no `view`), and the worker still reads the flag.
+# active TTL: GET then falls back to MySQL (no `job`), and the worker still reads the flag.
 _CANCEL = """
 redis.call('HSET', KEYS[1], 'cancel', '1')
 if redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
@@ -123,21 +127,47 @@ def connect(url: str, *, password: str | None = None) -> redis.Redis:
     )
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MOMENTS = ("created_at", "updated_at", "started_at", "finished_at")
+_FIELDS = tuple(f.name for f in dataclasses.fields(JobSnapshot))
+
+
+def encode(job: JobSnapshot) -> str:
+    """The snapshot as the hash's `job` field: its fields by name, moments in epoch milliseconds."""
+    record = {name: getattr(job, name) for name in _FIELDS}
+    record["status"] = job.status.value
+    for name in _MOMENTS:
+        moment = record[name]
+        record[name] = None if moment is None else (moment - _EPOCH) // timedelta(milliseconds=1)
+    return json.dumps(record, separators=(",", ":"))
+
+
+def decode(text: str) -> JobSnapshot:
+    """The snapshot `encode` wrote."""
+    record = json.loads(text)
+    record["status"] = JobStatus(record["status"])
+    for name in _MOMENTS:
+        if record[name] is not None:
+            record[name] = _EPOCH + timedelta(milliseconds=record[name])
+    return JobSnapshot(**record)
+
+
 @dataclass(frozen=True)
 class HotJob:
-    """A job as Redis holds it; `view` already shows a raised cancel flag as `cancelRequested`."""
+    """A job as Redis holds it; `job` already shows a raised cancel flag as `cancel_requested`."""
 
     owner: str
-    view: dict[str, Any]
+    job: JobSnapshot
     cadence_ms: int | None
     #: The final result is only in MySQL (too large to keep in Redis).
     result_external: bool = False
 
     @classmethod
-    def parse(cls, owner: str, view: str, cancel: str | None, cadence: str | None, external: str | None) -> HotJob:
-        public = json.loads(view)
-        public["cancelRequested"] = public["cancelRequested"] or cancel == "1"
-        return cls(owner, public, int(cadence) if cadence else None, external == "1")
+    def parse(cls, owner: str, record: str, cancel: str | None, cadence: str | None, external: str | None) -> HotJob:
+        job = decode(record)
+        if cancel == "1" and not job.cancel_requested:
+            job = replace(job, cancel_requested=True)
+        return cls(owner, job, int(cadence) if cadence else None, external == "1")
 
 
 @dataclass(frozen=True)
@@ -204,14 +234,14 @@ class HotState:
             raise errors.HotStateUnavailable(f"Redis: {exc}") from exc
 
     def get(self, job_id: str) -> HotJob | None:
-        """The job's hot state in one round trip, or None when Redis has no complete view of it."""
+        """The job's hot state in one round trip, or None when Redis has no complete record of it."""
         with self._translated():
             # The client decodes replies (decode_responses=True, see connect): str, not bytes.
             fields = cast(dict[str, str], self._redis.hgetall(self.job_key(job_id)))
-        if "view" not in fields:
+        if "job" not in fields:
             return None
         return HotJob.parse(
-            fields["owner"], fields["view"], fields.get("cancel"), fields.get("cadence"), fields.get("external")
+            fields["owner"], fields["job"], fields.get("cancel"), fields.get("cadence"), fields.get("external")
         )
 
     def get_many(self, job_ids: list[str]) -> dict[str, HotJob]:
@@ -221,7 +251,7 @@ class HotState:
         with self._translated():
             pipe = self._redis.pipeline(transaction=False)
             for job_id in job_ids:
-                pipe.hmget(self.job_key(job_id), "owner", "view", "cancel", "cadence", "external")
+                pipe.hmget(self.job_key(job_id), "owner", "job", "cancel", "cadence", "external")
             replies = pipe.execute()
         return {
             job_id: HotJob.parse(*fields)
@@ -231,39 +261,37 @@ class HotState:
 
     def write(
         self,
-        job_id: str,
+        job: JobSnapshot,
         *,
-        owner: str,
-        view: dict[str, Any],
         seq: int,
         cadence_ms: float | None = None,
         checkpoint: Any = None,
         lease: str | None = None,
         lease_seconds: float = 0,
     ) -> WriteOutcome:
-        """Store the job's view (and checkpoint) unless a write with seq >= this one is there.
+        """Store the job's snapshot (and checkpoint) unless a write with seq >= this one is there.
 
         One round trip, which also reads the cancel flag. With `lease`, the write is refused if
         another token holds the job, and renews the lease for `lease_seconds`; a final write is
         never refused for the lease (MySQL, already final, fenced it) and releases it. A terminal
-        view (seq FINAL_SEQ) gets the terminal TTL and drops the checkpoint. A result over
+        snapshot (seq FINAL_SEQ) gets the terminal TTL and drops the checkpoint. A result over
         `inline_result_bytes` is left out and the hash marked `external`: readers take it from MySQL.
         """
         final = seq >= FINAL_SEQ
         result_external = False
-        if view.get("result") is not None:
-            size = len(json.dumps(view["result"], separators=(",", ":")))
+        if job.result is not None:
+            size = len(json.dumps(job.result, separators=(",", ":")))
             if size > self._inline_result_bytes:
-                view, result_external = {**view, "result": None}, True
+                job, result_external = replace(job, result=None), True
         ttl = self.terminal_ttl if final else self.active_ttl
         checkpoint_arg = "-" if final else ("" if checkpoint is None else json.dumps(checkpoint, separators=(",", ":")))
         with self._translated():
             written, cancel, lost = self._write(
-                keys=[self.job_key(job_id), self.checkpoint_key(job_id), self.lease_key(job_id)],
+                keys=[self.job_key(job.id), self.checkpoint_key(job.id), self.lease_key(job.id)],
                 args=[
                     seq,
-                    owner,
-                    json.dumps(view, separators=(",", ":")),
+                    job.owner,
+                    encode(job),
                     ttl,
                     "" if cadence_ms is None else int(cadence_ms),
                     checkpoint_arg,

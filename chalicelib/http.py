@@ -15,8 +15,9 @@ from typing import Any
 from chalice import Response
 
 from . import dashboard, errors
+from .models import isoformat
 from .observability import logger as log
-from .service import Answer
+from .service import Answer, Page
 
 #: HTTP status of each error class; the first match in this order wins.
 STATUS = (
@@ -119,16 +120,48 @@ def idempotency_key(request: Any) -> str | None:
     return key
 
 
+def job_view(answer: Answer, *, with_result: bool = True) -> dict[str, Any]:
+    """The API's JSON of a job, as `GET /jobs/{id}` answers it (the list leaves out `result`)."""
+    job = answer.job
+    view = {
+        "jobId": job.id,
+        "type": job.type,
+        "status": job.status.value,
+        "progress": job.progress,
+        "progressDetail": job.progress_detail,
+        "message": job.message,
+        "etaSeconds": job.eta_seconds,
+        "updatedAt": isoformat(job.updated_at),
+        "result": job.result,
+        "error": job.error,
+        "attempts": job.attempts,
+        "maxAttempts": job.max_attempts,
+        "cancelRequested": job.cancel_requested,
+        "createdAt": isoformat(job.created_at),
+        "startedAt": isoformat(job.started_at),
+        "finishedAt": isoformat(job.finished_at),
+        "stalled": answer.stalled,
+    }
+    if not with_result:
+        del view["result"]
+    return view
+
+
 def job_response(answer: Answer, *, status: int = 200, location: bool = False) -> Response:
     """A job's view as a response, with Location and Retry-After where they apply."""
     headers: dict[str, str | list[str]] = {}
     if location:
-        headers["Location"] = f"/jobs/{answer.view['jobId']}"
+        headers["Location"] = f"/jobs/{answer.job.id}"
     if answer.retry_after is not None:
         headers["Retry-After"] = str(answer.retry_after)
     if answer.replayed:
         headers["Idempotent-Replayed"] = "true"
-    return Response(body=answer.view, status_code=status, headers=headers)
+    return Response(body=job_view(answer), status_code=status, headers=headers)
+
+
+def page_response(page: Page) -> dict[str, Any]:
+    """A page of jobs as `GET /jobs` answers it."""
+    return {"jobs": [job_view(answer, with_result=False) for answer in page.answers], "nextCursor": page.next_cursor}
 
 
 def health_response(checks: dict[str, str], detail: str | None = None) -> Response:

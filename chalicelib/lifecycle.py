@@ -119,7 +119,7 @@ class Lifecycle:
 
     def _publish(self, job: Job, token: str | None) -> None:
         try:
-            self._hot.write(job.id, owner=job.owner, view=job.view(), seq=FINAL_SEQ, lease=token)
+            self._hot.write(job.snapshot(), seq=FINAL_SEQ, lease=token)
         except errors.HotStateUnavailable:
             # MySQL is final; GET repairs Redis from it (see the module docstring).
             log.warning("job %s: final view not written, Redis unavailable (MySQL holds it)", job.id, exc_info=True)

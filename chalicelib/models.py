@@ -108,23 +108,53 @@ class Job:
     #: checkpoint); a holder's MySQL writes win only while their token is still this one.
     lease_token: str | None = field(default=None, repr=False)
 
-    def view(self) -> dict[str, Any]:
-        """The public representation, as `GET /jobs/{id}` answers it (without `stalled`)."""
-        return {
-            "jobId": self.id,
-            "type": self.type,
-            "status": self.status.value,
-            "progress": self.progress,
-            "progressDetail": self.progress_detail,
-            "message": self.message,
-            "etaSeconds": self.eta_seconds,
-            "updatedAt": isoformat(self.updated_at or self.created_at),
-            "result": self.result,
-            "error": self.error,
-            "attempts": self.attempts,
-            "maxAttempts": self.max_attempts,
-            "cancelRequested": self.cancel_requested,
-            "createdAt": isoformat(self.created_at),
-            "startedAt": isoformat(self.started_at),
-            "finishedAt": isoformat(self.finished_at),
-        }
+    def snapshot(self) -> JobSnapshot:
+        """What a client may see of the job now."""
+        return JobSnapshot(
+            id=self.id,
+            owner=self.owner,
+            type=self.type,
+            status=self.status,
+            created_at=as_utc(self.created_at),
+            updated_at=as_utc(self.updated_at or self.created_at),
+            max_attempts=self.max_attempts,
+            attempts=self.attempts,
+            progress=self.progress,
+            progress_detail=self.progress_detail,
+            message=self.message,
+            eta_seconds=self.eta_seconds,
+            result=self.result,
+            error=self.error,
+            cancel_requested=self.cancel_requested,
+            started_at=None if self.started_at is None else as_utc(self.started_at),
+            finished_at=None if self.finished_at is None else as_utc(self.finished_at),
+        )
+
+
+@dataclass(frozen=True)
+class JobSnapshot:
+    """A job as a client may see it at one moment: no payload, checkpoint or fence.
+
+    Made from a row, or kept in Redis by the worker after every chunk (hotstate.py); the API's JSON
+    is built from it at the HTTP edge (http.job_view).
+    """
+
+    id: str
+    owner: str
+    type: str
+    status: JobStatus
+    created_at: datetime
+    #: The last checkpoint (or any change) of the job: how `stalled` is told.
+    updated_at: datetime
+    max_attempts: int
+    attempts: int = 0
+    progress: int = 0
+    progress_detail: dict[str, Any] | None = None
+    message: str | None = None
+    #: The worker's estimate from the observed rate of the type's units; not kept in MySQL.
+    eta_seconds: int | None = None
+    result: Any = None
+    error: str | None = None
+    cancel_requested: bool = False
+    started_at: datetime | None = None
+    finished_at: datetime | None = None

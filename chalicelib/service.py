@@ -10,8 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from . import errors, observability
@@ -19,7 +20,7 @@ from .config import Settings
 from .hotstate import HotJob, HotState
 from .jobs import JobContext, JobType, JobTypes
 from .lifecycle import Lifecycle
-from .models import Job, JobStatus, new_job_id, parse_job_id, utcnow
+from .models import Job, JobSnapshot, JobStatus, as_utc, new_job_id, parse_job_id, utcnow
 from .objects import ObjectStore
 from .observability import logger as log
 from .queue import JobQueue
@@ -36,12 +37,22 @@ RETRY_AFTER_MIN, RETRY_AFTER_MAX = 1, 30
 
 @dataclass(frozen=True)
 class Answer:
-    """A job's public view and how long a polite client waits before polling again."""
+    """A job as a client may see it, and how long a polite client waits before polling again."""
 
-    view: dict[str, Any]
+    job: JobSnapshot
     retry_after: int | None = None
+    #: A RUNNING job whose last checkpoint is older than `stall_after_seconds`.
+    stalled: bool = False
     #: For submit: the Idempotency-Key matched an earlier request and no new job was made.
     replayed: bool = False
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a caller's jobs, newest first."""
+
+    answers: list[Answer]
+    next_cursor: str | None
 
 
 def retry_after(cadence_seconds: float | None) -> int:
@@ -118,9 +129,9 @@ class JobService:
             log.warning("job %s stored but not sent; the sweeper will send it", job.id, exc_info=True)
         observability.count("JobsSubmitted")
         log.info("job submitted", extra={"job_id": job.id, "job_type": job.type})
-        return self._answer(job.view(), retry_after(cadence))
+        return self._answer(job.snapshot(), retry_after(cadence))
 
-    def _parse_submission(self, owner: str, body: Any) -> tuple[JobType, dict[str, Any], dict[str, int]]:
+    def _parse_submission(self, owner: str, body: Any) -> tuple[JobType, dict[str, Any], dict[str, Any]]:
         if not isinstance(body, dict):
             raise errors.InvalidJson("the body must be a JSON object")
         unknown = set(body) - _SUBMIT_FIELDS
@@ -149,8 +160,8 @@ class JobService:
     # --- get -------------------------------------------------------------------------------------
     @observability.traced
     def get(self, owner: str, raw_id: str) -> Answer:
-        """The job's view: from Redis in one round trip when it is there, else from MySQL (which is
-        also asked whether a job whose hot view reads stalled has ended)."""
+        """The job: from Redis in one round trip when it is there, else from MySQL (which is also
+        asked whether a job whose hot snapshot reads stalled has ended)."""
         job_id = parse_job_id(raw_id)
         log.thread_safe_append_keys(job_id=job_id)
         redis_up = True
@@ -163,7 +174,7 @@ class JobService:
             if hot.owner != owner:
                 raise errors.JobNotFound(f"no job {job_id}")
             answer = self._answer_from_hot(job_id, hot)
-            job = self._ended_meanwhile(job_id) if answer.view["stalled"] else None
+            job = self._ended_meanwhile(job_id) if answer.stalled else None
             if job is None:
                 return answer
         else:
@@ -173,13 +184,13 @@ class JobService:
         if job.status.terminal and redis_up:
             # Terminal states never change: put it back in Redis so the next poll is cheap.
             self._lifecycle.publish(job)
-        return self._answer(job.view(), self._retry_after_for(job))
+        return self._answer(job.snapshot(), self._retry_after_for(job))
 
     def _ended_meanwhile(self, job_id: str) -> Job | None:
-        """The row of a job whose hot view reads stalled, if MySQL says it has ended; else None.
+        """The row of a job whose hot snapshot reads stalled, if MySQL says it has ended; else None.
 
-        A final write that missed Redis (it was down: lifecycle.py) leaves the last active view
-        there; this is where a poll finds out. With MySQL down too, the hot view is the answer.
+        A final write that missed Redis (it was down: lifecycle.py) leaves the last active snapshot
+        there; this is where a poll finds out. With MySQL down too, the hot snapshot is the answer.
         """
         try:
             job = self._store.get_job(job_id)
@@ -189,13 +200,12 @@ class JobService:
         return job if job is not None and job.status.terminal else None
 
     def _answer_from_hot(self, job_id: str, hot: HotJob) -> Answer:
-        view = hot.view
+        job = hot.job
         if hot.result_external:
-            job = self._store.get_job(job_id)
-            view = {**view, "result": job.result if job else None}
-        active = not JobStatus(view["status"]).terminal
+            row = self._store.get_job(job_id)
+            job = replace(job, result=row.result if row else None)
         cadence = hot.cadence_ms / 1000 if hot.cadence_ms else None
-        return self._answer(view, retry_after(cadence) if active else None)
+        return self._answer(job, None if job.status.terminal else retry_after(cadence))
 
     def _retry_after_for(self, job: Job) -> int | None:
         if job.status.terminal:
@@ -205,24 +215,21 @@ class JobService:
         except (errors.UnknownJobType, KeyError, TypeError):
             return retry_after(None)
 
-    def _answer(self, view: dict[str, Any], poll_after: int | None = None) -> Answer:
-        return Answer(self._with_stalled(view), poll_after)
+    def _answer(self, job: JobSnapshot, poll_after: int | None = None) -> Answer:
+        return Answer(job, poll_after, stalled=self._stalled(job))
 
-    def _with_stalled(self, view: dict[str, Any]) -> dict[str, Any]:
-        """The view with `stalled`: a RUNNING job whose last checkpoint is older than the threshold."""
-        stalled = False
-        if view["status"] == JobStatus.RUNNING.value and view.get("updatedAt"):
-            updated = datetime.fromisoformat(view["updatedAt"].replace("Z", "+00:00"))
-            stalled = datetime.now(UTC) - updated > timedelta(seconds=self._settings.stall_after_seconds)
-        return {**view, "stalled": stalled}
+    def _stalled(self, job: JobSnapshot) -> bool:
+        """Whether the job is RUNNING and its last checkpoint is older than the threshold."""
+        quiet = utcnow() - as_utc(job.updated_at)
+        return job.status is JobStatus.RUNNING and quiet > timedelta(seconds=self._settings.stall_after_seconds)
 
     # --- cancel ----------------------------------------------------------------------------------
     @observability.traced
     def cancel(self, owner: str, raw_id: str) -> Answer:
         """Cancel the job: at once if PENDING, at its next chunk boundary if RUNNING.
 
-        Returns the view; `view["status"]` tells which (CANCELLED, or RUNNING with
-        cancelRequested). A finished job raises JobFinished; cancelling twice is harmless.
+        Returns the job; its status tells which (CANCELLED, or RUNNING with cancel_requested). A
+        finished job raises JobFinished; cancelling twice is harmless.
         """
         job_id = parse_job_id(raw_id)
         log.thread_safe_append_keys(job_id=job_id)
@@ -237,7 +244,7 @@ class JobService:
                 if self._lifecycle.end(
                     job, JobStatus.CANCELLED, from_=(JobStatus.PENDING,), message="cancelled before it started"
                 ):
-                    return self._answer(job.view())
+                    return self._answer(job.snapshot())
                 continue
             if job.status is JobStatus.RUNNING and self._store.request_cancel(job_id, owner=owner, at=utcnow()):
                 try:
@@ -246,9 +253,9 @@ class JobService:
                     # MySQL holds the flag; a worker that cannot reach Redis cannot checkpoint
                     # either, and reads the flag from MySQL when its record is retried.
                     log.warning("cancel of %s recorded in MySQL only", job_id, exc_info=True)
-                return self.get(owner, job_id)  # the live view, cancelRequested included
+                return self.get(owner, job_id)  # the live job, cancel_requested included
             if job.status is JobStatus.CANCELLED:
-                return self._answer(job.view())
+                return self._answer(job.snapshot())
             if job.status.terminal:
                 raise errors.JobFinished(
                     f"job {job_id} is {job.status.value} and cannot be cancelled", status=job.status.value
@@ -265,7 +272,7 @@ class JobService:
         type: str | None = None,
         limit: str | None = None,
         cursor: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> Page:
         """The owner's jobs, newest first, a page at a time; active ones show live progress."""
         try:
             wanted_status = None if status is None else JobStatus(status)
@@ -282,20 +289,17 @@ class JobService:
         before_id = None if cursor is None else decode_cursor(cursor)
         rows = self._store.list_jobs(owner, status=wanted_status, type=type, limit=page_size + 1, before_id=before_id)
         page, more = rows[:page_size], len(rows) > page_size
-        live = self._live_views([job for job in page if not job.status.terminal])
-        items = []
-        for job in page:
-            view = live.get(job.id) or job.view()
-            view.pop("result", None)
-            items.append(self._with_stalled(view))
-        return {"jobs": items, "nextCursor": page[-1].id if more else None}
+        live = self._live([job.id for job in page if not job.status.terminal])
+        answers = [self._answer(live.get(job.id) or job.snapshot()) for job in page]
+        return Page(answers, page[-1].id if more else None)
 
-    def _live_views(self, active: list[Job]) -> dict[str, dict[str, Any]]:
+    def _live(self, job_ids: Sequence[str]) -> dict[str, JobSnapshot]:
+        """The hot snapshots of these active jobs (one round trip); none when Redis is down."""
         try:
-            found = self._hot.get_many([job.id for job in active])
+            found = self._hot.get_many(list(job_ids))
         except errors.HotStateUnavailable:
             return {}
-        return {job_id: hot.view for job_id, hot in found.items()}
+        return {job_id: hot.job for job_id, hot in found.items()}
 
     # --- health ----------------------------------------------------------------------------------
     @observability.traced
@@ -313,8 +317,8 @@ class JobService:
 
     # --- helpers ---------------------------------------------------------------------------------
     def _best_effort_write(self, job: Job, *, seq: int, cadence_ms: float | None = None) -> None:
-        """Write the job's view to Redis; if Redis is down, readers fall back to MySQL."""
+        """Write the job's snapshot to Redis; if Redis is down, readers fall back to MySQL."""
         try:
-            self._hot.write(job.id, owner=job.owner, view=job.view(), seq=seq, cadence_ms=cadence_ms)
+            self._hot.write(job.snapshot(), seq=seq, cadence_ms=cadence_ms)
         except errors.HotStateUnavailable:
             log.warning("Redis unavailable, job %s is served from MySQL", job.id, exc_info=True)

@@ -227,13 +227,10 @@ class Worker:
         return None
 
     def _checkpoint(self, run: Run, *, lease_seconds: float | None = None) -> WriteOutcome:
-        """The one Redis round trip of a chunk: view, state, heartbeat and lease out, cancel flag in."""
-        job = run.job
+        """The one Redis round trip of a chunk: snapshot, state, heartbeat and lease out, cancel flag in."""
         run.seq += 1
         return self._hot.write(
-            job.id,
-            owner=job.owner,
-            view=job.view(),
+            run.job.snapshot(),
             seq=run.seq,
             cadence_ms=run.cadence_ms,
             checkpoint=run.checkpoint(),

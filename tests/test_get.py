@@ -1,13 +1,14 @@
 """GET /jobs/{id}: Redis first (one round trip, no MySQL), MySQL when Redis has nothing or is down."""
 
-import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
 
+from chalicelib import hotstate
 from chalicelib import runtime as runtime_module
+from chalicelib.models import JobStatus
 from chalicelib.runtime import Runtime
 
 FIELDS = {
@@ -112,10 +113,9 @@ def test_another_api_key_gets_404_for_the_job(api, redis_client, rt, flush):
 def test_a_running_job_without_a_recent_checkpoint_reads_stalled(api, redis_client, settings, rt):
     job_id = api.submit("sleep", {"steps": 1}).json["jobId"]
     key = rt.hot.job_key(job_id)
-    view = json.loads(redis_client.hget(key, "view"))
+    hot = hotstate.decode(redis_client.hget(key, "job"))
     old = datetime.now(UTC) - timedelta(seconds=settings.stall_after_seconds + 5)
-    view.update(status="RUNNING", updatedAt=old.isoformat(timespec="milliseconds").replace("+00:00", "Z"))
-    redis_client.hset(key, "view", json.dumps(view))
+    redis_client.hset(key, "job", hotstate.encode(replace(hot, status=JobStatus.RUNNING, updated_at=old)))
 
     assert api.get(job_id).json["stalled"] is True
 

@@ -151,9 +151,9 @@ def test_eta_follows_the_observed_rate_of_the_types_own_units(api, events, rt, m
     writes = []
     write = rt.hot.write
 
-    def recorded(job_id, **kwargs):
-        writes.append((time.monotonic(), kwargs["view"]))
-        return write(job_id, **kwargs)
+    def recorded(job, **kwargs):
+        writes.append((time.monotonic(), job))
+        return write(job, **kwargs)
 
     monkeypatch.setattr(rt.hot, "write", recorded)
     job_id = api.submit("paced", {"bytes": 40_000_000, "chunkBytes": 1_000_000, "stepMs": 100}).json["jobId"]
@@ -163,7 +163,7 @@ def test_eta_follows_the_observed_rate_of_the_types_own_units(api, events, rt, m
     ended = writes[-1][0]
 
     # Then every ETA shown with at least 2 s to go was within 2x of the time really left
-    shown = [(ended - at, view["etaSeconds"]) for at, view in writes if view.get("etaSeconds") is not None]
+    shown = [(ended - at, job.eta_seconds) for at, job in writes if job.eta_seconds is not None]
     checked = [(left, eta) for left, eta in shown if left >= 2]
     assert len(checked) >= 10
     assert all(left / 2 <= eta <= left * 2 for left, eta in checked), checked
@@ -282,10 +282,11 @@ from local import services
 from local.eventsource import EventSource
 assert app.__file__.startswith(os.getcwd()) and chalicelib.__file__.startswith(os.getcwd()), app.__file__
 rt = runtime.get()
-job_id = rt.service.submit("key-a", {"type": "countdown", "payload": {"n": 3}}).view["jobId"]
+job_id = rt.service.submit("key-a", {"type": "countdown", "payload": {"n": 3}}).job.id
 sqs = services.sqs_client(rt.settings.aws_endpoint_url, rt.settings.aws_region)
 EventSource(sqs, rt.settings.jobs_queue_url, app.run_jobs).drain()
-print(json.dumps(rt.service.get("key-a", job_id).view))
+from chalicelib import http
+print(json.dumps(http.job_view(rt.service.get("key-a", job_id))))
 """
 
 

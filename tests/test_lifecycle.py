@@ -1,12 +1,13 @@
 """Ending a job: the worker, the sweeper and a pending cancel share one order and one Redis-down rule
 (MySQL is final, nothing raised, a later GET repairs Redis from MySQL)."""
 
-import json
 from dataclasses import replace
 
+from chalicelib import hotstate
 from chalicelib import runtime as runtime_module
 from chalicelib.errors import HotStateUnavailable
 from chalicelib.hotstate import FINAL_SEQ
+from chalicelib.models import JobStatus
 from chalicelib.runtime import Runtime
 
 
@@ -20,16 +21,16 @@ def _final_writes_fail(runtime: Runtime) -> None:
     """Redis refuses every final write (as if it went down at the end) and serves everything else."""
     write = runtime.hot.write
 
-    def refusing(job_id, **kwargs):
+    def refusing(job, **kwargs):
         if kwargs["seq"] >= FINAL_SEQ:
             raise HotStateUnavailable("Redis: connection reset (injected)")
-        return write(job_id, **kwargs)
+        return write(job, **kwargs)
 
     runtime.hot.write = refusing
 
 
-def _hot_status(redis_client, settings, job_id):
-    return json.loads(redis_client.hget(f"{settings.redis_prefix}job:{job_id}", "view"))["status"]
+def _hot_status(redis_client, rt, job_id):
+    return hotstate.decode(redis_client.hget(rt.hot.job_key(job_id), "job")).status.value
 
 
 def test_a_final_write_that_misses_redis_stands_in_mysql_and_a_later_get_repairs_redis(
@@ -45,11 +46,11 @@ def test_a_final_write_that_misses_redis_stands_in_mysql_and_a_later_get_repairs
 
     assert failed == []  # the end stands: the record is not sent back
     assert _row(mysql, job_id)["status"] == "COMPLETED"
-    assert _hot_status(redis_client, settings, job_id) == "RUNNING"  # the last active view
+    assert _hot_status(redis_client, runtime, job_id) == "RUNNING"  # the last active view
     runtime_module.use(Runtime(replace(settings, stall_after_seconds=0)))  # Redis answers again
     job = api.get(job_id).json  # the view reads stalled: MySQL is asked, and Redis repaired
     assert job["status"] == "COMPLETED" and job["result"] == {"steps": 2, "sleptMs": 0}
-    assert _hot_status(redis_client, settings, job_id) == "COMPLETED"
+    assert _hot_status(redis_client, runtime, job_id) == "COMPLETED"
 
 
 def test_the_sweeper_times_a_job_out_in_mysql_when_redis_refuses_the_final_write(api, rt, mysql):
@@ -83,9 +84,9 @@ def test_a_pending_cancel_stands_in_mysql_when_redis_refuses_the_final_write(api
 
 def test_a_stalled_hot_view_is_still_served_when_mysql_is_down_too(api, settings, redis_client):
     job_id = api.submit("sleep", {"steps": 1}).json["jobId"]
-    key = f"{settings.redis_prefix}job:{job_id}"
-    view = json.loads(redis_client.hget(key, "view"))
-    redis_client.hset(key, "view", json.dumps({**view, "status": "RUNNING"}))
+    key = runtime_module.get().hot.job_key(job_id)
+    hot = hotstate.decode(redis_client.hget(key, "job"))
+    redis_client.hset(key, "job", hotstate.encode(replace(hot, status=JobStatus.RUNNING)))
     runtime_module.use(Runtime(replace(settings, stall_after_seconds=0, mysql_url="mysql://root@127.0.0.1:1/jobs")))
 
     reply = api.get(job_id)

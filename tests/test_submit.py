@@ -5,7 +5,9 @@ from dataclasses import replace
 
 import pytest
 
+from chalicelib import hotstate
 from chalicelib import runtime as runtime_module
+from chalicelib.models import JobStatus
 from chalicelib.runtime import Runtime
 
 
@@ -33,7 +35,7 @@ def test_submit_answers_202_and_stores_queues_and_caches_the_job(api, mysql, red
     assert json.loads(row["payload"]) == {"steps": 3, "stepMs": 2000}
     assert row["max_attempts"] == settings.default_max_attempts
     cached = redis_client.hgetall(rt.hot.job_key(job_id))
-    assert json.loads(cached["view"])["status"] == "PENDING"
+    assert hotstate.decode(cached["job"]).status is JobStatus.PENDING
     assert 0 < redis_client.ttl(rt.hot.job_key(job_id)) <= settings.active_ttl_seconds
     assert _queued_job_ids(sqs, settings.jobs_queue_url) == [job_id]
 

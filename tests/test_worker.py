@@ -6,7 +6,9 @@ from dataclasses import replace
 
 import pytest
 
+from chalicelib import hotstate
 from chalicelib import runtime as runtime_module
+from chalicelib.models import JobStatus
 from chalicelib.runtime import Runtime
 from tests.conftest import Probe, SimulatedCrash, wait_until
 
@@ -133,8 +135,8 @@ def test_a_result_too_large_for_redis_is_served_from_mysql(settings, api, events
 
     events.drain()
 
-    view = json.loads(redis_client.hget(runtime.hot.job_key(job_id), "view"))
-    assert view["status"] == "COMPLETED" and view["result"] is None
+    hot = hotstate.decode(redis_client.hget(runtime.hot.job_key(job_id), "job"))
+    assert hot.status is JobStatus.COMPLETED and hot.result is None
     assert api.get(job_id).json["result"]["blob"] == "x" * 5000
 
 
@@ -144,7 +146,7 @@ def test_a_crashed_run_resumes_from_its_checkpoint_redoing_at_most_one_chunk(api
     job_id = api.submit("probe", {"steps": 6, "crashAtStep": 4, "tag": "crash"}).json["jobId"]
     written = []
     write = rt.hot.write
-    rt.hot.write = lambda *a, **k: written.append(k["view"]["progress"]) or write(*a, **k)
+    rt.hot.write = lambda job, **k: written.append(job.progress) or write(job, **k)
     messages = events.receive()
 
     with pytest.raises(SimulatedCrash):
