@@ -32,9 +32,10 @@ class JobStatus(str, Enum):
 
 TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
 
-# A ULID: 48 bits of milliseconds and 80 random bits in Crockford base32, so ids sort by creation
-# time and cannot be guessed. The first character is at most 7 (128 bits in 26 characters).
-_JOB_ID = re.compile(r"[0-7][0-9A-HJKMNP-TV-Z]{25}")
+#: A ULID: 48 bits of milliseconds and 80 random bits in Crockford base32, so ids sort by creation
+#: time and cannot be guessed. The first character is at most 7 (128 bits in 26 characters).
+JOB_ID_PATTERN = r"[0-7][0-9A-HJKMNP-TV-Z]{25}"
+_JOB_ID = re.compile(JOB_ID_PATTERN)
 #: Longest progress message kept (the `message` column is VARCHAR(1024)).
 MAX_MESSAGE_CHARS = 1024
 

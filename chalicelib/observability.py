@@ -40,12 +40,17 @@ def milliseconds(name: str, value: float) -> None:
 
 @contextmanager
 def job_context(job_id: str) -> Iterator[None]:
-    """Log lines written inside carry `job_id`."""
+    """Log lines written inside carry `job_id` (and `owner`, once `job_owner` names it)."""
     logger.thread_safe_append_keys(job_id=job_id)
     try:
         yield
     finally:
-        logger.thread_safe_remove_keys(["job_id"])
+        logger.thread_safe_remove_keys(["job_id", "owner"])
+
+
+def job_owner(owner: str) -> None:
+    """Log lines of the current job_context carry its owner too (known once the row is read)."""
+    logger.thread_safe_append_keys(owner=owner)
 
 
 def around_invocation(event: Any, get_response: Callable[[Any], Any]) -> Any:

@@ -12,11 +12,12 @@ from . import dashboard
 from .config import Settings
 from .http import IDEMPOTENCY_KEY_PATTERN
 from .jobs import JobType, JobTypes
+from .models import JOB_ID_PATTERN as CANONICAL_JOB_ID
 from .models import JobStatus
 from .service import DEFAULT_LIMIT, MAX_ATTEMPTS, MAX_LIMIT, MAX_TIMEOUT_SECONDS, RETRY_AFTER_MAX, RETRY_AFTER_MIN
 
-# Job ids are ULIDs; the API accepts them in either case.
-JOB_ID_PATTERN = "^[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$"
+# Job ids are ULIDs (models.JOB_ID_PATTERN); the API accepts them in either case.
+JOB_ID_PATTERN = "^" + CANONICAL_JOB_ID.replace("A-HJKMNP-TV-Z", "A-HJKMNP-TV-Za-hjkmnp-tv-z") + "$"
 _TIMESTAMP = {"type": "string", "format": "date-time", "example": "2026-11-23T10:31:44.236Z"}
 
 

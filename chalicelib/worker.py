@@ -116,6 +116,7 @@ class Worker:
         if job is None:
             log.error("job %s: no such row, message dropped", message.job_id)
             return None
+        observability.job_owner(job.owner)
         if job.status.terminal:
             # A duplicate or late delivery; make sure Redis shows the final state MySQL holds.
             self._lifecycle.publish(job)

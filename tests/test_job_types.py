@@ -340,3 +340,28 @@ def test_the_readmes_job_type_is_the_modules_own_code_and_its_test_passes():
     namespace: dict = {}
     exec(compile(blocks[2], "README.md", "exec"), namespace)  # the README's own test, run
     namespace["test_word_frequency_counts_and_is_safe_to_redo"]()
+
+
+LOGGING = """
+    from chalicelib.jobs import JobType, Step
+
+    class Chatty(JobType):
+        name = "chatty"
+
+        def step(self, payload, state, ctx):
+            ctx.log.info("chatty step ran")
+            return Step(state=None, done=1, total=1, finished=True)
+"""
+
+
+def test_a_types_log_lines_carry_the_jobs_id_and_owner(settings, user_dir, sqs, log_output):
+    module = user_module(user_dir, "acme_chatty", LOGGING)
+    runtime_module.use(Runtime(replace(settings, job_types=(module,))))
+    from local.eventsource import EventSource
+
+    with Client(app_module.app) as client:
+        job_id = Api(client).submit("chatty", {}, key="key-b").json["jobId"]
+        EventSource(sqs, settings.jobs_queue_url, app_module.run_jobs).drain()
+
+    [line] = [json.loads(raw) for raw in log_output.getvalue().splitlines() if "chatty step ran" in raw]
+    assert line["job_id"] == job_id and line["owner"] == "key-b"
