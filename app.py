@@ -51,6 +51,16 @@ def list_jobs():
     return http.page_response(_service().list(owner, **http.query(request, "status", "type", "limit", "cursor")))
 
 
+@app.route("/uploads", methods=["POST"], api_key_required=True)
+@http.api
+def create_upload():
+    request = app.current_request
+    owner = http.owner(request)
+    http.query(request)
+    body = http.json_body(request, max_bytes=runtime.get().settings.max_body_bytes)
+    return http.upload_response(runtime.get().uploads.create(owner, body))
+
+
 @app.route("/health", methods=["GET"])
 @http.api
 def health():
@@ -59,13 +69,13 @@ def health():
 
 @app.route("/openapi.json", methods=["GET"])
 def openapi_document():
-    return openapi.document(runtime.get().job_types)
+    return openapi.document(runtime.get().job_types, upload_max_bytes=runtime.get().settings.upload_max_bytes)
 
 
 @app.route("/dashboard", methods=["GET"])
 @http.api
 def dashboard_page():
-    return http.asset_response(*dashboard.asset("index.html"))
+    return http.asset_response(*dashboard.asset("index.html"), upload_origin=runtime.get().uploads.origin)
 
 
 @app.route("/dashboard/{name}", methods=["GET"])

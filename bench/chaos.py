@@ -40,6 +40,7 @@ from chalicelib.config import Settings
 from chalicelib.jobs import testing
 from chalicelib.jobs.csv_stats import CsvStats
 from chalicelib.models import JobStatus
+from chalicelib.objects import input_prefix
 from chalicelib.runtime import Runtime
 from chalicelib.schema import migrate
 from chalicelib.store import connect_args
@@ -86,8 +87,9 @@ def _direct_stats(rt: Runtime, payload: dict) -> dict:
 def plan_jobs(count: int, rng: random.Random, rt: Runtime, s3) -> list[Plan]:
     objects = {}
     for name, rows in (("small.csv", 800), ("medium.csv", 4000), ("large.csv", 12000)):
-        s3.put_object(Bucket=BUCKET, Key=name, Body=_csv(rng, rows))
-        objects[name] = rows
+        key = input_prefix(OWNER) + name  # a job reads only its owner's inputs
+        s3.put_object(Bucket=BUCKET, Key=key, Body=_csv(rng, rows))
+        objects[key] = rows
     plans = []
     for _ in range(count):
         kind = rng.random()

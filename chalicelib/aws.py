@@ -14,5 +14,8 @@ def client(service: str, *, endpoint_url: str | None, region: str) -> Any:
     import boto3
     from botocore.config import Config
 
-    config = Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 3})
+    # SigV4 for S3's presigned uploads too (botocore may otherwise sign a POST policy with SigV2,
+    # which regions opened since 2014 refuse).
+    extra = {"signature_version": "s3v4"} if service == "s3" else {}
+    config = Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 3}, **extra)
     return boto3.client(service, endpoint_url=endpoint_url, region_name=region, config=config)

@@ -63,6 +63,10 @@ class Settings:
     #: On AWS the worker's role can read only the service's input bucket, so a job naming another
     #: would fail at its first chunk: the list turns that into a 400 at submit.
     input_buckets: tuple[str, ...] = ()
+    #: Largest file `POST /uploads` signs for (bytes): 1 GiB; at most 5 GiB, S3's limit for one POST.
+    upload_max_bytes: int = 1024**3
+    #: How long a signed upload stays usable (seconds).
+    upload_expires_seconds: int = 900
     #: S3 bucket of the objects jobs store of their own (`jobs/<owner>/<job id>/...`); None: none.
     work_bucket: str | None = None
     #: Importable modules of the deployment's own job types, beside the built-ins (README: "Write
@@ -118,6 +122,8 @@ class Settings:
             jobs_queue_name=env.get("JOBS_QUEUE_NAME", d.jobs_queue_name),
             jobs_dlq_name=env.get("JOBS_DLQ_NAME") or f"{env.get('JOBS_QUEUE_NAME', d.jobs_queue_name)}-dlq",
             input_buckets=_names(env, "INPUT_BUCKETS"),
+            upload_max_bytes=_upload_max_bytes(env, d.upload_max_bytes),
+            upload_expires_seconds=_int(env, "UPLOAD_EXPIRES_SECONDS", d.upload_expires_seconds),
             work_bucket=env.get("WORK_BUCKET") or None,
             job_types=_names(env, "JOB_TYPES"),
             aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
@@ -154,6 +160,8 @@ class Settings:
             "JOBS_QUEUE_NAME": self.jobs_queue_name,
             "JOBS_DLQ_NAME": self.jobs_dlq_name,
             "INPUT_BUCKETS": ",".join(self.input_buckets),
+            "UPLOAD_MAX_BYTES": str(self.upload_max_bytes),
+            "UPLOAD_EXPIRES_SECONDS": str(self.upload_expires_seconds),
             "WORK_BUCKET": self.work_bucket or "",
             "JOB_TYPES": ",".join(self.job_types),
             "AWS_ENDPOINT_URL": self.aws_endpoint_url or "",
@@ -182,4 +190,12 @@ def _retention(env, default: int) -> int:
     value = _int(env, "RETENTION_SECONDS", default)
     if value < 86400:
         raise ValueError(f"RETENTION_SECONDS must be at least 86400 (idempotency keys are kept 24 h), got {value}")
+    return value
+
+
+def _upload_max_bytes(env, default: int) -> int:
+    # S3 takes at most 5 GiB in one PUT or POST; larger files need a multipart upload.
+    value = _int(env, "UPLOAD_MAX_BYTES", default)
+    if not 0 < value <= 5 * 1024**3:
+        raise ValueError(f"UPLOAD_MAX_BYTES must be from 1 to {5 * 1024**3} (S3's limit for one upload), got {value}")
     return value

@@ -21,6 +21,14 @@ CONTENT_SECURITY_POLICY = (
 )
 
 
+def content_security_policy(upload_origin: str | None) -> str:
+    """The page's policy; with an upload origin (the input bucket's S3 endpoint, where the page sends
+    a file through a presigned POST), connect-src allows that one origin as well."""
+    if upload_origin is None:
+        return CONTENT_SECURITY_POLICY
+    return CONTENT_SECURITY_POLICY.replace("connect-src 'self'", f"connect-src 'self' {upload_origin}")
+
+
 @lru_cache(maxsize=len(ASSETS))
 def asset(name: str) -> tuple[str, str]:
     """(content, content type) of a dashboard file; errors.NotFound for any other name."""

@@ -18,6 +18,7 @@ from . import dashboard, errors
 from .models import isoformat
 from .observability import logger as log
 from .service import Answer, Page
+from .uploads import Upload
 
 #: HTTP status of each error class; the first match in this order wins.
 STATUS = (
@@ -164,6 +165,19 @@ def page_response(page: Page) -> dict[str, Any]:
     return {"jobs": [job_view(answer, with_result=False) for answer in page.answers], "nextCursor": page.next_cursor}
 
 
+def upload_response(upload: Upload) -> Response:
+    """`201` with where to upload: a form POST of `fields`, then the file, to `uploadUrl`."""
+    body = {
+        "bucket": upload.bucket,
+        "key": upload.key,
+        "uploadUrl": upload.url,
+        "fields": upload.fields,
+        "expiresAt": isoformat(upload.expires_at),
+        "maxBytes": upload.max_bytes,
+    }
+    return Response(body=body, status_code=201)
+
+
 def health_response(checks: dict[str, str], detail: str | None = None) -> Response:
     """200 when every dependency answers; 503 naming the ones that do not (and why, given `detail`)."""
     down = sorted(name for name, state in checks.items() if state != "ok")
@@ -177,11 +191,13 @@ def health_response(checks: dict[str, str], detail: str | None = None) -> Respon
     )
 
 
-def asset_response(content: str, content_type: str) -> Response:
-    """A dashboard file; the page itself gets the Content-Security-Policy and is never cached stale."""
+def asset_response(content: str, content_type: str, *, upload_origin: str | None = None) -> Response:
+    """A dashboard file; the page itself gets the Content-Security-Policy (which lets it send files
+    to `upload_origin`) and is never cached stale."""
     headers: dict[str, str | list[str]] = {"Content-Type": content_type, "X-Content-Type-Options": "nosniff"}
     if content_type.startswith("text/html"):
-        headers.update({"Content-Security-Policy": dashboard.CONTENT_SECURITY_POLICY, "Cache-Control": "no-cache"})
+        policy = dashboard.content_security_policy(upload_origin)
+        headers.update({"Content-Security-Policy": policy, "Cache-Control": "no-cache"})
     else:
         headers["Cache-Control"] = "max-age=300"
     return Response(body=content, status_code=200, headers=headers)

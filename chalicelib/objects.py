@@ -1,11 +1,13 @@
 """S3 with boto3: the only module that speaks to object storage.
 
 Job types never see it directly: each job gets a `JobObjects`, the store scoped to what that job
-may touch (its inputs; its own objects under `jobs/<owner>/<job id>/` of the work bucket).
+may touch (its owner's inputs under `inputs/<owner>/`; its own objects under `jobs/<owner>/<job id>/`
+of the work bucket).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +15,30 @@ from . import aws, errors
 
 #: The error codes S3 answers for a bucket or key that is not there (HeadObject has no body: a bare 404).
 MISSING = frozenset({"NoSuchBucket", "NoSuchKey", "NotFound", "404"})
+#: Where an owner's inputs live in an input bucket: `inputs/<owner>/` (see `owner_segment`).
+INPUTS_PREFIX = "inputs/"
+_SAFE_OWNER_CHARS = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def owner_segment(owner: str) -> str:
+    """The owner as one segment of an object key: letters, digits, `_` and `-` as they are (API
+    Gateway's key ids, local client names), every other byte of its UTF-8 as `%XX`.
+
+    The owner is whatever `http.owner` allows (printable ASCII but space, up to 128 characters), so
+    it may hold `/`: unencoded, owner `a` would see `inputs/a/b/...`, the inputs of owner `a/b`.
+    `%` is always encoded, so two owners never share a segment.
+    """
+    return _SAFE_OWNER_CHARS.sub(lambda m: "".join(f"%{b:02X}" for b in m.group().encode()), owner)
+
+
+def input_prefix(owner: str) -> str:
+    """The key prefix of the owner's inputs: the only keys its jobs may read."""
+    return f"{INPUTS_PREFIX}{owner_segment(owner)}/"
+
+
+def input_not_found(bucket: str, key: str) -> str:
+    """The one message for an input a job may not read, whether it is missing or another owner's."""
+    return f"input object not found: s3://{bucket}/{key}"
 
 
 def connect(*, endpoint_url: str | None, region: str) -> Any:
@@ -52,6 +78,20 @@ class ObjectStore:
         """The whole object (GetObject)."""
         return self._call(bucket, key, lambda s3: s3.get_object(Bucket=bucket, Key=key)["Body"].read())
 
+    def presigned_post(
+        self, bucket: str, key: str, *, min_bytes: int, max_bytes: int, content_type: str | None, expires_seconds: int
+    ) -> dict[str, Any]:
+        """A POST policy for exactly this key and a body of `min_bytes` to `max_bytes` (S3 refuses
+        others: EntityTooSmall / EntityTooLarge); `{"url", "fields"}`. Signed here, no request made."""
+        fields = {} if content_type is None else {"Content-Type": content_type}
+        conditions: list[Any] = [["content-length-range", min_bytes, max_bytes], *({k: v} for k, v in fields.items())]
+        try:
+            return self._s3.generate_presigned_post(
+                Bucket=bucket, Key=key, Fields=fields, Conditions=conditions, ExpiresIn=expires_seconds
+            )
+        except Exception as exc:  # botocore's NoCredentialsError and kin: nothing to sign with
+            raise errors.ObjectStoreUnavailable(f"S3: cannot sign an upload to s3://{bucket}: {exc}") from exc
+
     def scoped(
         self, *, owner: str, job_id: str | None, input_buckets: tuple[str, ...], work_bucket: str | None
     ) -> JobObjects:
@@ -72,7 +112,10 @@ class ObjectStore:
 class JobObjects:
     """The `objects` of a job's context: reads of allowed inputs, and objects of the job's own.
 
-    Inputs come from the service's input buckets (INPUT_BUCKETS; empty: any bucket, for local use).
+    Inputs come from the service's input buckets (INPUT_BUCKETS; empty: any bucket, for local use),
+    under the owner's prefix `inputs/<owner>/` only. A key outside it answers exactly as a missing
+    one: at submit the same `InvalidPayload`, in the worker the same `ObjectNotFound`, with the same
+    message; and no request is made for it, so S3's answer cannot tell whether it exists.
     A job's own objects live under `jobs/<owner>/<job id>/` of WORK_BUCKET, so no name a job type
     chooses can reach another job's objects.
     """
@@ -93,21 +136,31 @@ class JobObjects:
         self._work_bucket = work_bucket
 
     def check_input(self, bucket: str, key: str) -> None:
-        """errors.InvalidPayload unless the job may read s3://bucket/key; no request is made."""
+        """Whether the job may read s3://bucket/key: at submit (no job id yet) errors.InvalidPayload
+        unless it is the owner's and exists (one HeadObject); in the worker no request is made
+        (its reads find a missing object) and another owner's key is errors.ObjectNotFound."""
         if self._input_buckets and bucket not in self._input_buckets:
             # The worker's role reads only these buckets: any other would fail the job at its first chunk.
             raise errors.InvalidPayload(
                 f"payload.bucket {bucket!r} is not an input bucket of this service; "
                 f"allowed: {', '.join(self._input_buckets)}"
             )
+        at_submit = self._job_id is None
+        if not self._owns(key):
+            raise (errors.InvalidPayload if at_submit else errors.ObjectNotFound)(input_not_found(bucket, key))
+        if at_submit:
+            try:
+                self._store.size(bucket, key)
+            except errors.ObjectNotFound:
+                raise errors.InvalidPayload(input_not_found(bucket, key)) from None
 
     def size(self, bucket: str, key: str) -> int:
         self._readable(bucket, key)
-        return self._store.size(bucket, key)
+        return self._input(bucket, key, lambda: self._store.size(bucket, key))
 
     def read_range(self, bucket: str, key: str, start: int, end: int) -> bytes:
         self._readable(bucket, key)
-        return self._store.read_range(bucket, key, start, end)
+        return self._input(bucket, key, lambda: self._store.read_range(bucket, key, start, end))
 
     def put(self, name: str, data: bytes) -> str:
         bucket, key = self._own(name)
@@ -117,11 +170,28 @@ class JobObjects:
     def get(self, name: str) -> bytes:
         return self._store.get(*self._own(name))
 
+    def _owns(self, key: str) -> bool:
+        """Whether the key is under the owner's prefix, with no `.` or `..` segment a URL could fold away."""
+        prefix = input_prefix(self._owner)
+        return key.startswith(prefix) and not {".", ".."} & set(key[len(prefix) :].split("/"))
+
     def _readable(self, bucket: str, key: str) -> None:
+        """The rules of check_input, without a request: a job reads only what it could be submitted with."""
+        if self._input_buckets and bucket not in self._input_buckets:
+            raise errors.PermanentFailure(
+                f"payload.bucket {bucket!r} is not an input bucket of this service; "
+                f"allowed: {', '.join(self._input_buckets)}"
+            )
+        if not self._owns(key):
+            raise errors.ObjectNotFound(input_not_found(bucket, key))
+
+    @staticmethod
+    def _input(bucket: str, key: str, read: Callable[[], Any]) -> Any:
+        """A read of an input; missing, it fails with the message another owner's key gets."""
         try:
-            self.check_input(bucket, key)
-        except errors.InvalidPayload as exc:
-            raise errors.PermanentFailure(exc.message) from None
+            return read()
+        except errors.ObjectNotFound:
+            raise errors.ObjectNotFound(input_not_found(bucket, key)) from None
 
     def _own(self, name: str) -> tuple[str, str]:
         if self._job_id is None:

@@ -15,6 +15,7 @@ from .jobs import JobType, JobTypes
 from .models import JOB_ID_PATTERN as CANONICAL_JOB_ID
 from .models import JobStatus
 from .service import DEFAULT_LIMIT, MAX_ATTEMPTS, MAX_LIMIT, MAX_TIMEOUT_SECONDS, RETRY_AFTER_MAX, RETRY_AFTER_MIN
+from .uploads import CONTENT_TYPE_PATTERN, MAX_FILENAME_CHARS
 
 # Job ids are ULIDs (models.JOB_ID_PATTERN); the API accepts them in either case.
 JOB_ID_PATTERN = "^" + CANONICAL_JOB_ID.replace("A-HJKMNP-TV-Z", "A-HJKMNP-TV-Za-hjkmnp-tv-z") + "$"
@@ -107,7 +108,70 @@ def _submission(job_type: JobType) -> dict[str, Any]:
     }
 
 
-def document(job_types: JobTypes) -> dict[str, Any]:
+def _upload_paths() -> dict[str, Any]:
+    return {
+        "/uploads": {
+            "post": {
+                "operationId": "createUpload",
+                "summary": "A presigned upload of one input file, under the caller's own prefix",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/UploadRequest"}}},
+                },
+                "responses": {
+                    "201": {
+                        "description": "POST `fields`, then the file as the form's last field `file`, to `uploadUrl`",
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Upload"}}},
+                    },
+                    "400": _error("not JSON, an unknown field, a filename with a path, bytes over the limit"),
+                    "413": _error("the body is too large"),
+                    "415": _error("the body is not JSON"),
+                    **_COMMON_ERRORS,
+                },
+            }
+        }
+    }
+
+
+def _upload_schemas(max_bytes: int) -> dict[str, Any]:
+    return {
+        "UploadRequest": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "filename": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": MAX_FILENAME_CHARS,
+                    # No path separator, no control character, not "." or "..".
+                    "pattern": r"^(?!\.\.?$)[^/\\\x00-\x1f\x7f]*$",
+                    "description": "the file's name (no path): the key ends in it, unsafe characters as _",
+                },
+                "contentType": {"type": "string", "pattern": CONTENT_TYPE_PATTERN},
+                "bytes": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "maximum": max_bytes,
+                    "description": "the file's exact size; without it, any size up to the maximum",
+                },
+            },
+        },
+        "Upload": {
+            "type": "object",
+            "required": ["bucket", "key", "uploadUrl", "fields", "expiresAt", "maxBytes"],
+            "properties": {
+                "bucket": {"type": "string"},
+                "key": {"type": "string", "description": "inputs/<owner>/<ULID>-<filename>: put it in a payload"},
+                "uploadUrl": {"type": "string"},
+                "fields": {"type": "object", "additionalProperties": {"type": "string"}},
+                "expiresAt": _TIMESTAMP,
+                "maxBytes": {"type": "integer", "minimum": 0},
+            },
+        },
+    }
+
+
+def document(job_types: JobTypes, *, upload_max_bytes: int = Settings.upload_max_bytes) -> dict[str, Any]:
     """The whole OpenAPI 3.0 document."""
     job = {"$ref": "#/components/schemas/Job"}
     job_json = {"application/json": {"schema": job}}
@@ -214,6 +278,7 @@ def document(job_types: JobTypes) -> dict[str, Any]:
                     },
                 },
             },
+            **_upload_paths(),
             "/health": {
                 "get": {
                     "operationId": "health",
@@ -295,6 +360,7 @@ def document(job_types: JobTypes) -> dict[str, Any]:
                         "nextCursor": _nullable({"type": "string", "pattern": JOB_ID_PATTERN}),
                     },
                 },
+                **_upload_schemas(upload_max_bytes),
                 "Error": {
                     "type": "object",
                     "required": ["code", "message"],

@@ -21,6 +21,7 @@ from .queue import JobQueue
 from .service import JobService
 from .store import JobStore
 from .sweeper import Sweeper
+from .uploads import Uploads
 from .worker import Worker
 
 
@@ -88,6 +89,10 @@ class Runtime:
     @cached_property
     def service(self) -> JobService:
         return JobService(self.store, self.hot, self.queue, self.job_types, self.objects, self.settings)
+
+    @cached_property
+    def uploads(self) -> Uploads:
+        return Uploads(self.objects, self.settings)
 
     @cached_property
     def sweeper(self) -> Sweeper:

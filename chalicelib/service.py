@@ -150,7 +150,8 @@ class JobService:
         return job_type, self._job_types.check_payload(job_type, payload, self._submit_context(owner)), options
 
     def _submit_context(self, owner: str) -> JobContext:
-        """The context a type's `validate` sees at submit: the owner, and its inputs' rules (no I/O)."""
+        """The context a type's `validate` sees at submit: the owner, and its inputs' rules (the one
+        request: `check_input`'s HeadObject of an input under the owner's prefix)."""
         s = self._settings
         objects = self._objects.scoped(
             owner=owner, job_id=None, input_buckets=s.input_buckets, work_bucket=s.work_bucket

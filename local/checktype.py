@@ -88,6 +88,10 @@ def _s3_objects():
 
     s = Settings.from_env()
     store = ObjectStore(lambda: connect(endpoint_url=s.aws_endpoint_url, region=s.aws_region))
+    # As in a job, inputs are read only under the owner's prefix: inputs/<owner>/ (CHECK_TYPE_OWNER).
     return store.scoped(
-        owner="check-type", job_id="01CHECKTYPE000000000000000", input_buckets=(), work_bucket=s.work_bucket
+        owner=os.environ.get("CHECK_TYPE_OWNER", "check-type"),
+        job_id="01CHECKTYPE000000000000000",
+        input_buckets=(),
+        work_bucket=s.work_bucket,
     )

@@ -1,6 +1,8 @@
 """`jobs`: the command-line client of the API (not part of the Lambda package).
 
     jobs submit TYPE [--payload JSON] [--wait]   submit; with --wait, a live progress bar, then the result
+    jobs submit TYPE --input FILE ...            upload FILE first, then submit with its bucket and key
+    jobs upload FILE                             upload a file for jobs to read; prints its key
     jobs status ID | jobs cancel ID              one job
     jobs list [--status S] [--type T]            your jobs, newest first
     jobs watch                                   a live table of your recent jobs
@@ -21,6 +23,8 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
+from pathlib import Path
 from typing import Any
 
 from local import checktype
@@ -60,6 +64,48 @@ class Client:
             raise ApiError(f"{exc.code}: {_message(exc.read())}") from None
         except urllib.error.URLError as exc:
             raise ApiError(f"cannot reach {self.url}: {exc.reason}") from None
+
+    def upload(self, path: str) -> dict[str, Any]:
+        """Upload a file through POST /uploads and its presigned POST; the API's answer (bucket, key)."""
+        import mimetypes
+
+        data = Path(path).read_bytes()
+        body: dict[str, Any] = {"filename": Path(path).name, "bytes": len(data)}
+        content_type = mimetypes.guess_type(path)[0]
+        if content_type:
+            body["contentType"] = content_type
+        upload, _ = self.call("POST", "/uploads", body)
+        form, boundary = _multipart(upload["fields"], data)
+        request = urllib.request.Request(
+            upload["uploadUrl"],
+            data=form,
+            method="POST",
+            headers={"content-type": f"multipart/form-data; boundary={boundary}"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=300):
+                pass
+        except urllib.error.HTTPError as exc:
+            raise ApiError(f"the upload was refused: {exc.code} {exc.read()[:300].decode(errors='replace')}") from None
+        except urllib.error.URLError as exc:
+            raise ApiError(f"cannot reach {upload['uploadUrl']}: {exc.reason}") from None
+        return upload
+
+
+def _multipart(fields: dict[str, str], data: bytes) -> tuple[bytes, str]:
+    """A multipart/form-data body: the policy's fields, then the file (S3 wants it last)."""
+    boundary = uuid.uuid4().hex
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+        for name, value in fields.items()
+    ]
+    parts.append(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="upload"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n".encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    return b"".join(parts), boundary
 
 
 def _message(raw: bytes) -> str:
@@ -115,18 +161,27 @@ DEMO = [
     ("a short job", {"type": "sleep", "payload": {"steps": 5, "stepMs": 200}}),
     ("a longer one", {"type": "sleep", "payload": {"steps": 20, "stepMs": 250}}),
     ("one that fails at step 3", {"type": "sleep", "payload": {"steps": 6, "stepMs": 200, "failAtStep": 3}}),
-    (
-        "statistics of the sample CSV",
-        {"type": "csv-stats", "payload": {"bucket": "jobs-local", "key": "samples/sales.csv", "chunkBytes": 262144}},
-    ),
+    # The payload's bucket and key come from uploading the sample CSV (demo() does it).
+    ("statistics of the sample CSV", {"type": "csv-stats", "payload": {"chunkBytes": 262144}}),
     ("one to cancel", {"type": "sleep", "payload": {"steps": 100, "stepMs": 200}}),
 ]
 
 
 def demo(client: Client) -> int:
-    """Submit the DEMO jobs, cancel the last once it runs, wait for all, print the outcome."""
+    """Upload the sample CSV, submit the DEMO jobs, cancel the last once it runs, wait for all, print the outcome."""
+    import tempfile
+
+    from local.run import sample_csv
+
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "sales.csv"
+        path.write_bytes(sample_csv())
+        upload = client.upload(str(path))
+    print(f"uploaded the sample CSV to s3://{upload['bucket']}/{upload['key']}")
     ids = []
     for what, body in DEMO:
+        if body["type"] == "csv-stats":
+            body = {**body, "payload": {**body["payload"], "bucket": upload["bucket"], "key": upload["key"]}}
         job, _ = client.call("POST", "/jobs", body)
         print(f"submitted {what}: {job['jobId']}")
         ids.append(job["jobId"])
@@ -158,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     submit.add_argument("--timeout-seconds", type=int)
     submit.add_argument("--idempotency-key")
     submit.add_argument("--wait", action="store_true", help="show progress until the job ends, then its result")
+    submit.add_argument("--input", metavar="FILE", help="upload FILE and set the payload's bucket and key to it")
+    commands.add_parser("upload", help="upload a file for jobs to read; prints its key").add_argument("file")
     for name in ("status", "cancel"):
         commands.add_parser(name, help=f"{name} of one job").add_argument("id")
     listing = commands.add_parser("list", help="your jobs, newest first")
@@ -178,6 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     except ApiError as exc:
         print(f"jobs: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # a file to upload that cannot be read
+        print(f"jobs: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 
@@ -188,6 +248,10 @@ def _run(client: Client, ns: argparse.Namespace) -> int:
             payload = json.loads(ns.payload)
         except ValueError as exc:
             raise ApiError(f"--payload is not JSON: {exc}") from None
+        if ns.input:
+            upload = client.upload(ns.input)
+            print(f"uploaded {ns.input} to s3://{upload['bucket']}/{upload['key']}", file=sys.stderr)
+            payload = {**payload, "bucket": upload["bucket"], "key": upload["key"]}
         body = {"type": ns.type, "payload": payload}
         if ns.max_attempts is not None:
             body["maxAttempts"] = ns.max_attempts
@@ -217,6 +281,11 @@ def _run(client: Client, ns: argparse.Namespace) -> int:
         return 0
     if ns.command == "demo":
         return demo(client)
+    if ns.command == "upload":
+        upload = client.upload(ns.file)
+        print(f"uploaded to s3://{upload['bucket']}/{upload['key']}", file=sys.stderr)
+        print(upload["key"])
+        return 0
     while True:  # watch
         page, _ = client.call("GET", f"/jobs?limit={ns.limit}")
         screen = f"{client.url}   {time.strftime('%H:%M:%S')}   Ctrl-C to stop\n\n{table(page['jobs'])}"

@@ -11,7 +11,9 @@
   several invocations at once, a context with the function's configured timeout, partial batch
   responses honoured. The same for the dead-letter queue's handler.
 - The scheduled sweeper, invoked every --sweep-interval seconds (60, as the deployed schedule).
-- A sample CSV in the bucket (SAMPLE_CSV) for `csv-stats` jobs: `jobs demo` runs one on it.
+- The bucket is the service's input bucket (INPUT_BUCKETS, unless set), where `POST /uploads` puts
+  files; a sample CSV in it for `csv-stats` jobs under every client's prefix
+  (`inputs/<client>/samples/sales.csv`: a job reads only its owner's inputs).
 
 Ctrl-C or SIGTERM stops everything within seconds; children die with this process even if it is
 killed. Invocations still running are abandoned as a Lambda timeout would abandon them: their
@@ -34,7 +36,7 @@ from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from chalicelib import errors, runtime
+from chalicelib import errors, objects, runtime
 from chalicelib.config import Settings
 from chalicelib.runtime import Runtime
 from chalicelib.schema import migrate
@@ -46,7 +48,7 @@ from local.gateway import Keyring
 
 ROOT = Path(__file__).resolve().parents[1]
 BUCKET = "jobs-local"
-#: The sample `csv-stats` input that `make run` uploads and `jobs demo` reads.
+#: The sample `csv-stats` input that `make run` puts under each client's prefix (`sample_key`).
 SAMPLE_CSV = "samples/sales.csv"
 log = logging.getLogger("local.run")
 
@@ -83,6 +85,11 @@ def _redis(settings: Settings, workdir: Path, stack: contextlib.ExitStack) -> Se
     return replace(settings, redis_url=f"redis://127.0.0.1:{port}/0")
 
 
+def sample_key(client: str) -> str:
+    """Where the client finds the sample CSV: under its own prefix, the only one its jobs may read."""
+    return objects.input_prefix(client) + SAMPLE_CSV
+
+
 def _aws(settings: Settings, ns: argparse.Namespace, stack: contextlib.ExitStack) -> Settings:
     if settings.aws_endpoint_url is None:
         services.use_fake_aws_credentials()
@@ -98,8 +105,10 @@ def _aws(settings: Settings, ns: argparse.Namespace, stack: contextlib.ExitStack
     s3 = boto3.client("s3", endpoint_url=settings.aws_endpoint_url, region_name=settings.aws_region)
     with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
         s3.create_bucket(Bucket=BUCKET)
-    s3.put_object(Bucket=BUCKET, Key=SAMPLE_CSV, Body=sample_csv())
-    return replace(settings, jobs_queue_url=queue_url)
+    sample = sample_csv()
+    for client in usage_plans.load(ns.usage_plans).clients.values():
+        s3.put_object(Bucket=BUCKET, Key=sample_key(client.name), Body=sample)
+    return replace(settings, jobs_queue_url=queue_url, input_buckets=settings.input_buckets or (BUCKET,))
 
 
 def sample_csv(rows: int = 50_000) -> bytes:
@@ -149,7 +158,7 @@ def _banner(url: str, settings: Settings, keyring: Keyring, ns: argparse.Namespa
         f"AWS:      {settings.aws_endpoint_url}   queue {settings.jobs_queue_url}   bucket {BUCKET}\n"
         f"worker:   {ns.concurrency} concurrent invocations, batches of {ns.batch_size}, "
         f"timeout {ns.function_timeout} s; dead-letter handler; sweeper every {ns.sweep_interval:g} s\n"
-        f"sample:   s3://{BUCKET}/{SAMPLE_CSV} for csv-stats jobs\n\n"
+        f"sample:   s3://{BUCKET}/{sample_key('<client>')} for csv-stats jobs\n\n"
         f"try:      curl -s -X POST {url}/jobs -H 'x-api-key: {first}' -H 'content-type: application/json' "
         f'-d \'{{"type": "sleep", "payload": {{"steps": 5}}}}\'\n'
         f"          JOBS_API_URL={url} JOBS_API_KEY={first} "

@@ -110,8 +110,8 @@ def csv_job(rt):
 )
 def test_figures_equal_one_pass_of_the_csv_module_for_any_chunk_size(rt, s3, bucket, csv_job, chunk_bytes, delimiter):
     data = generated_csv(delimiter=delimiter)
-    s3.put_object(Bucket=bucket, Key="data.csv", Body=data)
-    payload = csv_job(bucket=bucket, key="data.csv", chunkBytes=chunk_bytes, delimiter=delimiter)
+    s3.put_object(Bucket=bucket, Key="inputs/key-a/data.csv", Body=data)
+    payload = csv_job(bucket=bucket, key="inputs/key-a/data.csv", chunkBytes=chunk_bytes, delimiter=delimiter)
 
     result, _, steps = run(CsvStats(), payload, job_context(rt))
 
@@ -127,8 +127,8 @@ def test_figures_equal_one_pass_of_the_csv_module_for_any_chunk_size(rt, s3, buc
 
 def test_a_state_round_tripped_through_json_resumes_mid_file(rt, settings, s3, bucket, csv_job):
     data = generated_csv(rows=2000)
-    s3.put_object(Bucket=bucket, Key="data.csv", Body=data)
-    payload = csv_job(bucket=bucket, key="data.csv", chunkBytes=1031)
+    s3.put_object(Bucket=bucket, Key="inputs/key-a/data.csv", Body=data)
+    payload = csv_job(bucket=bucket, key="inputs/key-a/data.csv", chunkBytes=1031)
     uninterrupted, _, _ = run(CsvStats(), payload, job_context(rt))
 
     _, state, _ = run(CsvStats(), payload, job_context(rt), steps=7)
@@ -144,9 +144,11 @@ def test_a_state_round_tripped_through_json_resumes_mid_file(rt, settings, s3, b
 
 def test_a_csv_stats_job_completes_through_the_worker(api, events, s3, bucket):
     data = generated_csv(rows=1500)
-    s3.put_object(Bucket=bucket, Key="in/data.csv", Body=data)
+    s3.put_object(Bucket=bucket, Key="inputs/key-a/in/data.csv", Body=data)
 
-    job_id = api.submit("csv-stats", {"bucket": bucket, "key": "in/data.csv", "chunkBytes": 4099}).json["jobId"]
+    job_id = api.submit("csv-stats", {"bucket": bucket, "key": "inputs/key-a/in/data.csv", "chunkBytes": 4099}).json[
+        "jobId"
+    ]
     events.drain()
 
     job = api.get(job_id).json
@@ -156,13 +158,15 @@ def test_a_csv_stats_job_completes_through_the_worker(api, events, s3, bucket):
     assert job["result"] == reference_stats(data)
 
 
-def test_a_missing_object_fails_the_job_naming_its_key(api, events, bucket):
-    job_id = api.submit("csv-stats", {"bucket": bucket, "key": "in/missing.csv"}).json["jobId"]
+def test_an_object_deleted_after_submit_fails_the_job_naming_its_key(api, events, s3, bucket):
+    s3.put_object(Bucket=bucket, Key="inputs/key-a/in/missing.csv", Body=b"a\n1\n")
+    job_id = api.submit("csv-stats", {"bucket": bucket, "key": "inputs/key-a/in/missing.csv"}).json["jobId"]
+    s3.delete_object(Bucket=bucket, Key="inputs/key-a/in/missing.csv")
     events.drain()
 
     job = api.get(job_id).json
     assert job["status"] == "FAILED"
-    assert job["error"].startswith("ObjectNotFound:") and f"s3://{bucket}/in/missing.csv" in job["error"]
+    assert job["error"].startswith("ObjectNotFound:") and f"s3://{bucket}/inputs/key-a/in/missing.csv" in job["error"]
     assert job["result"] is None
 
 
@@ -198,15 +202,16 @@ def test_a_bad_payload_is_refused_with_400(api, payload):
     assert reply.json["code"] == "InvalidPayload"
 
 
-def test_a_bucket_outside_the_input_buckets_is_refused_at_submit(settings, bucket):
+def test_a_bucket_outside_the_input_buckets_is_refused_at_submit(settings, s3, bucket):
     # Given a service whose INPUT_BUCKETS names one bucket (on AWS: the only one its worker may read)
     runtime_module.use(Runtime(replace(settings, input_buckets=(bucket, "other-inputs"))))
+    s3.put_object(Bucket=bucket, Key="inputs/key-a/data.csv", Body=b"a\n1\n")
     with Client(app_module.app) as client:
         api = Api(client)
 
         # When a job names another bucket, and then the allowed one
-        foreign = api.submit("csv-stats", {"bucket": "someone-elses-bucket", "key": "data.csv"})
-        allowed = api.submit("csv-stats", {"bucket": bucket, "key": "data.csv"})
+        foreign = api.submit("csv-stats", {"bucket": "someone-elses-bucket", "key": "inputs/key-a/data.csv"})
+        allowed = api.submit("csv-stats", {"bucket": bucket, "key": "inputs/key-a/data.csv"})
         listed = api.request("GET", "/jobs").json["jobs"]
 
     # Then the first is a 400 naming the bucket and the allowed ones, and nothing was stored for it
@@ -218,16 +223,19 @@ def test_a_bucket_outside_the_input_buckets_is_refused_at_submit(settings, bucke
     assert [job["jobId"] for job in listed] == [allowed.json["jobId"]]
 
 
-def test_no_input_buckets_means_any_bucket(api):
+def test_no_input_buckets_means_any_bucket(api, s3, bucket):
     assert runtime_module.get().settings.input_buckets == ()
-    assert api.submit("csv-stats", {"bucket": "any-bucket", "key": "data.csv"}).status == 202
+    s3.put_object(Bucket=bucket, Key="inputs/key-a/data.csv", Body=b"a\n1\n")
+    assert api.submit("csv-stats", {"bucket": bucket, "key": "inputs/key-a/data.csv"}).status == 202
 
 
 def test_bom_crlf_blank_lines_and_repeated_names_follow_the_documented_rules(rt, s3, bucket, csv_job):
     data = b'\xef\xbb\xbfa,a,b,c\r\n1,2,x,\r\n\r\n,3.5,,\r\n"-4",nan,"",\r\n\n'
-    s3.put_object(Bucket=bucket, Key="edge.csv", Body=data)
+    s3.put_object(Bucket=bucket, Key="inputs/key-a/edge.csv", Body=data)
 
-    result, _, _ = run(CsvStats(), csv_job(bucket=bucket, key="edge.csv", chunkBytes=1024), job_context(rt))
+    result, _, _ = run(
+        CsvStats(), csv_job(bucket=bucket, key="inputs/key-a/edge.csv", chunkBytes=1024), job_context(rt)
+    )
 
     assert result == {
         "rows": 3,
@@ -241,9 +249,9 @@ def test_bom_crlf_blank_lines_and_repeated_names_follow_the_documented_rules(rt,
 
 
 def test_an_empty_object_has_no_rows(rt, s3, bucket, csv_job):
-    s3.put_object(Bucket=bucket, Key="empty.csv", Body=b"")
+    s3.put_object(Bucket=bucket, Key="inputs/key-a/empty.csv", Body=b"")
 
-    result, _, steps = run(CsvStats(), csv_job(bucket=bucket, key="empty.csv"), job_context(rt))
+    result, _, steps = run(CsvStats(), csv_job(bucket=bucket, key="inputs/key-a/empty.csv"), job_context(rt))
 
     assert result == {"rows": 0, "bytes": 0, "columns": {}, "nonNumeric": []}
     assert len(steps) == 1 and steps[0].done == steps[0].total == 0
@@ -261,20 +269,20 @@ def test_an_empty_object_has_no_rows(rt, s3, bucket, csv_job):
     ids=["short row after a quoted newline", "long last row", "unclosed quote", "text after a quote", "not UTF-8"],
 )
 def test_a_malformed_file_fails_permanently_naming_the_line(rt, s3, bucket, csv_job, data, message):
-    s3.put_object(Bucket=bucket, Key="bad.csv", Body=data)
+    s3.put_object(Bucket=bucket, Key="inputs/key-a/bad.csv", Body=data)
 
     with pytest.raises(errors.PermanentFailure) as failure:
-        run(CsvStats(), csv_job(bucket=bucket, key="bad.csv", chunkBytes=1024), job_context(rt))
+        run(CsvStats(), csv_job(bucket=bucket, key="inputs/key-a/bad.csv", chunkBytes=1024), job_context(rt))
 
     assert failure.value.message == message
 
 
 def test_a_record_longer_than_the_carry_limit_fails_instead_of_growing_the_state(rt, s3, bucket, csv_job, monkeypatch):
     monkeypatch.setattr(csv_stats, "MAX_RECORD_BYTES", 2048)
-    s3.put_object(Bucket=bucket, Key="open.csv", Body=b'a,b\n1,"never closed' + b"x" * 5000 + b"\n2,3\n")
+    s3.put_object(Bucket=bucket, Key="inputs/key-a/open.csv", Body=b'a,b\n1,"never closed' + b"x" * 5000 + b"\n2,3\n")
 
     with pytest.raises(errors.PermanentFailure, match="line 2: a record longer than 2048 bytes"):
-        run(CsvStats(), csv_job(bucket=bucket, key="open.csv", chunkBytes=1024), job_context(rt))
+        run(CsvStats(), csv_job(bucket=bucket, key="inputs/key-a/open.csv", chunkBytes=1024), job_context(rt))
 
 
 def test_a_csv_stats_job_handed_off_across_invocations_equals_the_direct_computation(
@@ -284,9 +292,11 @@ def test_a_csv_stats_job_handed_off_across_invocations_equals_the_direct_computa
 
     runtime_module.use(Runtime(replace(settings, handoff_reserve_ms=50)))
     data = generated_csv(rows=3000)
-    s3.put_object(Bucket=bucket, Key="in/long.csv", Body=data)
+    s3.put_object(Bucket=bucket, Key="inputs/key-a/in/long.csv", Body=data)
     short = EventSource(sqs, settings.jobs_queue_url, app_module.run_jobs, function_timeout=0.15)
-    job_id = api.submit("csv-stats", {"bucket": bucket, "key": "in/long.csv", "chunkBytes": 4099}).json["jobId"]
+    job_id = api.submit("csv-stats", {"bucket": bucket, "key": "inputs/key-a/in/long.csv", "chunkBytes": 4099}).json[
+        "jobId"
+    ]
 
     invocations = 0
     while api.get(job_id).json["status"] in ("PENDING", "RUNNING") and invocations < 200:

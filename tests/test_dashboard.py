@@ -102,6 +102,32 @@ def test_submit_a_job_and_watch_its_bar_reach_100_percent(page):
     assert gaps and min(gaps) >= 0.95, gaps
 
 
+def test_a_local_file_is_uploaded_and_a_csv_stats_job_runs_on_it(page, tmp_path):
+    # Given a CSV on the user's machine
+    path = tmp_path / "figures.csv"
+    path.write_bytes(b"a,b\n1,2\n3,4\n5,6\n")
+    uploads = []
+    page.on(
+        "response",
+        lambda r: uploads.append(r.status) if r.request.method == "POST" and "/jobs-local" in r.url else None,
+    )
+    enter_key(page, ALICE)
+
+    # When they pick it in the form of a type that reads an input object, and submit
+    page.select_option("#job-type", "csv-stats")
+    page.set_input_files("#payload-file", str(path))
+    page.click("#submit-form button[type=submit]")
+
+    # Then it went to S3 through the presigned POST (the page's CSP let it), and the job completes on it
+    sync_api.expect(page.locator("#notice")).to_contain_text("Submitted job", timeout=15000)
+    job_id = page.locator("#notice").inner_text().split()[-1].rstrip(".")
+    row = page.locator(f'tr[data-id="{job_id}"]')
+    sync_api.expect(row.locator(".status")).to_have_text("COMPLETED", timeout=30000)
+    assert uploads == [204]
+    row.locator("td.col-id a").click()
+    sync_api.expect(page.locator("#detail-result")).to_contain_text('"rows": 3')
+
+
 def test_cancel_a_running_job_and_see_cancelled(page):
     enter_key(page, ALICE)
     job_id = submit(page, "sleep", steps=300, stepMs=100)

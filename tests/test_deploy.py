@@ -193,11 +193,16 @@ def _list(value) -> list:
 
 
 def _assert_roles(iam, outputs):
-    """Each function's role reaches only its own log group, its queue and (the worker) the input bucket."""
+    """Each function's role reaches only its own log group, its queue and (the worker; the API for
+    uploads and the check at submit, under inputs/) the input bucket."""
     jobs_queue, dlq = outputs["JobsQueueArn"], outputs["DeadLetterQueueArn"]
     bucket = f"arn:aws:s3:::{outputs['InputBucketName']}"
     expected = {
-        "api_handler": {(("sqs:SendMessage",), (jobs_queue,))},
+        "api_handler": {
+            (("sqs:SendMessage",), (jobs_queue,)),
+            (("s3:GetObject", "s3:PutObject"), (f"{bucket}/inputs/*",)),
+            (("s3:ListBucket",), (bucket,)),
+        },
         "run_jobs": {
             (
                 (
@@ -236,7 +241,13 @@ def _assert_input_bucket(s3, outputs):
 
 def _assert_api_requires_keys(apigw, rest_api_id):
     resources = {r["path"]: r for r in apigw.get_resources(restApiId=rest_api_id)["items"]}
-    routes = [("/jobs", "POST"), ("/jobs", "GET"), ("/jobs/{job_id}", "GET"), ("/jobs/{job_id}", "DELETE")]
+    routes = [
+        ("/jobs", "POST"),
+        ("/jobs", "GET"),
+        ("/jobs/{job_id}", "GET"),
+        ("/jobs/{job_id}", "DELETE"),
+        ("/uploads", "POST"),
+    ]
     for path, method in routes:
         found = apigw.get_method(restApiId=rest_api_id, resourceId=resources[path]["id"], httpMethod=method)
         assert found["apiKeyRequired"] is True, f"{method} {path}"

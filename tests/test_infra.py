@@ -65,6 +65,24 @@ def test_input_bucket_is_encrypted_private_and_tls_only():
     assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 
 
+def test_input_bucket_takes_browser_uploads_by_post_only_and_the_api_signs_under_inputs():
+    from cfnlint.decode import cfn_yaml
+
+    resources = cfn_yaml.load(str(ROOT / "infra" / "service.yaml"))["Resources"]
+    [rule] = resources["InputBucket"]["Properties"]["CorsConfiguration"]["CorsRules"]
+    assert rule["AllowedMethods"] == ["POST"] and rule["AllowedOrigins"] == {"Ref": "UploadOrigins"}
+    [policy] = resources["ApiFunctionRole"]["Properties"]["Policies"]
+    s3 = [
+        st
+        for st in policy["PolicyDocument"]["Statement"]
+        if str(st["Action"]).startswith("['s3:") or str(st["Action"]).startswith("s3:")
+    ]
+    assert {str(st["Resource"]) for st in s3} == {
+        str({"Fn::Sub": "${InputBucket.Arn}/inputs/*"}),
+        str({"Fn::GetAtt": ["InputBucket", "Arn"]}),
+    }
+
+
 def chalice_package(config: dict, stage: str, tmp_path: Path) -> Path:
     """`chalice package` of `config`'s stage from a build copy of the app; returns sam.json's path."""
     deploy.prepare_build_dir(ROOT, tmp_path / "app", config)

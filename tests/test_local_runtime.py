@@ -130,6 +130,39 @@ def test_cli_prints_the_api_error_and_exits_non_zero(local_runtime):
     assert _cli(local_runtime, "--key", "wrong", "list").stderr.strip() == "jobs: 403: Forbidden"
 
 
+def test_cli_upload_prints_a_key_under_the_clients_prefix(local_runtime, tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_bytes(b"to be or not to be\n")
+
+    result = _cli(local_runtime, "upload", str(path))
+
+    assert result.returncode == 0, result.stderr
+    key = result.stdout.strip()
+    assert key.startswith("inputs/alice/") and key.endswith("-notes.txt")
+    code, job = call(
+        local_runtime.url, "POST", body={"type": "word-frequency", "payload": {"bucket": "jobs-local", "key": key}}
+    )
+    assert code == 202
+    assert wait_for(local_runtime.url, job["jobId"], "COMPLETED")["result"]["totalWords"] == 6
+
+
+def test_cli_submit_input_uploads_then_runs_the_job_on_the_file(local_runtime, tmp_path):
+    path = tmp_path / "figures.csv"
+    path.write_bytes(b"a,b\n1,2\n3,4\n")
+
+    result = _cli(local_runtime, "submit", "csv-stats", "--input", str(path), "--wait")
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["columns"]["b"] == {"count": 2, "sum": 6.0, "min": 2.0, "max": 4.0, "mean": 3.0}
+    assert "uploaded" in result.stderr and "inputs/alice/" in result.stderr
+
+
+def test_cli_upload_of_a_missing_file_says_so(local_runtime, tmp_path):
+    result = _cli(local_runtime, "upload", str(tmp_path / "nope.csv"))
+
+    assert result.returncode == 1 and "No such file" in result.stderr
+
+
 def _cli(rt, *args):
     return subprocess.run(
         [sys.executable, "-m", "local.cli", "--url", rt.url, "--key", ALICE, *args],

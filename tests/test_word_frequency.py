@@ -119,8 +119,8 @@ def checked(ctx):
 @pytest.mark.parametrize("chunk_bytes", [1024, 1025, 1031, 4099, 65536, DEFAULT_CHUNK_BYTES])
 def test_counts_equal_one_pass_over_the_whole_text_for_any_chunk_size(s3, bucket, ctx, checked, chunk_bytes):
     data = generated_text()
-    s3.put_object(Bucket=bucket, Key="text.txt", Body=data)
-    payload = checked(bucket=bucket, key="text.txt", chunkBytes=chunk_bytes, top=1000)
+    s3.put_object(Bucket=bucket, Key="inputs/o/text.txt", Body=data)
+    payload = checked(bucket=bucket, key="inputs/o/text.txt", chunkBytes=chunk_bytes, top=1000)
 
     result, state, steps = run(WordFrequency(), payload, ctx)
 
@@ -137,8 +137,8 @@ def test_counts_equal_one_pass_over_the_whole_text_for_any_chunk_size(s3, bucket
 
 def test_a_state_round_tripped_through_json_resumes_mid_text(settings, s3, bucket, ctx, checked):
     data = generated_text(words=8000)
-    s3.put_object(Bucket=bucket, Key="text.txt", Body=data)
-    payload = checked(bucket=bucket, key="text.txt", chunkBytes=1031)
+    s3.put_object(Bucket=bucket, Key="inputs/o/text.txt", Body=data)
+    payload = checked(bucket=bucket, key="inputs/o/text.txt", chunkBytes=1031)
     uninterrupted, _, steps = run(WordFrequency(), payload, ctx)
     # Checkpoints inside a cut character and inside the 5000-character word, resumed in a new container.
     cut = next(s.state for s in steps if cuts_a_character(s.state))
@@ -153,8 +153,8 @@ def test_a_state_round_tripped_through_json_resumes_mid_text(settings, s3, bucke
 
 def test_a_chunk_redone_from_its_checkpoint_gives_the_same_state(settings, s3, bucket, ctx, checked):
     data = generated_text(words=8000)
-    s3.put_object(Bucket=bucket, Key="text.txt", Body=data)
-    payload = checked(bucket=bucket, key="text.txt", chunkBytes=1031)
+    s3.put_object(Bucket=bucket, Key="inputs/o/text.txt", Body=data)
+    payload = checked(bucket=bucket, key="inputs/o/text.txt", chunkBytes=1031)
     _, _, steps = run(WordFrequency(), payload, ctx, steps=40)
     checkpoint = json.loads(json.dumps(steps[-2].state))
 
@@ -177,9 +177,9 @@ def test_word_frequency_is_safe_to_redo():
 
 
 def test_an_empty_object_has_no_words(s3, bucket, ctx, checked):
-    s3.put_object(Bucket=bucket, Key="empty.txt", Body=b"")
+    s3.put_object(Bucket=bucket, Key="inputs/o/empty.txt", Body=b"")
 
-    result, _, steps = run(WordFrequency(), checked(bucket=bucket, key="empty.txt"), ctx)
+    result, _, steps = run(WordFrequency(), checked(bucket=bucket, key="inputs/o/empty.txt"), ctx)
 
     assert result == {"words": [], "distinctWords": 0, "totalWords": 0, "bytes": 0}
     assert len(steps) == 1 and steps[0].done == steps[0].total == 0 and steps[0].finished
@@ -190,38 +190,38 @@ def test_invalid_utf8_separates_words_even_across_a_range_boundary(s3, bucket, c
     # Bytes 1023-1024 begin a 3-byte character that "b" breaks off; \xff is never UTF-8; 日 is whole;
     # the object ends in half an emoji.
     data = b"w " * 511 + b"a" + b"\xe6\x97" + b"b\xffc\xe6\x97\xa5d e\xf0\x9f"
-    s3.put_object(Bucket=bucket, Key="bad.txt", Body=data)
+    s3.put_object(Bucket=bucket, Key="inputs/o/bad.txt", Body=data)
 
-    _, state, _ = run(WordFrequency(), checked(bucket=bucket, key="bad.txt", chunkBytes=chunk_bytes), ctx)
+    _, state, _ = run(WordFrequency(), checked(bucket=bucket, key="inputs/o/bad.txt", chunkBytes=chunk_bytes), ctx)
 
     assert state["counts"] == {"w": 511, "a": 1, "b": 1, "c日d": 1, "e": 1} == reference_counts(data)
 
 
 def test_too_many_distinct_words_fail_the_job_saying_so(s3, bucket, ctx, checked):
     data = " ".join(f"w{i}" for i in range(MAX_DISTINCT_WORDS + 1)).encode()
-    s3.put_object(Bucket=bucket, Key="many.txt", Body=data)
+    s3.put_object(Bucket=bucket, Key="inputs/o/many.txt", Body=data)
 
     with pytest.raises(errors.PermanentFailure) as failure:
-        run(WordFrequency(), checked(bucket=bucket, key="many.txt", chunkBytes=65536), ctx)
+        run(WordFrequency(), checked(bucket=bucket, key="inputs/o/many.txt", chunkBytes=65536), ctx)
 
     assert failure.value.message.startswith(f"more than {MAX_DISTINCT_WORDS} distinct words, or counts over ")
-    assert f"s3://{bucket}/many.txt" in failure.value.message
+    assert f"s3://{bucket}/inputs/o/many.txt" in failure.value.message
 
 
 def test_counts_over_the_checkpoint_ceiling_fail_the_job_before_the_count_cap(s3, bucket, ctx, checked):
     # 3,000 distinct words of 100 characters: far under the count cap, but over 256 KiB of JSON
     data = " ".join(f"{i:05d}" + "x" * 95 for i in range(3000)).encode()
-    s3.put_object(Bucket=bucket, Key="long.txt", Body=data)
+    s3.put_object(Bucket=bucket, Key="inputs/o/long.txt", Body=data)
 
     with pytest.raises(errors.PermanentFailure, match="bytes of JSON: they would outgrow a checkpoint"):
-        run(WordFrequency(), checked(bucket=bucket, key="long.txt", chunkBytes=65536), ctx)
+        run(WordFrequency(), checked(bucket=bucket, key="inputs/o/long.txt", chunkBytes=65536), ctx)
 
 
 def test_the_top_words_go_by_count_then_alphabetically(s3, bucket, ctx, checked):
-    s3.put_object(Bucket=bucket, Key="ties.txt", Body="d b, A. c B a; é e E".encode())
+    s3.put_object(Bucket=bucket, Key="inputs/o/ties.txt", Body="d b, A. c B a; é e E".encode())
 
-    top3, _, _ = run(WordFrequency(), checked(bucket=bucket, key="ties.txt", top=3), ctx)
-    everything, _, _ = run(WordFrequency(), checked(bucket=bucket, key="ties.txt", top=1000), ctx)
+    top3, _, _ = run(WordFrequency(), checked(bucket=bucket, key="inputs/o/ties.txt", top=3), ctx)
+    everything, _, _ = run(WordFrequency(), checked(bucket=bucket, key="inputs/o/ties.txt", top=1000), ctx)
 
     assert top3 == {
         "words": [{"word": "a", "count": 2}, {"word": "b", "count": 2}, {"word": "e", "count": 2}],
@@ -233,23 +233,28 @@ def test_the_top_words_go_by_count_then_alphabetically(s3, bucket, ctx, checked)
 
 
 def test_an_object_that_shrinks_under_the_job_fails_it_naming_the_object(s3, bucket, ctx, checked):
-    s3.put_object(Bucket=bucket, Key="text.txt", Body=b"word " * 1000)
-    payload = checked(bucket=bucket, key="text.txt", chunkBytes=1024)
+    s3.put_object(Bucket=bucket, Key="inputs/o/text.txt", Body=b"word " * 1000)
+    payload = checked(bucket=bucket, key="inputs/o/text.txt", chunkBytes=1024)
     _, state, _ = run(WordFrequency(), payload, ctx, steps=1)
-    s3.put_object(Bucket=bucket, Key="text.txt", Body=b"word " * 300)
+    s3.put_object(Bucket=bucket, Key="inputs/o/text.txt", Body=b"word " * 300)
 
-    with pytest.raises(errors.PermanentFailure, match=f"s3://{bucket}/text.txt changed while the job read it"):
+    with pytest.raises(errors.PermanentFailure, match=f"s3://{bucket}/inputs/o/text.txt changed while the job read it"):
         run(WordFrequency(), payload, ctx, state=state)
 
 
 def test_integers_are_cast_and_defaults_filled_in(checked):
-    assert checked(bucket="b", key="k", top=5.0, chunkBytes=2048.0) == {
+    assert checked(bucket="b", key="inputs/o/k", top=5.0, chunkBytes=2048.0) == {
         "bucket": "b",
-        "key": "k",
+        "key": "inputs/o/k",
         "top": 5,
         "chunkBytes": 2048,
     }
-    assert checked(bucket="b", key="k") == {"bucket": "b", "key": "k", "top": 10, "chunkBytes": DEFAULT_CHUNK_BYTES}
+    assert checked(bucket="b", key="inputs/o/k") == {
+        "bucket": "b",
+        "key": "inputs/o/k",
+        "top": 10,
+        "chunkBytes": DEFAULT_CHUNK_BYTES,
+    }
 
 
 @pytest.mark.parametrize(
@@ -288,11 +293,11 @@ def test_a_bad_payload_is_refused(checked, payload):
 
 def test_a_word_frequency_job_completes_through_the_worker(api, events, s3, bucket):
     data = generated_text(words=5000)
-    s3.put_object(Bucket=bucket, Key="in/text.txt", Body=data)
+    s3.put_object(Bucket=bucket, Key="inputs/key-a/in/text.txt", Body=data)
 
-    job_id = api.submit("word-frequency", {"bucket": bucket, "key": "in/text.txt", "top": 5, "chunkBytes": 4099}).json[
-        "jobId"
-    ]
+    job_id = api.submit(
+        "word-frequency", {"bucket": bucket, "key": "inputs/key-a/in/text.txt", "top": 5, "chunkBytes": 4099}
+    ).json["jobId"]
     events.drain()
 
     job = api.get(job_id).json

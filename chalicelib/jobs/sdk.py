@@ -41,7 +41,9 @@ class Objects(Protocol):
     """S3 as a job may use it: reads of its inputs, writes and reads of objects of its own."""
 
     def check_input(self, bucket: str, key: str) -> None:
-        """Raise errors.InvalidPayload unless the job may read s3://bucket/key (no request is made)."""
+        """Raise errors.InvalidPayload unless the job may read s3://bucket/key: an object of the
+        service's input buckets under the owner's prefix `inputs/<owner>/`, which exists. At submit
+        this is one HeadObject (none for another owner's key, which answers as a missing one)."""
 
     def size(self, bucket: str, key: str) -> int:
         """The input object's length in bytes."""
@@ -106,7 +108,8 @@ class JobType:
 
     def validate(self, payload: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         """Checks across fields and normalising, after the schema; raise errors.InvalidPayload.
-        Runs at submit, so it must be cheap: no I/O (use `ctx.objects.check_input` for inputs)."""
+        Runs at submit, so it must be cheap: no I/O but `ctx.objects.check_input` for inputs (one
+        HeadObject), and again in the worker before each invocation's first chunk (no request)."""
         return payload
 
     def start(self, payload: dict[str, Any], ctx: JobContext) -> Any:

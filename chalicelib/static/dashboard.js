@@ -105,6 +105,25 @@ function renderPayloadFields(schema) {
     input.dataset.kind = spec.type || "string";
     box.append(field(name, name, input, spec.description));
   }
+  if (properties.bucket && properties.key) {
+    // A type that reads an input object: a local file instead, uploaded first (POST /uploads).
+    const file = Object.assign(document.createElement("input"), { type: "file" });
+    file.dataset.kind = "file";
+    box.append(field("file", "or a local file", file, "uploaded to your own input prefix; fills in bucket and key"));
+  }
+}
+
+// Uploads go straight to S3 with the presigned POST the API signs (the page's connect-src allows its origin).
+async function uploadFile(file) {
+  const body = { filename: file.name, bytes: file.size };
+  if (file.type) body.contentType = file.type;
+  const { data } = await api("POST", "uploads", body);
+  const form = new FormData();
+  for (const [name, value] of Object.entries(data.fields)) form.append(name, value);
+  form.append("file", file);  // S3 wants the file last
+  const response = await fetch(data.uploadUrl, { method: "POST", body: form });
+  if (!response.ok) throw new Error(`the upload was refused (${response.status})`);
+  return data;
 }
 
 function field(name, label, input, help) {
@@ -125,7 +144,7 @@ function payloadFromForm() {
   if (inputs.length === 1 && inputs[0].name === "payload") return JSON.parse(inputs[0].value || "{}");
   const payload = {};
   for (const input of inputs) {
-    if (input.value === "") continue;
+    if (input.value === "" || input.dataset.kind === "file") continue;
     payload[input.name] = input.dataset.kind === "integer" || input.dataset.kind === "number" ? Number(input.value) : input.value;
   }
   return payload;
@@ -135,6 +154,12 @@ async function submitJob(event) {
   event.preventDefault();
   try {
     const body = { type: $("#job-type").value, payload: payloadFromForm() };
+    const file = $("#payload-file");
+    if (file && file.files.length) {
+      notice(`Uploading ${file.files[0].name}...`);
+      const upload = await uploadFile(file.files[0]);
+      Object.assign(body.payload, { bucket: upload.bucket, key: upload.key });
+    }
     const { data, retryAfter } = await api("POST", "jobs", body);
     notice(`Submitted job ${data.jobId}.`);
     state.cursor = null;
