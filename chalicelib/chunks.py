@@ -43,7 +43,9 @@ class Run:
     units_per_second: float | None = None
     #: Longest chunk of this run; before any, the type's own estimate.
     longest_ms: float = 0.0
+    #: Chunks run in this run, and by the job in all its runs (kept in the checkpoint).
     chunks: int = 0
+    chunks_done: int = 0
 
     @classmethod
     def resume(
@@ -58,25 +60,38 @@ class Run:
     ) -> Run:
         """The run from the newest of `checkpoints` (by sequence number), or from the type's start."""
         expected_ms = (job_type.chunk_seconds(payload) or 0) * 1000
-        found = [c for c in checkpoints if c]
-        if not found:
+        newest = newest_checkpoint(checkpoints)
+        if newest is None:
             return cls(job, job_type, ctx, payload, job_type.start(payload, ctx), 0, token, longest_ms=expected_ms)
-        newest = max(found, key=lambda c: c["seq"])
         job.progress, job.progress_detail, job.message = newest["progress"]
         done = (job.progress_detail or {}).get("done") or 0
         return cls(
-            job, job_type, ctx, payload, newest["state"], newest["seq"], token, longest_ms=expected_ms, done=done
+            job,
+            job_type,
+            ctx,
+            payload,
+            newest["state"],
+            newest["seq"],
+            token,
+            longest_ms=expected_ms,
+            done=done,
+            chunks_done=newest.get("chunks", 0),
         )
 
     def checkpoint(self) -> dict[str, Any]:
         """What a later run resumes from: the sequence number, the type's state, the progress."""
         job = self.job
-        return {"seq": self.seq, "state": self.state, "progress": [job.progress, job.progress_detail, job.message]}
+        return {
+            "seq": self.seq,
+            "state": self.state,
+            "progress": [job.progress, job.progress_detail, job.message],
+            "chunks": self.chunks_done,
+        }
 
     def observe(self, step: Step, elapsed_ms: float) -> None:
         """Take in a chunk's outcome: next state, progress, chunk cadence, units per second and ETA."""
         job = self.job
-        self.state, self.chunks = step.state, self.chunks + 1
+        self.state, self.chunks, self.chunks_done = step.state, self.chunks + 1, self.chunks_done + 1
         self.longest_ms = max(self.longest_ms, elapsed_ms)
         self.cadence_ms = _average(self.cadence_ms, elapsed_ms)
         if elapsed_ms > 0 and step.done >= self.done:
@@ -89,6 +104,18 @@ class Run:
             # The type's own units (bytes, rows, steps) at the rate they were observed to go.
             job.eta_seconds = math.ceil(max(0, step.total - step.done) / self.units_per_second)
         job.updated_at = utcnow()
+
+
+def newest_checkpoint(checkpoints: Iterable[dict[str, Any] | None]) -> dict[str, Any] | None:
+    """The newest of `checkpoints` by sequence number (Redis's or MySQL's), or None if there is none."""
+    found = [c for c in checkpoints if c]
+    return max(found, key=lambda c: c["seq"]) if found else None
+
+
+def running_chunk(checkpoints: Iterable[dict[str, Any] | None]) -> int:
+    """The number (from 1) of the chunk a job runs next from the newest of `checkpoints`."""
+    newest = newest_checkpoint(checkpoints)
+    return (newest or {}).get("chunks", 0) + 1
 
 
 class Invocation:

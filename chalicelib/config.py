@@ -92,6 +92,9 @@ class Settings:
     lease_seconds: int = 120
     #: First retry delay after a failed step; doubled per attempt, full jitter, capped at 900 s.
     retry_base_seconds: int = 2
+    #: A job whose workers died this many times in a row while running the same chunk (killed, out
+    #: of memory, past Lambda's time limit, an unexpected error) is FAILED instead of run again.
+    max_deaths: int = 3
     #: Time a hand-off itself needs (one MySQL UPDATE, one SQS send), kept free before the limit.
     handoff_reserve_ms: int = 3000
     #: The sweeper sends a PENDING job again when it has waited this long without starting.
@@ -137,6 +140,7 @@ class Settings:
             default_timeout_seconds=_int(env, "DEFAULT_TIMEOUT_SECONDS", d.default_timeout_seconds),
             lease_seconds=_int(env, "LEASE_SECONDS", d.lease_seconds),
             retry_base_seconds=_int(env, "RETRY_BASE_SECONDS", d.retry_base_seconds),
+            max_deaths=_int(env, "MAX_DEATHS", d.max_deaths),
             handoff_reserve_ms=_int(env, "HANDOFF_RESERVE_MS", d.handoff_reserve_ms),
             pending_resend_seconds=_int(env, "PENDING_RESEND_SECONDS", d.pending_resend_seconds),
             retention_seconds=_retention(env, d.retention_seconds),
@@ -176,6 +180,7 @@ class Settings:
             "DEFAULT_TIMEOUT_SECONDS": str(self.default_timeout_seconds),
             "LEASE_SECONDS": str(self.lease_seconds),
             "RETRY_BASE_SECONDS": str(self.retry_base_seconds),
+            "MAX_DEATHS": str(self.max_deaths),
             "HANDOFF_RESERVE_MS": str(self.handoff_reserve_ms),
             "PENDING_RESEND_SECONDS": str(self.pending_resend_seconds),
             "RETENTION_SECONDS": str(self.retention_seconds),

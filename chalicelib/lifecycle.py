@@ -42,6 +42,14 @@ def timeout_error(job: Job) -> str:
     return f"timed out: ran longer than timeoutSeconds ({job.timeout_seconds})"
 
 
+def died_error(job: Job) -> str:
+    """The error of a job failed because its workers kept dying at one chunk (MAX_DEATHS)."""
+    return (
+        f"worker died {job.deaths} times while running chunk {job.death_chunk}"
+        " (killed, out of memory, past its time limit or an unexpected error)"
+    )
+
+
 def describe(exc: BaseException) -> str:
     """An exception as a FAILED job's error: its type and message, clipped."""
     text = exc.message if isinstance(exc, errors.JobsError) else str(exc)

@@ -108,6 +108,9 @@ class Job:
     #: The fence: the token of the worker that last started or claimed the job (read with the
     #: checkpoint); a holder's MySQL writes win only while their token is still this one.
     lease_token: str | None = field(default=None, repr=False)
+    #: Deaths in a row of the job's workers at chunk `death_chunk` (read with the checkpoint).
+    deaths: int = field(default=0, repr=False)
+    death_chunk: int | None = field(default=None, repr=False)
 
     def snapshot(self) -> JobSnapshot:
         """What a client may see of the job now."""

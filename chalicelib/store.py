@@ -93,6 +93,8 @@ def _job(row: dict[str, Any]) -> Job:
         updated_at=row["updated_at"],
         checkpoint=_load(row.get("checkpoint")),
         lease_token=row.get("lease_token"),
+        deaths=row.get("deaths") or 0,
+        death_chunk=row.get("death_chunk"),
     )
 
 
@@ -226,9 +228,9 @@ class JobStore:
         return (_job(rows[0]), rows[0]["request_hash"]) if rows else (None, None)
 
     def get_job(self, job_id: str, *, owner: str | None = None, with_checkpoint: bool = False) -> Job | None:
-        """The job with that id (and owner, when given), or None; the worker asks for the checkpoint
-        and lease token too."""
-        columns = _COLUMNS + (", checkpoint, lease_token" if with_checkpoint else "")
+        """The job with that id (and owner, when given), or None; the worker asks for the checkpoint,
+        lease token and deaths too."""
+        columns = _COLUMNS + (", checkpoint, lease_token, deaths, death_chunk" if with_checkpoint else "")
         sql = f"SELECT {columns} FROM jobs WHERE id = %s"
         args: list[Any] = [job_id]
         if owner is not None:
@@ -292,12 +294,18 @@ class JobStore:
         )
         return changed == 1
 
-    def claim(self, job_id: str, *, token: str, at) -> bool:
+    def claim(self, job_id: str, *, token: str, at, chunk: int = 1) -> bool:
         """Make `token` the fence of a RUNNING job whose holder's lease expired: `WHERE status = RUNNING`.
-        True if the job is still RUNNING; from now on the previous holder's fenced writes miss."""
+        True if the job is still RUNNING; from now on the previous holder's fenced writes miss.
+
+        The same UPDATE counts the previous holder's death at `chunk` (the chunk it was running):
+        one more if the last death was at that chunk too, else the count starts again at 1.
+        """
+        # MySQL and MariaDB assign left to right: `deaths` still compares the old `death_chunk`.
         changed, _ = self._execute(
-            "UPDATE jobs SET lease_token = %s, updated_at = %s WHERE id = %s AND status = %s",
-            (token, at, job_id, JobStatus.RUNNING.value),
+            "UPDATE jobs SET lease_token = %s, deaths = IF(death_chunk <=> %s, deaths + 1, 1), death_chunk = %s,"
+            " updated_at = %s WHERE id = %s AND status = %s",
+            (token, chunk, chunk, at, job_id, JobStatus.RUNNING.value),
         )
         return changed == 1
 

@@ -20,11 +20,11 @@ from typing import Any
 
 from . import batch, errors, observability
 from .batch import JobRecord
-from .chunks import Invocation, Run
+from .chunks import Invocation, Run, running_chunk
 from .config import Settings
 from .hotstate import HotState, Lease, WriteOutcome
 from .jobs import JobContext, JobTypes
-from .lifecycle import Lifecycle, describe, overdue
+from .lifecycle import Lifecycle, describe, died_error, overdue
 from .models import Job, JobStatus, as_utc, clip_message, utcnow
 from .objects import ObjectStore
 from .observability import logger as log
@@ -136,9 +136,11 @@ class Worker:
 
     def _hold(self, job: Job, token: str, lease: Lease, invocation: Invocation) -> JobStatus | None:
         fresh = job.status is JobStatus.PENDING
-        if not (self._start(job, token) if fresh else self._claim(job, token)):
+        if not (self._start(job, token) if fresh else self._claim(job, token, lease.checkpoint)):
             self._lifecycle.release_quietly(job.id, token)
             return None
+        if job.deaths >= self._settings.max_deaths and job.lease_token == token:
+            return self._end(job, token, JobStatus.FAILED, error=died_error(job))
         try:
             run = self._resume(job, token, lease.checkpoint, invocation)
         except Exception as exc:
@@ -164,14 +166,23 @@ class Worker:
         log.info("job started", extra={"job_type": job.type, "attempt": job.attempts})
         return True
 
-    def _claim(self, job: Job, token: str) -> bool:
-        """Make `token` the RUNNING job's holder in MySQL too, unless it already is (a hand-off)."""
+    def _claim(self, job: Job, token: str, hot_checkpoint: Any) -> bool:
+        """Make `token` the RUNNING job's holder in MySQL too, unless it already is (a hand-off).
+
+        A take-over counts a death of the previous holder at the chunk it was running (`job.deaths`).
+        """
         if job.lease_token == token:
             return True
         # The previous holder's lease expired: it was killed, stalled, or Redis lost the lease.
-        if not self._store.claim(job.id, token=token, at=utcnow()):
+        chunk = running_chunk((hot_checkpoint, job.checkpoint))
+        if not self._store.claim(job.id, token=token, at=utcnow(), chunk=chunk):
             return False
-        log.warning("job taken over from an expired lease", extra={"attempt": job.attempts})
+        job.deaths = job.deaths + 1 if job.death_chunk == chunk else 1
+        job.death_chunk, job.lease_token = chunk, token
+        log.warning(
+            "job taken over from an expired lease",
+            extra={"attempt": job.attempts, "deaths": job.deaths, "chunk": chunk},
+        )
         observability.count("JobsTakenOver")
         return True
 

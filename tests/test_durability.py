@@ -106,6 +106,55 @@ def test_a_killed_worker_process_is_taken_over_from_its_checkpoint_redoing_at_mo
     assert _row(mysql, job_id)["lease_token"] is not None
 
 
+def test_a_job_that_kills_its_worker_at_the_same_chunk_every_time_fails_after_max_deaths(
+    api, settings, make_queue, workers, tmp_path, mysql
+):
+    # Given a job whose chunk 2 kills the process running it (an out-of-memory stand-in), every time
+    fast = replace(settings, jobs_queue_url=make_queue(visibility_timeout=2), lease_seconds=1, max_deaths=3)
+    runtime_module.use(Runtime(fast))
+    procs = [workers(fast, probe_log=tmp_path) for _ in range(4)]
+    started = time.monotonic()
+    job_id = api.submit("probe", {"tag": "oom", "steps": 4, "killAtStep": 2}, timeoutSeconds=600).json["jobId"]
+
+    # When workers keep taking it over
+    job = _finished(api, job_id, timeout=60)
+
+    # Then the job fails after three deaths at chunk 2, long before its timeout, and says so
+    steps = logged_steps(tmp_path, "oom")
+    assert job["status"] == "FAILED"
+    assert job["error"].startswith("worker died 3 times while running chunk 2 ")
+    assert time.monotonic() - started < 60
+    assert [step for _, step in steps] == [1, 2, 2, 2]  # the fourth holder failed it without running it
+    assert sum(proc.poll() == -signal.SIGKILL for proc in procs) == 3
+    row = _row(mysql, job_id)
+    assert (row["status"], row["deaths"], row["death_chunk"], row["attempts"]) == ("FAILED", 3, 2, 1)
+
+
+def test_a_job_whose_worker_dies_at_different_chunks_keeps_going(api, events, settings, sqs, mysql):
+    # Deaths count in a row at one chunk: progress between them starts the count again.
+    _use(settings, lease_seconds=1, max_deaths=2)
+    job_id = api.submit("probe", {"tag": "moving", "steps": 4}).json["jobId"]
+    runtime = runtime_module.get()
+    for crash_at in (2, 3, 4):
+        Probe.started.pop("moving", None)
+        with mysql.cursor() as cur:  # the next pass crashes at `crash_at`, once
+            cur.execute(
+                "UPDATE jobs SET payload = JSON_SET(payload, '$.crashAtStep', %s) WHERE id = %s", (crash_at, job_id)
+            )
+        messages = wait_until(lambda: events.receive(wait_seconds=1), timeout=10)
+        with pytest.raises(SimulatedCrash):
+            events.invoke(messages)
+        sqs.change_message_visibility(
+            QueueUrl=settings.jobs_queue_url, ReceiptHandle=messages[0]["ReceiptHandle"], VisibilityTimeout=0
+        )
+        wait_until(lambda: not runtime.hot.leased([job_id]), timeout=3)
+    events.drain()
+
+    job = api.get(job_id).json
+    assert job["status"] == "COMPLETED" and {k: job["result"][k] for k in ("done", "sum")} == _expected(4)
+    assert (_row(mysql, job_id)["deaths"], _row(mysql, job_id)["death_chunk"]) == (1, 4)
+
+
 # --- (b) the same message twice at once ----------------------------------------------------------
 def test_the_same_message_delivered_twice_at_once_runs_each_chunk_once(api, events, sqs, settings):
     job_id = api.submit("probe", {"tag": "twice", "steps": 10, "stepMs": 20}).json["jobId"]
@@ -422,6 +471,34 @@ def test_the_sweeper_sends_again_a_running_job_whose_worker_died_with_its_messag
     job = api.get(job_id).json
     assert job["status"] == "COMPLETED" and {k: job["result"][k] for k in ("done", "sum")} == _expected(4)
     assert Probe.started["orphan"] == [1, 2, 3, 3, 4]
+
+
+def test_a_job_the_sweeper_keeps_sending_again_to_a_dying_worker_fails_after_max_deaths(
+    api, events, settings, sqs, redis_client
+):
+    # Given a job that crashes its worker in chunk 3 every time, and whose message is lost each time
+    runtime = _use(settings, lease_seconds=1, stall_after_seconds=0, max_deaths=2)
+    job_id = api.submit("probe", {"tag": "resent", "steps": 4, "crashAtStep": 3, "crashAlways": True}).json["jobId"]
+    crashes = 0
+    for _ in range(4):
+        messages = wait_until(lambda: events.receive(wait_seconds=1), timeout=10)
+        try:
+            events.invoke(messages)
+            break
+        except SimulatedCrash:
+            crashes += 1
+        sqs.delete_message(QueueUrl=settings.jobs_queue_url, ReceiptHandle=messages[0]["ReceiptHandle"])
+        # When only the sweeper sends it again (once two passes a lease period apart saw no lease)
+        wait_until(lambda: not redis_client.exists(runtime.hot.lease_key(job_id)), timeout=3)
+        runtime.sweeper.sweep()
+        time.sleep(1.1)
+        assert runtime.sweeper.sweep().stalled_sent == 1
+
+    # Then the take-overs the re-sends led to counted the deaths, and the job failed after the bound
+    job = api.get(job_id).json
+    assert crashes == 2
+    assert job["status"] == "FAILED" and job["error"].startswith("worker died 2 times while running chunk 3 ")
+    assert Probe.started["resent"] == [1, 2, 3, 3]
 
 
 # --- timeouts and retention ------------------------------------------------------------------------

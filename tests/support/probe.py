@@ -4,9 +4,10 @@ The tests' settings name this module in JOB_TYPES, as a deployment names its own
 
 Payload: tag (names the record), steps, stepMs; failAtStep (raises there, on every pass, or only
 on the first `failTimes` passes); crashAtStep (SimulatedCrash on the first pass only, or on every
-pass with crashAlways); gateAtStep (the first pass waits until the test opens `Probe.gates[tag]`);
-resultBytes (size of the result). The state carries a running sum and which pass of its step
-produced it, so a result tells which run wrote it.
+pass with crashAlways); killAtStep (the process kills itself with SIGKILL there, on every pass: an
+out-of-memory or time-limit stand-in, for worker processes only); gateAtStep (the first pass waits
+until the test opens `Probe.gates[tag]`); resultBytes (size of the result). The state carries a
+running sum and which pass of its step produced it, so a result tells which run wrote it.
 
 Chunk starts are kept in memory (`Probe.started`) and, when PROBE_LOG names a directory, appended
 to `<dir>/<tag>` as "pid step" lines, so tests can count the chunks of worker processes too.
@@ -15,6 +16,7 @@ to `<dir>/<tag>` as "pid step" lines, so tests can count the chunks of worker pr
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -47,6 +49,8 @@ class Probe(JobType):
             self.gates.setdefault(tag, threading.Event()).wait(30)
         if payload.get("failAtStep") == current and passes <= payload.get("failTimes", 10**6):
             raise RuntimeError(f"probe failed at step {current}")
+        if payload.get("killAtStep") == current:
+            os.kill(os.getpid(), signal.SIGKILL)
         if payload.get("crashAtStep") == current and (passes == 1 or payload.get("crashAlways")):
             raise SimulatedCrash(f"crash in step {current}")
         steps = payload["steps"]
