@@ -46,6 +46,10 @@ class Run:
     #: Chunks run in this run, and by the job in all its runs (kept in the checkpoint).
     chunks: int = 0
     chunks_done: int = 0
+    #: The last chunk ran, but the end is not written yet (its dependency was down): only `finish` is left.
+    finished: bool = False
+    #: Waits in a row for a dependency that is down (the next wait is longer).
+    waits: int = 0
 
     @classmethod
     def resume(
@@ -76,6 +80,8 @@ class Run:
             longest_ms=expected_ms,
             done=done,
             chunks_done=newest.get("chunks", 0),
+            finished=newest.get("finished", False),
+            waits=newest.get("waits", 0),
         )
 
     def checkpoint(self) -> dict[str, Any]:
@@ -86,12 +92,15 @@ class Run:
             "state": self.state,
             "progress": [job.progress, job.progress_detail, job.message],
             "chunks": self.chunks_done,
+            "finished": self.finished,
+            "waits": self.waits,
         }
 
     def observe(self, step: Step, elapsed_ms: float) -> None:
         """Take in a chunk's outcome: next state, progress, chunk cadence, units per second and ETA."""
         job = self.job
         self.state, self.chunks, self.chunks_done = step.state, self.chunks + 1, self.chunks_done + 1
+        self.finished, self.waits = step.finished, 0
         self.longest_ms = max(self.longest_ms, elapsed_ms)
         self.cadence_ms = _average(self.cadence_ms, elapsed_ms)
         if elapsed_ms > 0 and step.done >= self.done:

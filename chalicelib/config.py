@@ -95,6 +95,9 @@ class Settings:
     #: A job whose workers died this many times in a row while running the same chunk (killed, out
     #: of memory, past Lambda's time limit, an unexpected error) is FAILED instead of run again.
     max_deaths: int = 3
+    #: First wait, in seconds, of a run whose dependency (S3, MySQL, Redis) is down; doubled per wait
+    #: in a row, at most 60 s, until the job's timeoutSeconds. Waits never use up the job's attempts.
+    dependency_wait_seconds: int = 5
     #: Time a hand-off itself needs (one MySQL UPDATE, one SQS send), kept free before the limit.
     handoff_reserve_ms: int = 3000
     #: The sweeper sends a PENDING job again when it has waited this long without starting.
@@ -141,6 +144,7 @@ class Settings:
             lease_seconds=_int(env, "LEASE_SECONDS", d.lease_seconds),
             retry_base_seconds=_int(env, "RETRY_BASE_SECONDS", d.retry_base_seconds),
             max_deaths=_int(env, "MAX_DEATHS", d.max_deaths),
+            dependency_wait_seconds=_int(env, "DEPENDENCY_WAIT_SECONDS", d.dependency_wait_seconds),
             handoff_reserve_ms=_int(env, "HANDOFF_RESERVE_MS", d.handoff_reserve_ms),
             pending_resend_seconds=_int(env, "PENDING_RESEND_SECONDS", d.pending_resend_seconds),
             retention_seconds=_retention(env, d.retention_seconds),
@@ -181,6 +185,7 @@ class Settings:
             "LEASE_SECONDS": str(self.lease_seconds),
             "RETRY_BASE_SECONDS": str(self.retry_base_seconds),
             "MAX_DEATHS": str(self.max_deaths),
+            "DEPENDENCY_WAIT_SECONDS": str(self.dependency_wait_seconds),
             "HANDOFF_RESERVE_MS": str(self.handoff_reserve_ms),
             "PENDING_RESEND_SECONDS": str(self.pending_resend_seconds),
             "RETENTION_SECONDS": str(self.retention_seconds),

@@ -1,8 +1,30 @@
-"""The one tree of errors this package raises.
+"""The one tree of errors this package raises, and the one sanitiser of error text clients see.
 
 I/O modules turn driver exceptions into these (`raise ... from exc`); http.py turns them into HTTP
-answers in one table; the worker tells retryable from permanent by type.
+answers in one table; the worker tells retryable from permanent by type. Driver messages carry
+endpoints, ARNs and account ids (issue 15: a job's error read `Could not connect to the endpoint
+URL: "http://127.0.0.1:1/..."`): `sanitise` strips them from every text a client may read.
 """
+
+import re
+from typing import overload
+
+#: What a client must never read in an error, and what stands in its place. The input's own
+#: s3://bucket/key stays: clients named it.
+_SECRETS = (
+    # A stack trace, from its first line to the end (a traceback is never one line).
+    (re.compile(r"Traceback \(most recent call last\):.*", re.S), "[stack trace]"),
+    (re.compile(r'^\s*File "[^"]*", line \d+.*$', re.M), "[stack frame]"),
+    (re.compile(r"\barn:aws[a-z-]*:[^\s\"'<>,;)]*", re.I), "[arn]"),
+    # URLs of any scheme but s3 (http, https, mysql, redis, rediss...), quoted or not.
+    (re.compile(r"\b(?!s3://)[a-z][a-z0-9+.-]*://[^\s\"'<>]*", re.I), "[endpoint]"),
+    (re.compile(r"\b[\w.-]+\.amazonaws\.com(?::\d+)?\b", re.I), "[endpoint]"),
+    (re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b"), "[endpoint]"),
+    (re.compile(r"\blocalhost(?::\d+)?\b", re.I), "[endpoint]"),
+    # PyMySQL's "Can't connect to MySQL server on 'db.internal'": a host name of any shape.
+    (re.compile(r"(?<=server on ')[^']+(?=')", re.I), "[endpoint]"),
+    (re.compile(r"(?<![\w-])\d{12}(?![\w-])"), "[account]"),
+)
 
 
 class JobsError(Exception):
@@ -135,6 +157,18 @@ class ObjectNotFound(PermanentFailure):
     code = "ObjectNotFound"
 
 
+class ObjectAccessDenied(PermanentFailure):
+    """The worker may not read the object the job names (S3 answered AccessDenied)."""
+
+    code = "ObjectAccessDenied"
+
+
+class ObjectChanged(PermanentFailure):
+    """The object the job reads changed while the job read it (shorter: S3 answered InvalidRange)."""
+
+    code = "ObjectChanged"
+
+
 # --- The deployment itself is wrong (503 until it is fixed) -----------------------------------------
 class Misconfigured(JobsError):
     """The deployment's configuration cannot work (e.g. a JOB_TYPES module that does not import)."""
@@ -145,3 +179,17 @@ class Misconfigured(JobsError):
 def retryable(exc: BaseException) -> bool:
     """Whether a job step that raised `exc` is worth another attempt: ours say so, others retry."""
     return exc.retryable if isinstance(exc, JobsError) else True
+
+
+@overload
+def sanitise(text: str) -> str: ...
+@overload
+def sanitise(text: None) -> None: ...
+def sanitise(text: str | None) -> str | None:
+    """Text a client may read: endpoints, ARNs, account ids and stack frames replaced by [endpoint],
+    [arn], [account], [stack frame]. Every client-visible error and message passes through it."""
+    if not text:
+        return text
+    for pattern, stand_in in _SECRETS:
+        text = pattern.sub(stand_in, text)
+    return text

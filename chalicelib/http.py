@@ -46,7 +46,7 @@ def error_response(exc: errors.JobsError) -> Response:
         log.warning("answering 503: %s", exc.message)
         message = "a service the API depends on is unavailable; try again shortly"
     else:
-        message = exc.message
+        message = errors.sanitise(exc.message)
     return Response(body={"code": exc.code, "message": message, **exc.details}, status_code=status, headers=headers)
 
 
@@ -130,11 +130,12 @@ def job_view(answer: Answer, *, with_result: bool = True) -> dict[str, Any]:
         "status": job.status.value,
         "progress": job.progress,
         "progressDetail": job.progress_detail,
-        "message": job.message,
+        # The job type's and the worker's texts may quote a driver: sanitised (errors.sanitise).
+        "message": errors.sanitise(job.message),
         "etaSeconds": job.eta_seconds,
         "updatedAt": isoformat(job.updated_at),
         "result": job.result,
-        "error": job.error,
+        "error": errors.sanitise(job.error),
         "attempts": job.attempts,
         "maxAttempts": job.max_attempts,
         "cancelRequested": job.cancel_requested,

@@ -51,9 +51,9 @@ def died_error(job: Job) -> str:
 
 
 def describe(exc: BaseException) -> str:
-    """An exception as a FAILED job's error: its type and message, clipped."""
+    """An exception as a FAILED job's error: its type and message, sanitised and clipped."""
     text = exc.message if isinstance(exc, errors.JobsError) else str(exc)
-    return f"{type(exc).__name__}: {text}"[:MAX_ERROR_CHARS]
+    return errors.sanitise(f"{type(exc).__name__}: {text}")[:MAX_ERROR_CHARS]
 
 
 class Lifecycle:

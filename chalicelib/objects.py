@@ -15,6 +15,10 @@ from . import aws, errors
 
 #: The error codes S3 answers for a bucket or key that is not there (HeadObject has no body: a bare 404).
 MISSING = frozenset({"NoSuchBucket", "NoSuchKey", "NotFound", "404"})
+#: ... for a read the worker's role may not make (HeadObject: a bare 403).
+DENIED = frozenset({"AccessDenied", "AllAccessDisabled", "Forbidden", "403"})
+#: ... for a byte range past the object's end: the object shrank since its size was read.
+BEYOND_END = frozenset({"InvalidRange", "416"})
 #: Where an owner's inputs live in an input bucket: `inputs/<owner>/` (see `owner_segment`).
 INPUTS_PREFIX = "inputs/"
 _SAFE_OWNER_CHARS = re.compile(r"[^A-Za-z0-9_-]")
@@ -72,11 +76,13 @@ class ObjectStore:
 
     def put(self, bucket: str, key: str, data: bytes) -> None:
         """Store `data` as s3://bucket/key (PutObject)."""
-        self._call(bucket, key, lambda s3: s3.put_object(Bucket=bucket, Key=key, Body=data))
+        self._call(bucket, key, lambda s3: s3.put_object(Bucket=bucket, Key=key, Body=data), what="write object")
 
     def get(self, bucket: str, key: str) -> bytes:
         """The whole object (GetObject)."""
-        return self._call(bucket, key, lambda s3: s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        return self._call(
+            bucket, key, lambda s3: s3.get_object(Bucket=bucket, Key=key)["Body"].read(), what="read object"
+        )
 
     def presigned_post(
         self, bucket: str, key: str, *, min_bytes: int, max_bytes: int, content_type: str | None, expires_seconds: int
@@ -98,14 +104,19 @@ class ObjectStore:
         """This store as one job may use it."""
         return JobObjects(self, owner=owner, job_id=job_id, input_buckets=input_buckets, work_bucket=work_bucket)
 
-    def _call(self, bucket: str, key: str, request: Callable[[Any], Any]) -> Any:
-        """Run one request, turning botocore's errors into ours."""
+    def _call(self, bucket: str, key: str, request: Callable[[Any], Any], *, what: str = "read input object") -> Any:
+        """Run one request, turning botocore's errors into ours (`what` it does names a refusal)."""
         try:
             return request(self._s3)
         except Exception as exc:  # botocore's ClientError, EndpointConnectionError, timeouts...
             code = (getattr(exc, "response", None) or {}).get("Error", {}).get("Code")
             if code in MISSING:
                 raise errors.ObjectNotFound(f"s3://{bucket}/{key} does not exist ({code})") from exc
+            if code in DENIED:
+                # S3's text names the role's ARN and the account: the client reads only the object's name.
+                raise errors.ObjectAccessDenied(f"cannot {what} s3://{bucket}/{key}") from exc
+            if code in BEYOND_END:
+                raise errors.ObjectChanged(f"s3://{bucket}/{key} changed while the job read it") from exc
             raise errors.ObjectStoreUnavailable(f"S3: cannot read s3://{bucket}/{key}: {exc}") from exc
 
 

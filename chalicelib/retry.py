@@ -4,6 +4,10 @@
   default our errors say so themselves, `PermanentFailure` and its kin do not retry, and any other
   exception does). A retryable error on the job's last attempt (`maxAttempts`) fails the job with
   "(attempt n of n)"; otherwise the job runs again from its last checkpoint after `backoff` seconds.
+- A dependency down during the run (S3, MySQL, Redis: `DependencyUnavailable`) is no failure of
+  the job: its attempts stay as they are, its message says what it waits for, and the run goes on
+  from its last checkpoint after `wait_seconds` (the worker's `_wait_for`), until the job's
+  timeoutSeconds.
 - An error while setting a run up (before its first chunk: loading the type, checking the payload):
   `errors.retryable` decides. A retryable one (a dependency down) is left to SQS, which delivers the
   record again and counts it toward the dead-letter queue; any other fails the job at once.
@@ -45,6 +49,15 @@ class RetryPolicy:
     #: Ceiling of the first delay; doubled for each further failed attempt.
     base_seconds: float
     cap_seconds: int = MAX_DELAY_SECONDS
+    #: Ceiling of the first wait for a dependency that is down; doubled per wait, up to `wait_cap_seconds`.
+    wait_base_seconds: float = 5
+    wait_cap_seconds: int = 60
+
+    def wait_seconds(self, waits: int, rng: random.Random) -> int:
+        """Seconds before a run tries again after its `waits`-th wait in a row (1 for the first) for a
+        dependency: between half the ceiling and the ceiling, so waiting jobs neither hammer nor bunch."""
+        ceiling = min(self.wait_cap_seconds, self.wait_base_seconds * 2 ** (waits - 1))
+        return max(1, math.ceil(rng.uniform(ceiling / 2, ceiling)))
 
     def backoff(self, failed_attempt: int, rng: random.Random) -> int:
         """Seconds before the attempt after `failed_attempt` (1 for the first)."""

@@ -59,7 +59,9 @@ class Worker:
         self._rng = rng or random.Random()
         self._lifecycle = Lifecycle(store, hot)
         #: When a failed step runs again, and when the job fails instead.
-        self.retry = retry or RetryPolicy(base_seconds=settings.retry_base_seconds)
+        self.retry = retry or RetryPolicy(
+            base_seconds=settings.retry_base_seconds, wait_base_seconds=settings.dependency_wait_seconds
+        )
 
     # --- a batch ---------------------------------------------------------------------------------
     def handle_batch(self, records: list[dict[str, Any]], context: Any = None) -> dict[str, Any]:
@@ -149,11 +151,14 @@ class Worker:
             return self._end(job, token, JobStatus.FAILED, error=describe(exc))
         if job.cancel_requested or lease.cancel:
             return self._end(job, token, JobStatus.CANCELLED, message="cancelled while running")
-        if fresh:
-            outcome = self._checkpoint(run)  # polls see RUNNING before the first chunk ends
-            if not outcome.written or outcome.cancel:
-                return self._stop(run, outcome)
-        return self._loop(run, invocation)
+        try:
+            if fresh:
+                outcome = self._checkpoint(run)  # polls see RUNNING before the first chunk ends
+                if not outcome.written or outcome.cancel:
+                    return self._stop(run, outcome)
+            return self._loop(run, invocation)
+        except errors.DependencyUnavailable as exc:
+            return self._wait_for(run, exc)
 
     def _start(self, job: Job, token: str) -> bool:
         """PENDING -> RUNNING in MySQL; False if the job moved on meanwhile (e.g. was cancelled)."""
@@ -212,10 +217,13 @@ class Worker:
             # it), so a job whose chunk is longer than the margin still moves forward.
             if run.chunks and not invocation.has_time_for(run.longest_ms):
                 return self._hand_off(run)
+            if run.finished:  # the last chunk ran before a wait for a dependency: only the end is left
+                return self._complete(run)
             started = self._clock()
             try:
                 step = run.job_type.step(run.payload, run.state, run.ctx)
-                result = run.job_type.finish(run.payload, step.state, run.ctx) if step.finished else None
+            except errors.DependencyUnavailable:
+                raise  # no failure of the job's: _hold waits for the dependency
             except Exception as exc:
                 return self._after_step_error(run, exc)
             elapsed_ms = (self._clock() - started) * 1000
@@ -223,10 +231,20 @@ class Worker:
             observability.milliseconds("ChunkTime", elapsed_ms)
             run.observe(step, elapsed_ms)
             if step.finished:
-                return self._end(job, run.token, JobStatus.COMPLETED, result=result, message=step.message)
+                return self._complete(run)
             outcome = self._checkpoint(run)
             if not outcome.written or outcome.cancel:
                 return self._stop(run, outcome)
+
+    def _complete(self, run: Run) -> JobStatus | None:
+        """After the last chunk: the type's result, then the end (COMPLETED)."""
+        try:
+            result = run.job_type.finish(run.payload, run.state, run.ctx)
+        except errors.DependencyUnavailable:
+            raise
+        except Exception as exc:
+            return self._after_step_error(run, exc)
+        return self._end(run.job, run.token, JobStatus.COMPLETED, result=result, message=run.job.message)
 
     def _stop(self, run: Run, outcome: WriteOutcome) -> JobStatus | None:
         """End the run after a checkpoint that says stop: a cancel, or another writer is ahead."""
@@ -280,6 +298,29 @@ class Worker:
         self._checkpoint(run, lease_seconds=delay + self._settings.lease_seconds)
         self._queue.send_job(job.id, lease=run.token, delay_seconds=delay)
         observability.count("JobsRetried")
+        return JobStatus.RUNNING
+
+    def _wait_for(self, run: Run, exc: errors.DependencyUnavailable) -> JobStatus | None:
+        """A dependency is down: no attempt used up, the job says what it waits for, and a delayed
+        continuation (carrying the lease, so no take-over and no death) goes on from the checkpoint."""
+        job, s = run.job, self._settings
+        run.waits += 1
+        delay = self.retry.wait_seconds(run.waits, self._rng)
+        log.warning("job %s: waiting %d s for a dependency: %s", job.id, delay, exc.message)
+        observability.count("DependencyWaits")
+        job.message = clip_message(errors.sanitise(f"waiting for {exc.message}; trying again in {delay} s"))
+        job.eta_seconds = None
+        try:  # the view and checkpoint, the lease held through the delay (neither sweeper nor duplicate starts it)
+            outcome = self._checkpoint(run, lease_seconds=delay + s.lease_seconds)
+            if not outcome.written or outcome.cancel:
+                return self._stop(run, outcome)
+        except errors.HotStateUnavailable:
+            try:  # Redis is what is down: GET serves MySQL, so MySQL carries the wait
+                if not self._save_durably(run):
+                    return None
+            except errors.StoreUnavailable:
+                log.warning("job %s: neither Redis nor MySQL took the wait; the continuation goes on", job.id)
+        self._queue.send_job(job.id, lease=run.token, delay_seconds=delay)
         return JobStatus.RUNNING
 
     def _save_durably(self, run: Run, *, retry_error: str | None = None) -> bool:

@@ -203,14 +203,20 @@ def _number(value: str) -> float | None:
 
 
 def _unique(names: list[str]) -> list[str]:
-    """Header names made unique: a repeated `a` becomes `a.1`, `a.2` (as pandas does)."""
+    """Header names made unique: a repeated `a` becomes `a.1`, `a.2` (as pandas does).
+
+    Linear: each name resumes its suffixes where it last stopped (every `a.1`..`a.n` before is taken
+    already), where starting from 1 each time took 3 s for a 16 KB header of one repeated name.
+    """
     seen: set[str] = set()
+    last: dict[str, int] = {}
     unique = []
     for name in names:
-        candidate, n = name, 0
+        candidate, n = name, last.get(name, 0)
         while candidate in seen:
             n += 1
             candidate = f"{name}.{n}"
+        last[name] = n
         seen.add(candidate)
         unique.append(candidate)
     return unique

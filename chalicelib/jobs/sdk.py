@@ -68,7 +68,7 @@ def read_next(
     end = min(offset + length, size)
     data = objects.read_range(bucket, key, offset, end - 1) if end > offset else b""
     if len(data) != end - offset:
-        raise errors.PermanentFailure(f"s3://{bucket}/{key} changed while the job read it")
+        raise errors.ObjectChanged(f"s3://{bucket}/{key} changed while the job read it")
     return size, data
 
 
