@@ -17,7 +17,12 @@ MISSING = frozenset({"NoSuchBucket", "NoSuchKey", "NotFound", "404"})
 
 def connect(*, endpoint_url: str | None, region: str) -> Any:
     """An S3 client; `endpoint_url` points it at LocalStack or moto, None at AWS."""
-    return aws.client("s3", endpoint_url=endpoint_url, region=region)
+    # botocore 1.44 still presigns S3 URLs with SigV2 by default, and for a bucket outside
+    # us-east-1 with the global endpoint; SigV4 and virtual-host addressing give URLs S3 accepts in
+    # every region (an IP endpoint such as moto's stays path-style by itself).
+    return aws.client(
+        "s3", endpoint_url=endpoint_url, region=region, signature_version="s3v4", s3={"addressing_style": "virtual"}
+    )
 
 
 class ObjectStore:
@@ -44,9 +49,35 @@ class ObjectStore:
             bucket, key, lambda s3: s3.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{end}")["Body"].read()
         )
 
-    def put(self, bucket: str, key: str, data: bytes) -> None:
+    def put(self, bucket: str, key: str, data: bytes, *, content_type: str | None = None) -> None:
         """Store `data` as s3://bucket/key (PutObject)."""
-        self._call(bucket, key, lambda s3: s3.put_object(Bucket=bucket, Key=key, Body=data))
+        extra = {"ContentType": content_type} if content_type else {}
+        self._call(bucket, key, lambda s3: s3.put_object(Bucket=bucket, Key=key, Body=data, **extra), verb="write")
+
+    def presign_get(self, bucket: str, key: str, *, expires_seconds: int) -> str:
+        """A URL that GETs s3://bucket/key for `expires_seconds`, signed here without a request.
+
+        It works while the signer's credentials do: a role's temporary ones (Lambda's) end the URL
+        with their session, whatever `expires_seconds` says.
+        """
+        return self._s3.generate_presigned_url(
+            "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires_seconds
+        )
+
+    def delete_many(self, bucket: str, keys: list[str]) -> None:
+        """Delete these keys of `bucket` (DeleteObjects, 1000 a request); missing keys are no error."""
+        for start in range(0, len(keys), 1000):
+            batch = [{"Key": key} for key in keys[start : start + 1000]]
+
+            def request(s3: Any, batch: list[dict[str, str]] = batch) -> Any:
+                return s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
+
+            reply = self._call(bucket, batch[0]["Key"], request, verb="delete")
+            if reply.get("Errors"):
+                first = reply["Errors"][0]
+                raise errors.ObjectStoreUnavailable(
+                    f"S3: {len(reply['Errors'])} objects of s3://{bucket} not deleted ({first.get('Code')})"
+                )
 
     def get(self, bucket: str, key: str) -> bytes:
         """The whole object (GetObject)."""
@@ -58,7 +89,7 @@ class ObjectStore:
         """This store as one job may use it."""
         return JobObjects(self, owner=owner, job_id=job_id, input_buckets=input_buckets, work_bucket=work_bucket)
 
-    def _call(self, bucket: str, key: str, request: Callable[[Any], Any]) -> Any:
+    def _call(self, bucket: str, key: str, request: Callable[[Any], Any], *, verb: str = "read") -> Any:
         """Run one request, turning botocore's errors into ours."""
         try:
             return request(self._s3)
@@ -66,7 +97,7 @@ class ObjectStore:
             code = (getattr(exc, "response", None) or {}).get("Error", {}).get("Code")
             if code in MISSING:
                 raise errors.ObjectNotFound(f"s3://{bucket}/{key} does not exist ({code})") from exc
-            raise errors.ObjectStoreUnavailable(f"S3: cannot read s3://{bucket}/{key}: {exc}") from exc
+            raise errors.ObjectStoreUnavailable(f"S3: cannot {verb} s3://{bucket}/{key}: {exc}") from exc
 
 
 class JobObjects:

@@ -29,6 +29,7 @@ from .models import Job, JobStatus, as_utc, clip_message, utcnow
 from .objects import ObjectStore
 from .observability import logger as log
 from .queue import JobQueue, Message
+from .results import Results, StoredResult
 from .retry import RetryPolicy
 from .store import JobStore
 
@@ -58,6 +59,7 @@ class Worker:
         self._clock = clock
         self._rng = rng or random.Random()
         self._lifecycle = Lifecycle(store, hot)
+        self._results = Results(objects, settings)
         #: When a failed step runs again, and when the job fails instead.
         self.retry = retry or RetryPolicy(base_seconds=settings.retry_base_seconds)
 
@@ -205,14 +207,19 @@ class Worker:
             try:
                 step = run.job_type.step(run.payload, run.state, run.ctx)
                 result = run.job_type.finish(run.payload, step.state, run.ctx) if step.finished else None
+                # A large result's object is written here, before the final UPDATE; S3 not
+                # answering is a failed step, retried from the last checkpoint.
+                stored = self._results.store(job.owner, job.id, result) if step.finished else None
+            except errors.ResultTooLarge as exc:  # the platform's ceiling: no type may retry past it
+                return self._end(job, run.token, JobStatus.FAILED, error=describe(exc))
             except Exception as exc:
                 return self._after_step_error(run, exc)
             elapsed_ms = (self._clock() - started) * 1000
             invocation.longest_ms = max(invocation.longest_ms, elapsed_ms)
             observability.milliseconds("ChunkTime", elapsed_ms)
             run.observe(step, elapsed_ms)
-            if step.finished:
-                return self._end(job, run.token, JobStatus.COMPLETED, result=result, message=step.message)
+            if stored is not None:
+                return self._complete(run, result, stored, step.message)
             outcome = self._checkpoint(run)
             if not outcome.written or outcome.cancel:
                 return self._stop(run, outcome)
@@ -291,6 +298,18 @@ class Worker:
         return False
 
     # --- the end ---------------------------------------------------------------------------------
+    def _complete(self, run: Run, result: Any, stored: StoredResult, message: str | None) -> JobStatus | None:
+        """End the job COMPLETED with its result; FAILED if the row cannot hold the result."""
+        try:
+            return self._end(run.job, run.token, JobStatus.COMPLETED, result=result, stored=stored, message=message)
+        except errors.ValueTooLarge as exc:
+            # Only a result kept in the row (no RESULTS_BUCKET) can outgrow max_allowed_packet.
+            too_large = errors.ResultTooLarge(
+                f"result is {stored.size} bytes, over MySQL's max_allowed_packet of {exc.limit} "
+                "(RESULTS_BUCKET keeps large results in S3)"
+            )
+            return self._end(run.job, run.token, JobStatus.FAILED, error=describe(too_large))
+
     def _end(
         self,
         job: Job,
@@ -298,11 +317,19 @@ class Worker:
         status: JobStatus,
         *,
         result: Any = None,
+        stored: StoredResult | None = None,
         error: str | None = None,
         message: str | None = None,
     ) -> JobStatus | None:
         """End the job this worker holds (fenced by its token); None if someone else ended or took it."""
         ended = self._lifecycle.end(
-            job, status, from_=(JobStatus.RUNNING,), fenced_by=token, result=result, error=error, message=message
+            job,
+            status,
+            from_=(JobStatus.RUNNING,),
+            fenced_by=token,
+            result=result,
+            stored=stored,
+            error=error,
+            message=message,
         )
         return status if ended else None
