@@ -34,6 +34,14 @@ def get_job(job_id):
     return http.job_response(_service().get(owner, job_id))
 
 
+@app.route("/jobs/{job_id}/result", methods=["GET"], api_key_required=True)
+@http.api
+def get_job_result(job_id):
+    owner = http.owner(app.current_request)
+    http.query(app.current_request)
+    return http.result_response(_service().result(owner, job_id))
+
+
 @app.route("/jobs/{job_id}", methods=["DELETE"], api_key_required=True)
 @http.api
 def cancel_job(job_id):

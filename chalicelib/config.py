@@ -79,8 +79,16 @@ class Settings:
     terminal_ttl_seconds: int = 3600
     #: Safety expiry of an active job's hot state, renewed at every checkpoint.
     active_ttl_seconds: int = 86400
-    #: Results up to this size (bytes of JSON) are kept in Redis too; larger ones only in MySQL.
-    inline_result_bytes: int = 65536
+    #: S3 bucket of results over INLINE_RESULT_BYTES (`results/<owner>/<job id>.json`); None: none,
+    #: and such results stay in MySQL (up to its max_allowed_packet) and are not kept in Redis.
+    results_bucket: str | None = None
+    #: Results up to this size (bytes of JSON) are inline: in the row, in Redis and in the job's view.
+    #: Larger ones go to RESULTS_BUCKET; well under Lambda's 6 MB response, so a GET always fits.
+    inline_result_bytes: int = 256 * 1024
+    #: The largest result a job may have (bytes of JSON); a larger one fails it (ResultTooLarge).
+    result_max_bytes: int = 100 * 1024 * 1024
+    #: How long the presigned URL of a result in S3 (`resultUrl`, the 303 of /result) is valid.
+    result_url_seconds: int = 300
     #: A RUNNING job whose last checkpoint is older than this reads `stalled: true`.
     stall_after_seconds: int = 120
     max_body_bytes: int = 262144
@@ -136,7 +144,10 @@ class Settings:
             aws_region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or d.aws_region,
             terminal_ttl_seconds=_int(env, "TERMINAL_TTL_SECONDS", d.terminal_ttl_seconds),
             active_ttl_seconds=_int(env, "ACTIVE_TTL_SECONDS", d.active_ttl_seconds),
+            results_bucket=env.get("RESULTS_BUCKET") or None,
             inline_result_bytes=_int(env, "INLINE_RESULT_BYTES", d.inline_result_bytes),
+            result_max_bytes=_int(env, "RESULT_MAX_BYTES", d.result_max_bytes),
+            result_url_seconds=_int(env, "RESULT_URL_SECONDS", d.result_url_seconds),
             stall_after_seconds=_int(env, "STALL_AFTER_SECONDS", d.stall_after_seconds),
             max_body_bytes=_int(env, "MAX_BODY_BYTES", d.max_body_bytes),
             default_max_attempts=_int(env, "DEFAULT_MAX_ATTEMPTS", d.default_max_attempts),
@@ -177,7 +188,10 @@ class Settings:
             "AWS_REGION": self.aws_region,
             "TERMINAL_TTL_SECONDS": str(self.terminal_ttl_seconds),
             "ACTIVE_TTL_SECONDS": str(self.active_ttl_seconds),
+            "RESULTS_BUCKET": self.results_bucket or "",
             "INLINE_RESULT_BYTES": str(self.inline_result_bytes),
+            "RESULT_MAX_BYTES": str(self.result_max_bytes),
+            "RESULT_URL_SECONDS": str(self.result_url_seconds),
             "STALL_AFTER_SECONDS": str(self.stall_after_seconds),
             "MAX_BODY_BYTES": str(self.max_body_bytes),
             "DEFAULT_MAX_ATTEMPTS": str(self.default_max_attempts),

@@ -114,6 +114,12 @@ class JobFinished(Conflict):
     code = "JobFinished"
 
 
+class JobNotCompleted(Conflict):
+    """The job has no result: it has not completed (yet, or ever)."""
+
+    code = "JobNotCompleted"
+
+
 class IdempotencyKeyReused(Conflict):
     """This Idempotency-Key was used before with a different request."""
 
@@ -167,6 +173,28 @@ class ObjectChanged(PermanentFailure):
     """The object the job reads changed while the job read it (shorter: S3 answered InvalidRange)."""
 
     code = "ObjectChanged"
+
+
+class ResultTooLarge(PermanentFailure):
+    """The job's result is over the largest result a job may have (or its store can hold)."""
+
+    code = "ResultTooLarge"
+
+
+class CheckpointTooLarge(PermanentFailure):
+    """The job's state is over the checkpoint ceiling (MAX_STATE_BYTES)."""
+
+    code = "CheckpointTooLarge"
+
+
+class ValueTooLarge(PermanentFailure):
+    """A statement is larger than MySQL accepts (max_allowed_packet): sending it again cannot help."""
+
+    code = "ValueTooLarge"
+
+    def __init__(self, message: str, *, size: int, limit: int):
+        super().__init__(message, size=size, limit=limit)
+        self.size, self.limit = size, limit
 
 
 # --- The deployment itself is wrong (503 until it is fixed) -----------------------------------------

@@ -280,7 +280,10 @@ class HotState:
         final = seq >= FINAL_SEQ
         result_external = False
         if job.result is not None:
-            size = len(json.dumps(job.result, separators=(",", ":")))
+            # The worker measured the result once (results.py); a snapshot from elsewhere is measured here.
+            size = job.result_bytes
+            if size is None:
+                size = len(json.dumps(job.result, separators=(",", ":")))
             if size > self._inline_result_bytes:
                 job, result_external = replace(job, result=None), True
         ttl = self.terminal_ttl if final else self.active_ttl

@@ -17,7 +17,7 @@ from chalice import Response
 from . import dashboard, errors
 from .models import isoformat
 from .observability import logger as log
-from .service import Answer, Page
+from .service import Answer, JobResult, Page
 from .uploads import Upload
 
 #: HTTP status of each error class; the first match in this order wins.
@@ -135,6 +135,8 @@ def job_view(answer: Answer, *, with_result: bool = True) -> dict[str, Any]:
         "etaSeconds": job.eta_seconds,
         "updatedAt": isoformat(job.updated_at),
         "result": job.result,
+        "resultUrl": answer.result_url,
+        "resultBytes": job.result_bytes,
         "error": errors.sanitise(job.error),
         "attempts": job.attempts,
         "maxAttempts": job.max_attempts,
@@ -145,7 +147,7 @@ def job_view(answer: Answer, *, with_result: bool = True) -> dict[str, Any]:
         "stalled": answer.stalled,
     }
     if not with_result:
-        del view["result"]
+        del view["result"], view["resultUrl"]
     return view
 
 
@@ -159,6 +161,16 @@ def job_response(answer: Answer, *, status: int = 200, location: bool = False) -
     if answer.replayed:
         headers["Idempotent-Replayed"] = "true"
     return Response(body=job_view(answer), status_code=status, headers=headers)
+
+
+def result_response(found: JobResult) -> Response:
+    """`GET /jobs/{id}/result`: the JSON itself (200), or a 303 to the presigned URL of its object."""
+    if found.url is not None:
+        # The URL expires in minutes: a cached redirect would outlive it.
+        return Response(body="", status_code=303, headers={"Location": found.url, "Cache-Control": "no-store"})
+    # Encoded here: Chalice would send a bare string result as text, not as JSON.
+    body = json.dumps(found.value, separators=(",", ":"))
+    return Response(body=body, status_code=200, headers={"Content-Type": "application/json"})
 
 
 def page_response(page: Page) -> dict[str, Any]:

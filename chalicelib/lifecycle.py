@@ -25,7 +25,8 @@ from . import errors, observability
 from .hotstate import FINAL_SEQ, HotState
 from .models import Job, JobStatus, as_utc, clip_message, utcnow
 from .observability import logger as log
-from .store import JobStore
+from .results import StoredResult
+from .store import EncodedJson, JobStore
 
 #: Longest error text kept on a FAILED job (before an "(attempt N of M)" suffix).
 MAX_ERROR_CHARS = 2000
@@ -71,10 +72,14 @@ class Lifecycle:
         from_: Iterable[JobStatus],
         fenced_by: str | None = None,
         result: Any = None,
+        stored: StoredResult | None = None,
         error: str | None = None,
         message: str | None = None,
     ) -> bool:
         """Move `job` from one of `from_` to the terminal `status`; True if this call ended it.
+
+        `stored` is how `result` is kept (results.py): its JSON goes into the row as it is, or only
+        the key and size of its object.
 
         With `fenced_by` (the token of the worker that holds the job) the UPDATE only wins while
         that token is the job's fence, the job's progress is written too (only the holder knows
@@ -87,6 +92,13 @@ class Lifecycle:
         progress = 100 if status is JobStatus.COMPLETED else job.progress
         final_message = clip_message(message or job.message)
         columns: dict[str, Any] = {"result": result, "error": error, "finished_at": now, "updated_at": now}
+        if stored is not None:
+            result = None if stored.key else result
+            columns.update(
+                result=None if stored.text is None else EncodedJson(stored.text),
+                result_bytes=stored.size,
+                result_key=stored.key,
+            )
         if fenced_by is not None:
             columns.update(progress=progress, progress_detail=job.progress_detail, message=final_message)
         elif message is not None:
@@ -97,6 +109,8 @@ class Lifecycle:
                 self.release_quietly(job.id, fenced_by)
             return False
         job.status, job.result, job.error, job.message = status, result, error, final_message
+        if stored is not None:
+            job.result_bytes, job.result_key = stored.size, stored.key
         job.progress, job.finished_at, job.updated_at = progress, now, now
         job.eta_seconds = None  # nothing left to estimate; MySQL does not keep it either
         self._publish(job, fenced_by)

@@ -40,6 +40,11 @@ _JOB_ID = re.compile(JOB_ID_PATTERN)
 MAX_MESSAGE_CHARS = 1024
 
 
+def result_key(owner: str, job_id: str) -> str:
+    """Where a result too large to be inline is kept in RESULTS_BUCKET."""
+    return f"results/{owner}/{job_id}.json"
+
+
 def new_job_id() -> str:
     """A fresh, unguessable, time-ordered job id."""
     from ulid import ULID  # 35 ms of imports: only the routes that create jobs pay for them
@@ -97,6 +102,9 @@ class Job:
     progress_detail: dict[str, Any] | None = None
     message: str | None = None
     result: Any = None
+    #: Bytes of the result's JSON, and the key of its object when it is too large to be inline.
+    result_bytes: int | None = None
+    result_key: str | None = None
     error: str | None = None
     cancel_requested: bool = False
     started_at: datetime | None = None
@@ -128,6 +136,8 @@ class Job:
             message=self.message,
             eta_seconds=self.eta_seconds,
             result=self.result,
+            result_bytes=self.result_bytes,
+            result_key=self.result_key,
             error=self.error,
             cancel_requested=self.cancel_requested,
             started_at=None if self.started_at is None else as_utc(self.started_at),
@@ -158,6 +168,9 @@ class JobSnapshot:
     #: The worker's estimate from the observed rate of the type's units; not kept in MySQL.
     eta_seconds: int | None = None
     result: Any = None
+    #: Bytes of the result's JSON; with `result_key`, the result is an object in RESULTS_BUCKET.
+    result_bytes: int | None = None
+    result_key: str | None = None
     error: str | None = None
     cancel_requested: bool = False
     started_at: datetime | None = None

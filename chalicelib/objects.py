@@ -47,7 +47,12 @@ def input_not_found(bucket: str, key: str) -> str:
 
 def connect(*, endpoint_url: str | None, region: str) -> Any:
     """An S3 client; `endpoint_url` points it at LocalStack or moto, None at AWS."""
-    return aws.client("s3", endpoint_url=endpoint_url, region=region)
+    # botocore 1.44 still presigns S3 URLs with SigV2 by default, and for a bucket outside
+    # us-east-1 with the global endpoint; SigV4 and virtual-host addressing give URLs S3 accepts in
+    # every region (an IP endpoint such as moto's stays path-style by itself).
+    return aws.client(
+        "s3", endpoint_url=endpoint_url, region=region, signature_version="s3v4", s3={"addressing_style": "virtual"}
+    )
 
 
 class ObjectStore:
@@ -74,15 +79,45 @@ class ObjectStore:
             bucket, key, lambda s3: s3.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{end}")["Body"].read()
         )
 
-    def put(self, bucket: str, key: str, data: bytes) -> None:
+    def put(self, bucket: str, key: str, data: bytes, *, content_type: str | None = None) -> None:
         """Store `data` as s3://bucket/key (PutObject)."""
-        self._call(bucket, key, lambda s3: s3.put_object(Bucket=bucket, Key=key, Body=data), what="write object")
+        extra = {"ContentType": content_type} if content_type else {}
+        self._call(
+            bucket,
+            key,
+            lambda s3: s3.put_object(Bucket=bucket, Key=key, Body=data, **extra),
+            verb="write",
+            noun="object",
+        )
+
+    def presign_get(self, bucket: str, key: str, *, expires_seconds: int) -> str:
+        """A URL that GETs s3://bucket/key for `expires_seconds`, signed here without a request.
+
+        It works while the signer's credentials do: a role's temporary ones (Lambda's) end the URL
+        with their session, whatever `expires_seconds` says.
+        """
+        return self._s3.generate_presigned_url(
+            "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires_seconds
+        )
+
+    def delete_many(self, bucket: str, keys: list[str]) -> None:
+        """Delete these keys of `bucket` (DeleteObjects, 1000 a request); missing keys are no error."""
+        for start in range(0, len(keys), 1000):
+            batch = [{"Key": key} for key in keys[start : start + 1000]]
+
+            def request(s3: Any, batch: list[dict[str, str]] = batch) -> Any:
+                return s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
+
+            reply = self._call(bucket, batch[0]["Key"], request, verb="delete", noun="objects")
+            if reply.get("Errors"):
+                first = reply["Errors"][0]
+                raise errors.ObjectStoreUnavailable(
+                    f"S3: {len(reply['Errors'])} objects of s3://{bucket} not deleted ({first.get('Code')})"
+                )
 
     def get(self, bucket: str, key: str) -> bytes:
         """The whole object (GetObject)."""
-        return self._call(
-            bucket, key, lambda s3: s3.get_object(Bucket=bucket, Key=key)["Body"].read(), what="read object"
-        )
+        return self._call(bucket, key, lambda s3: s3.get_object(Bucket=bucket, Key=key)["Body"].read(), noun="object")
 
     def presigned_post(
         self, bucket: str, key: str, *, min_bytes: int, max_bytes: int, content_type: str | None, expires_seconds: int
@@ -104,8 +139,10 @@ class ObjectStore:
         """This store as one job may use it."""
         return JobObjects(self, owner=owner, job_id=job_id, input_buckets=input_buckets, work_bucket=work_bucket)
 
-    def _call(self, bucket: str, key: str, request: Callable[[Any], Any], *, what: str = "read input object") -> Any:
-        """Run one request, turning botocore's errors into ours (`what` it does names a refusal)."""
+    def _call(
+        self, bucket: str, key: str, request: Callable[[Any], Any], *, verb: str = "read", noun: str = "input object"
+    ) -> Any:
+        """Run one request, turning botocore's errors into ours (`verb` and `noun` name what it does)."""
         try:
             return request(self._s3)
         except Exception as exc:  # botocore's ClientError, EndpointConnectionError, timeouts...
@@ -114,10 +151,10 @@ class ObjectStore:
                 raise errors.ObjectNotFound(f"s3://{bucket}/{key} does not exist ({code})") from exc
             if code in DENIED:
                 # S3's text names the role's ARN and the account: the client reads only the object's name.
-                raise errors.ObjectAccessDenied(f"cannot {what} s3://{bucket}/{key}") from exc
+                raise errors.ObjectAccessDenied(f"cannot {verb} {noun} s3://{bucket}/{key}") from exc
             if code in BEYOND_END:
                 raise errors.ObjectChanged(f"s3://{bucket}/{key} changed while the job read it") from exc
-            raise errors.ObjectStoreUnavailable(f"S3: cannot read s3://{bucket}/{key}: {exc}") from exc
+            raise errors.ObjectStoreUnavailable(f"S3: cannot {verb} s3://{bucket}/{key}: {exc}") from exc
 
 
 class JobObjects:

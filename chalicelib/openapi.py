@@ -76,9 +76,24 @@ def _job_schema(*, with_result: bool) -> dict[str, Any]:
         "startedAt": _nullable(_TIMESTAMP),
         "finishedAt": _nullable(_TIMESTAMP),
         "stalled": {"type": "boolean", "description": "RUNNING, but no checkpoint for longer than a lease"},
+        "resultBytes": _nullable(
+            {"type": "integer", "minimum": 0, "description": "size of the result's JSON (COMPLETED jobs)"}
+        ),
     }
     if with_result:
-        properties["result"] = {"nullable": True, "description": "the job type's result (any JSON value)"}
+        properties["result"] = {
+            "nullable": True,
+            "description": "the job type's result (any JSON value); null when it is too large to be inline"
+            " (see resultUrl)",
+        }
+        properties["resultUrl"] = _nullable(
+            {
+                "type": "string",
+                "format": "uri",
+                "description": "a result over INLINE_RESULT_BYTES: a presigned GET, valid a few minutes from"
+                " this response (GET /jobs/{id}/result gives a fresh one)",
+            }
+        )
     return {"type": "object", "required": sorted(properties), "properties": properties}
 
 
@@ -279,6 +294,27 @@ def document(job_types: JobTypes, *, upload_max_bytes: int = Settings.upload_max
                 },
             },
             **_upload_paths(),
+            "/jobs/{job_id}/result": {
+                "parameters": [_JOB_ID],
+                "get": {
+                    "operationId": "getJobResult",
+                    "summary": "A completed job's result: the JSON itself, or a redirect to its object in S3",
+                    "responses": {
+                        "200": {
+                            "description": "the result, inline (any JSON value)",
+                            "content": {"application/json": {"schema": {"nullable": True}}},
+                        },
+                        "303": {
+                            "description": "the result is an object in S3: Location is a presigned GET of it",
+                            "headers": {"Location": {"schema": {"type": "string", "format": "uri"}}},
+                        },
+                        "400": _error("not a job id"),
+                        "404": _error("no job of the caller has this id"),
+                        "409": _error("the job has not completed (PENDING, RUNNING, FAILED or CANCELLED)"),
+                        **_COMMON_ERRORS,
+                    },
+                },
+            },
             "/health": {
                 "get": {
                     "operationId": "health",

@@ -96,7 +96,7 @@ class Runtime:
 
     @cached_property
     def sweeper(self) -> Sweeper:
-        return Sweeper(self.store, self.hot, self.queue, self.settings)
+        return Sweeper(self.store, self.hot, self.queue, self.settings, objects=self.objects)
 
     @cached_property
     def worker(self) -> Worker:

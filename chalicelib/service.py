@@ -24,6 +24,7 @@ from .models import Job, JobSnapshot, JobStatus, as_utc, new_job_id, parse_job_i
 from .objects import ObjectStore
 from .observability import logger as log
 from .queue import JobQueue
+from .results import Results
 from .store import JobStore
 
 #: Bounds of what a submission or a list may ask for (the OpenAPI document publishes these).
@@ -45,6 +46,16 @@ class Answer:
     stalled: bool = False
     #: For submit: the Idempotency-Key matched an earlier request and no new job was made.
     replayed: bool = False
+    #: For get: a fresh presigned URL of the result, when it is an object in RESULTS_BUCKET.
+    result_url: str | None = None
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """A completed job's result: the value itself when inline, else a URL to fetch it from."""
+
+    value: Any = None
+    url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -97,6 +108,7 @@ class JobService:
         self._objects = objects
         self._settings = settings
         self._lifecycle = Lifecycle(store, hot)
+        self._results = Results(objects, settings)
 
     # --- submit ----------------------------------------------------------------------------------
     @observability.traced
@@ -162,7 +174,24 @@ class JobService:
     @observability.traced
     def get(self, owner: str, raw_id: str) -> Answer:
         """The job: from Redis in one round trip when it is there, else from MySQL (which is also
-        asked whether a job whose hot snapshot reads stalled has ended)."""
+        asked whether a job whose hot snapshot reads stalled has ended). A result in S3 comes as a
+        URL signed now (no request: signing is local)."""
+        answer = self._get(owner, raw_id)
+        key = answer.job.result_key
+        return replace(answer, result_url=self._results.url(key)) if key else answer
+
+    @observability.traced
+    def result(self, owner: str, raw_id: str) -> JobResult:
+        """The result of a COMPLETED job (JobNotCompleted otherwise), read as `get` reads the job."""
+        answer = self.get(owner, raw_id)
+        job = answer.job
+        if job.status is not JobStatus.COMPLETED:
+            raise errors.JobNotCompleted(
+                f"job {job.id} is {job.status.value}: only a COMPLETED job has a result", status=job.status.value
+            )
+        return JobResult(url=answer.result_url) if answer.result_url else JobResult(value=job.result)
+
+    def _get(self, owner: str, raw_id: str) -> Answer:
         job_id = parse_job_id(raw_id)
         log.thread_safe_append_keys(job_id=job_id)
         redis_up = True

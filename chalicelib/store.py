@@ -28,12 +28,15 @@ from .models import TERMINAL, Job, JobStatus
 _RECONNECT_CODES = {2003, 2006, 2013, 2055}
 
 _COLUMNS = (
-    "id, owner, type, status, payload, result, error, progress, progress_detail, message,"
+    "id, owner, type, status, payload, result, result_bytes, result_key, error, progress, progress_detail, message,"
     " attempts, max_attempts, timeout_seconds, cancel_requested, created_at, started_at,"
     " finished_at, updated_at"
 )
 #: Columns `transition` may set besides status; names are never taken from input.
-_SETTABLE = {"result", "error", "progress", "progress_detail", "message", "finished_at", "updated_at"}
+_SETTABLE = {
+    *("result", "result_bytes", "result_key", "error", "progress", "progress_detail", "message"),
+    *("finished_at", "updated_at"),
+}
 _JSON_COLUMNS = {"payload", "result", "progress_detail", "checkpoint"}
 
 
@@ -63,8 +66,14 @@ def connect_args(url: str, *, tls: bool = False, tls_ca: str | None = None) -> d
     }
 
 
+class EncodedJson(str):
+    """JSON text its caller already encoded (to measure it): stored as it is, not encoded again."""
+
+
 def _dump(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, separators=(",", ":"))
+    if value is None or isinstance(value, EncodedJson):
+        return value
+    return json.dumps(value, separators=(",", ":"))
 
 
 def _load(value: Any) -> Any:
@@ -79,6 +88,8 @@ def _job(row: dict[str, Any]) -> Job:
         status=JobStatus(row["status"]),
         payload=_load(row["payload"]),
         result=_load(row["result"]),
+        result_bytes=row["result_bytes"],
+        result_key=row["result_key"],
         error=row["error"],
         progress=row["progress"],
         progress_detail=_load(row["progress_detail"]),
@@ -378,11 +389,24 @@ class JobStore:
                 (at, status.value, *job_ids),
             )
 
-    def purge(self, *, finished_before, limit: int) -> int:
-        """Delete up to `limit` finished jobs last updated before `finished_before`; returns how many."""
+    def expired(self, *, finished_before, limit: int) -> list[tuple[str, str | None]]:
+        """(id, result key) of up to `limit` finished jobs last updated before `finished_before`."""
+        finished = sorted(status.value for status in TERMINAL)
+        _, rows = self._execute(
+            f"SELECT id, result_key FROM jobs WHERE status IN ({', '.join(['%s'] * len(finished))})"
+            " AND updated_at < %s LIMIT %s",
+            (*finished, finished_before, limit),
+        )
+        return [(row["id"], row["result_key"]) for row in rows]
+
+    def purge(self, job_ids: list[str]) -> int:
+        """Delete these jobs if they are finished (`expired` found them); returns how many."""
+        if not job_ids:
+            return 0
         finished = sorted(status.value for status in TERMINAL)
         deleted, _ = self._execute(
-            f"DELETE FROM jobs WHERE status IN ({', '.join(['%s'] * len(finished))}) AND updated_at < %s LIMIT %s",
-            (*finished, finished_before, limit),
+            f"DELETE FROM jobs WHERE status IN ({', '.join(['%s'] * len(finished))})"
+            f" AND id IN ({', '.join(['%s'] * len(job_ids))})",
+            (*finished, *job_ids),
         )
         return deleted

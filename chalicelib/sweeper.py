@@ -12,7 +12,8 @@ The sweeper runs every minute; each pass is bounded in rows (`sweep_max_rows` pe
    is in flight: a live holder re-takes a lease lost with a Redis flush at its next chunk), are
    sent again; the next worker takes the job over from its last checkpoint;
 4. retention: finished jobs (and with them their idempotency keys) older than `retention_seconds`
-   are deleted.
+   are deleted, their result objects in RESULTS_BUCKET first (a failed delete keeps the rows for
+   the next pass; the bucket's lifecycle rule expires what is left anyway).
 
 The dead-letter handler fails the job of every message SQS moved to the dead-letter queue after
 maxReceiveCount receives (a poison message), unless a live worker holds the job.
@@ -31,8 +32,10 @@ from .config import Settings
 from .hotstate import HotState
 from .lifecycle import Lifecycle
 from .models import Job, JobStatus, utcnow
+from .objects import ObjectStore
 from .observability import logger as log
 from .queue import JobQueue
+from .results import Results
 from .store import JobStore
 
 
@@ -57,6 +60,7 @@ class Sweeper:
         settings: Settings,
         *,
         clock: Callable[[], float] = time.monotonic,
+        objects: ObjectStore | None = None,
     ):
         self._store = store
         self._hot = hot
@@ -64,6 +68,7 @@ class Sweeper:
         self._settings = settings
         self._clock = clock
         self._lifecycle = Lifecycle(store, hot)
+        self._results = None if objects is None else Results(objects, settings)
 
     def sweep(self) -> SweepReport:
         """One bounded pass of every rule; a rule whose dependency is down is skipped until the next."""
@@ -74,12 +79,7 @@ class Sweeper:
             ("timed_out", lambda: self._time_out(now, deadline)),
             ("pending_sent", lambda: self._send_pending(now, deadline)),
             ("stalled_sent", lambda: self._send_stalled(now, deadline)),
-            (
-                "purged",
-                lambda: self._store.purge(
-                    finished_before=now - timedelta(seconds=s.retention_seconds), limit=s.sweep_max_rows
-                ),
-            ),
+            ("purged", lambda: self._purge(now - timedelta(seconds=s.retention_seconds))),
         )
         for name, rule in rules:
             if self._clock() > deadline:
@@ -120,6 +120,16 @@ class Sweeper:
             [job.id for job in quiet], now_ms=int(now.timestamp() * 1000), confirm_after_ms=s.lease_seconds * 1000
         )
         return self._send([job for job in quiet if job.id in orphans], JobStatus.RUNNING, now, deadline)
+
+    def _purge(self, finished_before) -> int:
+        """Delete finished jobs past retention: their result objects, then their rows."""
+        expired = self._store.expired(finished_before=finished_before, limit=self._settings.sweep_max_rows)
+        keys = [key for _, key in expired if key]
+        if keys and self._results is not None and self._settings.results_bucket is not None:
+            self._results.delete(keys)
+        elif keys:
+            log.warning("sweeper: %d result objects left to the bucket's expiry (no RESULTS_BUCKET)", len(keys))
+        return self._store.purge([job_id for job_id, _ in expired])
 
     def _send(self, found: list[Job], status: JobStatus, now, deadline: float) -> int:
         """Send each job again (until the deadline); mark the sent ones so the next pass waits."""

@@ -29,6 +29,7 @@ from .models import Job, JobStatus, as_utc, clip_message, utcnow
 from .objects import ObjectStore
 from .observability import logger as log
 from .queue import JobQueue, Message
+from .results import Results, StoredResult
 from .retry import RetryPolicy
 from .store import JobStore
 
@@ -58,6 +59,7 @@ class Worker:
         self._clock = clock
         self._rng = rng or random.Random()
         self._lifecycle = Lifecycle(store, hot)
+        self._results = Results(objects, settings)
         #: When a failed step runs again, and when the job fails instead.
         self.retry = retry or RetryPolicy(
             base_seconds=settings.retry_base_seconds, wait_base_seconds=settings.dependency_wait_seconds
@@ -236,16 +238,6 @@ class Worker:
             if not outcome.written or outcome.cancel:
                 return self._stop(run, outcome)
 
-    def _complete(self, run: Run) -> JobStatus | None:
-        """After the last chunk: the type's result, then the end (COMPLETED)."""
-        try:
-            result = run.job_type.finish(run.payload, run.state, run.ctx)
-        except errors.DependencyUnavailable:
-            raise
-        except Exception as exc:
-            return self._after_step_error(run, exc)
-        return self._end(run.job, run.token, JobStatus.COMPLETED, result=result, message=run.job.message)
-
     def _stop(self, run: Run, outcome: WriteOutcome) -> JobStatus | None:
         """End the run after a checkpoint that says stop: a cancel, or another writer is ahead."""
         if outcome.lease_lost:
@@ -343,6 +335,29 @@ class Worker:
         return False
 
     # --- the end ---------------------------------------------------------------------------------
+    def _complete(self, run: Run) -> JobStatus | None:
+        """After the last chunk: the type's result, its object in S3 when it is large (written before
+        the final UPDATE, so no job is COMPLETED without it), then the end; FAILED if it cannot be kept."""
+        try:
+            result = run.job_type.finish(run.payload, run.state, run.ctx)
+            stored = self._results.store(run.job.owner, run.job.id, result)
+        except errors.DependencyUnavailable:
+            raise  # S3 (or another dependency) down: _hold waits for it, no attempt used
+        except errors.ResultTooLarge as exc:  # the platform's ceiling: no type may retry past it
+            return self._end(run.job, run.token, JobStatus.FAILED, error=describe(exc))
+        except Exception as exc:
+            return self._after_step_error(run, exc)
+        message = run.job.message
+        try:
+            return self._end(run.job, run.token, JobStatus.COMPLETED, result=result, stored=stored, message=message)
+        except errors.ValueTooLarge as exc:
+            # Only a result kept in the row (no RESULTS_BUCKET) can outgrow max_allowed_packet.
+            too_large = errors.ResultTooLarge(
+                f"result is {stored.size} bytes, over MySQL's max_allowed_packet of {exc.limit} "
+                "(RESULTS_BUCKET keeps large results in S3)"
+            )
+            return self._end(run.job, run.token, JobStatus.FAILED, error=describe(too_large))
+
     def _end(
         self,
         job: Job,
@@ -350,11 +365,19 @@ class Worker:
         status: JobStatus,
         *,
         result: Any = None,
+        stored: StoredResult | None = None,
         error: str | None = None,
         message: str | None = None,
     ) -> JobStatus | None:
         """End the job this worker holds (fenced by its token); None if someone else ended or took it."""
         ended = self._lifecycle.end(
-            job, status, from_=(JobStatus.RUNNING,), fenced_by=token, result=result, error=error, message=message
+            job,
+            status,
+            from_=(JobStatus.RUNNING,),
+            fenced_by=token,
+            result=result,
+            stored=stored,
+            error=error,
+            message=message,
         )
         return status if ended else None

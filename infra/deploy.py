@@ -113,6 +113,7 @@ def deploy(ns: argparse.Namespace) -> dict:
         "api_key_ids": key_ids,
         "queue_url": outputs["JobsQueueUrl"],
         "input_bucket": outputs["InputBucketName"],
+        "results_bucket": outputs["ResultsBucketName"],
         "stack_outputs": outputs,
     }
     print(json.dumps(summary, indent=2))
@@ -129,10 +130,12 @@ def teardown(ns: argparse.Namespace) -> None:
     else:
         print(f"no Chalice deploy state in {_deployed_file(ns)}; skipping `chalice delete`", file=sys.stderr)
     cfn = _client("cloudformation")
-    bucket = stacks.outputs(cfn, _stack(config, ns.stage, "service")).get("InputBucketName")
-    if bucket:
-        # CloudFormation refuses to delete a bucket that holds objects.
-        print(f"emptying the input bucket {bucket}: {_empty_bucket(bucket)} objects deleted", file=sys.stderr)
+    service = stacks.outputs(cfn, _stack(config, ns.stage, "service"))
+    for output, what in (("InputBucketName", "input"), ("ResultsBucketName", "results")):
+        bucket = service.get(output)
+        if bucket:
+            # CloudFormation refuses to delete a bucket that holds objects.
+            print(f"emptying the {what} bucket {bucket}: {_empty_bucket(bucket)} objects deleted", file=sys.stderr)
     for part in reversed(STACKS):
         if stacks.delete(cfn, _stack(config, ns.stage, part)):
             print(f"deleted stack {_stack(config, ns.stage, part)}", file=sys.stderr)

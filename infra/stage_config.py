@@ -21,6 +21,7 @@ OUTPUT_ENV = {
     "JobsQueueName": "JOBS_QUEUE_NAME",
     "DeadLetterQueueName": "JOBS_DLQ_NAME",
     "InputBucketName": "INPUT_BUCKETS",
+    "ResultsBucketName": "RESULTS_BUCKET",
 }
 
 API_FUNCTION = "api_handler"

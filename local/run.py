@@ -4,7 +4,8 @@
   `redis-server` processes in a temporary directory (installed from Debian's packages if absent).
 - The schema, migrated.
 - moto's server for AWS (unless AWS_ENDPOINT_URL points at LocalStack or another moto), with the
-  jobs queue, its dead-letter queue (redrive after --max-receive-count receives) and an S3 bucket.
+  jobs queue, its dead-letter queue (redrive after --max-receive-count receives), an S3 bucket for
+  inputs and one for results over INLINE_RESULT_BYTES (RESULTS_BUCKET, unless already set).
 - The API on http://127.0.0.1:8000 behind an API Gateway emulation: API keys and usage plans from
   infra/usage-plans.json, the file infra/ deploys.
 - The SQS -> Lambda event source mapping: long polls, batches of the worker's configured size,
@@ -48,6 +49,8 @@ from local.gateway import Keyring
 
 ROOT = Path(__file__).resolve().parents[1]
 BUCKET = "jobs-local"
+#: RESULTS_BUCKET of the local runtime when the environment names none.
+RESULTS_BUCKET = "jobs-local-results"
 #: The sample `csv-stats` input that `make run` puts under each client's prefix (`sample_key`).
 SAMPLE_CSV = "samples/sales.csv"
 log = logging.getLogger("local.run")
@@ -103,12 +106,19 @@ def _aws(settings: Settings, ns: argparse.Namespace, stack: contextlib.ExitStack
     import boto3
 
     s3 = boto3.client("s3", endpoint_url=settings.aws_endpoint_url, region_name=settings.aws_region)
-    with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
-        s3.create_bucket(Bucket=BUCKET)
+    results_bucket = settings.results_bucket or RESULTS_BUCKET
+    for name in (BUCKET, results_bucket):
+        with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
+            s3.create_bucket(Bucket=name)
     sample = sample_csv()
     for client in usage_plans.load(ns.usage_plans).clients.values():
         s3.put_object(Bucket=BUCKET, Key=sample_key(client.name), Body=sample)
-    return replace(settings, jobs_queue_url=queue_url, input_buckets=settings.input_buckets or (BUCKET,))
+    return replace(
+        settings,
+        jobs_queue_url=queue_url,
+        input_buckets=settings.input_buckets or (BUCKET,),
+        results_bucket=results_bucket,
+    )
 
 
 def sample_csv(rows: int = 50_000) -> bytes:
@@ -155,7 +165,8 @@ def _banner(url: str, settings: Settings, keyring: Keyring, ns: argparse.Namespa
     first = next(iter(keyring.values().values()), "KEY")
     return (
         f"\nAPI:      {url}\nAPI keys (send one as the x-api-key header):\n{keys}\n"
-        f"AWS:      {settings.aws_endpoint_url}   queue {settings.jobs_queue_url}   bucket {BUCKET}\n"
+        f"AWS:      {settings.aws_endpoint_url}   queue {settings.jobs_queue_url}   bucket {BUCKET}"
+        f"   results {settings.results_bucket}\n"
         f"worker:   {ns.concurrency} concurrent invocations, batches of {ns.batch_size}, "
         f"timeout {ns.function_timeout} s; dead-letter handler; sweeper every {ns.sweep_interval:g} s\n"
         f"sample:   s3://{BUCKET}/{sample_key('<client>')} for csv-stats jobs\n\n"

@@ -5,7 +5,8 @@ Chalice's Swagger import (the deploy runs Chalice through that module) and the V
 route table moto's DeleteStack leaves. moto's CloudFormation has no RDS Proxy, ElastiCache or
 Secrets Manager resources, so the deploy runs with `--without data` and local MySQL/Redis URLs; it
 also skips AWS::CloudWatch::Alarm silently, so the alarms are checked by cfn-lint only (test_infra), and
-drops the input bucket's PublicAccessBlockConfiguration (test_infra checks the template for it).
+drops the buckets' PublicAccessBlockConfiguration and the results bucket's LifecycleConfiguration
+(test_infra checks the template for them).
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ def test_deploy_twice_creates_the_stage_once_and_teardown_removes_it(aws, tmp_pa
     _assert_sweeper_schedule(clients["events"], clients["lambda"])
     _assert_roles(clients["iam"], outputs)
     _assert_input_bucket(clients["s3"], outputs)
+    _assert_results_bucket(clients["s3"], outputs)
     _assert_api_requires_keys(clients["apigateway"], summary["rest_api_id"])
     assert [api["id"] for api in clients["apigateway"].get_rest_apis()["items"]] == [summary["rest_api_id"]]
     _assert_usage_plans(clients["apigateway"], summary["rest_api_id"], config["api_gateway_stage"])
@@ -89,6 +91,7 @@ def test_deploy_twice_creates_the_stage_once_and_teardown_removes_it(aws, tmp_pa
     delete_what_moto_stacks_leave(clients["ec2"], outputs["VpcId"])
     # An input left in the bucket: teardown empties it, or CloudFormation could not delete it.
     clients["s3"].put_object(Bucket=outputs["InputBucketName"], Key="in/left.csv", Body=b"a\n1\n")
+    clients["s3"].put_object(Bucket=outputs["ResultsBucketName"], Key="results/demo/left.json", Body=b"{}")
     run_deploy("teardown", aws, tmp_path / "build")
 
     assert clients["lambda"].list_functions()["Functions"] == []
@@ -132,6 +135,7 @@ def _assert_functions(awslambda, config, outputs):
         assert env["JOBS_QUEUE_NAME"] == f"jobs-{STAGE}"
         assert env["JOBS_DLQ_NAME"] == f"jobs-{STAGE}-dlq" == outputs["DeadLetterQueueName"]
         assert env["INPUT_BUCKETS"] == outputs["InputBucketName"]
+        assert env["RESULTS_BUCKET"] == outputs["ResultsBucketName"]
         assert env["MYSQL_URL"] == LOCAL_DATA["MYSQL_URL"] and env["REDIS_URL"] == LOCAL_DATA["REDIS_URL"]
         assert env["REDIS_PREFIX"] == config["environment_variables"]["REDIS_PREFIX"]
         assert sorted(function["VpcConfig"]["SubnetIds"]) == sorted(outputs["SubnetIds"].split(","))
@@ -197,11 +201,13 @@ def _assert_roles(iam, outputs):
     uploads and the check at submit, under inputs/) the input bucket."""
     jobs_queue, dlq = outputs["JobsQueueArn"], outputs["DeadLetterQueueArn"]
     bucket = f"arn:aws:s3:::{outputs['InputBucketName']}"
+    results = f"arn:aws:s3:::{outputs['ResultsBucketName']}/results/*"
     expected = {
         "api_handler": {
             (("sqs:SendMessage",), (jobs_queue,)),
             (("s3:GetObject", "s3:PutObject"), (f"{bucket}/inputs/*",)),
             (("s3:ListBucket",), (bucket,)),
+            (("s3:GetObject",), (results,)),
         },
         "run_jobs": {
             (
@@ -216,9 +222,13 @@ def _assert_roles(iam, outputs):
             ),
             (("s3:GetObject",), (f"{bucket}/*",)),
             (("s3:ListBucket",), (bucket,)),
+            (("s3:PutObject",), (results,)),
         },
         "fail_dead_letters": {(("sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"), (dlq,))},
-        "sweep": {(("sqs:GetQueueAttributes", "sqs:SendMessage"), (jobs_queue,))},
+        "sweep": {
+            (("sqs:GetQueueAttributes", "sqs:SendMessage"), (jobs_queue,)),
+            (("s3:DeleteObject",), (results,)),
+        },
     }
     for function, role_output in FUNCTIONS.items():
         grants = _grants(iam, outputs[role_output])
@@ -239,6 +249,13 @@ def _assert_input_bucket(s3, outputs):
     assert rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
 
 
+def _assert_results_bucket(s3, outputs):
+    bucket = outputs["ResultsBucketName"]
+    rules = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+    assert rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    # moto 5.2.5's CloudFormation drops LifecycleConfiguration too: tests/test_infra.py checks the expiry.
+
+
 def _assert_api_requires_keys(apigw, rest_api_id):
     resources = {r["path"]: r for r in apigw.get_resources(restApiId=rest_api_id)["items"]}
     routes = [
@@ -247,6 +264,7 @@ def _assert_api_requires_keys(apigw, rest_api_id):
         ("/jobs/{job_id}", "GET"),
         ("/jobs/{job_id}", "DELETE"),
         ("/uploads", "POST"),
+        ("/jobs/{job_id}/result", "GET"),
     ]
     for path, method in routes:
         found = apigw.get_method(restApiId=rest_api_id, resourceId=resources[path]["id"], httpMethod=method)

@@ -21,6 +21,8 @@ FIELDS = {
     "etaSeconds",
     "updatedAt",
     "result",
+    "resultUrl",
+    "resultBytes",
     "error",
     "attempts",
     "maxAttempts",

@@ -29,6 +29,7 @@ SAMPLE_OUTPUTS = {
     "JobsQueueName": "jobs-prod",
     "DeadLetterQueueName": "jobs-prod-dlq",
     "InputBucketName": "jobs-prod-service-inputbucket-0123456789ab",
+    "ResultsBucketName": "jobs-prod-service-resultsbucket-0123456789ab",
     "MysqlUrl": "mysql://jobs@jobs-prod-data.proxy-abc.us-east-1.rds.amazonaws.com:3306/jobs",
     "MysqlSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:db-AbCdEf",
     "MysqlTls": "on",
@@ -47,11 +48,12 @@ def test_every_template_is_lint_clean():
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_input_bucket_is_encrypted_private_and_tls_only():
+@pytest.mark.parametrize("name", ["InputBucket", "ResultsBucket"])
+def test_the_buckets_are_encrypted_private_and_tls_only(name):
     from cfnlint.decode import cfn_yaml
 
     resources = cfn_yaml.load(str(ROOT / "infra" / "service.yaml"))["Resources"]
-    bucket = resources["InputBucket"]["Properties"]
+    bucket = resources[name]["Properties"]
     [rule] = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
     assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
     assert set(bucket["PublicAccessBlockConfiguration"]) == {
@@ -61,7 +63,7 @@ def test_input_bucket_is_encrypted_private_and_tls_only():
         "RestrictPublicBuckets",
     }
     assert all(value is True for value in bucket["PublicAccessBlockConfiguration"].values())
-    [deny] = resources["InputBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    [deny] = resources[f"{name}Policy"]["Properties"]["PolicyDocument"]["Statement"]
     assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 
 
@@ -80,7 +82,21 @@ def test_input_bucket_takes_browser_uploads_by_post_only_and_the_api_signs_under
     assert {str(st["Resource"]) for st in s3} == {
         str({"Fn::Sub": "${InputBucket.Arn}/inputs/*"}),
         str({"Fn::GetAtt": ["InputBucket", "Arn"]}),
+        str({"Fn::Sub": "${ResultsBucket.Arn}/results/*"}),
     }
+
+
+def test_result_objects_expire_a_day_after_the_default_retention():
+    from cfnlint.decode import cfn_yaml
+
+    from chalicelib.config import Settings
+
+    template = cfn_yaml.load(str(ROOT / "infra" / "service.yaml"))
+    [rule] = template["Resources"]["ResultsBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    assert rule["Status"] == "Enabled" and rule["Prefix"] == "results/"
+    assert rule["ExpirationInDays"] == {"Ref": "ResultExpiryDays"}
+    retention_days = Settings().retention_seconds // 86400
+    assert template["Parameters"]["ResultExpiryDays"]["Default"] == retention_days + 1
 
 
 def chalice_package(config: dict, stage: str, tmp_path: Path) -> Path:
@@ -110,6 +126,7 @@ def test_chalice_package_of_the_stage_as_deployed_is_lint_clean(stage, tmp_path)
     assert worker["Role"] == SAMPLE_OUTPUTS["WorkerFunctionRoleArn"]
     assert worker["Environment"]["Variables"]["MYSQL_SECRET_ARN"] == SAMPLE_OUTPUTS["MysqlSecretArn"]
     assert worker["Environment"]["Variables"]["INPUT_BUCKETS"] == SAMPLE_OUTPUTS["InputBucketName"]
+    assert worker["Environment"]["Variables"]["RESULTS_BUCKET"] == SAMPLE_OUTPUTS["ResultsBucketName"]
     dead_letters, sweeper = resources["FailDeadLetters"]["Properties"], resources["Sweep"]["Properties"]
     assert dead_letters["Role"] == SAMPLE_OUTPUTS["DeadLetterFunctionRoleArn"]
     assert sweeper["Role"] == SAMPLE_OUTPUTS["SweeperFunctionRoleArn"]

@@ -283,7 +283,9 @@ function renderDetail(job) {
     ["Started", job.startedAt], ["Finished", job.finishedAt], ["Updated", job.updatedAt], ["ETA", job.etaSeconds === null ? null : `${job.etaSeconds} s`]];
   $("#detail-fields").replaceChildren(...fields.filter(([, value]) => value !== null && value !== undefined && value !== "").flatMap(([name, value]) =>
     [Object.assign(document.createElement("dt"), { textContent: name }), Object.assign(document.createElement("dd"), { textContent: String(value) })]));
-  $("#detail-result").textContent = job.result === null ? "(none yet)" : JSON.stringify(job.result, null, 2);
+  $("#detail-result").textContent = job.resultUrl
+    ? `(${job.resultBytes} bytes, kept in S3: GET /jobs/${job.jobId}/result redirects to it)`
+    : job.result === null ? "(none yet)" : JSON.stringify(job.result, null, 2);
 }
 
 // --- wiring ----------------------------------------------------------------------------------------
