@@ -278,3 +278,18 @@ def wait_until(predicate, *, timeout: float = 10.0, interval: float = 0.01):
             return value
         time.sleep(interval)
     pytest.fail(f"condition not met within {timeout}s")
+
+
+def poll_until_finished(events, api, job_id, *, timeout: float = 20.0) -> dict:
+    """Let the worker take records until the job ends; its view, or the test fails."""
+    import time
+
+    from chalicelib.models import JobStatus
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        events.poll_once(wait_seconds=1)
+        job = api.get(job_id).json
+        if JobStatus(job["status"]).terminal:
+            return job
+    pytest.fail(f"job {job_id} did not finish")

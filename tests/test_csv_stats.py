@@ -15,6 +15,7 @@ from chalicelib import errors
 from chalicelib import runtime as runtime_module
 from chalicelib.jobs import JobContext, csv_stats, testing
 from chalicelib.jobs.csv_stats import CsvStats
+from chalicelib.jobs.testing import run_steps as run
 from chalicelib.runtime import Runtime
 from tests.conftest import Api
 
@@ -76,21 +77,6 @@ def job_context(rt: Runtime) -> JobContext:
     """The context the worker gives a job of this runtime (its objects: any input bucket)."""
     objects = rt.objects.scoped(owner="key-a", job_id="01JOBUNDERTEST000000000000", input_buckets=(), work_bucket=None)
     return testing.context(objects=objects)
-
-
-def run(job_type: CsvStats, payload: dict, ctx: JobContext, *, state=None, steps: int | None = None):
-    """Run steps from `state` (the start when None) until finished or `steps` are done.
-
-    Returns (result or None, state, steps)."""
-    state = job_type.start(payload, ctx) if state is None else state
-    taken = []
-    while steps is None or len(taken) < steps:
-        step = job_type.step(payload, state, ctx)
-        taken.append(step)
-        state = step.state
-        if step.finished:
-            return job_type.finish(payload, state, ctx), state, taken
-    return None, state, taken
 
 
 def splits_a_character(data: bytes, chunk_bytes: int) -> bool:

@@ -19,7 +19,7 @@ from chalicelib.models import JobStatus
 from chalicelib.runtime import Runtime
 from local import services, worker_process
 from local.eventsource import EventSource, LambdaContext
-from tests.conftest import wait_until
+from tests.conftest import poll_until_finished, wait_until
 from tests.support.probe import Probe, SimulatedCrash, logged_steps
 
 
@@ -294,7 +294,7 @@ def test_a_failing_step_is_retried_with_growing_delays_then_the_job_fails_with_i
     events.drain()  # attempt 1 fails at step 2; the retry is delayed, so nothing is visible yet
     retrying = api.get(job_id).json
     assert events.receive() == []
-    job = _poll_until_finished(events, api, job_id)
+    job = poll_until_finished(events, api, job_id)
 
     assert retrying["status"] == "RUNNING" and retrying["attempts"] == 2
     assert retrying["error"] == "RuntimeError: probe failed at step 2"
@@ -309,7 +309,7 @@ def test_a_step_that_fails_once_succeeds_on_its_retry(api, events, settings):
     _use(settings, retry_base_seconds=1)
     job_id = api.submit("probe", {"tag": "flaky", "steps": 3, "failAtStep": 2, "failTimes": 1}).json["jobId"]
 
-    job = _poll_until_finished(events, api, job_id)
+    job = poll_until_finished(events, api, job_id)
 
     assert job["status"] == "COMPLETED" and job["attempts"] == 2 and job["error"] is None
     assert Probe.started["flaky"] == [1, 2, 2, 3]
@@ -333,16 +333,6 @@ def test_a_bad_payload_fails_at_once_without_retries(api, events, mysql):
     job = api.get(job_id).json
     assert job["status"] == "FAILED" and job["attempts"] == 1
     assert job["error"].startswith("InvalidPayload: ")
-
-
-def _poll_until_finished(events, api, job_id, *, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        events.poll_once(wait_seconds=1)
-        job = api.get(job_id).json
-        if JobStatus(job["status"]).terminal:
-            return job
-    pytest.fail(f"job {job_id} did not finish")
 
 
 # --- (f) a poison message --------------------------------------------------------------------------

@@ -14,10 +14,9 @@ from botocore.stub import Stubber
 
 from chalicelib import errors, http, objects
 from chalicelib import runtime as runtime_module
-from chalicelib.models import JobStatus
 from chalicelib.runtime import Runtime
 from local import services
-from tests.conftest import wait_until
+from tests.conftest import poll_until_finished, wait_until
 from tests.support.probe import Probe
 
 #: What no text a client reads may contain.
@@ -37,16 +36,6 @@ def _use(settings, **changes) -> Runtime:
 def _refusing_s3() -> object:
     """An S3 client whose endpoint refuses connections (nothing listens on the port)."""
     return objects.connect(endpoint_url=f"http://127.0.0.1:{services.free_port()}", region="us-east-1")
-
-
-def _poll_until_finished(events, api, job_id, *, timeout=20.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        events.poll_once(wait_seconds=1)
-        job = api.get(job_id).json
-        if JobStatus(job["status"]).terminal:
-            return job
-    pytest.fail(f"job {job_id} did not finish")
 
 
 # --- the sanitiser ---------------------------------------------------------------------------------
@@ -95,7 +84,7 @@ def test_with_s3_down_for_a_few_seconds_the_job_waits_and_completes_with_attempt
     time.sleep(2)
     still_waiting = _poll_until_running(events, api, job_id)
     runtime.objects._client = None  # S3 is back: the next use connects to moto again
-    job = _poll_until_finished(events, api, job_id)
+    job = poll_until_finished(events, api, job_id)
 
     # Then it waited saying for what, without an endpoint, and completed on its one attempt
     for view in (waiting, still_waiting):
@@ -120,7 +109,7 @@ def test_with_s3_down_longer_than_the_timeout_the_job_times_out_and_never_leaks_
     job_id = api.submit("csv-stats", {"bucket": bucket, "key": KEY}, maxAttempts=1, timeoutSeconds=2).json["jobId"]
     runtime.objects._client = _refusing_s3()
 
-    job = _poll_until_finished(events, api, job_id)
+    job = poll_until_finished(events, api, job_id)
 
     assert job["status"] == "FAILED" and job["error"] == "timed out: ran longer than timeoutSeconds (2)"
     assert job["attempts"] == 1 and job["message"].startswith("waiting for S3: ")
@@ -148,7 +137,7 @@ def test_with_redis_down_mid_run_the_job_waits_saying_so_and_completes_with_atte
     row = _row(mysql, job_id)
     proc, _ = services.start_redis(tmp_path, port=port)
     try:
-        job = _poll_until_finished(events, api, job_id)
+        job = poll_until_finished(events, api, job_id)
     finally:
         services.stop(proc)
 

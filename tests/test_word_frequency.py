@@ -12,6 +12,7 @@ import pytest
 from chalicelib import errors
 from chalicelib.jobs import JobContext, JobTypes
 from chalicelib.jobs.testing import MemoryObjects, assert_redo_safe, context
+from chalicelib.jobs.testing import run_steps as run
 from chalicelib.jobs.word_frequency import DEFAULT_CHUNK_BYTES, MAX_DISTINCT_WORDS, MAX_WORD_CHARS, WordFrequency
 from chalicelib.runtime import Runtime
 
@@ -71,19 +72,6 @@ def reference_result(data: bytes, *, top: int = 10) -> dict:
         "totalWords": sum(counts.values()),
         "bytes": len(data),
     }
-
-
-def run(job_type: WordFrequency, payload: dict, ctx: JobContext, *, state=None, steps: int | None = None):
-    """Steps from `state` (the start when None) until finished or `steps` are done: (result or None, state, steps)."""
-    state = job_type.start(payload, ctx) if state is None else state
-    taken = []
-    while steps is None or len(taken) < steps:
-        step = job_type.step(payload, state, ctx)
-        taken.append(step)
-        state = step.state
-        if step.finished:
-            return job_type.finish(payload, state, ctx), state, taken
-    return None, state, taken
 
 
 def job_context(runtime: Runtime) -> JobContext:

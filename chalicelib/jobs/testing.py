@@ -105,13 +105,26 @@ def run(job_type: JobType, payload: dict[str, Any], *, context: JobContext | Non
     """The type's result for `payload` (validated, defaults filled in), run uninterrupted."""
     ctx = context or _new_context()
     payload = JobTypes([job_type]).check_payload(job_type, payload, ctx)
-    state = job_type.start(payload, ctx)
-    for _ in range(MAX_CHUNKS):
+    result, _, taken = run_steps(job_type, payload, ctx, steps=MAX_CHUNKS)
+    if not taken[-1].finished:
+        raise AssertionError(f"{job_type.name}: not finished after {MAX_CHUNKS} chunks")
+    return result
+
+
+def run_steps(
+    job_type: JobType, payload: dict[str, Any], ctx: JobContext, *, state: Any = None, steps: int | None = None
+) -> tuple[Any, Any, list[Step]]:
+    """Chunks from `state` (the start when None) until the type finishes or `steps` ran, with the
+    payload as given (not validated): (the result, or None when unfinished; the last state; the Steps)."""
+    state = job_type.start(payload, ctx) if state is None else state
+    taken: list[Step] = []
+    while steps is None or len(taken) < steps:
         step = job_type.step(payload, state, ctx)
+        taken.append(step)
         state = step.state
         if step.finished:
-            return job_type.finish(payload, state, ctx)
-    raise AssertionError(f"{job_type.name}: not finished after {MAX_CHUNKS} chunks")
+            return job_type.finish(payload, state, ctx), state, taken
+    return None, state, taken
 
 
 @dataclass
