@@ -26,6 +26,9 @@ from .models import TERMINAL, Job, JobStatus
 # Connection-level failures after which a fresh connection may succeed: can't connect (2003),
 # server has gone away (2006), lost connection during query (2013), lost connection (2055).
 _RECONNECT_CODES = {2003, 2006, 2013, 2055}
+#: A statement whose arguments are shorter than this is never measured against max_allowed_packet
+#: (1 MiB; the server default is 16 MiB on MariaDB 10.11 and 64 MiB on MySQL 8 and RDS).
+_MEASURED_FROM_BYTES = 1024 * 1024
 
 _COLUMNS = (
     "id, owner, type, status, payload, result, result_bytes, result_key, error, progress, progress_detail, message,"
@@ -160,21 +163,45 @@ class JobStore:
         guarded UPDATE whose first reply was lost reports False on the retry, and callers that
         care re-read the row.
         """
+        args = tuple(args)
         for attempt in (1, 2):
             try:
                 if self._conn is None:
                     self._conn = self._connect()
                 with self._conn.cursor(pymysql.cursors.DictCursor) as cur:
-                    cur.execute(sql, tuple(args))
+                    if sum(len(a) for a in args if isinstance(a, (str, bytes))) > _MEASURED_FROM_BYTES:
+                        self._refuse_oversized(cur, sql, args)
+                    cur.execute(sql, args)
                     return cur.rowcount, list(cur.fetchall())
             except pymysql.IntegrityError:
                 raise
             except (pymysql.OperationalError, pymysql.InterfaceError) as exc:
                 self.close()
                 code = exc.args[0] if exc.args else 0
+                if code == ER.NET_PACKET_TOO_LARGE:  # a server whose limit is under _MEASURED_FROM_BYTES
+                    raise errors.ValueTooLarge(
+                        "a statement is over MySQL's max_allowed_packet", size=len(sql), limit=0
+                    ) from exc
                 if attempt == 2 or not (isinstance(exc, pymysql.InterfaceError) or code in _RECONNECT_CODES):
                     raise errors.StoreUnavailable(f"MySQL: {exc}") from exc
         raise AssertionError("unreachable")
+
+    def _refuse_oversized(self, cur: pymysql.cursors.Cursor, sql: str, args: tuple[Any, ...]) -> None:
+        """Raise ValueTooLarge, without sending it, for a statement over the server's max_allowed_packet.
+
+        The server answers one with error 1153 or, far over, by closing the connection (2006 "gone
+        away"): indistinguishable from an outage, so it would be retried for ever. One extra round
+        trip per connection reads the limit, and only for statements of _MEASURED_FROM_BYTES or more.
+        """
+        limit = getattr(self._local, "max_packet", None)
+        if limit is None:
+            cur.execute("SELECT @@max_allowed_packet AS limit_bytes")
+            limit = self._local.max_packet = int(cur.fetchone()["limit_bytes"])
+        size = len(cur.mogrify(sql, args).encode("utf-8")) + 1  # the command byte
+        if size > limit:
+            raise errors.ValueTooLarge(
+                f"a statement of {size} bytes is over MySQL's max_allowed_packet of {limit}", size=size, limit=limit
+            )
 
     def close(self) -> None:
         """Drop the connection; the next statement opens a new one."""

@@ -22,6 +22,7 @@ OUTPUT_ENV = {
     "DeadLetterQueueName": "JOBS_DLQ_NAME",
     "InputBucketName": "INPUT_BUCKETS",
     "ResultsBucketName": "RESULTS_BUCKET",
+    "WorkBucketName": "WORK_BUCKET",
 }
 
 API_FUNCTION = "api_handler"

@@ -118,6 +118,7 @@ def _aws(settings: Settings, ns: argparse.Namespace, stack: contextlib.ExitStack
         jobs_queue_url=queue_url,
         input_buckets=settings.input_buckets or (BUCKET,),
         results_bucket=results_bucket,
+        work_bucket=settings.work_bucket or results_bucket,  # as infra/ deploys it: jobs/ of the results bucket
     )
 
 

@@ -30,6 +30,7 @@ SAMPLE_OUTPUTS = {
     "DeadLetterQueueName": "jobs-prod-dlq",
     "InputBucketName": "jobs-prod-service-inputbucket-0123456789ab",
     "ResultsBucketName": "jobs-prod-service-resultsbucket-0123456789ab",
+    "WorkBucketName": "jobs-prod-service-resultsbucket-0123456789ab",
     "MysqlUrl": "mysql://jobs@jobs-prod-data.proxy-abc.us-east-1.rds.amazonaws.com:3306/jobs",
     "MysqlSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:db-AbCdEf",
     "MysqlTls": "on",
@@ -86,15 +87,15 @@ def test_input_bucket_takes_browser_uploads_by_post_only_and_the_api_signs_under
     }
 
 
-def test_result_objects_expire_a_day_after_the_default_retention():
+def test_result_and_work_objects_expire_a_day_after_the_default_retention():
     from cfnlint.decode import cfn_yaml
 
     from chalicelib.config import Settings
 
     template = cfn_yaml.load(str(ROOT / "infra" / "service.yaml"))
-    [rule] = template["Resources"]["ResultsBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
-    assert rule["Status"] == "Enabled" and rule["Prefix"] == "results/"
-    assert rule["ExpirationInDays"] == {"Ref": "ResultExpiryDays"}
+    rules = template["Resources"]["ResultsBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    assert [(r["Status"], r["Prefix"]) for r in rules] == [("Enabled", "results/"), ("Enabled", "jobs/")]
+    assert all(r["ExpirationInDays"] == {"Ref": "ResultExpiryDays"} for r in rules)
     retention_days = Settings().retention_seconds // 86400
     assert template["Parameters"]["ResultExpiryDays"]["Default"] == retention_days + 1
 
@@ -127,6 +128,7 @@ def test_chalice_package_of_the_stage_as_deployed_is_lint_clean(stage, tmp_path)
     assert worker["Environment"]["Variables"]["MYSQL_SECRET_ARN"] == SAMPLE_OUTPUTS["MysqlSecretArn"]
     assert worker["Environment"]["Variables"]["INPUT_BUCKETS"] == SAMPLE_OUTPUTS["InputBucketName"]
     assert worker["Environment"]["Variables"]["RESULTS_BUCKET"] == SAMPLE_OUTPUTS["ResultsBucketName"]
+    assert worker["Environment"]["Variables"]["WORK_BUCKET"] == SAMPLE_OUTPUTS["WorkBucketName"]
     dead_letters, sweeper = resources["FailDeadLetters"]["Properties"], resources["Sweep"]["Properties"]
     assert dead_letters["Role"] == SAMPLE_OUTPUTS["DeadLetterFunctionRoleArn"]
     assert sweeper["Role"] == SAMPLE_OUTPUTS["SweeperFunctionRoleArn"]
