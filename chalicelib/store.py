@@ -186,17 +186,19 @@ class JobStore:
                     raise errors.StoreUnavailable(f"MySQL: {exc}") from exc
         raise AssertionError("unreachable")
 
-    def _refuse_oversized(self, cur: pymysql.cursors.Cursor, sql: str, args: tuple[Any, ...]) -> None:
+    def _refuse_oversized(self, cur: pymysql.cursors.DictCursor, sql: str, args: tuple[Any, ...]) -> None:
         """Raise ValueTooLarge, without sending it, for a statement over the server's max_allowed_packet.
 
         The server answers one with error 1153 or, far over, by closing the connection (2006 "gone
-        away"): indistinguishable from an outage, so it would be retried for ever. One extra round
-        trip per connection reads the limit, and only for statements of _MEASURED_FROM_BYTES or more.
+        away"): indistinguishable from an outage, so it would be waited out for ever. The limit is read
+        once per thread (one round trip), and only when a statement of _MEASURED_FROM_BYTES or more comes.
         """
         limit = getattr(self._local, "max_packet", None)
         if limit is None:
             cur.execute("SELECT @@max_allowed_packet AS limit_bytes")
-            limit = self._local.max_packet = int(cur.fetchone()["limit_bytes"])
+            row = cur.fetchone()
+            assert row is not None  # a SELECT of a variable always has its row
+            limit = self._local.max_packet = int(row["limit_bytes"])
         size = len(cur.mogrify(sql, args).encode("utf-8")) + 1  # the command byte
         if size > limit:
             raise errors.ValueTooLarge(
