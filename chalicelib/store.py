@@ -428,6 +428,24 @@ class JobStore:
         )
         return [(row["id"], row["result_key"]) for row in rows]
 
+    def count_active(self, owner: str) -> dict[JobStatus, int]:
+        """The owner's unfinished jobs by status: one index range (ix_jobs_owner_status), as long as
+        the owner's active jobs, never its history."""
+        active = [s.value for s in JobStatus if not s.terminal]
+        _, rows = self._execute(
+            "SELECT status, COUNT(*) AS n FROM jobs WHERE owner = %s"
+            f" AND status IN ({', '.join(['%s'] * len(active))}) GROUP BY status",
+            (owner, *active),
+        )
+        counts = dict.fromkeys((JobStatus(v) for v in active), 0)
+        counts.update({JobStatus(row["status"]): row["n"] for row in rows})
+        return counts
+
+    def delete_pending(self, job_id: str) -> bool:
+        """Delete a PENDING job no message was sent for (a submission refused after its insert)."""
+        changed, _ = self._execute("DELETE FROM jobs WHERE id = %s AND status = %s", (job_id, JobStatus.PENDING.value))
+        return changed == 1
+
     def purge(self, job_ids: list[str]) -> int:
         """Delete these jobs if they are finished (`expired` found them); returns how many."""
         if not job_ids:

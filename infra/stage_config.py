@@ -23,6 +23,7 @@ OUTPUT_ENV = {
     "InputBucketName": "INPUT_BUCKETS",
     "ResultsBucketName": "RESULTS_BUCKET",
     "WorkBucketName": "WORK_BUCKET",
+    "TenantsUrl": "TENANTS_URL",
 }
 
 API_FUNCTION = "api_handler"

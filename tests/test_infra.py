@@ -31,6 +31,7 @@ SAMPLE_OUTPUTS = {
     "InputBucketName": "jobs-prod-service-inputbucket-0123456789ab",
     "ResultsBucketName": "jobs-prod-service-resultsbucket-0123456789ab",
     "WorkBucketName": "jobs-prod-service-resultsbucket-0123456789ab",
+    "TenantsUrl": "s3://jobs-prod-service-resultsbucket-0123456789ab/config/tenants.json",
     "MysqlUrl": "mysql://jobs@jobs-prod-data.proxy-abc.us-east-1.rds.amazonaws.com:3306/jobs",
     "MysqlSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:db-AbCdEf",
     "MysqlTls": "on",
@@ -84,6 +85,7 @@ def test_input_bucket_takes_browser_uploads_by_post_only_and_the_api_signs_under
         str({"Fn::Sub": "${InputBucket.Arn}/inputs/*"}),
         str({"Fn::GetAtt": ["InputBucket", "Arn"]}),
         str({"Fn::Sub": "${ResultsBucket.Arn}/results/*"}),
+        str({"Fn::Sub": "${ResultsBucket.Arn}/config/*"}),
     }
 
 
@@ -192,23 +194,36 @@ def test_usage_plan_definition_loads():
     "text, complaint",
     [
         ('{"plans": {}, "clients": {}}', "plans"),
-        ('{"plans": {"a": {"rateLimit": 1, "burstLimit": 0, "quota": null}}, "clients": {}}', "plans/a/burstLimit"),
         (
-            '{"plans": {"a": {"rateLimit": 1, "burstLimit": 1, "quota": {"limit": 5, "period": "YEAR"}}},'
+            '{"plans": {"a": {"rateLimit": 1, "burstLimit": 0, "quota": null, "maxActiveJobs": 9, "maxRunningJobs": 2, "maxTimeoutSeconds": 60}}, "clients": {}}',
+            "plans/a/burstLimit",
+        ),
+        (
+            '{"plans": {"a": {"rateLimit": 1, "burstLimit": 1, "quota": {"limit": 5, "period": "YEAR"}, "maxActiveJobs": 9, "maxRunningJobs": 2, "maxTimeoutSeconds": 60}},'
             ' "clients": {}}',
             "plans/a/quota",
         ),
         (
-            '{"plans": {"a": {"rateLimit": 1, "burstLimit": 1, "quota": null}}, "clients": {"x": {"plan": "b"}}}',
+            '{"plans": {"a": {"rateLimit": 1, "burstLimit": 1, "quota": null, "maxActiveJobs": -1,'
+            ' "maxRunningJobs": 2, "maxTimeoutSeconds": 60}}, "clients": {}}',
+            "plans/a/maxActiveJobs: -1 is less than the minimum of 1",
+        ),
+        (
+            '{"plans": {"a": {"rateLimit": 1, "burstLimit": 1, "quota": null, "maxActiveJobs": 9,'
+            ' "maxTimeoutSeconds": 60}}, "clients": {}}',
+            "plans/a: 'maxRunningJobs' is a required property",
+        ),
+        (
+            '{"plans": {"a": {"rateLimit": 1, "burstLimit": 1, "quota": null, "maxActiveJobs": 9, "maxRunningJobs": 2, "maxTimeoutSeconds": 60}}, "clients": {"x": {"plan": "b"}}}',
             "no plan named 'b'",
         ),
         (
-            '{"plans": {"a": {"rateLimit": 1, "burstLimit": 1, "quota": null}},'
+            '{"plans": {"a": {"rateLimit": 1, "burstLimit": 1, "quota": null, "maxActiveJobs": 9, "maxRunningJobs": 2, "maxTimeoutSeconds": 60}},'
             ' "clients": {"x": {"plan": "a"}, "x": {"plan": "a"}}}',
             "duplicate name 'x'",
         ),
         (
-            '{"plans": {"a": {"rateLimit": 1, "burstLimit": 1, "quota": null}},'
+            '{"plans": {"a": {"rateLimit": 1, "burstLimit": 1, "quota": null, "maxActiveJobs": 9, "maxRunningJobs": 2, "maxTimeoutSeconds": 60}},'
             ' "clients": {"x": {"plan": "a", "value": "short"}}}',
             "clients/x/value",
         ),
