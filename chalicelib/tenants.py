@@ -72,7 +72,8 @@ def document(clients: dict[str, tuple[str, list[str], Limits]]) -> dict[str, Any
 def parse(raw: Any) -> tuple[dict[str, Tenant], dict[str, str]]:
     """(client -> tenant, key id -> client) of a document; Misconfigured, naming the field, if it is not one."""
     try:
-        tenants, keys = {}, {}
+        tenants: dict[str, Tenant] = {}
+        keys: dict[str, str] = {}
         for name, spec in raw["clients"].items():
             limits = spec["limits"]
             values = {field: limits[field] for field in ("maxActiveJobs", "maxRunningJobs", "maxTimeoutSeconds")}

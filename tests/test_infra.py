@@ -190,16 +190,21 @@ def test_usage_plan_definition_loads():
         assert client.value is None, "committed keys would be public: let API Gateway generate them"
 
 
+LIMITS = '"maxActiveJobs": 9, "maxRunningJobs": 2, "maxTimeoutSeconds": 60'
+
+
 @pytest.mark.parametrize(
     "text, complaint",
     [
         ('{"plans": {}, "clients": {}}', "plans"),
         (
-            '{"plans": {"a": {"rateLimit": 1, "burstLimit": 0, "quota": null, "maxActiveJobs": 9, "maxRunningJobs": 2, "maxTimeoutSeconds": 60}}, "clients": {}}',
+            '{"plans": {"a": {"rateLimit": 1, "burstLimit": 0, "quota": null, ' + LIMITS + '}}, "clients": {}}',
             "plans/a/burstLimit",
         ),
         (
-            '{"plans": {"a": {"rateLimit": 1, "burstLimit": 1, "quota": {"limit": 5, "period": "YEAR"}, "maxActiveJobs": 9, "maxRunningJobs": 2, "maxTimeoutSeconds": 60}},'
+            '{"plans": {"a": {"rateLimit": 1, "burstLimit": 1, "quota": {"limit": 5, "period": "YEAR"}, '
+            + LIMITS
+            + "}},"
             ' "clients": {}}',
             "plans/a/quota",
         ),
@@ -214,16 +219,18 @@ def test_usage_plan_definition_loads():
             "plans/a: 'maxRunningJobs' is a required property",
         ),
         (
-            '{"plans": {"a": {"rateLimit": 1, "burstLimit": 1, "quota": null, "maxActiveJobs": 9, "maxRunningJobs": 2, "maxTimeoutSeconds": 60}}, "clients": {"x": {"plan": "b"}}}',
+            '{"plans": {"a": {"rateLimit": 1, "burstLimit": 1, "quota": null, '
+            + LIMITS
+            + '}}, "clients": {"x": {"plan": "b"}}}',
             "no plan named 'b'",
         ),
         (
-            '{"plans": {"a": {"rateLimit": 1, "burstLimit": 1, "quota": null, "maxActiveJobs": 9, "maxRunningJobs": 2, "maxTimeoutSeconds": 60}},'
+            '{"plans": {"a": {"rateLimit": 1, "burstLimit": 1, "quota": null, ' + LIMITS + "}},"
             ' "clients": {"x": {"plan": "a"}, "x": {"plan": "a"}}}',
             "duplicate name 'x'",
         ),
         (
-            '{"plans": {"a": {"rateLimit": 1, "burstLimit": 1, "quota": null, "maxActiveJobs": 9, "maxRunningJobs": 2, "maxTimeoutSeconds": 60}},'
+            '{"plans": {"a": {"rateLimit": 1, "burstLimit": 1, "quota": null, ' + LIMITS + "}},"
             ' "clients": {"x": {"plan": "a", "value": "short"}}}',
             "clients/x/value",
         ),
