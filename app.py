@@ -60,7 +60,8 @@ def cancel_job(job_id):
 def list_jobs():
     request = app.current_request
     owner = _owner()
-    return http.page_response(_service().list(owner, **http.query(request, "status", "type", "limit", "cursor")))
+    params = http.query(request, "status", "type", "limit", "cursor", "ids")
+    return http.page_response(_service().list(owner, **params))
 
 
 @app.route("/uploads", methods=["POST"], api_key_required=True)

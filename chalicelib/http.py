@@ -192,9 +192,14 @@ def result_response(found: JobResult) -> Response:
     return Response(body=body, status_code=200, headers={"Content-Type": "application/json"})
 
 
-def page_response(page: Page) -> dict[str, Any]:
-    """A page of jobs as `GET /jobs` answers it."""
-    return {"jobs": [job_view(answer, with_result=False) for answer in page.answers], "nextCursor": page.next_cursor}
+def page_response(page: Page) -> Response:
+    """A page of jobs as `GET /jobs` answers it; a list by ids carries the smallest Retry-After of its
+    active jobs, so one poll of many jobs is paced by the quickest of them."""
+    body = {"jobs": [job_view(answer, with_result=False) for answer in page.answers], "nextCursor": page.next_cursor}
+    headers: dict[str, str | list[str]] = {}
+    if page.retry_after is not None:
+        headers["Retry-After"] = str(page.retry_after)
+    return Response(body=body, status_code=200, headers=headers)
 
 
 def upload_response(upload: Upload) -> Response:

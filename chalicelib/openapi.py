@@ -14,7 +14,15 @@ from .http import IDEMPOTENCY_KEY_PATTERN
 from .jobs import JobType, JobTypes
 from .models import JOB_ID_PATTERN as CANONICAL_JOB_ID
 from .models import JobStatus
-from .service import DEFAULT_LIMIT, MAX_ATTEMPTS, MAX_LIMIT, MAX_TIMEOUT_SECONDS, RETRY_AFTER_MAX, RETRY_AFTER_MIN
+from .service import (
+    DEFAULT_LIMIT,
+    MAX_ATTEMPTS,
+    MAX_IDS,
+    MAX_LIMIT,
+    MAX_TIMEOUT_SECONDS,
+    RETRY_AFTER_MAX,
+    RETRY_AFTER_MIN,
+)
 from .uploads import CONTENT_TYPE_PATTERN, MAX_FILENAME_CHARS
 
 # Job ids are ULIDs (models.JOB_ID_PATTERN); the API accepts them in either case.
@@ -301,13 +309,38 @@ def document(job_types: JobTypes, *, upload_max_bytes: int = Settings.upload_max
                             "schema": {"type": "string", "pattern": JOB_ID_PATTERN},
                             "description": "nextCursor of the previous page",
                         },
+                        {
+                            "name": "ids",
+                            "in": "query",
+                            "style": "form",
+                            "explode": False,
+                            "schema": {
+                                "type": "array",
+                                "minItems": 1,
+                                "maxItems": MAX_IDS,
+                                "items": {"type": "string", "pattern": JOB_ID_PATTERN},
+                            },
+                            "description": f"up to {MAX_IDS} job ids, comma-separated: one poll for many jobs. The"
+                            " list is then restricted to those of them that are the caller's (unknown and others'"
+                            " ids are simply absent), read in one Redis round trip plus one MySQL query for the"
+                            " jobs Redis lacks; status, type and cursor filter them as they filter the list, and"
+                            " limit defaults to the number of ids. The answer's Retry-After is the smallest of"
+                            " its active jobs'.",
+                        },
                     ],
                     "responses": {
                         "200": {
                             "description": "a page of jobs",
+                            "headers": {
+                                "Retry-After": {
+                                    **_RETRY_AFTER,
+                                    "description": "with ids, when one of the jobs is active: the smallest"
+                                    " Retry-After of them",
+                                }
+                            },
                             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/JobList"}}},
                         },
-                        "400": _error("a bad status, type, limit or cursor"),
+                        "400": _error("a bad status, type, limit, cursor or ids (more than 100, or one not a job id)"),
                         **_COMMON_ERRORS,
                     },
                 },

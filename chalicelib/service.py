@@ -32,6 +32,8 @@ from .tenants import Tenant, Tenants
 MAX_ATTEMPTS = 20
 MAX_TIMEOUT_SECONDS = 7 * 86400
 DEFAULT_LIMIT, MAX_LIMIT = 20, 100
+#: Most job ids one `GET /jobs?ids=` may name.
+MAX_IDS = 100
 _SUBMIT_FIELDS = {"type", "payload", "maxAttempts", "timeoutSeconds"}
 # Polls are advised no faster than progress can change, and no slower than this (seconds).
 RETRY_AFTER_MIN, RETRY_AFTER_MAX = 1, 30
@@ -74,6 +76,8 @@ class Page:
 
     answers: list[Answer]
     next_cursor: str | None
+    #: For a list by ids: the smallest Retry-After of its active jobs (None when none is active).
+    retry_after: int | None = None
 
 
 def retry_after(cadence_seconds: float | None) -> int:
@@ -88,6 +92,15 @@ def _int_option(body: dict[str, Any], name: str, default: int, high: int) -> int
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
         raise errors.InvalidRequest(f"{name} must be an integer from 1 to {high}")
     return value
+
+
+def parse_job_ids(raw: str) -> list[str]:
+    """The distinct job ids of a comma-separated list, in canonical form; a 400 when there are none,
+    more than MAX_IDS, or one is not a job id (so a malformed id never reaches Redis or MySQL)."""
+    parts = raw.split(",")
+    if not raw or len(parts) > MAX_IDS:
+        raise errors.InvalidRequest(f"ids must be 1 to {MAX_IDS} job ids separated by commas")
+    return list(dict.fromkeys(parse_job_id(part) for part in parts))
 
 
 def decode_cursor(cursor: str) -> str:
@@ -273,12 +286,15 @@ class JobService:
         return job if job is not None and job.status.terminal else None
 
     def _answer_from_hot(self, job_id: str, hot: HotJob) -> Answer:
-        job = hot.job
         if hot.result_external:
             row = self._store.get_job(job_id)
-            job = replace(job, result=row.result if row else None)
+            hot = replace(hot, job=replace(hot.job, result=row.result if row else None))
+        return self._hot_answer(hot)
+
+    def _hot_answer(self, hot: HotJob) -> Answer:
+        """The hot view as it is (a result only in MySQL is left out), paced by its chunk cadence."""
         cadence = hot.cadence_ms / 1000 if hot.cadence_ms else None
-        return self._answer(job, None if job.status.terminal else retry_after(cadence))
+        return self._answer(hot.job, None if hot.job.status.terminal else retry_after(cadence))
 
     def _retry_after_for(self, job: Job) -> int | None:
         if job.status.terminal:
@@ -345,26 +361,76 @@ class JobService:
         type: str | None = None,
         limit: str | None = None,
         cursor: str | None = None,
+        ids: str | None = None,
     ) -> Page:
-        """The owner's jobs, newest first, a page at a time; active ones show live progress."""
+        """The owner's jobs, newest first, a page at a time; active ones show live progress.
+
+        With `ids`, the same list restricted to those jobs (others' and unknown ids are simply not
+        in it), read as a poll reads them: one Redis round trip for all, one MySQL query for those
+        Redis lacks; `limit` then defaults to the number of ids.
+        """
         try:
             wanted_status = None if status is None else JobStatus(status)
         except ValueError:
             raise errors.InvalidRequest(f"status must be one of {', '.join(s.value for s in JobStatus)}") from None
         if type is not None:
             self._job_types.get(type)
+        job_ids = None if ids is None else parse_job_ids(ids)
         try:
-            page_size = DEFAULT_LIMIT if limit is None else int(limit)
+            page_size = (len(job_ids) if job_ids else DEFAULT_LIMIT) if limit is None else int(limit)
         except ValueError:
             page_size = 0
         if not 1 <= page_size <= MAX_LIMIT:
             raise errors.InvalidRequest(f"limit must be an integer from 1 to {MAX_LIMIT}")
         before_id = None if cursor is None else decode_cursor(cursor)
+        if job_ids is not None:
+            answers = [
+                answer
+                for answer in self._by_ids(owner, job_ids)
+                if (wanted_status is None or answer.job.status is wanted_status)
+                and (type is None or answer.job.type == type)
+                and (before_id is None or answer.job.id < before_id)
+            ]
+            answers.sort(key=lambda answer: answer.job.id, reverse=True)
+            page_answers, more = answers[:page_size], len(answers) > page_size
+            pace = [a.retry_after for a in page_answers if a.retry_after is not None]
+            return Page(page_answers, page_answers[-1].job.id if more else None, min(pace, default=None))
         rows = self._store.list_jobs(owner, status=wanted_status, type=type, limit=page_size + 1, before_id=before_id)
         page, more = rows[:page_size], len(rows) > page_size
         live = self._live([job.id for job in page if not job.status.terminal])
         answers = [self._answer(live.get(job.id) or job.snapshot()) for job in page]
         return Page(answers, page[-1].id if more else None)
+
+    def _by_ids(self, owner: str, job_ids: Sequence[str]) -> list[Answer]:
+        """The owner's jobs among these ids: hot views in one round trip, the rest in one MySQL query.
+
+        Like `get`, a hot view that reads stalled is checked against its row (in the same query), and
+        Redis down means MySQL answers for all; unlike `get`, nothing is put back in Redis (the list
+        serves no result, and the next poll of an active job finds the worker's write).
+        """
+        try:
+            hot = self._hot.get_many(list(job_ids))
+        except errors.HotStateUnavailable:
+            log.warning("Redis unavailable, reading %d jobs from MySQL", len(job_ids), exc_info=True)
+            hot = {}
+        answers: dict[str, Answer] = {}
+        for job_id, found in hot.items():
+            if found.owner == owner:  # another owner's job is simply not in the answer
+                answers[job_id] = self._hot_answer(found)
+        stalled = [job_id for job_id, answer in answers.items() if answer.stalled]
+        misses = [job_id for job_id in job_ids if job_id not in hot]
+        rows: list[Job] = []
+        if misses or stalled:
+            try:
+                rows = self._store.get_jobs([*misses, *stalled], owner=owner)
+            except errors.StoreUnavailable:
+                if misses:
+                    raise
+                log.warning("MySQL unavailable, stalled jobs are served from their hot views", exc_info=True)
+        for job in rows:
+            if job.id not in answers or job.status.terminal:
+                answers[job.id] = self._answer(job.snapshot(), self._retry_after_for(job))
+        return list(answers.values())
 
     def _live(self, job_ids: Sequence[str]) -> dict[str, JobSnapshot]:
         """The hot snapshots of these active jobs (one round trip); none when Redis is down."""

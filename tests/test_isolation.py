@@ -33,6 +33,21 @@ def test_key_b_lists_none_of_key_a_jobs(api, jobs_of_a):
     assert len(api.request("GET", "/jobs", key="key-a").json["jobs"]) == 2
 
 
+@pytest.mark.parametrize("from_redis", [True, False], ids=["hot", "mysql-fallback"])
+def test_key_b_polls_none_of_key_a_jobs_by_id(api, jobs_of_a, redis_client, rt, from_redis):
+    ids = ",".join(jobs_of_a.values())
+    if not from_redis:
+        for job_id in jobs_of_a.values():
+            redis_client.delete(rt.hot.job_key(job_id))
+
+    theirs = api.request("GET", f"/jobs?ids={ids}", key="key-b")
+    mine = api.request("GET", f"/jobs?ids={ids}", key="key-a")
+
+    assert (theirs.status, theirs.json) == (200, {"jobs": [], "nextCursor": None})
+    assert "retry-after" not in theirs.headers  # not even the pace of a job it cannot see
+    assert sorted(job["jobId"] for job in mine.json["jobs"]) == sorted(jobs_of_a.values())
+
+
 def test_key_b_cannot_take_over_an_idempotency_key_of_key_a(api):
     mine = api.submit("sleep", {"steps": 1}, key="key-a", headers={"Idempotency-Key": "k"}).json["jobId"]
     theirs = api.submit("sleep", {"steps": 1}, key="key-b", headers={"Idempotency-Key": "k"})
