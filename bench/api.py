@@ -7,6 +7,7 @@ API Gateway proxy event whose `requestContext.identity.apiKeyId` names the calle
 from __future__ import annotations
 
 import json
+import statistics
 import threading
 import time
 import uuid
@@ -25,7 +26,13 @@ LONG_JOB = {"steps": 30, "stepMs": 1000}
 
 
 def proxy_event(
-    method: str, resource: str, path: str, *, path_params: dict | None = None, body: Any = None
+    method: str,
+    resource: str,
+    path: str,
+    *,
+    path_params: dict | None = None,
+    body: Any = None,
+    query: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """An API Gateway REST proxy event, as the api Lambda receives it."""
     headers = {"content-type": "application/json", "x-api-key": "bench-key-value", "host": "bench.local"}
@@ -35,8 +42,8 @@ def proxy_event(
         "httpMethod": method,
         "headers": headers,
         "multiValueHeaders": {k: [v] for k, v in headers.items()},
-        "queryStringParameters": None,
-        "multiValueQueryStringParameters": None,
+        "queryStringParameters": query,
+        "multiValueQueryStringParameters": None if query is None else {k: [v] for k, v in query.items()},
         "pathParameters": path_params,
         "stageVariables": None,
         "requestContext": {
@@ -75,6 +82,9 @@ class Caller:
 
     def get(self, job_id: str) -> tuple[dict, float, IoCount]:
         return self.call(proxy_event("GET", "/jobs/{job_id}", f"/jobs/{job_id}", path_params={"job_id": job_id}), 200)
+
+    def get_many(self, job_ids: list[str]) -> tuple[dict, float, IoCount]:
+        return self.call(proxy_event("GET", "/jobs", "/jobs", query={"ids": ",".join(job_ids)}), 200)
 
     def delete(self, job_id: str, expect: int) -> tuple[dict, float, IoCount]:
         return self.call(
@@ -140,6 +150,7 @@ def run(env, *, calls: int) -> list[Row]:
     try:
         with quiet():
             rows = _post_and_get(caller, calls, raw, keys)
+            rows += _get_many(caller, max(10, calls // 10))
             rows += _finished_fallback(caller, max(20, calls // 5), runtime, setup_runtime, setup_sqs, raw, keys)
             rows += _cancel(caller, calls, min(50, max(10, calls // 10)), runtime, setup_runtime, setup_sqs)
     finally:
@@ -180,6 +191,35 @@ def _post_and_get(caller: Caller, calls: int, raw: redis.Redis, keys: HotState) 
         budget_row("POST /jobs: Redis round trips", post.redis(), 1),
         budget_row("POST /jobs: SQS sends", sends, 1),
         post.time_row(f" (SQS is moto's server on loopback: a SendMessage alone p50 {sqs_alone:.2f} ms)"),
+    ]
+
+
+def _get_many(caller: Caller, repeats: int, jobs: int = 100) -> list[Row]:
+    """`GET /jobs?ids=` of 100 hot jobs against 100 single GETs of the same jobs, in the same run."""
+    body = {"type": "sleep", "payload": {"steps": 10, "stepMs": 0}}
+    ids = [caller.post(body)[0]["jobId"] for _ in range(jobs)]
+    many = Samples(f"GET /jobs?ids= of {jobs} hot jobs")
+    singles: list[float] = []
+    for _ in range(repeats):
+        if len(many.add(caller.get_many(ids))["jobs"]) != jobs:
+            raise RuntimeError("GET /jobs?ids= left jobs out")
+        singles.append(sum(caller.get(job_id)[1] for job_id in ids))
+    ratio = statistics.median(many.times) / statistics.median(singles)
+    return [
+        budget_row(f"GET /jobs?ids= of {jobs} hot jobs: Redis round trips", many.redis(), 1),
+        budget_row(f"GET /jobs?ids= of {jobs} hot jobs: MySQL statements", many.mysql(), 0),
+        Row(
+            f"GET /jobs?ids= of {jobs} hot jobs: time against {jobs} single GETs",
+            f"x{ratio:.2f}",
+            f"p50 {statistics.median(many.times) * 1000:.2f} ms against {statistics.median(singles) * 1000:.2f} ms"
+            f" ({repeats} rounds)",
+            "faster" if ratio < 1 else "slower",
+            {
+                "ratio": ratio,
+                "many_ms": statistics.median(many.times) * 1000,
+                "singles_ms": statistics.median(singles) * 1000,
+            },
+        ),
     ]
 
 

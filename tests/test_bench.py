@@ -1,8 +1,8 @@
 """The benchmarks stay runnable: `python -m bench --quick` exits 0 and prints every row of its table.
 
 Benchmarks are not timed tests: no time is asserted here. The counted budgets are, since they are
-counts, not timings: GET on the hot path is 1 Redis round trip and no MySQL statement, POST is one
-insert, and a job's MySQL writes do not grow with its chunks.
+counts, not timings: GET on the hot path is 1 Redis round trip and no MySQL statement (one job, or
+100 by ids), POST is one insert, and a job's MySQL writes do not grow with its chunks.
 """
 
 import json
@@ -39,6 +39,8 @@ def test_quick_bench_prints_the_table_and_keeps_the_counted_budgets(tmp_path, ru
     assert rows["GET /jobs/{id} hot: Redis round trips"]["data"]["value"] == 1
     assert rows["GET /jobs/{id} hot: MySQL statements"]["data"]["value"] == 0
     assert rows["POST /jobs: MySQL inserts"]["data"]["value"] == 1
+    assert rows["GET /jobs?ids= of 100 hot jobs: Redis round trips"]["data"]["value"] == 1
+    assert rows["GET /jobs?ids= of 100 hot jobs: MySQL statements"]["data"]["value"] == 0
     writes = rows["worker: MySQL writes per job (10 / 100 chunks)"]["data"]["writes"]
     assert writes["10"] == writes["100"]
     assert rows["worker: Redis round trips per chunk"]["data"]["value"] == 1
