@@ -13,7 +13,7 @@ run: setup                     ## set up and run the whole system locally on htt
 test: setup services browser   ## run the test suite against real MariaDB, Redis and moto's server
 	$(PY) -m pytest
 
-lint: setup                    ## ruff (lint rules and format check) over the tree, mypy over chalicelib/ and app.py
+lint: setup                    ## ruff (lint rules and format check) over the tree, mypy over chalicelib/, app.py and the client
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
@@ -25,11 +25,11 @@ bench: setup services          ## benchmarks: our costs against the budgets, RQ 
 
 setup: $(VENV)/.installed      ## the virtualenv with everything the project needs
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt bench/requirements.txt pyproject.toml
+$(VENV)/.installed: requirements.txt requirements-dev.txt bench/requirements.txt pyproject.toml client/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -r requirements-dev.txt
-	$(VENV)/bin/pip install -q --no-deps -e .
+	$(VENV)/bin/pip install -q --no-deps -e . -e ./client
 	touch $@
 
 services:                      ## start MariaDB and Redis if they are not running

@@ -401,7 +401,7 @@ class JobService:
         answers = [self._answer(live.get(job.id) or job.snapshot()) for job in page]
         return Page(answers, page[-1].id if more else None)
 
-    def _by_ids(self, owner: str, job_ids: Sequence[str]) -> list[Answer]:
+    def _by_ids(self, owner: str, job_ids: Sequence[str]) -> Sequence[Answer]:
         """The owner's jobs among these ids: hot views in one round trip, the rest in one MySQL query.
 
         Like `get`, a hot view that reads stalled is checked against its row (in the same query), and
