@@ -30,6 +30,9 @@ PLANS = {
     },
 }
 ALICE, BOB = "alice-local-key", "bob-local-key"
+#: The usage plans `make run` and `make deploy` use, with the `demo` client on the `basic` plan.
+REAL_PLANS = ROOT / "infra" / "usage-plans.json"
+DEMO = "demo-local-key"
 
 
 def call(url, method="GET", path="/jobs", *, key=ALICE, body=None):
@@ -56,9 +59,13 @@ def wait_for(url, job_id, status, *, key=ALICE, timeout=30):
 class LocalRuntime:
     """`python -m local.run` in a child process, as `make run` starts it."""
 
-    def __init__(self, tmp: Path, run_settings, *, env: dict[str, str], args: list[str] = ()):
-        plans = tmp / "usage-plans.json"
-        plans.write_text(json.dumps(PLANS))
+    def __init__(
+        self, tmp: Path, run_settings, *, env: dict[str, str], args: list[str] = (), plans: Path | None = None
+    ):
+        """`plans`: a usage-plans file (REAL_PLANS: the one infra/ deploys); by default the test PLANS."""
+        if plans is None:
+            plans = tmp / "usage-plans.json"
+            plans.write_text(json.dumps(PLANS))
         self.port = services.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = tmp / "runtime.log"
