@@ -1,16 +1,19 @@
-"""`jobs`: the command-line client of the API (not part of the Lambda package).
+"""`jobs`: the command-line client of the API, built on the Python client (client/, jobs_client).
 
     jobs submit TYPE [--payload JSON] [--wait]   submit; with --wait, a live progress bar, then the result
     jobs submit TYPE --input FILE ...            upload FILE first, then submit with its bucket and key
     jobs upload FILE                             upload a file for jobs to read; prints its key
     jobs status ID | jobs cancel ID              one job
-    jobs list [--status S] [--type T]            your jobs, newest first
-    jobs watch                                   a live table of your recent jobs
+    jobs list [--status S] [--type T] [--limit N | --all]   your jobs, newest first, page after page
+    jobs watch [--once]                          a live table of your recent jobs, with counts by status
+    jobs limits                                  your plan's job limits and your unfinished jobs
     jobs demo                                    submit a few jobs, cancel one, show the outcome
     jobs check-type MODULE:NAME --payload JSON   prove a job type is safe to redo (local, no API)
 
-The API's URL and key come from --url / --key or JOBS_API_URL / JOBS_API_KEY. An error prints the
-API's message and exits 1; a job that ends FAILED or CANCELLED under --wait exits 1 too.
+The API's URL and key come from --url / --key or JOBS_API_URL / JOBS_API_KEY. The client paces its
+polls by the API's Retry-After and answers a 429 by waiting (exponential backoff with jitter), so
+the basic plan's 5 requests a second are enough for every command. An error prints the API's
+message and exits 1; a job that ends FAILED or CANCELLED under --wait exits 1 too.
 """
 
 from __future__ import annotations
@@ -20,153 +23,87 @@ import json
 import os
 import sys
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
-import uuid
+from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+
+from jobs_client import ApiError, Client, Job, JobsError, JobStatus, Limits
 
 from local import checktype
 
-TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
+#: Seconds `demo` waits for its last job to start before cancelling it anyway (it may queue for a slot).
+DEMO_START_SECONDS = 30
 
 
-class ApiError(Exception):
-    """The API answered with an error (or could not be reached)."""
+def describe(exc: JobsError) -> str:
+    """`400: InvalidJobId 'x' is not a job id`; API Gateway's own answers (no code) as `403: Forbidden`."""
+    if not isinstance(exc, ApiError):
+        return str(exc)
+    has_code = isinstance(exc.body, dict) and "code" in exc.body
+    return f"{exc.status}: {exc.code} {exc.message}".strip() if has_code else f"{exc.status}: {exc.message}"
 
 
-class Client:
-    """The API over HTTP, with urllib only."""
-
-    def __init__(self, url: str, key: str | None):
-        self.url = url.rstrip("/")
-        self.key = key
-
-    def call(
-        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
-    ) -> tuple[Any, dict[str, str]]:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(
-            self.url + path,
-            data=data,
-            method=method,
-            headers={
-                "content-type": "application/json",
-                **({"x-api-key": self.key} if self.key else {}),
-                **(headers or {}),
-            },
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                return json.loads(response.read() or b"null"), dict(response.headers)
-        except urllib.error.HTTPError as exc:
-            raise ApiError(f"{exc.code}: {_message(exc.read())}") from None
-        except urllib.error.URLError as exc:
-            raise ApiError(f"cannot reach {self.url}: {exc.reason}") from None
-
-    def upload(self, path: str) -> dict[str, Any]:
-        """Upload a file through POST /uploads and its presigned POST; the API's answer (bucket, key)."""
-        import mimetypes
-
-        data = Path(path).read_bytes()
-        body: dict[str, Any] = {"filename": Path(path).name, "bytes": len(data)}
-        content_type = mimetypes.guess_type(path)[0]
-        if content_type:
-            body["contentType"] = content_type
-        upload, _ = self.call("POST", "/uploads", body)
-        form, boundary = _multipart(upload["fields"], data)
-        request = urllib.request.Request(
-            upload["uploadUrl"],
-            data=form,
-            method="POST",
-            headers={"content-type": f"multipart/form-data; boundary={boundary}"},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=300):
-                pass
-        except urllib.error.HTTPError as exc:
-            raise ApiError(f"the upload was refused: {exc.code} {exc.read()[:300].decode(errors='replace')}") from None
-        except urllib.error.URLError as exc:
-            raise ApiError(f"cannot reach {upload['uploadUrl']}: {exc.reason}") from None
-        return upload
-
-
-def _multipart(fields: dict[str, str], data: bytes) -> tuple[bytes, str]:
-    """A multipart/form-data body: the policy's fields, then the file (S3 wants it last)."""
-    boundary = uuid.uuid4().hex
-    parts = [
-        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
-        for name, value in fields.items()
-    ]
-    parts.append(
-        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="upload"\r\n'
-        "Content-Type: application/octet-stream\r\n\r\n".encode()
-        + data
-        + f"\r\n--{boundary}--\r\n".encode()
-    )
-    return b"".join(parts), boundary
-
-
-def _message(raw: bytes) -> str:
-    try:
-        body = json.loads(raw)
-        return f"{body.get('code', '')} {body.get('message', '')}".strip() or raw.decode()
-    except ValueError:
-        return raw.decode(errors="replace")[:200]
-
-
-def progress_line(job: dict[str, Any], width: int = 30) -> str:
+def progress_line(job: Job, width: int = 30) -> str:
     """`[#########.....................]  30%  RUNNING  step 9 of 30  eta 12s`"""
-    filled = job["progress"] * width // 100
-    parts = [f"[{'#' * filled}{'.' * (width - filled)}] {job['progress']:3d}%", job["status"]]
-    if job.get("message"):
-        parts.append(job["message"])
-    if job.get("etaSeconds") is not None and job["status"] not in TERMINAL:
-        parts.append(f"eta {job['etaSeconds']}s")
-    if job.get("stalled"):
+    filled = job.progress * width // 100
+    parts = [f"[{'#' * filled}{'.' * (width - filled)}] {job.progress:3d}%", job.status.value]
+    if job.message:
+        parts.append(job.message)
+    if job.eta_seconds is not None and not job.terminal:
+        parts.append(f"eta {job.eta_seconds}s")
+    if job.stalled:
         parts.append("(stalled)")
     return "  ".join(parts)
 
 
-def wait(client: Client, job_id: str, first: dict[str, Any], retry_after: float) -> dict[str, Any]:
-    """Poll the job no faster than the API's Retry-After until it ends, drawing its progress."""
-    job, tty, last = first, sys.stderr.isatty(), None
-    while True:
+class ProgressBar:
+    """Draws a job's progress on stderr as `wait` reports it: one line redrawn on a terminal."""
+
+    def __init__(self) -> None:
+        self.tty, self.last = sys.stderr.isatty(), None
+
+    def __call__(self, job: Job) -> None:
         line = progress_line(job)
-        if line != last:
-            sys.stderr.write(("\r\x1b[2K" + line) if tty else line + "\n")
+        if line != self.last:
+            sys.stderr.write(("\r\x1b[2K" + line) if self.tty else line + "\n")
             sys.stderr.flush()
-            last = line
-        if job["status"] in TERMINAL:
-            if tty:
-                sys.stderr.write("\n")
-            return job
-        time.sleep(retry_after)
-        job, headers = client.call("GET", f"/jobs/{job_id}")
-        retry_after = float(headers.get("Retry-After", 1))
+            self.last = line
+        if job.terminal and self.tty:
+            sys.stderr.write("\n")
 
 
-def table(jobs: list[dict[str, Any]]) -> str:
-    rows = [f"{'JOB':26}  {'TYPE':10}  {'STATUS':9}  {'PROGRESS':>8}  {'CREATED':24}  MESSAGE"]
+def _created(job: Job) -> str:
+    return job.raw.get("createdAt") or ""
+
+
+def table(jobs: list[Job]) -> str:
+    """Jobs as rows; the type column as wide as the longest type name (never cut)."""
+    width = max([4, *(len(job.type) for job in jobs)])
+    rows = [f"{'JOB':26}  {'TYPE':{width}}  {'STATUS':9}  {'PROGRESS':>8}  {'CREATED':24}  MESSAGE"]
     for job in jobs:
         rows.append(
-            f"{job['jobId']:26}  {job['type'][:10]:10}  {job['status']:9}  {job['progress']:7d}%  "
-            f"{job['createdAt']:24}  {(job.get('error') or job.get('message') or '')[:40]}"
+            f"{job.id:26}  {job.type:{width}}  {job.status.value:9}  {job.progress:7d}%  "
+            f"{_created(job):24}  {(job.error or job.message or '')[:40]}"
         )
     return "\n".join(rows)
 
 
-def limits_text(answer: dict[str, Any]) -> str:
+def status_counts(jobs: Iterable[Job]) -> str:
+    """`2 RUNNING, 1 PENDING, 12 COMPLETED`: the jobs by status, in lifecycle order."""
+    counts = Counter(job.status for job in jobs)
+    order = [status for status in JobStatus if status in counts] + [s for s in counts if s not in set(JobStatus)]
+    return ", ".join(f"{counts[status]} {status.value}" for status in order) or "none"
+
+
+def limits_text(limits: Limits) -> str:
     """`client demo, plan basic: 3 of 50 unfinished jobs (1 pending, 2 running); ...` from GET /limits."""
-    usage, limits = answer["usage"], answer["limits"]
-    counts = f"{usage['pendingJobs']} pending, {usage['runningJobs']} running"
-    if limits is None:
-        return f"client {answer['client']}: {usage['activeJobs']} unfinished jobs ({counts}); no limits"
+    counts = f"{limits.pending_jobs} pending, {limits.running_jobs} running"
+    if limits.max_active_jobs is None:
+        return f"client {limits.client}: {limits.active_jobs} unfinished jobs ({counts}); no limits"
     return (
-        f"client {answer['client']}, plan {answer['plan']}: {usage['activeJobs']} of {limits['maxActiveJobs']}"
-        f" unfinished jobs ({counts}); at most {limits['maxRunningJobs']} running at once;"
-        f" timeoutSeconds up to {limits['maxTimeoutSeconds']}"
+        f"client {limits.client}, plan {limits.plan}: {limits.active_jobs} of {limits.max_active_jobs}"
+        f" unfinished jobs ({counts}); at most {limits.max_running_jobs} running at once;"
+        f" timeoutSeconds up to {limits.max_timeout_seconds}"
     )
 
 
@@ -181,7 +118,8 @@ DEMO = [
 
 
 def demo(client: Client) -> int:
-    """Upload the sample CSV, submit the DEMO jobs, cancel the last once it runs, wait for all, print the outcome."""
+    """Upload the sample CSV, submit the DEMO jobs, cancel the last once it runs, wait for all (one
+    request per poll for all five, paced by Retry-After), print the outcome."""
     import tempfile
 
     from local.run import sample_csv
@@ -189,32 +127,53 @@ def demo(client: Client) -> int:
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / "sales.csv"
         path.write_bytes(sample_csv())
-        upload = client.upload(str(path))
-    print(f"uploaded the sample CSV to s3://{upload['bucket']}/{upload['key']}")
-    ids = []
+        upload = client.upload(path)
+    print(f"uploaded the sample CSV to s3://{upload.bucket}/{upload.key}")
+    jobs = []
     for what, body in DEMO:
+        payload = body["payload"]
         if body["type"] == "csv-stats":
-            body = {**body, "payload": {**body["payload"], "bucket": upload["bucket"], "key": upload["key"]}}
-        job, _ = client.call("POST", "/jobs", body)
-        print(f"submitted {what}: {job['jobId']}")
-        ids.append(job["jobId"])
-    while client.call("GET", f"/jobs/{ids[-1]}")[0]["status"] == "PENDING":
-        time.sleep(0.2)
-    cancelled, _ = client.call("DELETE", f"/jobs/{ids[-1]}")
-    print(f"cancel requested for {ids[-1]} (status {cancelled['status']}); waiting for all to end...")
-    jobs = [client.call("GET", f"/jobs/{job_id}")[0] for job_id in ids]
-    while any(job["status"] not in TERMINAL for job in jobs):
-        time.sleep(0.5)
-        jobs = [client.call("GET", f"/jobs/{job_id}")[0] for job_id in ids]
+            payload = {**payload, "bucket": upload.bucket, "key": upload.key}
+        job = client.submit(body["type"], payload)
+        print(f"submitted {what}: {job.id}")
+        jobs.append(job)
+    last, deadline = jobs[-1], time.monotonic() + DEMO_START_SECONDS
+    while last.status is JobStatus.PENDING and time.monotonic() < deadline:
+        time.sleep(last.retry_after or 1)
+        last = client.get(last)
+    cancelled = client.cancel(last)
+    print(f"cancel requested for {last.id} (status {cancelled.status.value}); waiting for all to end...")
+    ended = client.wait_all(jobs)
     print()
-    print(table(jobs))
-    for job in jobs:
-        if job["status"] == "COMPLETED":
-            print(f"{job['jobId']} result: {json.dumps(job['result'])}")
+    print(table(ended))
+    for job in ended:
+        if job.status is JobStatus.COMPLETED:
+            print(f"{job.id} result: {json.dumps(client.result(job))}")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
+    ns = _parser().parse_args(argv)
+    if ns.command == "check-type":
+        return checktype.run(ns)
+    try:
+        with Client(ns.url, ns.key) as client:
+            return COMMANDS[ns.command](client, ns)
+    except JobsError as exc:
+        print(f"jobs: {describe(exc)}", file=sys.stderr)
+        return 1
+    except (OSError, UsageError) as exc:  # a file to upload that cannot be read; a bad --payload
+        print(f"jobs: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+class UsageError(Exception):
+    """An argument the command cannot use."""
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jobs", description="Submit, watch and cancel jobs.")
     parser.add_argument("--url", default=os.environ.get("JOBS_API_URL", "http://127.0.0.1:8000"))
     parser.add_argument("--key", default=os.environ.get("JOBS_API_KEY"))
@@ -224,91 +183,113 @@ def main(argv: list[str] | None = None) -> int:
     submit.add_argument("--payload", default="{}", help="the payload, as JSON")
     submit.add_argument("--max-attempts", type=int)
     submit.add_argument("--timeout-seconds", type=int)
-    submit.add_argument("--idempotency-key")
+    submit.add_argument("--idempotency-key", help="default: one made for this submission (its retries are safe)")
     submit.add_argument("--wait", action="store_true", help="show progress until the job ends, then its result")
     submit.add_argument("--input", metavar="FILE", help="upload FILE and set the payload's bucket and key to it")
     commands.add_parser("upload", help="upload a file for jobs to read; prints its key").add_argument("file")
     for name in ("status", "cancel"):
         commands.add_parser(name, help=f"{name} of one job").add_argument("id")
-    listing = commands.add_parser("list", help="your jobs, newest first")
+    listing = commands.add_parser("list", help="your jobs, newest first, page after page")
     listing.add_argument("--status")
     listing.add_argument("--type")
-    listing.add_argument("--limit", type=int, default=20)
+    shown = listing.add_mutually_exclusive_group()
+    shown.add_argument("--limit", type=int, default=20, help="show this many (default 20; pages of up to 100)")
+    shown.add_argument("--all", action="store_true", help="show every one of your jobs")
     commands.add_parser("limits", help="your plan's job limits and how many of your jobs are unfinished")
     commands.add_parser("demo", help="submit a few jobs, cancel one, show the outcome")
-    watch = commands.add_parser("watch", help="a live table of your recent jobs")
-    watch.add_argument("--interval", type=float, default=1.0)
+    watch = commands.add_parser("watch", help="a live table of your recent jobs, with counts by status")
+    watch.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes (two requests each)")
     watch.add_argument("--limit", type=int, default=15)
+    watch.add_argument("--once", action="store_true", help="print one screen and exit")
     checktype.add_parser(commands)
-    ns = parser.parse_args(argv)
-    if ns.command == "check-type":
-        return checktype.run(ns)
-    client = Client(ns.url, ns.key)
+    return parser
+
+
+def _submit(client: Client, ns: argparse.Namespace) -> int:
     try:
-        return _run(client, ns)
-    except ApiError as exc:
-        print(f"jobs: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:  # a file to upload that cannot be read
-        print(f"jobs: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+        payload = json.loads(ns.payload)
+    except ValueError as exc:
+        raise UsageError(f"--payload is not JSON: {exc}") from None
+    if ns.input:
+        upload = client.upload(ns.input)
+        print(f"uploaded {ns.input} to s3://{upload.bucket}/{upload.key}", file=sys.stderr)
+        payload = {**payload, "bucket": upload.bucket, "key": upload.key}
+    job = client.submit(
+        ns.type,
+        payload,
+        max_attempts=ns.max_attempts,
+        timeout_seconds=ns.timeout_seconds,
+        idempotency_key=ns.idempotency_key,
+    )
+    if not ns.wait:
+        print(json.dumps(job.raw, indent=2))
+        return 0
+    print(f"job {job.id}", file=sys.stderr)
+    job = client.wait(job, on_progress=ProgressBar())
+    if job.status is JobStatus.COMPLETED:
+        print(json.dumps(client.result(job) if job.result_url else job.result, indent=2))
+        return 0
+    print(f"jobs: job {job.id} {job.status.value}: {job.error or job.message or ''}", file=sys.stderr)
+    return 1
 
 
-def _run(client: Client, ns: argparse.Namespace) -> int:
-    if ns.command == "submit":
-        try:
-            payload = json.loads(ns.payload)
-        except ValueError as exc:
-            raise ApiError(f"--payload is not JSON: {exc}") from None
-        if ns.input:
-            upload = client.upload(ns.input)
-            print(f"uploaded {ns.input} to s3://{upload['bucket']}/{upload['key']}", file=sys.stderr)
-            payload = {**payload, "bucket": upload["bucket"], "key": upload["key"]}
-        body = {"type": ns.type, "payload": payload}
-        if ns.max_attempts is not None:
-            body["maxAttempts"] = ns.max_attempts
-        if ns.timeout_seconds is not None:
-            body["timeoutSeconds"] = ns.timeout_seconds
-        headers = {"Idempotency-Key": ns.idempotency_key} if ns.idempotency_key else {}
-        job, reply_headers = client.call("POST", "/jobs", body, headers)
-        if not ns.wait:
-            print(json.dumps(job, indent=2))
-            return 0
-        print(f"job {job['jobId']}", file=sys.stderr)
-        job = wait(client, job["jobId"], job, float(reply_headers.get("Retry-After", 1)))
-        if job["status"] == "COMPLETED":
-            print(json.dumps(job["result"], indent=2))
-            return 0
-        reason = job.get("error") or job.get("message") or ""
-        print(f"jobs: job {job['jobId']} {job['status']}: {reason}", file=sys.stderr)
-        return 1
-    if ns.command in ("status", "cancel"):
-        job, _ = client.call("GET" if ns.command == "status" else "DELETE", f"/jobs/{urllib.parse.quote(ns.id)}")
-        print(json.dumps(job, indent=2))
-        return 0
-    if ns.command == "list":
-        query = {k: v for k, v in (("status", ns.status), ("type", ns.type), ("limit", ns.limit)) if v is not None}
-        page, _ = client.call("GET", "/jobs?" + urllib.parse.urlencode(query))
-        print(table(page["jobs"]))
-        return 0
-    if ns.command == "limits":
-        print(limits_text(client.call("GET", "/limits")[0]))
-        return 0
-    if ns.command == "demo":
-        return demo(client)
-    if ns.command == "upload":
-        upload = client.upload(ns.file)
-        print(f"uploaded to s3://{upload['bucket']}/{upload['key']}", file=sys.stderr)
-        print(upload["key"])
-        return 0
-    while True:  # watch
-        page, _ = client.call("GET", f"/jobs?limit={ns.limit}")
-        screen = f"{client.url}   {time.strftime('%H:%M:%S')}   Ctrl-C to stop\n\n{table(page['jobs'])}"
+def _one(client: Client, ns: argparse.Namespace) -> int:
+    job = client.get(ns.id) if ns.command == "status" else client.cancel(ns.id)
+    print(json.dumps(job.raw, indent=2))
+    return 0
+
+
+def _list(client: Client, ns: argparse.Namespace) -> int:
+    limit = None if ns.all else ns.limit
+    page_size = 100 if limit is None else max(1, min(100, limit))
+    print(table(list(client.list(status=ns.status, type=ns.type, page_size=page_size, limit=limit))))
+    return 0
+
+
+def _limits(client: Client, ns: argparse.Namespace) -> int:
+    print(limits_text(client.limits()))
+    return 0
+
+
+def _upload(client: Client, ns: argparse.Namespace) -> int:
+    upload = client.upload(ns.file)
+    print(f"uploaded to s3://{upload.bucket}/{upload.key}", file=sys.stderr)
+    print(upload.key)
+    return 0
+
+
+def watch_screen(client: Client, limit: int) -> str:
+    """One screen of `watch`: counts by status of the recent jobs and of all unfinished ones, then the table."""
+    recent = client.page(limit=limit).jobs
+    limits = client.limits()
+    return (
+        f"{client.url}   {time.strftime('%H:%M:%S')}   Ctrl-C to stop\n"
+        f"latest {len(recent)}: {status_counts(recent)}\n"
+        f"unfinished in all: {limits.active_jobs} ({limits.pending_jobs} pending, {limits.running_jobs} running)\n\n"
+        f"{table(recent)}"
+    )
+
+
+def _watch(client: Client, ns: argparse.Namespace) -> int:
+    while True:
+        screen = watch_screen(client, ns.limit)
         sys.stdout.write(("\x1b[H\x1b[2J" + screen + "\n") if sys.stdout.isatty() else screen + "\n\n")
         sys.stdout.flush()
+        if ns.once:
+            return 0
         time.sleep(ns.interval)
+
+
+COMMANDS = {
+    "submit": _submit,
+    "status": _one,
+    "cancel": _one,
+    "list": _list,
+    "limits": _limits,
+    "demo": lambda client, ns: demo(client),
+    "upload": _upload,
+    "watch": _watch,
+}
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from local import services
-from tests.support.runtime import ALICE, BOB, ROOT, LocalRuntime, call, wait_for
+from local.run import BUCKET, sample_key
+from tests.support.runtime import ALICE, BOB, DEMO, REAL_PLANS, ROOT, LocalRuntime, call, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -175,9 +176,9 @@ def test_cli_upload_of_a_missing_file_says_so(local_runtime, tmp_path):
     assert result.returncode == 1 and "No such file" in result.stderr
 
 
-def _cli(rt, *args):
+def _cli(rt, *args, key=ALICE):
     return subprocess.run(
-        [sys.executable, "-m", "local.cli", "--url", rt.url, "--key", ALICE, *args],
+        [sys.executable, "-m", "local.cli", "--url", rt.url, "--key", key, *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -188,7 +189,7 @@ def _cli(rt, *args):
 def test_cli_demo_shows_each_outcome(local_runtime):
     result = _cli(local_runtime, "demo")
     assert result.returncode == 0, result.stderr
-    rows = [line.split() for line in result.stdout.splitlines() if line[:2] == "01" and " result: " not in line]
+    rows = _demo_rows(result.stdout)
     assert sorted(row[2] for row in rows) == ["CANCELLED", "COMPLETED", "COMPLETED", "COMPLETED", "FAILED"]
     assert next(row for row in rows if row[1] == "csv-stats")[2] == "COMPLETED"
     csv_result = json.loads(
@@ -197,6 +198,53 @@ def test_cli_demo_shows_each_outcome(local_runtime):
         )[1]
     )
     assert csv_result["rows"] == 50_000 and csv_result["columns"]["units"]["count"] == 50_000
+
+
+def _demo_rows(stdout: str) -> list[list[str]]:
+    return [line.split() for line in stdout.splitlines() if line[:2] == "01" and " result: " not in line]
+
+
+def test_cli_demo_with_the_demo_key_under_the_real_basic_plan_exits_0(tmp_path, run_settings):
+    # The plans `make run` uses: the demo client on `basic`, 5 requests a second, a burst of 10.
+    rt = LocalRuntime(tmp_path, run_settings, env={}, plans=REAL_PLANS)
+    try:
+        result = _cli(rt, "demo", key=DEMO)
+    finally:
+        rt.stop()
+
+    assert result.returncode == 0, result.stderr
+    assert sorted(row[2] for row in _demo_rows(result.stdout)) == [
+        "CANCELLED",
+        "COMPLETED",
+        "COMPLETED",
+        "COMPLETED",
+        "FAILED",
+    ]
+
+
+def test_cli_list_pages_past_100_shows_whole_type_names_and_watch_counts_by_status(local_runtime):
+    # Given 105 jobs of bob's (no other test gives bob jobs), one with a type name of 14 characters
+    from jobs_client import Client
+
+    with Client(local_runtime.url, BOB) as jobs:
+        words = jobs.submit("word-frequency", {"bucket": BUCKET, "key": sample_key("bob")})
+        ids = [jobs.submit("sleep", {"steps": 1, "stepMs": 0}).id for _ in range(104)]
+        jobs.wait_all([words, *ids])
+
+    every = _cli(local_runtime, "list", "--all", key=BOB)
+    three = _cli(local_runtime, "list", "--limit", "3", key=BOB)
+    default = _cli(local_runtime, "list", key=BOB)
+    watch = _cli(local_runtime, "watch", "--once", "--limit", "10", key=BOB)
+
+    assert every.returncode == 0, every.stderr
+    rows = [line.split() for line in every.stdout.splitlines()[1:]]
+    assert sorted(row[0] for row in rows) == sorted([words.id, *ids])
+    assert [row[1] for row in rows if row[0] == words.id] == ["word-frequency"]
+    assert [row[0] for row in (line.split() for line in three.stdout.splitlines()[1:])] == list(reversed(ids))[:3]
+    assert len(default.stdout.splitlines()) == 1 + 20
+    assert watch.returncode == 0, watch.stderr
+    assert "latest 10: 10 COMPLETED\n" in watch.stdout
+    assert "unfinished in all: 0 (0 pending, 0 running)" in watch.stdout
 
 
 def test_the_dead_letter_handler_and_the_sweeper_run_in_the_local_runtime(tmp_path, run_settings):
