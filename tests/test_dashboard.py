@@ -4,12 +4,17 @@ import itertools
 import os
 import re
 import shutil
+import threading
 import time
-from collections import defaultdict
+import urllib.error
+import urllib.request
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from jobs_client import Client
 
-from tests.support.runtime import ALICE, ROOT, LocalRuntime
+from local.run import BUCKET, sample_key
+from tests.support.runtime import ALICE, DEMO, REAL_PLANS, ROOT, LocalRuntime
 
 sync_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -26,7 +31,15 @@ CHROMIUM_ARGS = [
 ]
 SCREENSHOTS = ROOT / "test-output"
 #: GET /jobs/{id}: the job id is the last segment of the path (models.parse_job_id owns its form).
-JOB_POLL = re.compile(r"/jobs/([^/?]+)$")
+JOB_GET = re.compile(r"/jobs/([^/?]+)$")
+#: Requests that need a key, so the usage plan counts them (the page's own files and /openapi.json do not).
+KEYED = re.compile(r"/(jobs|limits|uploads)(/|$)")
+
+
+def polled_ids(url: str) -> list[str] | None:
+    """The ids a `GET /jobs?ids=` names, or None for any other request."""
+    ids = parse_qs(urlsplit(url).query).get("ids")
+    return ids[0].split(",") if ids else None
 
 
 @pytest.fixture(scope="module")
@@ -71,13 +84,12 @@ def submit(page, job_type, **payload):
 
 
 def test_submit_a_job_and_watch_its_bar_reach_100_percent(page):
-    polls, advice = defaultdict(list), {}
+    polls = []
 
     def on_response(response):
-        match = JOB_POLL.search(response.url)
-        if match and response.request.method == "GET":
-            polls[match.group(1)].append(time.monotonic())
-            advice[match.group(1)] = response.headers.get("retry-after")
+        ids = polled_ids(response.url)
+        if ids is not None and response.request.method == "GET":
+            polls.append((time.monotonic(), ids))
 
     page.on("response", on_response)
     enter_key(page, ALICE)
@@ -97,8 +109,10 @@ def test_submit_a_job_and_watch_its_bar_reach_100_percent(page):
     SCREENSHOTS.mkdir(exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "dashboard.png"), full_page=True)
 
-    # Polls of this job never came faster than the API's Retry-After (at least 1 s).
-    gaps = [b - a for a, b in itertools.pairwise(polls[job_id])]
+    # The job was polled with the others in one GET /jobs?ids= per cycle, never faster than the
+    # API's Retry-After (at least 1 s); its result came from one GET /jobs/{id} once it had ended.
+    times = [at for at, ids in polls if job_id in ids]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert gaps and min(gaps) >= 0.95, gaps
 
 
@@ -189,3 +203,116 @@ def test_the_files_are_served_with_their_content_types(runtime):
             assert response.headers["Content-Type"].startswith(content_type), path
     with urllib.request.urlopen(runtime.url + "/dashboard") as response:
         assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+
+
+# --- under the real basic plan (infra/usage-plans.json: 5 requests a second, a burst of 10) ---------
+@pytest.fixture(scope="module")
+def basic_runtime(tmp_path_factory, run_settings):
+    # Results over 100 bytes go to S3, so a csv-stats result is a link and a sleep result is inline.
+    rt = LocalRuntime(
+        tmp_path_factory.mktemp("dashboard-basic"), run_settings, env={"INLINE_RESULT_BYTES": "100"}, plans=REAL_PLANS
+    )
+    yield rt
+    rt.stop()
+
+
+def _recorded_page(browser, runtime):
+    """A page of the demo client, and every keyed request it makes: (time, method, url, status)."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    seen = []
+    page.on(
+        "response",
+        lambda r: (
+            seen.append((time.monotonic(), r.request.method, r.url, r.status))
+            if KEYED.search(urlsplit(r.url).path)
+            else None
+        ),
+    )
+    page.goto(f"{runtime.url}/dashboard")
+    enter_key(page, DEMO)
+    sync_api.expect(page.locator("main")).to_be_visible()
+    return context, page, seen
+
+
+def test_a_finished_jobs_detail_shows_its_result_inline_or_a_link_to_it(browser, basic_runtime):
+    with Client(basic_runtime.url, DEMO) as jobs:
+        inline = jobs.wait(jobs.submit("sleep", {"steps": 1, "stepMs": 0}))
+        stored = jobs.wait(jobs.submit("csv-stats", {"bucket": BUCKET, "key": sample_key("demo")}))
+    assert inline.result is not None and stored.result is None and stored.result_url  # as set up
+    context, page, seen = _recorded_page(browser, basic_runtime)
+
+    page.locator(f'tr[data-id="{inline.id}"] td.col-id a').click()
+    sync_api.expect(page.locator("#detail-result")).to_have_text('{\n  "steps": 1,\n  "sleptMs": 0\n}')
+    page.locator(f'tr[data-id="{stored.id}"] td.col-id a').click()
+    link = page.locator("#detail-result a")
+    sync_api.expect(link).to_have_text(f"Download the result ({stored.result_bytes} bytes)")
+
+    assert urlsplit(link.get_attribute("href")).path == urlsplit(stored.result_url).path
+    gets = [url for _, method, url, _ in seen if method == "GET" and JOB_GET.search(urlsplit(url).path)]
+    assert sorted(urlsplit(url).path for url in gets) == sorted([f"/jobs/{inline.id}", f"/jobs/{stored.id}"])
+    context.close()
+
+
+def test_one_tab_with_20_active_jobs_stays_under_the_basic_plan_and_backs_off_on_429(browser, basic_runtime):
+    # Given 20 active jobs of the demo client (the client library rides out the submissions' 429s)
+    with Client(basic_runtime.url, DEMO) as jobs:
+        active = [jobs.submit("sleep", {"steps": 600, "stepMs": 100}).id for _ in range(20)]
+    time.sleep(2.5)  # the burst is back (10 tokens at 5 a second)
+
+    # When one tab shows them for 10 s
+    context, page, seen = _recorded_page(browser, basic_runtime)
+    page.wait_for_timeout(10_000)
+    calm = list(seen)
+
+    # Then the gateway refused none of its requests: it kept under the plan...
+    assert [status for *_, status in calm if status == 429] == []
+    polls = [(at, polled_ids(url)) for at, method, url, _ in calm if polled_ids(url)]
+    others = [urlsplit(url).path for _, _, url, _ in calm if not polled_ids(url)]
+    # ...with one request per cycle for the 15 visible jobs (a page), none per job,
+    visible = set(active[-15:])
+    assert polls and all(set(ids) == visible for _, ids in polls)
+    assert sorted(others) == ["/jobs", "/limits"]  # the list and the plan line, refreshed every 15 s
+    # ...at most one a second (every Retry-After here is 1 s).
+    assert len(polls) <= 11
+    assert min(b - a for (a, _), (b, _) in itertools.pairwise(polls)) >= 0.95
+
+    # When another user of the key spends its rate, a poll gets a 429...
+    stop = threading.Event()
+
+    def spend():
+        while not stop.is_set():
+            request = urllib.request.Request(f"{basic_runtime.url}/limits", headers={"x-api-key": DEMO})
+            try:
+                urllib.request.urlopen(request, timeout=5).close()
+            except urllib.error.HTTPError:
+                pass
+
+    spender = threading.Thread(target=spend, daemon=True)
+    spender.start()
+    try:
+        refused = _wait_for(
+            page, lambda: [at for at, _, url, status in seen[len(calm) :] if polled_ids(url) and status == 429]
+        )
+    finally:
+        stop.set()
+        spender.join(10)
+    sync_api.expect(page.locator("#notice")).to_contain_text("429")
+    # ...and the next poll waits at least the 5 s back-off
+    after = _wait_for(page, lambda: [at for at, _, url, _ in seen if polled_ids(url) and at > refused[0]], timeout=20)
+    assert after[0] - refused[0] >= 4.95
+    context.close()
+    with Client(basic_runtime.url, DEMO) as jobs:
+        for job_id in active:
+            jobs.cancel(job_id)
+
+
+def _wait_for(page, found, *, timeout: float = 15.0):
+    """found()'s value once truthy; the page's events are delivered while Playwright waits, not in a sleep."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = found()
+        if value:
+            return value
+        page.wait_for_timeout(100)
+    pytest.fail(f"not seen within {timeout}s")

@@ -4,14 +4,20 @@
 const TERMINAL = new Set(["COMPLETED", "FAILED", "CANCELLED"]);
 const PAGE_SIZE = 15;
 const LIST_REFRESH_MS = 15000;
+const MAX_IDS = 100;               // GET /jobs?ids= names at most this many
+const BACKOFF_FIRST_S = 5;         // after a 429 or 503 the next poll waits this long, doubling...
+const BACKOFF_MAX_S = 60;          // ...up to this
 
 const state = {
   key: sessionStorage.getItem("jobs.apiKey") || "",
   cursor: null,          // the page shown starts after this job id (null: newest)
   previous: [],          // cursors of the pages before, for "Newer"
   next: null,
-  timers: new Map(),     // job id -> timeout of its next poll
+  pollTimer: null,       // the next poll of the visible active jobs (one request for all of them)
+  polling: false,        // a poll is in flight
+  backoff: 0,            // seconds of the current back-off after a 429 or 503 (0: none)
   latest: new Map(),     // job id -> the newest view of it the API gave
+  full: new Map(),       // job id -> its whole view (GET /jobs/{id}, with the result) once it has ended
   selected: null,
   listTimer: null,
 };
@@ -162,12 +168,11 @@ async function submitJob(event) {
       const upload = await uploadFile(file.files[0]);
       Object.assign(body.payload, { bucket: upload.bucket, key: upload.key });
     }
-    const { data, retryAfter } = await api("POST", "jobs", body);
+    const { data } = await api("POST", "jobs", body);
     notice(`Submitted job ${data.jobId}.`);
     state.cursor = null;
     state.previous = [];
-    await loadList();
-    schedule(data.jobId, retryAfter);
+    await loadList();  // the new job is in the first page: the next poll takes it along
   } catch (error) {
     notice(error instanceof SyntaxError ? `The payload is not JSON: ${error.message}` : explain(error), true);
   }
@@ -199,11 +204,17 @@ async function loadList() {
   $("#empty").hidden = data.jobs.length > 0;
   const rows = $("#job-rows");
   rows.replaceChildren(...data.jobs.map(row));
-  for (const job of data.jobs) {
-    if (!TERMINAL.has(job.status) && !state.timers.has(job.jobId)) schedule(job.jobId, 1);
-  }
+  startPolling();
+  scheduleList(LIST_REFRESH_MS);
+}
+
+// The list refreshes itself every 15 s, and keeps doing so (more slowly while backing off) after an error.
+function scheduleList(ms) {
   clearTimeout(state.listTimer);
-  state.listTimer = setTimeout(() => loadList().catch((error) => notice(explain(error), true)), LIST_REFRESH_MS);
+  state.listTimer = setTimeout(() => loadList().catch((error) => {
+    notice(explain(error), true);
+    scheduleList(Math.max(LIST_REFRESH_MS, state.backoff * 1000));
+  }), ms);
 }
 
 function row(job) {
@@ -247,28 +258,59 @@ function update(tr, job) {
   if (state.selected === job.jobId) renderDetail(job);
 }
 
-// --- live progress: one poll per active job, never sooner than its Retry-After ---------------------
-function schedule(jobId, seconds) {
-  clearTimeout(state.timers.get(jobId));
-  state.timers.set(jobId, setTimeout(() => poll(jobId), Math.max(1, seconds || 1) * 1000));
+// --- live progress: one request per cycle for every visible active job (GET /jobs?ids=) ----------
+// paced by the smallest Retry-After the API gives, never sooner than 1 s; after a 429 or 503 it backs
+// off (5 s, doubling up to 60 s) so an open tab never spends a client's whole rate.
+function activeIds() {
+  const ids = [...document.querySelectorAll("#job-rows tr")].map((tr) => tr.dataset.id)
+    .filter((id) => state.latest.has(id) && !TERMINAL.has(state.latest.get(id).status));
+  const selected = state.selected && state.latest.get(state.selected);
+  if (selected && !TERMINAL.has(selected.status) && !ids.includes(state.selected)) ids.push(state.selected);
+  return ids.slice(0, MAX_IDS);
 }
 
-async function poll(jobId) {
-  state.timers.delete(jobId);
+function startPolling() {
+  // A poll already planned (perhaps a back-off) or in flight stays as it is.
+  if (!state.pollTimer && !state.polling) schedulePoll(1);
+}
+
+function schedulePoll(seconds) {
+  clearTimeout(state.pollTimer);
+  state.pollTimer = null;
+  if (activeIds().length === 0) return;  // nothing to poll: a list refresh, a submit or a cancel starts again
+  state.pollTimer = setTimeout(pollActive, Math.max(1, seconds || 1) * 1000);
+}
+
+async function pollActive() {
+  state.pollTimer = null;
+  const ids = activeIds();
+  if (ids.length === 0) return;
+  state.polling = true;
   try {
-    const { data, retryAfter } = await api("GET", `jobs/${jobId}`);
-    const tr = document.querySelector(`tr[data-id="${jobId}"]`);
-    if (tr) update(tr, data);
-    if (!TERMINAL.has(data.status) && (tr || state.selected === jobId)) schedule(jobId, retryAfter);
+    const { data, retryAfter } = await api("GET", `jobs?ids=${ids.join(",")}`);
+    if (state.backoff) notice("");
+    state.backoff = 0;
+    for (const job of data.jobs) {
+      const tr = document.querySelector(`tr[data-id="${job.jobId}"]`);
+      if (tr) update(tr, job);
+      else if (state.selected === job.jobId) { state.latest.set(job.jobId, job); renderDetail(job); }
+    }
+    state.polling = false;
+    schedulePoll(retryAfter);
   } catch (error) {
+    state.polling = false;
     notice(explain(error), true);
-    if (error.status === 429 || error.status === 503 || !(error instanceof ApiError)) schedule(jobId, Math.max(5, error.retryAfter || 5));
+    if (error.status === 429 || error.status === 503 || !(error instanceof ApiError)) {
+      state.backoff = state.backoff ? Math.min(BACKOFF_MAX_S, state.backoff * 2) : BACKOFF_FIRST_S;
+      schedulePoll(Math.max(state.backoff, error.retryAfter || 0));
+    }
   }
 }
 
 function stopPolling() {
-  for (const timer of state.timers.values()) clearTimeout(timer);
-  state.timers.clear();
+  clearTimeout(state.pollTimer);
+  state.pollTimer = null;
+  state.backoff = 0;
 }
 
 async function cancelJob(jobId) {
@@ -277,7 +319,7 @@ async function cancelJob(jobId) {
     const tr = document.querySelector(`tr[data-id="${jobId}"]`);
     if (tr) update(tr, data);
     notice(data.status === "CANCELLED" ? `Job ${jobId} cancelled.` : `Job ${jobId} stops at its next chunk.`);
-    if (!TERMINAL.has(data.status)) schedule(jobId, 1);
+    if (!TERMINAL.has(data.status)) startPolling();
   } catch (error) {
     notice(explain(error), true);
   }
@@ -285,22 +327,47 @@ async function cancelJob(jobId) {
 
 // --- the detail view ---------------------------------------------------------------------------------
 function showDetail(jobId) {
-  // The row's newest view; the job's poller (paced by Retry-After) keeps the detail current.
+  // The row's newest view; the poll of active jobs keeps it current. A finished job's result is not
+  // in list items: its whole view is fetched once (GET /jobs/{id}).
   state.selected = jobId;
   renderDetail(state.latest.get(jobId));
   $("#detail").hidden = false;
+  startPolling();
 }
 
-function renderDetail(job) {
+async function fetchFull(jobId) {
+  state.full.set(jobId, null);  // asked for: not again
+  try {
+    const { data } = await api("GET", `jobs/${jobId}`);
+    state.full.set(jobId, data);
+    if (state.selected === jobId) renderDetail(data);
+  } catch (error) {
+    state.full.delete(jobId);
+    if (state.selected === jobId) $("#detail-result").textContent = `(cannot load the result: ${explain(error)})`;
+  }
+}
+
+function renderDetail(view) {
+  const job = state.full.get(view.jobId) || view;
   $("#detail-id").textContent = job.jobId;
   const fields = [["Type", job.type], ["Status", job.status], ["Progress", `${job.progress}%`], ["Message", job.message],
     ["Error", job.error], ["Attempts", `${job.attempts} of ${job.maxAttempts}`], ["Created", job.createdAt],
     ["Started", job.startedAt], ["Finished", job.finishedAt], ["Updated", job.updatedAt], ["ETA", job.etaSeconds === null ? null : `${job.etaSeconds} s`]];
   $("#detail-fields").replaceChildren(...fields.filter(([, value]) => value !== null && value !== undefined && value !== "").flatMap(([name, value]) =>
     [Object.assign(document.createElement("dt"), { textContent: name }), Object.assign(document.createElement("dd"), { textContent: String(value) })]));
-  $("#detail-result").textContent = job.resultUrl
-    ? `(${job.resultBytes} bytes, kept in S3: GET /jobs/${job.jobId}/result redirects to it)`
-    : job.result === null ? "(none yet)" : JSON.stringify(job.result, null, 2);
+  const box = $("#detail-result");
+  if (TERMINAL.has(job.status) && !("result" in job)) {
+    box.textContent = "(loading...)";
+    if (!state.full.has(job.jobId)) fetchFull(job.jobId);
+  } else if (job.resultUrl) {
+    // Kept in S3: a presigned link, valid a few minutes (GET /jobs/{id}/result makes a fresh one).
+    const link = Object.assign(document.createElement("a"), { href: job.resultUrl, textContent: `Download the result (${job.resultBytes} bytes)`, rel: "noopener noreferrer", target: "_blank" });
+    box.replaceChildren(link);
+  } else if (job.status === "COMPLETED") {
+    box.textContent = JSON.stringify(job.result, null, 2);
+  } else {
+    box.textContent = TERMINAL.has(job.status) ? `(none: the job is ${job.status})` : "(none yet)";
+  }
 }
 
 // --- wiring ----------------------------------------------------------------------------------------
