@@ -25,7 +25,11 @@ MUST_NOT_IMPORT = ("boto3", "botocore.session", "fastjsonschema", "aws_xray_sdk"
 #: Imported by every Python process before the statement runs.
 STARTUP = {"site", "encodings", "app", "_frozen_importlib_external", "zipimport", "codecs", "io", "abc"}
 #: What must never be in the package: boto3 ships with Lambda's runtime; the rest is for tests.
-MUST_NOT_SHIP = ("boto3/", "botocore/", "local/", "tests/", "bench/", "infra/", "moto/", "pytest/")
+MUST_NOT_SHIP = (
+    *("boto3/", "botocore/", "local/", "tests/", "bench/", "infra/", "moto/", "pytest/"),
+    # The Python client and its dependencies: for callers of the API, never the API itself.
+    *("client/", "jobs_client/", "httpx/", "standardwebhooks/"),
+)
 
 
 def import_times(statement: str) -> tuple[float, dict[str, float], set[str]]:

@@ -49,3 +49,5 @@ def test_quick_bench_prints_the_table_and_keeps_the_counted_budgets(tmp_path, ru
         for figure, row in rows.items()
     )
     assert any(figure.startswith("cold start: import app") for figure in rows)
+    # Nothing of boto3, the tests, the local runtime or the Python client (client/) in the Lambda zip.
+    assert rows["deployment package leaves out boto3 and test-only code"]["data"]["shipped"] == []

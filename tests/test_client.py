@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import subprocess
+import sys
 
 import httpx
 import pytest
@@ -18,7 +20,7 @@ from jobs_client import (
     NotFound,
 )
 
-from tests.support.runtime import ALICE, LocalRuntime
+from tests.support.runtime import ALICE, ROOT, LocalRuntime
 
 #: Results above this many bytes go to S3, so `result()` meets both kinds (a sleep result is ~25 bytes).
 INLINE_RESULT_BYTES = 100
@@ -191,3 +193,14 @@ def test_through_the_429s_of_a_tight_plan_every_call_succeeds_sync_and_async(run
         assert all(status in (200, 202, 429) for status in statuses)
     assert all(view.id == job.id for view in itertools.chain(views, async_views))
     assert listed[0].id == job.id and limits.client == "tight"
+
+
+def test_the_server_never_imports_the_client():
+    # The Lambda package is app.py, chalicelib/ and requirements.txt: the client must stay out of all three.
+    probe = (
+        "import sys, app, chalicelib.service, chalicelib.worker, chalicelib.sweeper; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'jobs_client', 'httpx', 'standardwebhooks'}))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+    assert "httpx" not in (ROOT / "requirements.txt").read_text()
