@@ -3,7 +3,7 @@
     jobs submit TYPE [--payload JSON] [--wait]   submit; with --wait, a live progress bar, then the result
     jobs submit TYPE --input FILE ...            upload FILE first, then submit with its bucket and key
     jobs upload FILE                             upload a file for jobs to read; prints its key
-    jobs status ID | jobs cancel ID              one job
+    jobs status ID [ID ...] | jobs cancel ID     one job (its JSON); several: a table, in one request
     jobs list [--status S] [--type T] [--limit N | --all]   your jobs, newest first, page after page
     jobs watch [--once]                          a live table of your recent jobs, with counts by status
     jobs limits                                  your plan's job limits and your unfinished jobs
@@ -187,8 +187,9 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument("--wait", action="store_true", help="show progress until the job ends, then its result")
     submit.add_argument("--input", metavar="FILE", help="upload FILE and set the payload's bucket and key to it")
     commands.add_parser("upload", help="upload a file for jobs to read; prints its key").add_argument("file")
-    for name in ("status", "cancel"):
-        commands.add_parser(name, help=f"{name} of one job").add_argument("id")
+    status = commands.add_parser("status", help="one job's JSON; of several ids, a table (one GET /jobs?ids=)")
+    status.add_argument("id", nargs="+")
+    commands.add_parser("cancel", help="cancel one job").add_argument("id")
     listing = commands.add_parser("list", help="your jobs, newest first, page after page")
     listing.add_argument("--status")
     listing.add_argument("--type")
@@ -233,9 +234,16 @@ def _submit(client: Client, ns: argparse.Namespace) -> int:
     return 1
 
 
-def _one(client: Client, ns: argparse.Namespace) -> int:
-    job = client.get(ns.id) if ns.command == "status" else client.cancel(ns.id)
-    print(json.dumps(job.raw, indent=2))
+def _status(client: Client, ns: argparse.Namespace) -> int:
+    if len(ns.id) > 1:
+        print(table(client.get_many(ns.id)))  # the caller's among them: others' and unknown ids are left out
+        return 0
+    print(json.dumps(client.get(ns.id[0]).raw, indent=2))
+    return 0
+
+
+def _cancel(client: Client, ns: argparse.Namespace) -> int:
+    print(json.dumps(client.cancel(ns.id).raw, indent=2))
     return 0
 
 
@@ -282,8 +290,8 @@ def _watch(client: Client, ns: argparse.Namespace) -> int:
 
 COMMANDS = {
     "submit": _submit,
-    "status": _one,
-    "cancel": _one,
+    "status": _status,
+    "cancel": _cancel,
     "list": _list,
     "limits": _limits,
     "demo": lambda client, ns: demo(client),

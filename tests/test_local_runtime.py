@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from local import services
-from local.run import BUCKET, sample_key
 from tests.support.runtime import ALICE, BOB, DEMO, REAL_PLANS, ROOT, LocalRuntime, call, wait_for
 
 
@@ -222,12 +221,15 @@ def test_cli_demo_with_the_demo_key_under_the_real_basic_plan_exits_0(tmp_path, 
     ]
 
 
-def test_cli_list_pages_past_100_shows_whole_type_names_and_watch_counts_by_status(local_runtime):
+def test_cli_list_pages_past_100_shows_whole_type_names_and_watch_counts_by_status(local_runtime, tmp_path):
     # Given 105 jobs of bob's (no other test gives bob jobs), one with a type name of 14 characters
     from jobs_client import Client
 
+    text = tmp_path / "words.txt"
+    text.write_bytes(b"to be or not to be\n")
     with Client(local_runtime.url, BOB) as jobs:
-        words = jobs.submit("word-frequency", {"bucket": BUCKET, "key": sample_key("bob")})
+        upload = jobs.upload(text)
+        words = jobs.submit("word-frequency", {"bucket": upload.bucket, "key": upload.key})
         ids = [jobs.submit("sleep", {"steps": 1, "stepMs": 0}).id for _ in range(104)]
         jobs.wait_all([words, *ids])
 
@@ -235,6 +237,7 @@ def test_cli_list_pages_past_100_shows_whole_type_names_and_watch_counts_by_stat
     three = _cli(local_runtime, "list", "--limit", "3", key=BOB)
     default = _cli(local_runtime, "list", key=BOB)
     watch = _cli(local_runtime, "watch", "--once", "--limit", "10", key=BOB)
+    several = _cli(local_runtime, "status", ids[0], words.id, "01" + "A" * 24, key=BOB)
 
     assert every.returncode == 0, every.stderr
     rows = [line.split() for line in every.stdout.splitlines()[1:]]
@@ -245,6 +248,10 @@ def test_cli_list_pages_past_100_shows_whole_type_names_and_watch_counts_by_stat
     assert watch.returncode == 0, watch.stderr
     assert "latest 10: 10 COMPLETED\n" in watch.stdout
     assert "unfinished in all: 0 (0 pending, 0 running)" in watch.stdout
+    assert [line.split()[:3] for line in several.stdout.splitlines()[1:]] == [
+        [ids[0], "sleep", "COMPLETED"],
+        [words.id, "word-frequency", "COMPLETED"],
+    ]  # newest first; the unknown id is simply not there
 
 
 def test_the_dead_letter_handler_and_the_sweeper_run_in_the_local_runtime(tmp_path, run_settings):
