@@ -464,3 +464,19 @@ def test_a_chunk_takes_its_records_one_by_one_instead_of_listing_every_line():
     # Then the chunk allocated a few records' worth at a time, not a list of its 90,001 lines (~5 MB)
     assert rest == len(data) and tally.rows == 90_000
     assert peak < 64 * 1024
+
+
+def test_the_chunk_maximum_is_published_and_enforced_at_submit(api, s3, bucket):
+    s3.put_object(Bucket=bucket, Key="inputs/key-a/data.csv", Body=b"a\n1\n")
+    doc = api.request("GET", "/openapi.json", key=None).json
+    variants = doc["components"]["schemas"]["Submission"]["oneOf"]
+    (payload_schema,) = [
+        v["properties"]["payload"] for v in variants if v["properties"]["type"]["enum"] == ["csv-stats"]
+    ]
+
+    at_max = api.submit("csv-stats", {"bucket": bucket, "key": "inputs/key-a/data.csv", "chunkBytes": 16 * 1024**2})
+    over = api.submit("csv-stats", {"bucket": bucket, "key": "inputs/key-a/data.csv", "chunkBytes": 16 * 1024**2 + 1})
+
+    assert payload_schema["properties"]["chunkBytes"]["maximum"] == 16 * 1024 * 1024
+    assert at_max.status == 202
+    assert over.status == 400 and over.json["code"] == "InvalidPayload" and "chunkBytes" in over.json["message"]

@@ -240,7 +240,7 @@ def test_check_type_fails_an_unsafe_type_saying_why(name, explained):
 def test_check_type_usage_errors_exit_2():
     assert check_type("tests.support.broken_types").returncode == 2
     missing = check_type("tests.support.broken_types:nothing-here")
-    assert missing.returncode == 2 and "its types: clock-result, hidden-counter, set-state" in missing.stderr
+    assert missing.returncode == 2 and "its types: clock-result, hidden-counter, hoarder, set-state" in missing.stderr
 
 
 def test_the_pytest_helper_reports_like_the_command():

@@ -34,10 +34,14 @@ from chalicelib.jobs import JobContext, JobType, PermanentFailure, Step, read_ne
 
 DEFAULT_CHUNK_BYTES = 4 * 1024 * 1024
 MIN_CHUNK_BYTES = 1024
-#: Peak memory of one chunk over the worker's baseline, measured by `python -m bench --only memory`
-#: (short lines, a fresh process per size): about 2x the chunk (the body botocore reads, then the
-#: bytes kept). PLACEHOLDER
-MAX_CHUNK_BYTES = 64 * 1024 * 1024
+#: Largest chunkBytes. One chunk's peak memory over the worker's baseline is about the chunk itself
+#: (`python -m bench --only memory`, a fresh process per size: x0.99-1.00 at 4, 16 and 64 MiB, of
+#: short and of 3-byte lines), so a quarter of the worker's 512 MB would allow about 120 MiB. (Before
+#: records were taken one by one, 16 MiB of 3-byte lines peaked at 360 MiB and 64 MiB at 1,435.)
+#: Time is what binds: 64 MiB of 3-byte lines took 41-66 s here, which on a 512 MB Lambda (about
+#: 0.3 vCPU: one at 1,769 MB) would outlast STALL_AFTER_SECONDS (120 s) and hold off a cancel as
+#: long. 16 MiB takes 16 MiB of memory (1/32 of the worker) and a quarter of that time.
+MAX_CHUNK_BYTES = 16 * 1024 * 1024
 #: Longest record (a line, or lines joined by a quoted newline), the header included: a longer one
 #: fails the job naming its line. The incomplete record at a chunk's end is read again by the next
 #: chunk, so one chunk holds at most its chunkBytes and twice this.
@@ -45,8 +49,9 @@ MAX_RECORD_BYTES = 1024 * 1024
 #: Most columns a file may have. Each column's figures are part of every checkpoint: 2,000 of the
 #: longest (a 13-digit count, three 24-character floats) are 190,000 bytes of JSON, which with the
 #: names (MAX_HEADER_BYTES) stays under the 256 KiB ceiling (MAX_STATE_BYTES). A result is then at
-#: most about 410 KB, far below Lambda's 6 MB response; a realistic one (short names, 8-digit
-#: values) about 0.9 of INLINE_RESULT_BYTES. The 110,000 columns of issue 15 made a 6.8 MB view.
+#: most 344 KB, far below Lambda's 6 MB response; a realistic one (names like `column_1234`, values
+#: like 12345.67) is 208 KB, with a 116 KB state: inline, under INLINE_RESULT_BYTES (256 KiB).
+#: The 110,000 columns of issue 15 made a 6.8 MB view.
 MAX_COLUMNS = 2000
 #: Most bytes of JSON the header's names (made unique) may take: they are in every checkpoint too.
 MAX_HEADER_BYTES = 48 * 1024
