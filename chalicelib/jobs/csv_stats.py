@@ -9,8 +9,9 @@ a field in `"` may hold the delimiter, newlines and doubled quotes `""`. Lines e
   and null min, max and mean. Blank lines are not rows. Repeated header names get `.1`, `.2`.
 - A row whose number of fields differs from the header's fails the job at once, naming its line:
   its values cannot be matched to columns, and figures that silently left rows out would mislead.
-  So do invalid UTF-8, broken quoting and a record (a line, or lines joined by a quoted newline)
-  over MAX_RECORD_BYTES, wherever it lies: inside one chunk or across chunks (an unclosed quote).
+  So do invalid UTF-8, broken quoting, a field over 131,072 characters (the csv module's
+  `field_size_limit`) and a record (a line, or lines joined by a quoted newline) over
+  MAX_RECORD_BYTES, wherever it lies: inside one chunk or across chunks (an unclosed quote).
 - Bounded work per chunk: at most MAX_COLUMNS columns whose names take at most MAX_HEADER_BYTES of
   JSON, so the state stays under the checkpoint ceiling (MAX_STATE_BYTES) whatever the figures; a
   chunk reads `chunkBytes` (at most MAX_CHUNK_BYTES, chosen from the measured peak memory) and
