@@ -106,6 +106,7 @@ def deploy(ns: argparse.Namespace) -> dict:
         rest_api_id=rest_api["rest_api_id"],
         stage=api_stage,
     )
+    _write_tenants(outputs["TenantsUrl"], usage_plans.tenants_document(plans, {c: [k] for c, k in key_ids.items()}))
     summary = {
         "stage": ns.stage,
         "api_url": rest_api.get("rest_api_url"),
@@ -119,6 +120,13 @@ def deploy(ns: argparse.Namespace) -> dict:
     print(json.dumps(summary, indent=2))
     print("API key values: aws apigateway get-api-key --include-value --api-key <id>", file=sys.stderr)
     return summary
+
+
+def _write_tenants(url: str, document: dict) -> None:
+    """The tenants document (TENANTS_URL) the functions read: which client each key id is, its limits."""
+    bucket, _, key = url.removeprefix("s3://").partition("/")
+    body = json.dumps(document, indent=1).encode()
+    _client("s3").put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
 
 
 def teardown(ns: argparse.Namespace) -> None:
