@@ -39,9 +39,9 @@ MIN_CHUNK_BYTES = 1024
 #: (`python -m bench --only memory`, a fresh process per size: x0.99-1.00 at 4, 16 and 64 MiB, of
 #: short and of 3-byte lines), so a quarter of the worker's 512 MB would allow about 120 MiB. (Before
 #: records were taken one by one, 16 MiB of 3-byte lines peaked at 360 MiB and 64 MiB at 1,435.)
-#: Time is what binds: 64 MiB of 3-byte lines took 41-66 s here, which on a 512 MB Lambda (about
+#: Time is what binds: 64 MiB of 3-byte lines took 54-66 s here, which on a 512 MB Lambda (about
 #: 0.3 vCPU: one at 1,769 MB) would outlast STALL_AFTER_SECONDS (120 s) and hold off a cancel as
-#: long. 16 MiB takes 16 MiB of memory (1/32 of the worker) and a quarter of that time.
+#: long. 16 MiB takes 16 MiB of memory (1/32 of the worker) and 12-22 s here.
 MAX_CHUNK_BYTES = 16 * 1024 * 1024
 #: Longest record (a line, or lines joined by a quoted newline), the header included: a longer one
 #: fails the job naming its line. The incomplete record at a chunk's end is read again by the next
