@@ -23,7 +23,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from infra import usage_plans
+from infra import bytecode, usage_plans
 from local import services
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -131,6 +131,7 @@ def _assert_functions(awslambda, config, outputs):
         assert function["Role"] == outputs[role_output], name
         assert function["Timeout"] == settings["lambda_timeout"]
         assert function["MemorySize"] == settings["lambda_memory_size"]
+        assert function["Runtime"] == bytecode.RUNTIME  # the Python the package's bytecode is for
         env = function["Environment"]["Variables"]
         assert env["JOBS_QUEUE_URL"] == outputs["JobsQueueUrl"]
         assert env["JOBS_QUEUE_NAME"] == f"jobs-{STAGE}"
