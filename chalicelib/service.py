@@ -384,22 +384,37 @@ class JobService:
             raise errors.InvalidRequest(f"limit must be an integer from 1 to {MAX_LIMIT}")
         before_id = None if cursor is None else decode_cursor(cursor)
         if job_ids is not None:
-            answers = [
-                answer
-                for answer in self._by_ids(owner, job_ids)
-                if (wanted_status is None or answer.job.status is wanted_status)
-                and (type is None or answer.job.type == type)
-                and (before_id is None or answer.job.id < before_id)
-            ]
-            answers.sort(key=lambda answer: answer.job.id, reverse=True)
-            page_answers, more = answers[:page_size], len(answers) > page_size
-            pace = [a.retry_after for a in page_answers if a.retry_after is not None]
-            return Page(page_answers, page_answers[-1].job.id if more else None, min(pace, default=None))
+            return self._page_of_ids(owner, job_ids, wanted_status, type, page_size, before_id)
         rows = self._store.list_jobs(owner, status=wanted_status, type=type, limit=page_size + 1, before_id=before_id)
         page, more = rows[:page_size], len(rows) > page_size
         live = self._live([job.id for job in page if not job.status.terminal])
         answers = [self._answer(live.get(job.id) or job.snapshot()) for job in page]
         return Page(answers, page[-1].id if more else None)
+
+    def _page_of_ids(
+        self,
+        owner: str,
+        job_ids: Sequence[str],
+        status: JobStatus | None,
+        type: str | None,
+        page_size: int,
+        before_id: str | None,
+    ) -> Page:
+        """The list's page over these jobs: the same filters and order; Retry-After the smallest."""
+        answers = sorted(
+            (
+                answer
+                for answer in self._by_ids(owner, job_ids)
+                if (status is None or answer.job.status is status)
+                and (type is None or answer.job.type == type)
+                and (before_id is None or answer.job.id < before_id)
+            ),
+            key=lambda answer: answer.job.id,
+            reverse=True,
+        )
+        page, more = answers[:page_size], len(answers) > page_size
+        pace = [answer.retry_after for answer in page if answer.retry_after is not None]
+        return Page(page, page[-1].job.id if more else None, min(pace, default=None))
 
     def _by_ids(self, owner: str, job_ids: Sequence[str]) -> Sequence[Answer]:
         """The owner's jobs among these ids: hot views in one round trip, the rest in one MySQL query.
