@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -287,3 +288,40 @@ def test_the_package_imports_without_the_server_code():
     )
     done = subprocess.run([sys.executable, "-c", probe], cwd=Path("/"), capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_the_wheel_holds_the_client_alone_and_needs_only_httpx_and_standardwebhooks(tmp_path):
+    # Built from a copy, as `pip install ./client` builds it (setuptools writes build/ next to the source).
+    import shutil
+    import zipfile
+
+    source = tmp_path / "client"
+    shutil.copytree(Path(__file__).resolve().parents[1], source, ignore=shutil.ignore_patterns("*.egg-info", "build"))
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path),
+            str(source),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    [wheel] = tmp_path.glob("jobs_client-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        metadata = archive.read(next(n for n in names if n.endswith("/METADATA"))).decode()
+
+    assert {name.split("/")[0] for name in names} == {"jobs_client", wheel.name.split("-py3")[0] + ".dist-info"}
+    requires = sorted(
+        re.match(r"[A-Za-z0-9_.-]+", line.split(":", 1)[1].strip()).group()
+        for line in metadata.splitlines()
+        if line.startswith("Requires-Dist:")
+    )
+    assert requires == ["httpx", "standardwebhooks"]
