@@ -67,8 +67,9 @@ T = TypeVar("T")
 
 # One round trip: refuse a writer whose lease was taken over and an older write (but the same holder's
 # same write again: a retry), else store the job and checkpoint with their TTL and renew (or, final,
-# release) the lease; in every case report the cancel flag. A script called directly is one round trip (EVALSHA) once loaded; inside a pipeline it
-# would cost two on every execute(), as redis-py's Pipeline.load_scripts sends SCRIPT EXISTS first
+# release) the lease; in every case report the cancel flag. A script called directly is one round
+# trip (EVALSHA) once loaded; inside a pipeline it would cost two on every execute(), as redis-py's
+# Pipeline.load_scripts sends SCRIPT EXISTS first
 # (https://github.com/redis/redis-py/blob/v8.1.0/redis/client.py, measured with redis-py 8.1).
 _WRITE = """
 local cancel = redis.call('HGET', KEYS[1], 'cancel') or ''

@@ -53,7 +53,9 @@ def _row(mysql, job_id):
 
 
 # --- finding 3: a short outage ---------------------------------------------------------------------
-def test_a_redis_restart_mid_run_completes_the_job_with_progress_never_going_back(api, events, settings, own_redis, mysql):
+def test_a_redis_restart_mid_run_completes_the_job_with_progress_never_going_back(
+    api, events, settings, own_redis, mysql
+):
     # Given a job of 40 chunks running against a Redis that restarts (down 1 s, comes back empty)
     url, restart = own_redis
     _use(settings, redis_url=url)
@@ -128,6 +130,7 @@ def test_an_outage_longer_than_the_ride_out_hands_the_job_off_durably(api, event
     worker = threading.Thread(target=events.drain)
     worker.start()
     wait_until(lambda: Probe.started.get("long-down") == [1, 2, 3])
+
     # When the chunk ends in an outage longer than the worker's ride-out
     def end_chunk() -> None:
         time.sleep(0.2)
