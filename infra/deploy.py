@@ -118,6 +118,7 @@ def deploy(ns: argparse.Namespace) -> dict:
         rest_api_id=rest_api["rest_api_id"],
         stage=api_stage,
     )
+    _write_tenants(outputs["TenantsUrl"], usage_plans.tenants_document(plans, {c: [k] for c, k in key_ids.items()}))
     summary = {
         "stage": ns.stage,
         "api_url": rest_api.get("rest_api_url"),
@@ -191,6 +192,13 @@ def smoke_test(
         except (urllib.error.URLError, OSError, ValueError) as exc:
             last = str(exc)
     raise SystemExit(f"smoke test failed: GET {url} answered {last}")
+
+
+def _write_tenants(url: str, document: dict) -> None:
+    """The tenants document (TENANTS_URL) the functions read: which client each key id is, its limits."""
+    bucket, _, key = url.removeprefix("s3://").partition("/")
+    body = json.dumps(document, indent=1).encode()
+    _client("s3").put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
 
 
 def teardown(ns: argparse.Namespace) -> None:

@@ -31,6 +31,8 @@ SAMPLE_OUTPUTS = {
     "DeadLetterQueueName": "jobs-prod-dlq",
     "InputBucketName": "jobs-prod-service-inputbucket-0123456789ab",
     "ResultsBucketName": "jobs-prod-service-resultsbucket-0123456789ab",
+    "WorkBucketName": "jobs-prod-service-resultsbucket-0123456789ab",
+    "TenantsUrl": "s3://jobs-prod-service-resultsbucket-0123456789ab/config/tenants.json",
     "MysqlUrl": "mysql://jobs@jobs-prod-data.proxy-abc.us-east-1.rds.amazonaws.com:3306/jobs",
     "MysqlSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:db-AbCdEf",
     "MysqlTls": "on",
@@ -84,18 +86,19 @@ def test_input_bucket_takes_browser_uploads_by_post_only_and_the_api_signs_under
         str({"Fn::Sub": "${InputBucket.Arn}/inputs/*"}),
         str({"Fn::GetAtt": ["InputBucket", "Arn"]}),
         str({"Fn::Sub": "${ResultsBucket.Arn}/results/*"}),
+        str({"Fn::Sub": "${ResultsBucket.Arn}/config/*"}),
     }
 
 
-def test_result_objects_expire_a_day_after_the_default_retention():
+def test_result_and_work_objects_expire_a_day_after_the_default_retention():
     from cfnlint.decode import cfn_yaml
 
     from chalicelib.config import Settings
 
     template = cfn_yaml.load(str(ROOT / "infra" / "service.yaml"))
-    [rule] = template["Resources"]["ResultsBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
-    assert rule["Status"] == "Enabled" and rule["Prefix"] == "results/"
-    assert rule["ExpirationInDays"] == {"Ref": "ResultExpiryDays"}
+    rules = template["Resources"]["ResultsBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    assert [(r["Status"], r["Prefix"]) for r in rules] == [("Enabled", "results/"), ("Enabled", "jobs/")]
+    assert all(r["ExpirationInDays"] == {"Ref": "ResultExpiryDays"} for r in rules)
     retention_days = Settings().retention_seconds // 86400
     assert template["Parameters"]["ResultExpiryDays"]["Default"] == retention_days + 1
 
@@ -144,6 +147,7 @@ def test_chalice_package_of_the_stage_as_deployed_is_lint_clean(stage, tmp_path)
     assert worker["Environment"]["Variables"]["MYSQL_SECRET_ARN"] == SAMPLE_OUTPUTS["MysqlSecretArn"]
     assert worker["Environment"]["Variables"]["INPUT_BUCKETS"] == SAMPLE_OUTPUTS["InputBucketName"]
     assert worker["Environment"]["Variables"]["RESULTS_BUCKET"] == SAMPLE_OUTPUTS["ResultsBucketName"]
+    assert worker["Environment"]["Variables"]["WORK_BUCKET"] == SAMPLE_OUTPUTS["WorkBucketName"]
     dead_letters, sweeper = resources["FailDeadLetters"]["Properties"], resources["Sweep"]["Properties"]
     assert dead_letters["Role"] == SAMPLE_OUTPUTS["DeadLetterFunctionRoleArn"]
     assert sweeper["Role"] == SAMPLE_OUTPUTS["SweeperFunctionRoleArn"]
@@ -210,27 +214,47 @@ def test_usage_plan_definition_loads():
         assert client.value is None, "committed keys would be public: let API Gateway generate them"
 
 
+LIMITS = '"maxActiveJobs": 9, "maxRunningJobs": 2, "maxTimeoutSeconds": 60'
+
+
 @pytest.mark.parametrize(
     "text, complaint",
     [
         ('{"plans": {}, "clients": {}}', "plans"),
-        ('{"plans": {"a": {"rateLimit": 1, "burstLimit": 0, "quota": null}}, "clients": {}}', "plans/a/burstLimit"),
         (
-            '{"plans": {"a": {"rateLimit": 1, "burstLimit": 1, "quota": {"limit": 5, "period": "YEAR"}}},'
+            '{"plans": {"a": {"rateLimit": 1, "burstLimit": 0, "quota": null, ' + LIMITS + '}}, "clients": {}}',
+            "plans/a/burstLimit",
+        ),
+        (
+            '{"plans": {"a": {"rateLimit": 1, "burstLimit": 1, "quota": {"limit": 5, "period": "YEAR"}, '
+            + LIMITS
+            + "}},"
             ' "clients": {}}',
             "plans/a/quota",
         ),
         (
-            '{"plans": {"a": {"rateLimit": 1, "burstLimit": 1, "quota": null}}, "clients": {"x": {"plan": "b"}}}',
+            '{"plans": {"a": {"rateLimit": 1, "burstLimit": 1, "quota": null, "maxActiveJobs": -1,'
+            ' "maxRunningJobs": 2, "maxTimeoutSeconds": 60}}, "clients": {}}',
+            "plans/a/maxActiveJobs: -1 is less than the minimum of 1",
+        ),
+        (
+            '{"plans": {"a": {"rateLimit": 1, "burstLimit": 1, "quota": null, "maxActiveJobs": 9,'
+            ' "maxTimeoutSeconds": 60}}, "clients": {}}',
+            "plans/a: 'maxRunningJobs' is a required property",
+        ),
+        (
+            '{"plans": {"a": {"rateLimit": 1, "burstLimit": 1, "quota": null, '
+            + LIMITS
+            + '}}, "clients": {"x": {"plan": "b"}}}',
             "no plan named 'b'",
         ),
         (
-            '{"plans": {"a": {"rateLimit": 1, "burstLimit": 1, "quota": null}},'
+            '{"plans": {"a": {"rateLimit": 1, "burstLimit": 1, "quota": null, ' + LIMITS + "}},"
             ' "clients": {"x": {"plan": "a"}, "x": {"plan": "a"}}}',
             "duplicate name 'x'",
         ),
         (
-            '{"plans": {"a": {"rateLimit": 1, "burstLimit": 1, "quota": null}},'
+            '{"plans": {"a": {"rateLimit": 1, "burstLimit": 1, "quota": null, ' + LIMITS + "}},"
             ' "clients": {"x": {"plan": "a", "value": "short"}}}',
             "clients/x/value",
         ),
