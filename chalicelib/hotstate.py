@@ -129,6 +129,12 @@ end
 return since
 """
 
+# The time a job was first found without any holder (kept if already there); one round trip.
+_FIRST_FOUND = """
+redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
+return redis.call('GET', KEYS[1])
+"""
+
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -253,6 +259,7 @@ class HotState:
         self._release = client.register_script(_RELEASE)
         self._orphans = client.register_script(_ORPHANS)
         self._checked = client.register_script(_CHECKED)
+        self._first_found = client.register_script(_FIRST_FOUND)
         #: When this process's calls began to fail without a success since (monotonic), if they do.
         self._failing_since: float | None = None
 
@@ -412,6 +419,12 @@ class HotState:
             for job_id, first in zip(job_ids, since, strict=True)
             if first and now_ms - int(first) >= confirm_after_ms
         }
+
+    def first_found_unheld(self, job_id: str, *, now_ms: int, keep_ms: int) -> int:
+        """When the job was first found without a holder (epoch ms): `now_ms` unless an earlier
+        finding (a worker's, the sweeper's `orphans`) is kept; the mark expires after `keep_ms`."""
+        with self._translated():
+            return int(self._first_found(keys=[self.orphan_key(job_id)], args=[now_ms, keep_ms]))
 
     def leased(self, job_ids: list[str]) -> set[str]:
         """Which of these jobs a worker holds right now (one round trip)."""

@@ -12,6 +12,7 @@ token (store.py); the end of a job is lifecycle.py's, the batch protocol batch.p
 
 from __future__ import annotations
 
+import math
 import random
 import time
 import uuid
@@ -140,7 +141,7 @@ class Worker:
 
     def _hold(self, job: Job, token: str, lease: Lease, invocation: Invocation) -> JobStatus | None:
         fresh = job.status is JobStatus.PENDING
-        if not (self._start(job, token) if fresh else self._claim(job, token, lease.checkpoint)):
+        if not (self._start(job, token) if fresh else self._claim(job, token, lease)):
             self._lifecycle.release_quietly(job.id, token)
             return None
         if job.deaths >= self._settings.max_deaths and job.lease_token == token:
@@ -179,13 +180,16 @@ class Worker:
         log.info("job started", extra={"job_type": job.type, "attempt": job.attempts})
         return True
 
-    def _claim(self, job: Job, token: str, hot_checkpoint: Any) -> bool:
+    def _claim(self, job: Job, token: str, lease: Lease) -> bool:
         """Make `token` the RUNNING job's holder in MySQL too, unless it already is (a hand-off).
 
         A take-over counts a death of the previous holder at the chunk it was running (`job.deaths`).
         """
         if job.lease_token == token:
             return True
+        if lease.seq == 0 and not self._holder_gone(job):
+            return False
+        hot_checkpoint = lease.checkpoint
         # The previous holder's lease expired: it was killed, stalled, or Redis lost the lease.
         chunk = running_chunk((hot_checkpoint, job.checkpoint))
         if not self._store.claim(job.id, token=token, at=utcnow(), chunk=chunk):
@@ -198,6 +202,23 @@ class Worker:
         )
         observability.count("JobsTakenOver")
         return True
+
+    def _holder_gone(self, job: Job) -> bool:
+        """Whether a take-over of a job Redis knows nothing of (flushed, restarted, evicted) may go on.
+
+        The lease went with the rest, so a holder alive through the loss cannot be told from a dead
+        one: it re-takes its lease at its next chunk. Only a job first found so a lease period ago is
+        taken over; before that this delivery is sent again for then (the chaos run saw a duplicate
+        take a live job over just after the flush and redo its chunks since the last hand-off).
+        """
+        lease_ms = self._settings.lease_seconds * 1000
+        now_ms = int(time.time() * 1000)
+        waited_ms = now_ms - self._hot.first_found_unheld(job.id, now_ms=now_ms, keep_ms=10 * lease_ms)
+        if waited_ms >= lease_ms:
+            return True
+        self._queue.send_job(job.id, delay_seconds=max(1, math.ceil((lease_ms - waited_ms) / 1000)))
+        log.info("job %s: Redis lost its state; a live holder gets a lease period to come back", job.id)
+        return False
 
     def _resume(self, job: Job, token: str, hot_checkpoint: Any, invocation: Invocation) -> Run:
         """Set up the run from the newest checkpoint: Redis's or the durable one in MySQL."""

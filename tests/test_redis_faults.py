@@ -314,3 +314,29 @@ def test_a_checkpoint_evicted_mid_run_does_not_stop_the_job(api, events, setting
     job = api.get(job_id).json
     assert job["status"] == "COMPLETED" and {k: job["result"][k] for k in ("done", "sum")} == {"done": 20, "sum": 210}
     assert Probe.started["evicted-live"] == list(range(1, 21))
+
+
+def test_a_duplicate_just_after_redis_lost_everything_does_not_take_a_live_job_over(
+    api, events, sqs, settings, own_redis, mysql
+):
+    # Given a job whose worker is inside chunk 3 when Redis loses everything (its lease too)
+    url, _ = own_redis
+    _use(settings, redis_url=url)
+    job_id = api.submit("probe", {"tag": "steal", "steps": 6, "stepMs": 10, "gateAtStep": 3}).json["jobId"]
+    Probe.gates["steal"] = gate = threading.Event()
+    worker = threading.Thread(target=events.drain)
+    worker.start()
+    wait_until(lambda: Probe.started.get("steal") == [1, 2, 3])
+    redis.Redis.from_url(url).flushall()
+
+    # When a duplicate of its message is delivered meanwhile, and then the chunk ends
+    sqs.send_message(QueueUrl=settings.jobs_queue_url, MessageBody=f'{{"jobId": "{job_id}"}}')
+    assert events.poll_once() == 1
+    gate.set()
+    worker.join(30)
+    job = poll_until_finished(events, api, job_id)
+
+    # Then the live worker kept the job: each chunk ran once, no takeover counted
+    assert job["status"] == "COMPLETED" and {k: job["result"][k] for k in ("done", "sum")} == {"done": 6, "sum": 21}
+    assert Probe.started["steal"] == [1, 2, 3, 4, 5, 6]
+    assert _row(mysql, job_id)["deaths"] == 0
