@@ -340,3 +340,24 @@ def test_a_duplicate_just_after_redis_lost_everything_does_not_take_a_live_job_o
     assert job["status"] == "COMPLETED" and {k: job["result"][k] for k in ("done", "sum")} == {"done": 6, "sum": 21}
     assert Probe.started["steal"] == [1, 2, 3, 4, 5, 6]
     assert _row(mysql, job_id)["deaths"] == 0
+
+
+def test_a_write_sent_again_after_a_lost_reply_is_taken_and_an_older_one_is_not(api, rt, redis_client):
+    # Given a job a worker holds, whose checkpoint 7 reached Redis but whose reply was lost
+    job_id = api.submit("probe", {"tag": "again", "steps": 3}).json["jobId"]
+    job = rt.store.get_job(job_id).snapshot()
+    assert rt.hot.acquire(job_id, "holder", lease_seconds=30).held
+    assert rt.hot.write(job, seq=7, checkpoint={"n": 7}, lease="holder", lease_seconds=30).written
+
+    # When the same holder sends the same write again (redis-py re-sends after a timeout), and
+    # another token or no token sends seq 7 too
+    again = rt.hot.write(job, seq=7, checkpoint={"n": 7}, lease="holder", lease_seconds=30)
+    other = rt.hot.write(job, seq=7, checkpoint={"n": 0}, lease="someone-else", lease_seconds=30)
+    anonymous = rt.hot.write(job, seq=7, checkpoint={"n": 0})
+
+    # Then only the holder's repeat is taken: it is not an older writer, the others are refused
+    assert again.written and not again.lease_lost
+    assert not other.written and other.lease_lost
+    assert not anonymous.written
+    stored = redis_client.hget(rt.hot.job_key(job_id), hotstate.CHECKPOINT_FIELD)
+    assert stored == '{"n":7}'
