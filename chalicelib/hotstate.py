@@ -243,7 +243,7 @@ class Lease:
 
 
 class HotState:
-    """The Redis side of jobs: one hash per job, its checkpoint and its cancel flag."""
+    """The Redis side of jobs: one hash per job (view, checkpoint, cancel flag), its lease."""
 
     def __init__(
         self, client: redis.Redis, *, prefix: str, active_ttl: int, terminal_ttl: int, inline_result_bytes: int = 65536
@@ -385,7 +385,8 @@ class HotState:
 
     def acquire(self, job_id: str, token: str, *, lease_seconds: float) -> Lease:
         """Take the job's lease for `token` (renewing it if the token holds it already) unless
-        another token holds it; with it, the checkpoint and cancel flag. One round trip."""
+        another token holds it; with it, the checkpoint, the cancel flag and the sequence number
+        stored. One round trip."""
         with self._translated():
             held, checkpoint, cancel, seq = self._acquire(
                 keys=[self.lease_key(job_id), self.job_key(job_id)],
