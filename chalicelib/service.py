@@ -269,16 +269,20 @@ class JobService:
         return self._answer(job.snapshot(), self._retry_after_for(job))
 
     def _quiet_check_due(self, hot: HotJob, *, now: datetime | None = None) -> bool:
-        """Whether MySQL should be asked if this active view still holds: its heartbeat is older than
-        QUIET_CADENCES chunks (at least QUIET_MIN_SECONDS, at most STALL_AFTER_SECONDS), and since the
-        last check at least as long has passed as the view had been quiet then (so a view that stays
-        quiet, a job waiting for a retry or a worker, costs a few reads in all, not one per poll)."""
+        """Whether MySQL should be asked if this active view still holds: a RUNNING view's heartbeat is
+        older than QUIET_CADENCES chunks (at least QUIET_MIN_SECONDS, at most STALL_AFTER_SECONDS), a
+        PENDING view (a job in a backlog, no heartbeat to miss) older than STALL_AFTER_SECONDS; and
+        since the last check at least as long has passed as the view had been quiet then (so a view
+        that stays quiet, a job waiting for a retry or a worker, costs a few reads in all, not one
+        per poll)."""
         job = hot.job
         if job.status.terminal:
             return False
         now = now or utcnow()
-        cadence = (hot.cadence_ms or 0) / 1000
-        quiet_after = min(self._settings.stall_after_seconds, max(QUIET_MIN_SECONDS, QUIET_CADENCES * cadence))
+        quiet_after = float(self._settings.stall_after_seconds)
+        if job.status is JobStatus.RUNNING:
+            cadence = (hot.cadence_ms or 0) / 1000
+            quiet_after = min(quiet_after, max(QUIET_MIN_SECONDS, QUIET_CADENCES * cadence))
         updated_ms = _epoch_ms(as_utc(job.updated_at))
         due_ms = updated_ms + quiet_after * 1000
         if hot.checked_ms is not None and hot.checked_ms >= updated_ms:
