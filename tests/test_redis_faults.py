@@ -266,6 +266,23 @@ def test_get_of_a_live_job_reads_mysql_never_and_a_quiet_view_once(api, events, 
     assert second_mysql == []
 
 
+def test_get_of_a_job_queued_for_a_minute_reads_no_mysql(api, rt, io_counts):
+    # Given a job waiting in a backlog for a minute (no worker has it: its view is the submit's)
+    job_id = api.submit("probe", {"tag": "queued", "steps": 2}).json["jobId"]
+    job = rt.store.get_job(job_id)
+    job.updated_at = utcnow() - timedelta(seconds=60)
+    rt.hot.write(job.snapshot(), seq=1)
+    api.get(job_id)  # warm connections
+    io_counts.reset()
+
+    # When a client polls it
+    reply = api.get(job_id)
+
+    # Then the answer is the hot PENDING view, from one Redis round trip and no MySQL
+    assert reply.json["status"] == "PENDING"
+    assert io_counts.redis_round_trips == 1 and io_counts.mysql_statements == []
+
+
 # --- finding 5: an evicted checkpoint -------------------------------------------------------------
 def _evict_checkpoint(client, rt: Runtime, job_id: str) -> None:
     """What volatile-lru may do to the checkpoint alone: it goes, the job's view stays."""
