@@ -187,7 +187,9 @@ class Worker:
         """
         if job.lease_token == token:
             return True
-        if lease.seq == 0 and not self._holder_gone(job):
+        # Redis knows nothing of the job (lost): a live holder may come back, unless none was ever
+        # recorded or the job is to be cancelled anyway (nothing is run twice by ending it).
+        if lease.seq == 0 and job.lease_token is not None and not job.cancel_requested and not self._holder_gone(job):
             return False
         hot_checkpoint = lease.checkpoint
         # The previous holder's lease expired: it was killed, stalled, or Redis lost the lease.
