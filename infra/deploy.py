@@ -24,7 +24,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from infra import api_keys, stacks, stage_config, usage_plans
+from infra import api_keys, bytecode, stacks, stage_config, usage_plans
 
 INFRA = Path(__file__).resolve().parent
 ROOT = INFRA.parent
@@ -94,6 +94,10 @@ def deploy(ns: argparse.Namespace) -> dict:
     schema = _migrate_first(ns, awslambda, migrate_function, queue_env)
     _chalice(ns, "deploy", env=queue_env)
     deployed = _deployed(ns)
+    # The bytecode in the package is for this interpreter's Python; Chalice chose the runtime.
+    bytecode.check_runtime(
+        awslambda.get_function_configuration(FunctionName=names[stage_config.API_FUNCTION])["Runtime"]
+    )
     if schema is None:
         schema = invoke_migrate(awslambda, migrate_function)
 
@@ -241,7 +245,8 @@ def _require(outputs: dict, needed: str, by: str) -> None:
 
 
 def prepare_build_dir(project_dir: Path, build_dir: Path, rendered_config: dict) -> None:
-    """A fresh copy of the app with the rendered config; Chalice's deploy state there survives."""
+    """A fresh copy of the app with the rendered config, its requirements in vendor/ and bytecode for
+    every module (infra/bytecode.py); Chalice's deploy state there survives."""
     build_dir.mkdir(parents=True, exist_ok=True)
     for name in PROJECT_FILES:
         source, target = project_dir / name, build_dir / name
@@ -253,6 +258,9 @@ def prepare_build_dir(project_dir: Path, build_dir: Path, rendered_config: dict)
             shutil.copy2(source, target)
     (build_dir / ".chalice").mkdir(exist_ok=True)
     (build_dir / ".chalice" / "config.json").write_text(json.dumps(rendered_config, indent=2) + "\n")
+    shutil.rmtree(build_dir / "vendor", ignore_errors=True)
+    bytecode.vendor_requirements(build_dir)
+    bytecode.compile_package(build_dir)
 
 
 def _chalice(ns: argparse.Namespace, command: str, *args: Path | str, env: dict[str, str] | None = None) -> None:

@@ -35,7 +35,7 @@ import boto3
 import pytest
 
 from chalicelib import schema
-from infra import deploy, usage_plans
+from infra import bytecode, deploy, usage_plans
 from local import services
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -159,6 +159,7 @@ def _assert_functions(awslambda, config, outputs):
         assert function["Role"] == outputs[role_output], name
         assert function["Timeout"] == settings["lambda_timeout"]
         assert function["MemorySize"] == settings["lambda_memory_size"]
+        assert function["Runtime"] == bytecode.RUNTIME  # the Python the package's bytecode is for
         env = function["Environment"]["Variables"]
         assert env["JOBS_QUEUE_URL"] == outputs["JobsQueueUrl"]
         assert env["JOBS_QUEUE_NAME"] == f"jobs-{STAGE}"

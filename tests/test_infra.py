@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
 
-from infra import deploy, stage_config, usage_plans
+from infra import bytecode, deploy, stage_config, usage_plans
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = sorted((ROOT / "infra").glob("*.yaml"))
@@ -170,6 +172,48 @@ def test_committed_dev_stage_packages_without_any_stack(tmp_path):
     # `chalice package --stage dev` of the committed config: no outputs, Chalice makes the role.
     done = cfn_lint(chalice_package(CHALICE_CONFIG, "dev", tmp_path))
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_package_ships_unchecked_bytecode_for_every_module_and_imports_from_it(tmp_path):
+    sam = chalice_package(CHALICE_CONFIG, "dev", tmp_path)
+    runtimes = {
+        r["Properties"]["Runtime"]
+        for r in json.loads(sam.read_text())["Resources"].values()
+        if "Runtime" in r.get("Properties", {})
+    }
+    with zipfile.ZipFile(sam.with_name("deployment.zip")) as archive:
+        names = set(archive.namelist())
+        sources = sorted(n for n in names if n.endswith(".py"))
+        pycs = {n: archive.read(n) for n in names if n.endswith(".pyc")}
+        archive.extractall(tmp_path / "unpacked")
+
+    assert runtimes == {bytecode.RUNTIME}  # what Chalice runs the functions on is what was compiled for
+    assert {"app.py", "chalicelib/worker.py", "redis/client.py", "pymysql/connections.py"} <= set(sources)
+    assert [s for s in sources if importlib.util.cache_from_source(s) not in pycs] == []
+    magic = importlib.util.MAGIC_NUMBER
+    # PEP 552 header: the magic number, then flags 0b01 (hash-based, never checked against the source).
+    assert {(pyc[:4], int.from_bytes(pyc[4:8], "little")) for pyc in pycs.values()} == {(magic, 0b01)}
+    assert not (tmp_path / "unpacked" / "bin").exists()  # pip's console scripts stay out
+    # The sources may change (here: break) without the import noticing: it reads only the bytecode.
+    unpacked = tmp_path / "unpacked"
+    for module in ("app.py", "chalicelib/worker.py", "chalicelib/service.py", "redis/client.py"):
+        (unpacked / module).write_text("raise SystemExit('compiled from source')\n")
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", "import app, chalicelib.worker, redis; print('ok')"],
+        env={"PYTHONPATH": str(unpacked), "PYTHONDONTWRITEBYTECODE": "1"},
+        capture_output=True,
+        text=True,
+    )
+    assert (done.returncode, done.stdout) == (0, "ok\n"), done.stderr
+
+
+def test_a_runtime_other_than_the_compiling_pythons_is_refused():
+    bytecode.check_runtime(bytecode.RUNTIME)
+    with pytest.raises(
+        bytecode.RuntimeMismatch,
+        match=f"the functions run python3.99 but the package's bytecode is for {bytecode.RUNTIME}",
+    ):
+        bytecode.check_runtime("python3.99")
 
 
 @pytest.mark.parametrize("stage", sorted(CHALICE_CONFIG["stages"]))
