@@ -1,4 +1,5 @@
-"""The chaos run (bench/chaos.py) in its CI size: killed workers, duplicates, a Redis flush."""
+"""The chaos run (bench/chaos.py) in its CI size: killed workers, duplicates, an evicted checkpoint,
+a Redis flush and a Redis restart."""
 
 import subprocess
 import sys
@@ -19,3 +20,4 @@ def test_the_chaos_run_loses_nothing_and_finalises_nothing_twice(run_settings):
     assert report["finalised twice"] == "0"
     assert int(report["chunks redone after kills"]) <= int(report["workers killed"])
     assert int(report["workers killed"]) >= 1 and report["Redis flushes"] == "1"
+    assert report["Redis restarts"] == "1" and report["checkpoints evicted"] == "1"
