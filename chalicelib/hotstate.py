@@ -106,10 +106,12 @@ local fields = redis.call('HMGET', KEYS[2], 'ckpt', 'cancel', 'seq')
 return {1, fields[1], fields[2] or '', tonumber(fields[3]) or 0}
 """
 
-# Note when a GET last asked MySQL about the job's quiet view, unless the hash is gone (a mark alone
-# would be a hash without a view or a TTL).
+# Note when a GET last asked MySQL about the jobs' quiet views, unless a hash is gone (a mark alone
+# would be a hash without a view or a TTL). One key for GET /jobs/{id}, several for GET /jobs?ids=.
 _CHECKED = """
-if redis.call('HEXISTS', KEYS[1], 'job') == 1 then redis.call('HSET', KEYS[1], 'checked', ARGV[1]) end
+for _, key in ipairs(KEYS) do
+  if redis.call('HEXISTS', key, 'job') == 1 then redis.call('HSET', key, 'checked', ARGV[1]) end
+end
 return 1
 """
 
@@ -440,8 +442,14 @@ class HotState:
 
     def mark_checked(self, job_id: str, *, at_ms: int) -> None:
         """Note that MySQL was asked about the job's quiet view at `at_ms` (so the next poll need not)."""
+        self.mark_checked_many([job_id], at_ms=at_ms)
+
+    def mark_checked_many(self, job_ids: list[str], *, at_ms: int) -> None:
+        """`mark_checked` of several jobs in one round trip."""
+        if not job_ids:
+            return
         with self._translated():
-            self._checked(keys=[self.job_key(job_id)], args=[at_ms])
+            self._checked(keys=[self.job_key(job_id) for job_id in job_ids], args=[at_ms])
 
     def request_cancel(self, job_id: str) -> None:
         """Raise the job's cancel flag; the worker reads it at its next chunk boundary."""

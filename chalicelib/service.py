@@ -456,32 +456,37 @@ class JobService:
     def _by_ids(self, owner: str, job_ids: Sequence[str]) -> Sequence[Answer]:
         """The owner's jobs among these ids: hot views in one round trip, the rest in one MySQL query.
 
-        Like `get`, a hot view that reads stalled is checked against its row (in the same query), and
-        Redis down means MySQL answers for all; unlike `get`, nothing is put back in Redis (the list
-        serves no result, and the next poll of an active job finds the worker's write).
+        Like `get`, a Redis blip is waited out, then MySQL answers for all; a quiet hot view whose
+        check is due (`_quiet_check_due`) is checked against its row in the same query, and those
+        still active are marked checked in one more round trip; unlike `get`, nothing is put back in
+        Redis (the list serves no result, and an active job's next write puts its view back).
         """
         try:
-            hot = self._hot.get_many(list(job_ids))
+            hot = self._hot.ride_out(lambda: self._hot.get_many(list(job_ids)), seconds=READ_RIDE_OUT_SECONDS)
         except errors.HotStateUnavailable:
             log.warning("Redis unavailable, reading %d jobs from MySQL", len(job_ids), exc_info=True)
             hot = {}
-        answers: dict[str, Answer] = {}
-        for job_id, found in hot.items():
-            if found.owner == owner:  # another owner's job is simply not in the answer
-                answers[job_id] = self._hot_answer(found)
-        stalled = [job_id for job_id, answer in answers.items() if answer.stalled]
+        mine = {job_id: found for job_id, found in hot.items() if found.owner == owner}  # others': absent
+        answers = {job_id: self._hot_answer(found) for job_id, found in mine.items()}
+        quiet = [job_id for job_id, found in mine.items() if self._quiet_check_due(found)]
         misses = [job_id for job_id in job_ids if job_id not in hot]
-        rows: list[Job] = []
-        if misses or stalled:
-            try:
-                rows = self._store.get_jobs([*misses, *stalled], owner=owner)
-            except errors.StoreUnavailable:
-                if misses:
-                    raise
-                log.warning("MySQL unavailable, stalled jobs are served from their hot views", exc_info=True)
+        if not (misses or quiet):
+            return list(answers.values())
+        try:
+            rows = self._store.get_jobs([*misses, *quiet], owner=owner)
+        except errors.StoreUnavailable:
+            if misses:
+                raise
+            log.warning("MySQL unavailable, quiet jobs are served from their hot views", exc_info=True)
+            return list(answers.values())
+        ended = {job.id for job in rows if job.status.terminal}
         for job in rows:
-            if job.id not in answers or job.status.terminal:
+            if job.id not in answers or job.id in ended:
                 answers[job.id] = self._answer(job.snapshot(), self._retry_after_for(job))
+        try:
+            self._hot.mark_checked_many([job_id for job_id in quiet if job_id not in ended], at_ms=_epoch_ms(utcnow()))
+        except errors.HotStateUnavailable:
+            pass  # the next poll asks MySQL again
         return list(answers.values())
 
     def _live(self, job_ids: Sequence[str]) -> dict[str, JobSnapshot]:

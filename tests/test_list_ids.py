@@ -104,7 +104,7 @@ def test_status_type_limit_and_cursor_apply_to_the_named_jobs(api, events):
     assert _ids(rest) == [waiting[2], waiting[1], waiting[0], done] and rest.json["nextCursor"] is None
 
 
-def test_a_stalled_hot_view_of_a_job_that_ended_reads_its_row(api, redis_client, settings, rt, events):
+def test_a_quiet_hot_view_of_a_job_that_ended_reads_its_row(api, redis_client, settings, rt, events):
     # Given a finished job whose hot view still says RUNNING, long quiet (a final write that missed Redis)
     job_id = _submit(api, 1, steps=1, stepMs=0)[0]
     events.drain()
@@ -117,6 +117,28 @@ def test_a_stalled_hot_view_of_a_job_that_ended_reads_its_row(api, redis_client,
     [job] = api.request("GET", f"/jobs?ids={job_id}").json["jobs"]
 
     assert job["status"] == "COMPLETED" and job["stalled"] is False
+
+
+def test_a_quiet_view_still_active_is_checked_once_then_served_from_redis(api, redis_client, settings, rt, io_counts):
+    # Given a PENDING job whose hot view has been quiet for longer than STALL_AFTER_SECONDS (a backlog)
+    job_id = _submit(api, 1)[0]
+    key = rt.hot.job_key(job_id)
+    hot = hotstate.decode(redis_client.hget(key, "job"))
+    old = datetime.now(UTC) - timedelta(seconds=settings.stall_after_seconds + 5)
+    redis_client.hset(key, "job", hotstate.encode(replace(hot, updated_at=old)))
+    rt.hot.mark_checked(job_id, at_ms=0)  # the script loaded (a first EVALSHA costs 3), the mark older than the view
+    io_counts.reset()
+
+    first = api.request("GET", f"/jobs?ids={job_id}")
+    first_io = (io_counts.redis_round_trips, len(io_counts.mysql_statements))
+    io_counts.reset()
+    second = api.request("GET", f"/jobs?ids={job_id}")
+
+    # Then the first poll asks MySQL (one query) and marks the view checked (one more round trip)...
+    assert first.json["jobs"][0]["status"] == "PENDING" and first_io == (2, 1)
+    # ...and the next one is Redis alone again
+    assert second.json["jobs"][0]["status"] == "PENDING"
+    assert (io_counts.redis_round_trips, io_counts.mysql_statements) == (1, [])
 
 
 def test_when_redis_is_down_mysql_answers_for_all(settings, api):
