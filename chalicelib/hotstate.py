@@ -5,7 +5,7 @@ Every key and TTL is built here and nowhere else (tests and benchmarks name keys
 
     {prefix}job:{id}    hash   seq, owner, job (the JobSnapshot as JSON: `encode`), cancel ("1"),
                                cadence (ms/chunk), external ("1": the result was too large for
-                               Redis, read MySQL)
+                               Redis, read MySQL), hop_token + hop (the newest hand-off taken)
     {prefix}ckpt:{id}   string the job type's state at its last chunk boundary, as JSON
     {prefix}lease:{id}  string the token of the worker that holds the job; expires unless renewed
     {prefix}orphan:{id} string when the sweeper first found the RUNNING job without a lease (ms)
@@ -71,10 +71,22 @@ return {1, cancel, 0}
 """
 
 # Take (or, for the same token, renew) the lease unless another token holds it; in the same round
-# trip read the checkpoint and the cancel flag the run starts from.
+# trip read the checkpoint and the cancel flag the run starts from. A hand-off (ARGV[3], its hop in
+# the chain of the token) is taken once: the hash keeps the newest hop taken of the token, and a
+# message at or below it is a duplicate while the lease lives (0), or, once it expired, the
+# redelivery of a message whose taker died (2: the caller takes the job over with a new token).
 _ACQUIRE = """
 local holder = redis.call('GET', KEYS[1])
 if holder and holder ~= ARGV[1] then return {0, false, ''} end
+if ARGV[3] ~= '' then
+  local taken = redis.call('HMGET', KEYS[3], 'hop_token', 'hop')
+  if taken[1] == ARGV[1] and tonumber(taken[2]) >= tonumber(ARGV[3]) then
+    if holder then return {0, false, ''} end
+    return {2, false, ''}
+  end
+  redis.call('HSET', KEYS[3], 'hop_token', ARGV[1], 'hop', ARGV[3])
+  if redis.call('TTL', KEYS[3]) < 0 then redis.call('EXPIRE', KEYS[3], ARGV[4]) end
+end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return {1, redis.call('GET', KEYS[2]), redis.call('HGET', KEYS[3], 'cancel') or ''}
 """
@@ -187,6 +199,8 @@ class Lease:
     held: bool
     checkpoint: Any = None
     cancel: bool = False
+    #: The hand-off was taken before by a run whose lease has expired (it died): take the job over.
+    orphaned: bool = False
 
 
 class HotState:
@@ -305,16 +319,20 @@ class HotState:
             )
         return WriteOutcome(written=bool(written), cancel=cancel == "1", lease_lost=bool(lost))
 
-    def acquire(self, job_id: str, token: str, *, lease_seconds: float) -> Lease:
+    def acquire(self, job_id: str, token: str, *, lease_seconds: float, hop: int | None = None) -> Lease:
         """Take the job's lease for `token` (renewing it if the token holds it already) unless
-        another token holds it; with it, the checkpoint and cancel flag. One round trip."""
+        another token holds it; with it, the checkpoint and cancel flag. One round trip.
+
+        With `hop` (a hand-off's number in the chain of `token`) the hand-off is taken only once:
+        a second copy is refused while the lease lives, and `orphaned` once it has expired.
+        """
         with self._translated():
             held, checkpoint, cancel = self._acquire(
                 keys=[self.lease_key(job_id), self.checkpoint_key(job_id), self.job_key(job_id)],
-                args=[token, max(1, int(lease_seconds * 1000))],
+                args=[token, max(1, int(lease_seconds * 1000)), "" if hop is None else hop, self.active_ttl],
             )
-        if not held:
-            return Lease(held=False)
+        if held != 1:
+            return Lease(held=False, orphaned=held == 2)
         return Lease(held=True, checkpoint=json.loads(checkpoint) if checkpoint else None, cancel=cancel == "1")
 
     def release(self, job_id: str, token: str) -> None:
