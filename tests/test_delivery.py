@@ -15,7 +15,6 @@ from chalicelib.models import JobStatus
 from chalicelib.runtime import Runtime
 from local import services, worker_process
 from local.eventsource import EventSource, LambdaContext
-from tests.conftest import wait_until
 from tests.support.probe import Probe, SimulatedCrash, logged_steps
 
 
@@ -156,14 +155,14 @@ def test_each_finished_record_but_the_last_is_deleted_by_the_worker_one_request_
     assert counting.calls == ["delete_message", "delete_message"]
 
 
-def test_of_the_records_that_came_back_only_the_first_runs_and_the_others_go_out_fresh(
-    api, rt, events, sqs, settings
-):
+def test_of_the_records_that_came_back_only_the_first_runs_and_the_others_go_out_fresh(api, rt, events, sqs, settings):
     # Given a batch whose invocation crashed: all three records come back, each with 2 receives
     job_ids = [api.submit("probe", {"tag": f"back-{i}", "steps": 2}).json["jobId"] for i in range(3)]
     first = _receive(events, 3)
     for m in first:
-        sqs.change_message_visibility(QueueUrl=settings.jobs_queue_url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0)
+        sqs.change_message_visibility(
+            QueueUrl=settings.jobs_queue_url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0
+        )
     again = _receive(events, 3)
     assert {m["Attributes"]["ApproximateReceiveCount"] for m in again} == {"2"}
     counting = _count_requests(rt)
@@ -249,7 +248,7 @@ def test_a_job_sent_again_from_the_dead_letter_queue_max_deaths_times_fails(api,
 def test_a_backlog_of_500_jobs_with_the_sweeper_every_second_is_sent_once(api, settings, sqs, mysql):
     # Given 500 jobs queued behind each other (no worker takes any), and one whose send failed
     runtime = _use(settings, pending_resend_seconds=0)
-    for i in range(500):
+    for _ in range(500):
         runtime.service.submit("key-a", {"type": "sleep", "payload": {"steps": 1}})
     down = _use(settings, jobs_queue_url=settings.jobs_queue_url + "-gone")
     unsent = down.service.submit("key-a", {"type": "sleep", "payload": {"steps": 1}}).job.id
