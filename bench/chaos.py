@@ -102,7 +102,7 @@ def plan_jobs(count: int, rng: random.Random, rt: Runtime, s3) -> list[Plan]:
         key = input_prefix(OWNER) + name  # a job reads only its owner's inputs
         s3.put_object(Bucket=BUCKET, Key=key, Body=_csv(rng, rows))
         objects[key] = rows
-    plans, groups = [], max(2, count // 40)
+    plans, groups = [], max(1, count // 40)
     for _ in range(count - 3 * groups):
         kind = rng.random()
         if kind < 0.45:
@@ -136,9 +136,10 @@ def plan_jobs(count: int, rng: random.Random, rt: Runtime, s3) -> list[Plan]:
                     fails=True,
                 )
             )
-    # Crashers among short jobs submitted with them, so that they share batches with finished neighbours.
+    # Crashers among short jobs submitted with them, so that they share batches with finished neighbours;
+    # early, so that their redeliveries (a visibility timeout each) overlap the rest of the run.
     for _ in range(groups):
-        at = rng.randrange(len(plans) + 1)
+        at = rng.randrange(min(len(plans), count // 4) + 1)
         crasher = Plan({"type": "crash", "payload": {"steps": 4, "killAtStep": 2}}, crashes=True)
         short = [
             Plan({"type": "sleep", "payload": {"steps": 2, "stepMs": 5}}, {"steps": 2, "sleptMs": 10}) for _ in "ab"
@@ -168,7 +169,7 @@ def run(ns: argparse.Namespace) -> int:
         procs += [redis_proc, moto_proc]
         migrate(mysql_url, create_database=True)
         sqs = services.sqs_client(endpoint)
-        queue = services.create_jobs_queue(sqs, f"chaos-{run_id}", visibility_timeout=8, max_receive_count=5)
+        queue = services.create_jobs_queue(sqs, f"chaos-{run_id}", visibility_timeout=6, max_receive_count=5)
         s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
         s3.create_bucket(Bucket=BUCKET)
         settings = Settings(
@@ -182,6 +183,7 @@ def run(ns: argparse.Namespace) -> int:
             retry_base_seconds=1,
             stall_after_seconds=3,
             pending_resend_seconds=3,
+            max_deaths=2,  # a crasher fails after its second take-over: two visibility timeouts
             job_types=("bench.chaos_types",),
         )
         rt = Runtime(settings)
