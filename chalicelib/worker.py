@@ -96,7 +96,7 @@ class Worker:
 
     def _delete(self, record: JobRecord) -> None:
         """Delete a done record's message now, so that a later crash of this invocation cannot bring it back."""
-        if not record.receipt_handle:
+        if not (record.receipt_handle and record.queue_arn):  # a record built by hand: nothing to delete
             return
         try:
             self._queue.delete(record.receipt_handle, queue_arn=record.queue_arn)
