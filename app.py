@@ -15,11 +15,15 @@ def _service():
     return runtime.get().service
 
 
+def _owner() -> str:
+    return http.owner(app.current_request, runtime.get().tenants)
+
+
 @app.route("/jobs", methods=["POST"], api_key_required=True)
 @http.api
 def submit_job():
     request = app.current_request
-    owner = http.owner(request)
+    owner = _owner()
     http.query(request)
     body = http.json_body(request, max_bytes=runtime.get().settings.max_body_bytes)
     answer = _service().submit(owner, body, idempotency_key=http.idempotency_key(request))
@@ -29,7 +33,7 @@ def submit_job():
 @app.route("/jobs/{job_id}", methods=["GET"], api_key_required=True)
 @http.api
 def get_job(job_id):
-    owner = http.owner(app.current_request)
+    owner = _owner()
     http.query(app.current_request)
     return http.job_response(_service().get(owner, job_id))
 
@@ -37,7 +41,7 @@ def get_job(job_id):
 @app.route("/jobs/{job_id}/result", methods=["GET"], api_key_required=True)
 @http.api
 def get_job_result(job_id):
-    owner = http.owner(app.current_request)
+    owner = _owner()
     http.query(app.current_request)
     return http.result_response(_service().result(owner, job_id))
 
@@ -45,7 +49,7 @@ def get_job_result(job_id):
 @app.route("/jobs/{job_id}", methods=["DELETE"], api_key_required=True)
 @http.api
 def cancel_job(job_id):
-    owner = http.owner(app.current_request)
+    owner = _owner()
     http.query(app.current_request)
     answer = _service().cancel(owner, job_id)
     return http.job_response(answer, status=200 if answer.job.status is JobStatus.CANCELLED else 202)
@@ -55,7 +59,7 @@ def cancel_job(job_id):
 @http.api
 def list_jobs():
     request = app.current_request
-    owner = http.owner(request)
+    owner = _owner()
     return http.page_response(_service().list(owner, **http.query(request, "status", "type", "limit", "cursor")))
 
 
@@ -63,10 +67,18 @@ def list_jobs():
 @http.api
 def create_upload():
     request = app.current_request
-    owner = http.owner(request)
+    owner = _owner()
     http.query(request)
     body = http.json_body(request, max_bytes=runtime.get().settings.max_body_bytes)
     return http.upload_response(runtime.get().uploads.create(owner, body))
+
+
+@app.route("/limits", methods=["GET"], api_key_required=True)
+@http.api
+def get_limits():
+    owner = _owner()
+    http.query(app.current_request)
+    return http.usage_response(_service().usage(owner))
 
 
 @app.route("/health", methods=["GET"])

@@ -8,12 +8,14 @@ invocation's clock: the time it has left, and whether a chunk still fits before 
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from .jobs import JobContext, JobType, Step
+from . import errors
+from .jobs import MAX_STATE_BYTES, JobContext, JobType, Step
 from .models import Job, clip_message, utcnow
 
 #: Weight of the newest chunk in the running averages of chunk durations and of units per second.
@@ -87,7 +89,20 @@ class Run:
         )
 
     def checkpoint(self) -> dict[str, Any]:
-        """What a later run resumes from: the sequence number, the type's state, the progress."""
+        """What a later run resumes from: the sequence number, the type's state, the progress.
+
+        Raises CheckpointTooLarge when the state is over MAX_STATE_BYTES of JSON: checked before
+        every write, to Redis and to MySQL alike, so neither ever holds a state the other refuses.
+        """
+        size = len(json.dumps(self.state, separators=(",", ":")).encode())
+        if size > MAX_STATE_BYTES:
+            raise errors.CheckpointTooLarge(
+                f"the state after chunk {self.chunks_done} is {size} bytes of JSON, over the checkpoint ceiling"
+                f" of {MAX_STATE_BYTES} (MAX_STATE_BYTES): keep large data in objects (ctx.objects.put)"
+                " and checkpoint their keys",
+                size=size,
+                limit=MAX_STATE_BYTES,
+            )
         job = self.job
         return {
             "seq": self.seq,

@@ -72,6 +72,11 @@ class Settings:
     #: Importable modules of the deployment's own job types, beside the built-ins (README: "Write
     #: your own job type").
     job_types: tuple[str, ...] = ()
+    #: The tenants document (`s3://bucket/key`, written by the deploy and by `make run`): which
+    #: client each API key id is and its plan's job limits (tenants.py). None: owners are keys, no limits.
+    tenants_url: str | None = None
+    #: How long a container keeps the tenants document before reading it again.
+    tenants_ttl_seconds: int = 60
     #: Unset on AWS; a LocalStack or moto endpoint elsewhere. boto3 also reads it by itself.
     aws_endpoint_url: str | None = None
     aws_region: str = "us-east-1"
@@ -143,6 +148,8 @@ class Settings:
             upload_max_bytes=_upload_max_bytes(env, d.upload_max_bytes),
             upload_expires_seconds=_int(env, "UPLOAD_EXPIRES_SECONDS", d.upload_expires_seconds),
             work_bucket=env.get("WORK_BUCKET") or None,
+            tenants_url=env.get("TENANTS_URL") or None,
+            tenants_ttl_seconds=_int(env, "TENANTS_TTL_SECONDS", d.tenants_ttl_seconds),
             job_types=_names(env, "JOB_TYPES"),
             aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
             aws_region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or d.aws_region,
@@ -187,6 +194,8 @@ class Settings:
             "UPLOAD_MAX_BYTES": str(self.upload_max_bytes),
             "UPLOAD_EXPIRES_SECONDS": str(self.upload_expires_seconds),
             "WORK_BUCKET": self.work_bucket or "",
+            "TENANTS_URL": self.tenants_url or "",
+            "TENANTS_TTL_SECONDS": str(self.tenants_ttl_seconds),
             "JOB_TYPES": ",".join(self.job_types),
             "AWS_ENDPOINT_URL": self.aws_endpoint_url or "",
             # from_env prefers AWS_REGION to AWS_DEFAULT_REGION: setting the first wins either way.

@@ -102,6 +102,12 @@ class JobNotFound(NotFound):
     code = "JobNotFound"
 
 
+class ActiveJobLimit(ClientError):
+    """The client has as many unfinished jobs as its plan allows (maxActiveJobs): a 429."""
+
+    code = "ActiveJobLimit"
+
+
 class Conflict(ClientError):
     """The request conflicts with the job's state."""
 

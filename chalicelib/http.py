@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import re
 from collections.abc import Callable
 from typing import Any
@@ -17,7 +18,8 @@ from chalice import Response
 from . import dashboard, errors
 from .models import isoformat
 from .observability import logger as log
-from .service import Answer, JobResult, Page
+from .service import Answer, JobResult, Page, Usage
+from .tenants import Tenants
 from .uploads import Upload
 
 #: HTTP status of each error class; the first match in this order wins.
@@ -26,12 +28,17 @@ STATUS = (
     (errors.NotFound, 404),
     (errors.Conflict, 409),
     (errors.PayloadTooLarge, 413),
+    (errors.ActiveJobLimit, 429),
     (errors.ClientError, 400),
     (errors.DependencyUnavailable, 503),
     (errors.Misconfigured, 503),
 )
 #: Seconds a client should wait after a 503.
 UNAVAILABLE_RETRY_AFTER = 5
+#: Seconds a client at its maxActiveJobs waits before submitting again (the 429's Retry-After).
+ACTIVE_LIMIT_RETRY_AFTER = 5
+#: Inside a Lambda function (set by the runtime), where only API Gateway may say who calls.
+ON_AWS = "AWS_LAMBDA_FUNCTION_NAME" in os.environ
 
 _API_KEY = re.compile(r"[\x21-\x7e]{1,128}")
 #: Printable ASCII, 1-255 characters (the OpenAPI document publishes this pattern).
@@ -41,7 +48,8 @@ _IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 
 def error_response(exc: errors.JobsError) -> Response:
     status = next((code for cls, code in STATUS if isinstance(exc, cls)), 500)
-    headers: dict[str, str | list[str]] = {"Retry-After": str(UNAVAILABLE_RETRY_AFTER)} if status == 503 else {}
+    retry = {503: UNAVAILABLE_RETRY_AFTER, 429: ACTIVE_LIMIT_RETRY_AFTER}.get(status)
+    headers: dict[str, str | list[str]] = {} if retry is None else {"Retry-After": str(retry)}
     if status == 503:
         log.warning("answering 503: %s", exc.message)
         message = "a service the API depends on is unavailable; try again shortly"
@@ -73,14 +81,25 @@ def normalise_errors(event: Any, get_response: Callable[[Any], Response]) -> Res
     return response
 
 
-def owner(request: Any) -> str:
-    """The caller: the API key id API Gateway resolved, or the `x-api-key` header where no gateway runs."""
+def owner(request: Any, tenants: Tenants, *, on_aws: bool = ON_AWS) -> str:
+    """The caller: the client whose API key API Gateway resolved (tenants.py), or, with no tenants
+    document, the key id itself; where no gateway runs (tests, a bare local run) the `x-api-key`
+    header stands in for the key id. That stand-in is refused on AWS, where a route without
+    `api_key_required` would otherwise let any caller name any owner."""
     identity = (request.context or {}).get("identity") or {}
-    caller = identity.get("apiKeyId") or request.headers.get("x-api-key")
-    if not caller:
+    key_id = identity.get("apiKeyId")
+    if key_id is None and not on_aws:
+        key_id = request.headers.get("x-api-key")
+    if not key_id:
         raise errors.MissingApiKey("an API key is required (header x-api-key)")
-    if not _API_KEY.fullmatch(caller):
+    if not _API_KEY.fullmatch(key_id):
         raise errors.MissingApiKey("the API key is not valid")
+    caller = key_id
+    if tenants.configured:
+        client = tenants.client_of(key_id)
+        if client is None:
+            raise errors.MissingApiKey("the API key is not one of this deployment's clients")
+        caller = client
     log.thread_safe_append_keys(owner=caller)
     return caller
 
@@ -189,6 +208,21 @@ def upload_response(upload: Upload) -> Response:
         "maxBytes": upload.max_bytes,
     }
     return Response(body=body, status_code=201)
+
+
+def usage_response(usage: Usage) -> Response:
+    """`200` with the caller's plan, its limits (null without tenants) and its unfinished jobs."""
+    tenant = usage.tenant
+    body = {
+        "client": usage.client,
+        "plan": None if tenant is None else tenant.plan,
+        "limits": None if tenant is None else tenant.limits.to_json(),
+        "usage": {
+            "activeJobs": sum(usage.active.values()),
+            **{f"{status.value.lower()}Jobs": n for status, n in usage.active.items()},
+        },
+    }
+    return Response(body=body, status_code=200, headers={"Cache-Control": "no-store"})
 
 
 def health_response(checks: dict[str, str], detail: str | None = None) -> Response:

@@ -148,6 +148,53 @@ def _upload_paths() -> dict[str, Any]:
     }
 
 
+def _limits_paths() -> dict[str, Any]:
+    return {
+        "/limits": {
+            "get": {
+                "operationId": "getLimits",
+                "summary": "The caller's plan, its job limits and its unfinished jobs",
+                "responses": {
+                    "200": {
+                        "description": "limits and usage (limits null where the deployment has no tenants)",
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Limits"}}},
+                    },
+                    "400": _error("a query parameter (this route takes none)"),
+                    **_COMMON_ERRORS,
+                },
+            }
+        }
+    }
+
+
+def _limits_schemas() -> dict[str, Any]:
+    count = {"type": "integer", "minimum": 0}
+    limit = {"type": "integer", "minimum": 1}
+    usage = {"activeJobs": count, **{f"{s.value.lower()}Jobs": count for s in JobStatus if not s.terminal}}
+    return {
+        "Limits": {
+            "type": "object",
+            "required": ["client", "plan", "limits", "usage"],
+            "properties": {
+                "client": {"type": "string", "description": "who the API key belongs to: the owner of its jobs"},
+                "plan": _nullable({"type": "string"}),
+                "limits": _nullable(
+                    {
+                        "type": "object",
+                        "required": ["maxActiveJobs", "maxRunningJobs", "maxTimeoutSeconds"],
+                        "properties": {
+                            "maxActiveJobs": {**limit, "description": "unfinished jobs at once; over it, 429"},
+                            "maxRunningJobs": {**limit, "description": "jobs RUNNING at once"},
+                            "maxTimeoutSeconds": {**limit, "description": "the largest timeoutSeconds; over it, 400"},
+                        },
+                    }
+                ),
+                "usage": {"type": "object", "required": sorted(usage), "properties": usage},
+            },
+        }
+    }
+
+
 def _upload_schemas(max_bytes: int) -> dict[str, Any]:
     return {
         "UploadRequest": {
@@ -226,6 +273,11 @@ def document(job_types: JobTypes, *, upload_max_bytes: int = Settings.upload_max
                         "413": _error("the body is too large"),
                         "415": _error("the body is not JSON"),
                         **_COMMON_ERRORS,
+                        "429": _error(
+                            "throttled by the usage plan (API Gateway), or code ActiveJobLimit: as many"
+                            " unfinished jobs as the plan's maxActiveJobs (submit again after Retry-After)",
+                            **{"Retry-After": {"schema": {"type": "integer"}}},
+                        ),
                     },
                 },
                 "get": {
@@ -294,6 +346,7 @@ def document(job_types: JobTypes, *, upload_max_bytes: int = Settings.upload_max
                 },
             },
             **_upload_paths(),
+            **_limits_paths(),
             "/jobs/{job_id}/result": {
                 "parameters": [_JOB_ID],
                 "get": {
@@ -397,6 +450,7 @@ def document(job_types: JobTypes, *, upload_max_bytes: int = Settings.upload_max
                     },
                 },
                 **_upload_schemas(upload_max_bytes),
+                **_limits_schemas(),
                 "Error": {
                     "type": "object",
                     "required": ["code", "message"],

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from functools import cached_property
 
-from . import errors, hotstate, objects, queue, secrets
+from . import errors, hotstate, objects, queue, secrets, tenants
 from .config import Settings
 from .hotstate import HotState
 from .jobs import JobTypes
@@ -21,6 +21,7 @@ from .queue import JobQueue
 from .service import JobService
 from .store import JobStore
 from .sweeper import Sweeper
+from .tenants import Tenants
 from .uploads import Uploads
 from .worker import Worker
 
@@ -87,8 +88,16 @@ class Runtime:
         return ObjectStore(lambda: objects.connect(endpoint_url=s.aws_endpoint_url, region=s.aws_region))
 
     @cached_property
+    def tenants(self) -> Tenants:
+        s = self.settings
+        read = None if s.tenants_url is None else tenants.s3_reader(s.tenants_url, self.objects)
+        return Tenants(read, ttl_seconds=s.tenants_ttl_seconds)
+
+    @cached_property
     def service(self) -> JobService:
-        return JobService(self.store, self.hot, self.queue, self.job_types, self.objects, self.settings)
+        return JobService(
+            self.store, self.hot, self.queue, self.job_types, self.objects, self.settings, tenants=self.tenants
+        )
 
     @cached_property
     def uploads(self) -> Uploads:

@@ -26,6 +26,7 @@ from .observability import logger as log
 from .queue import JobQueue
 from .results import Results
 from .store import JobStore
+from .tenants import Tenant, Tenants
 
 #: Bounds of what a submission or a list may ask for (the OpenAPI document publishes these).
 MAX_ATTEMPTS = 20
@@ -56,6 +57,15 @@ class JobResult:
 
     value: Any = None
     url: str | None = None
+
+
+@dataclass(frozen=True)
+class Usage:
+    """A client's plan, its limits (None: this deployment has no tenants) and its unfinished jobs."""
+
+    client: str
+    tenant: Tenant | None
+    active: dict[JobStatus, int]
 
 
 @dataclass(frozen=True)
@@ -100,6 +110,8 @@ class JobService:
         job_types: JobTypes,
         objects: ObjectStore,
         settings: Settings,
+        *,
+        tenants: Tenants | None = None,
     ):
         self._store = store
         self._hot = hot
@@ -107,14 +119,17 @@ class JobService:
         self._job_types = job_types
         self._objects = objects
         self._settings = settings
+        self._tenants = tenants or Tenants(None)
         self._lifecycle = Lifecycle(store, hot)
         self._results = Results(objects, settings)
 
     # --- submit ----------------------------------------------------------------------------------
     @observability.traced
     def submit(self, owner: str, body: Any, *, idempotency_key: str | None = None) -> Answer:
-        """Store a new job and queue it: one MySQL insert, one Redis round trip, one SQS send."""
-        job_type, payload, options = self._parse_submission(owner, body)
+        """Store a new job and queue it: one MySQL insert, one Redis round trip, one SQS send; with
+        tenants, one more MySQL statement counts the client's unfinished jobs against its plan."""
+        tenant = self._tenants.of(owner)
+        job_type, payload, options = self._parse_submission(owner, body, tenant)
         request_hash = hashlib.sha256(
             json.dumps([job_type.name, payload, options], sort_keys=True).encode()
         ).hexdigest()
@@ -132,6 +147,8 @@ class JobService:
         stored = self._store.insert_job(job, idempotency_key=idempotency_key, request_hash=request_hash)
         if stored.id != job.id:
             return replace(self.get(owner, stored.id), replayed=True)
+        if tenant is not None:
+            self._within_active_limit(job, tenant)
         cadence = job_type.chunk_seconds(payload)
         self._best_effort_write(job, seq=0, cadence_ms=None if cadence is None else cadence * 1000)
         try:
@@ -151,7 +168,27 @@ class JobService:
         except errors.StoreUnavailable:
             log.warning("job %s: not marked unsent; sent after PENDING_LOST_SECONDS instead", job_id, exc_info=True)
 
-    def _parse_submission(self, owner: str, body: Any) -> tuple[JobType, dict[str, Any], dict[str, Any]]:
+    def _within_active_limit(self, job: Job, tenant: Tenant) -> None:
+        """Refuse the job just inserted (and not yet sent) if it takes the client over maxActiveJobs.
+
+        Counted after the insert, so concurrent submissions cannot all slip under the limit: each
+        counts the others' rows too, and at most `maxActiveJobs` of them are kept.
+        """
+        limit = tenant.limits.max_active_jobs
+        active = sum(self._store.count_active(job.owner).values())
+        if active <= limit:
+            return
+        self._store.delete_pending(job.id)
+        observability.count("JobsRefused")
+        raise errors.ActiveJobLimit(
+            f"plan {tenant.plan} allows {limit} unfinished jobs at once (maxActiveJobs); "
+            "submit again when one has finished",
+            maxActiveJobs=limit,
+        )
+
+    def _parse_submission(
+        self, owner: str, body: Any, tenant: Tenant | None = None
+    ) -> tuple[JobType, dict[str, Any], dict[str, Any]]:
         if not isinstance(body, dict):
             raise errors.InvalidJson("the body must be a JSON object")
         unknown = set(body) - _SUBMIT_FIELDS
@@ -161,11 +198,17 @@ class JobService:
             raise errors.InvalidRequest("type is required and must be a string")
         job_type = self._job_types.get(body["type"])
         payload = body.get("payload", {})
+        default_timeout, max_timeout = self._settings.default_timeout_seconds, MAX_TIMEOUT_SECONDS
+        if tenant is not None:
+            plan_max = tenant.limits.max_timeout_seconds
+            if isinstance(body.get("timeoutSeconds"), int) and body["timeoutSeconds"] > plan_max:
+                raise errors.InvalidRequest(
+                    f"timeoutSeconds must be at most {plan_max}, the maxTimeoutSeconds of plan {tenant.plan}"
+                )
+            default_timeout, max_timeout = min(default_timeout, plan_max), min(max_timeout, plan_max)
         options = {
             "max_attempts": _int_option(body, "maxAttempts", self._settings.default_max_attempts, MAX_ATTEMPTS),
-            "timeout_seconds": _int_option(
-                body, "timeoutSeconds", self._settings.default_timeout_seconds, MAX_TIMEOUT_SECONDS
-            ),
+            "timeout_seconds": _int_option(body, "timeoutSeconds", default_timeout, max_timeout),
         }
         return job_type, self._job_types.check_payload(job_type, payload, self._submit_context(owner)), options
 
@@ -338,6 +381,12 @@ class JobService:
         except errors.HotStateUnavailable:
             return {}
         return {job_id: hot.job for job_id, hot in found.items()}
+
+    # --- limits ----------------------------------------------------------------------------------
+    @observability.traced
+    def usage(self, owner: str) -> Usage:
+        """The caller's plan and limits, and its unfinished jobs by status (one MySQL statement)."""
+        return Usage(client=owner, tenant=self._tenants.of(owner), active=self._store.count_active(owner))
 
     # --- health ----------------------------------------------------------------------------------
     @observability.traced

@@ -26,6 +26,9 @@ from .models import TERMINAL, Job, JobStatus
 # Connection-level failures after which a fresh connection may succeed: can't connect (2003),
 # server has gone away (2006), lost connection during query (2013), lost connection (2055).
 _RECONNECT_CODES = {2003, 2006, 2013, 2055}
+#: A statement whose arguments are shorter than this is never measured against max_allowed_packet
+#: (1 MiB; the server default is 16 MiB on MariaDB 10.11 and 64 MiB on MySQL 8 and RDS).
+_MEASURED_FROM_BYTES = 1024 * 1024
 
 _COLUMNS = (
     "id, owner, type, status, payload, result, result_bytes, result_key, error, progress, progress_detail, message,"
@@ -160,21 +163,47 @@ class JobStore:
         guarded UPDATE whose first reply was lost reports False on the retry, and callers that
         care re-read the row.
         """
+        args = tuple(args)
         for attempt in (1, 2):
             try:
                 if self._conn is None:
                     self._conn = self._connect()
                 with self._conn.cursor(pymysql.cursors.DictCursor) as cur:
-                    cur.execute(sql, tuple(args))
+                    if sum(len(a) for a in args if isinstance(a, (str, bytes))) > _MEASURED_FROM_BYTES:
+                        self._refuse_oversized(cur, sql, args)
+                    cur.execute(sql, args)
                     return cur.rowcount, list(cur.fetchall())
             except pymysql.IntegrityError:
                 raise
             except (pymysql.OperationalError, pymysql.InterfaceError) as exc:
                 self.close()
                 code = exc.args[0] if exc.args else 0
+                if code == ER.NET_PACKET_TOO_LARGE:  # a server whose limit is under _MEASURED_FROM_BYTES
+                    raise errors.ValueTooLarge(
+                        "a statement is over MySQL's max_allowed_packet", size=len(sql), limit=0
+                    ) from exc
                 if attempt == 2 or not (isinstance(exc, pymysql.InterfaceError) or code in _RECONNECT_CODES):
                     raise errors.StoreUnavailable(f"MySQL: {exc}") from exc
         raise AssertionError("unreachable")
+
+    def _refuse_oversized(self, cur: pymysql.cursors.DictCursor, sql: str, args: tuple[Any, ...]) -> None:
+        """Raise ValueTooLarge, without sending it, for a statement over the server's max_allowed_packet.
+
+        The server answers one with error 1153 or, far over, by closing the connection (2006 "gone
+        away"): indistinguishable from an outage, so it would be waited out for ever. The limit is read
+        once per thread (one round trip), and only when a statement of _MEASURED_FROM_BYTES or more comes.
+        """
+        limit = getattr(self._local, "max_packet", None)
+        if limit is None:
+            cur.execute("SELECT @@max_allowed_packet AS limit_bytes")
+            row = cur.fetchone()
+            assert row is not None  # a SELECT of a variable always has its row
+            limit = self._local.max_packet = int(row["limit_bytes"])
+        size = len(cur.mogrify(sql, args).encode("utf-8")) + 1  # the command byte
+        if size > limit:
+            raise errors.ValueTooLarge(
+                f"a statement of {size} bytes is over MySQL's max_allowed_packet of {limit}", size=size, limit=limit
+            )
 
     def close(self) -> None:
         """Drop the connection; the next statement opens a new one."""
@@ -413,6 +442,24 @@ class JobStore:
             (*finished, finished_before, limit),
         )
         return [(row["id"], row["result_key"]) for row in rows]
+
+    def count_active(self, owner: str) -> dict[JobStatus, int]:
+        """The owner's unfinished jobs by status: one index range (ix_jobs_owner_status), as long as
+        the owner's active jobs, never its history."""
+        active = [s.value for s in JobStatus if not s.terminal]
+        _, rows = self._execute(
+            "SELECT status, COUNT(*) AS n FROM jobs WHERE owner = %s"
+            f" AND status IN ({', '.join(['%s'] * len(active))}) GROUP BY status",
+            (owner, *active),
+        )
+        counts = dict.fromkeys((JobStatus(v) for v in active), 0)
+        counts.update({JobStatus(row["status"]): row["n"] for row in rows})
+        return counts
+
+    def delete_pending(self, job_id: str) -> bool:
+        """Delete a PENDING job no message was sent for (a submission refused after its insert)."""
+        changed, _ = self._execute("DELETE FROM jobs WHERE id = %s AND status = %s", (job_id, JobStatus.PENDING.value))
+        return changed == 1
 
     def purge(self, job_ids: list[str]) -> int:
         """Delete these jobs if they are finished (`expired` found them); returns how many."""

@@ -205,6 +205,8 @@ class Worker:
             return self._loop(run, invocation)
         except errors.DependencyUnavailable as exc:
             return self._wait_for(run, exc)
+        except errors.CheckpointTooLarge as exc:  # the platform's ceiling: no retry can shrink the state
+            return self._end(job, token, JobStatus.FAILED, error=describe(exc))
 
     def _start(self, job: Job, token: str) -> bool:
         """PENDING -> RUNNING in MySQL; False if the job moved on meanwhile (e.g. was cancelled)."""
@@ -397,8 +399,7 @@ class Worker:
         except errors.ValueTooLarge as exc:
             # Only a result kept in the row (no RESULTS_BUCKET) can outgrow max_allowed_packet.
             too_large = errors.ResultTooLarge(
-                f"result is {stored.size} bytes, over MySQL's max_allowed_packet of {exc.limit} "
-                "(RESULTS_BUCKET keeps large results in S3)"
+                f"result is {stored.size} bytes: {exc.message} (RESULTS_BUCKET keeps large results in S3)"
             )
             return self._end(run.job, run.token, JobStatus.FAILED, error=describe(too_large))
 

@@ -19,7 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from infra import api_keys, stacks, stage_config, usage_plans
+from infra import api_keys, bytecode, stacks, stage_config, usage_plans
 
 INFRA = Path(__file__).resolve().parent
 ROOT = INFRA.parent
@@ -83,9 +83,13 @@ def deploy(ns: argparse.Namespace) -> dict:
         ns, "deploy", env={"JOBS_QUEUE_NAME": outputs["JobsQueueName"], "JOBS_DLQ_NAME": outputs["DeadLetterQueueName"]}
     )
     deployed = _deployed(ns)
+    awslambda = _client("lambda")
+    # The bytecode in the package is for this interpreter's Python; Chalice chose the runtime.
+    bytecode.check_runtime(
+        awslambda.get_function_configuration(FunctionName=names[stage_config.API_FUNCTION])["Runtime"]
+    )
 
     # Both SQS handlers answer with batchItemFailures; only the worker's batching is configured.
-    awslambda = _client("lambda")
     worker_mapping = _sqs_mapping(deployed, names[stage_config.WORKER_FUNCTION], outputs["JobsQueueName"])
     awslambda.update_event_source_mapping(
         UUID=worker_mapping["event_uuid"],
@@ -106,6 +110,7 @@ def deploy(ns: argparse.Namespace) -> dict:
         rest_api_id=rest_api["rest_api_id"],
         stage=api_stage,
     )
+    _write_tenants(outputs["TenantsUrl"], usage_plans.tenants_document(plans, {c: [k] for c, k in key_ids.items()}))
     summary = {
         "stage": ns.stage,
         "api_url": rest_api.get("rest_api_url"),
@@ -119,6 +124,13 @@ def deploy(ns: argparse.Namespace) -> dict:
     print(json.dumps(summary, indent=2))
     print("API key values: aws apigateway get-api-key --include-value --api-key <id>", file=sys.stderr)
     return summary
+
+
+def _write_tenants(url: str, document: dict) -> None:
+    """The tenants document (TENANTS_URL) the functions read: which client each key id is, its limits."""
+    bucket, _, key = url.removeprefix("s3://").partition("/")
+    body = json.dumps(document, indent=1).encode()
+    _client("s3").put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
 
 
 def teardown(ns: argparse.Namespace) -> None:
@@ -161,7 +173,8 @@ def _require(outputs: dict, needed: str, by: str) -> None:
 
 
 def prepare_build_dir(project_dir: Path, build_dir: Path, rendered_config: dict) -> None:
-    """A fresh copy of the app with the rendered config; Chalice's deploy state there survives."""
+    """A fresh copy of the app with the rendered config, its requirements in vendor/ and bytecode for
+    every module (infra/bytecode.py); Chalice's deploy state there survives."""
     build_dir.mkdir(parents=True, exist_ok=True)
     for name in PROJECT_FILES:
         source, target = project_dir / name, build_dir / name
@@ -173,6 +186,9 @@ def prepare_build_dir(project_dir: Path, build_dir: Path, rendered_config: dict)
             shutil.copy2(source, target)
     (build_dir / ".chalice").mkdir(exist_ok=True)
     (build_dir / ".chalice" / "config.json").write_text(json.dumps(rendered_config, indent=2) + "\n")
+    shutil.rmtree(build_dir / "vendor", ignore_errors=True)
+    bytecode.vendor_requirements(build_dir)
+    bytecode.compile_package(build_dir)
 
 
 def _chalice(ns: argparse.Namespace, command: str, *, env: dict[str, str] | None = None) -> None:

@@ -22,6 +22,8 @@ OUTPUT_ENV = {
     "DeadLetterQueueName": "JOBS_DLQ_NAME",
     "InputBucketName": "INPUT_BUCKETS",
     "ResultsBucketName": "RESULTS_BUCKET",
+    "WorkBucketName": "WORK_BUCKET",
+    "TenantsUrl": "TENANTS_URL",
 }
 
 API_FUNCTION = "api_handler"

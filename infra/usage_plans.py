@@ -34,6 +34,10 @@ class Plan:
     #: Requests allowed at once (token bucket size).
     burst_limit: int
     quota: Quota | None
+    #: The job limits (chalicelib/tenants.py): unfinished jobs, running jobs, the largest timeoutSeconds.
+    max_active_jobs: int
+    max_running_jobs: int
+    max_timeout_seconds: int
     description: str = ""
 
 
@@ -86,6 +90,18 @@ def parse(raw: object, *, source: str = "usage plans") -> UsagePlans:
     return UsagePlans(plans=plans, clients=clients)
 
 
+def tenants_document(plans: UsagePlans, key_ids: dict[str, list[str]]) -> dict:
+    """The tenants document (chalicelib/tenants.py) of these clients, each with its API key ids."""
+    from chalicelib import tenants
+
+    clients = {}
+    for client in plans.clients.values():
+        plan = plans.plans[client.plan]
+        limits = tenants.Limits(plan.max_active_jobs, plan.max_running_jobs, plan.max_timeout_seconds)
+        clients[client.name] = (plan.name, key_ids.get(client.name, []), limits)
+    return tenants.document(clients)
+
+
 def _plan(name: str, spec: dict) -> Plan:
     quota = spec["quota"]
     return Plan(
@@ -93,6 +109,9 @@ def _plan(name: str, spec: dict) -> Plan:
         rate_limit=spec["rateLimit"],
         burst_limit=spec["burstLimit"],
         quota=Quota(limit=quota["limit"], period=quota["period"]) if quota else None,
+        max_active_jobs=spec["maxActiveJobs"],
+        max_running_jobs=spec["maxRunningJobs"],
+        max_timeout_seconds=spec["maxTimeoutSeconds"],
         description=spec.get("description", ""),
     )
 

@@ -157,6 +157,19 @@ def table(jobs: list[dict[str, Any]]) -> str:
     return "\n".join(rows)
 
 
+def limits_text(answer: dict[str, Any]) -> str:
+    """`client demo, plan basic: 3 of 50 unfinished jobs (1 pending, 2 running); ...` from GET /limits."""
+    usage, limits = answer["usage"], answer["limits"]
+    counts = f"{usage['pendingJobs']} pending, {usage['runningJobs']} running"
+    if limits is None:
+        return f"client {answer['client']}: {usage['activeJobs']} unfinished jobs ({counts}); no limits"
+    return (
+        f"client {answer['client']}, plan {answer['plan']}: {usage['activeJobs']} of {limits['maxActiveJobs']}"
+        f" unfinished jobs ({counts}); at most {limits['maxRunningJobs']} running at once;"
+        f" timeoutSeconds up to {limits['maxTimeoutSeconds']}"
+    )
+
+
 DEMO = [
     ("a short job", {"type": "sleep", "payload": {"steps": 5, "stepMs": 200}}),
     ("a longer one", {"type": "sleep", "payload": {"steps": 20, "stepMs": 250}}),
@@ -221,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     listing.add_argument("--status")
     listing.add_argument("--type")
     listing.add_argument("--limit", type=int, default=20)
+    commands.add_parser("limits", help="your plan's job limits and how many of your jobs are unfinished")
     commands.add_parser("demo", help="submit a few jobs, cancel one, show the outcome")
     watch = commands.add_parser("watch", help="a live table of your recent jobs")
     watch.add_argument("--interval", type=float, default=1.0)
@@ -278,6 +292,9 @@ def _run(client: Client, ns: argparse.Namespace) -> int:
         query = {k: v for k, v in (("status", ns.status), ("type", ns.type), ("limit", ns.limit)) if v is not None}
         page, _ = client.call("GET", "/jobs?" + urllib.parse.urlencode(query))
         print(table(page["jobs"]))
+        return 0
+    if ns.command == "limits":
+        print(limits_text(client.call("GET", "/limits")[0]))
         return 0
     if ns.command == "demo":
         return demo(client)

@@ -51,6 +51,8 @@ ROOT = Path(__file__).resolve().parents[1]
 BUCKET = "jobs-local"
 #: RESULTS_BUCKET of the local runtime when the environment names none.
 RESULTS_BUCKET = "jobs-local-results"
+#: Where the tenants document lives in the results bucket (infra/service.yaml's TenantsUrl says the same).
+TENANTS_KEY = "config/tenants.json"
 #: The sample `csv-stats` input that `make run` puts under each client's prefix (`sample_key`).
 SAMPLE_CSV = "samples/sales.csv"
 log = logging.getLogger("local.run")
@@ -111,13 +113,19 @@ def _aws(settings: Settings, ns: argparse.Namespace, stack: contextlib.ExitStack
         with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
             s3.create_bucket(Bucket=name)
     sample = sample_csv()
-    for client in usage_plans.load(ns.usage_plans).clients.values():
+    plans = usage_plans.load(ns.usage_plans)
+    for client in plans.clients.values():
         s3.put_object(Bucket=BUCKET, Key=sample_key(client.name), Body=sample)
+    # As the deploy does: the tenants document, where the local gateway's key ids are the client names.
+    tenants = usage_plans.tenants_document(plans, {name: [name] for name in plans.clients})
+    s3.put_object(Bucket=results_bucket, Key=TENANTS_KEY, Body=json.dumps(tenants).encode())
     return replace(
         settings,
         jobs_queue_url=queue_url,
         input_buckets=settings.input_buckets or (BUCKET,),
         results_bucket=results_bucket,
+        work_bucket=settings.work_bucket or results_bucket,  # as infra/ deploys it: jobs/ of the results bucket
+        tenants_url=settings.tenants_url or f"s3://{results_bucket}/{TENANTS_KEY}",
     )
 
 

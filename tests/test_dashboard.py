@@ -140,6 +140,14 @@ def test_cancel_a_running_job_and_see_cancelled(page):
     assert int(row.locator(".bar").get_attribute("aria-valuenow")) < 100
 
 
+def test_the_clients_plan_and_unfinished_jobs_are_shown_above_the_table(page):
+    enter_key(page, ALICE)
+
+    sync_api.expect(page.locator("#limits")).to_have_text(
+        re.compile(r"Client alice, plan roomy: \d+ of 1000 unfinished jobs \(\d+ pending, \d+ running\), at most 100")
+    )
+
+
 def test_a_wrong_key_shows_the_403_message(page):
     enter_key(page, "not-a-key")
     sync_api.expect(page.locator("#notice")).to_contain_text("403")

@@ -23,7 +23,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from infra import usage_plans
+from infra import bytecode, usage_plans
 from local import services
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,6 +87,7 @@ def test_deploy_twice_creates_the_stage_once_and_teardown_removes_it(aws, tmp_pa
     _assert_api_requires_keys(clients["apigateway"], summary["rest_api_id"])
     assert [api["id"] for api in clients["apigateway"].get_rest_apis()["items"]] == [summary["rest_api_id"]]
     _assert_usage_plans(clients["apigateway"], summary["rest_api_id"], config["api_gateway_stage"])
+    _assert_tenants(clients["s3"], clients["lambda"], summary)
 
     delete_what_moto_stacks_leave(clients["ec2"], outputs["VpcId"])
     # An input left in the bucket: teardown empties it, or CloudFormation could not delete it.
@@ -130,12 +131,14 @@ def _assert_functions(awslambda, config, outputs):
         assert function["Role"] == outputs[role_output], name
         assert function["Timeout"] == settings["lambda_timeout"]
         assert function["MemorySize"] == settings["lambda_memory_size"]
+        assert function["Runtime"] == bytecode.RUNTIME  # the Python the package's bytecode is for
         env = function["Environment"]["Variables"]
         assert env["JOBS_QUEUE_URL"] == outputs["JobsQueueUrl"]
         assert env["JOBS_QUEUE_NAME"] == f"jobs-{STAGE}"
         assert env["JOBS_DLQ_NAME"] == f"jobs-{STAGE}-dlq" == outputs["DeadLetterQueueName"]
         assert env["INPUT_BUCKETS"] == outputs["InputBucketName"]
         assert env["RESULTS_BUCKET"] == outputs["ResultsBucketName"]
+        assert env["WORK_BUCKET"] == outputs["WorkBucketName"] == outputs["ResultsBucketName"]
         assert env["MYSQL_URL"] == LOCAL_DATA["MYSQL_URL"] and env["REDIS_URL"] == LOCAL_DATA["REDIS_URL"]
         assert env["REDIS_PREFIX"] == config["environment_variables"]["REDIS_PREFIX"]
         assert sorted(function["VpcConfig"]["SubnetIds"]) == sorted(outputs["SubnetIds"].split(","))
@@ -192,6 +195,28 @@ def _grants(iam, role_arn: str) -> set[tuple[tuple[str, ...], tuple[str, ...]]]:
     return grants
 
 
+def _assert_tenants(s3, awslambda, summary):
+    """The deploy wrote the tenants document the functions read: each client's key id and job limits."""
+    url = summary["stack_outputs"]["TenantsUrl"]
+    bucket, _, key = url.removeprefix("s3://").partition("/")
+    written = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    plans = usage_plans.load()
+    assert set(written["clients"]) == set(plans.clients)
+    for name, client in plans.clients.items():
+        plan = plans.plans[client.plan]
+        assert written["clients"][name] == {
+            "plan": plan.name,
+            "keyIds": [summary["api_key_ids"][name]],
+            "limits": {
+                "maxActiveJobs": plan.max_active_jobs,
+                "maxRunningJobs": plan.max_running_jobs,
+                "maxTimeoutSeconds": plan.max_timeout_seconds,
+            },
+        }
+    api = awslambda.get_function_configuration(FunctionName=_function_name("api_handler"))
+    assert api["Environment"]["Variables"]["TENANTS_URL"] == url
+
+
 def _list(value) -> list:
     return value if isinstance(value, list) else [value]
 
@@ -208,6 +233,7 @@ def _assert_roles(iam, outputs):
             (("s3:GetObject", "s3:PutObject"), (f"{bucket}/inputs/*",)),
             (("s3:ListBucket",), (bucket,)),
             (("s3:GetObject",), (results,)),
+            (("s3:GetObject",), (f"arn:aws:s3:::{outputs['ResultsBucketName']}/config/*",)),
         },
         "run_jobs": {
             (
@@ -223,6 +249,8 @@ def _assert_roles(iam, outputs):
             (("s3:GetObject",), (f"{bucket}/*",)),
             (("s3:ListBucket",), (bucket,)),
             (("s3:PutObject",), (results,)),
+            (("s3:GetObject", "s3:PutObject"), (f"arn:aws:s3:::{outputs['ResultsBucketName']}/jobs/*",)),
+            (("s3:ListBucket",), (f"arn:aws:s3:::{outputs['ResultsBucketName']}",)),
         },
         "fail_dead_letters": {(("sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"), (dlq,))},
         "sweep": {

@@ -8,11 +8,12 @@ from chalice.local import ForbiddenError
 from infra.usage_plans import parse
 from local.gateway import Keyring, TooManyRequestsError, quota_period
 
+JOB_LIMITS = {"maxActiveJobs": 1000, "maxRunningJobs": 100, "maxTimeoutSeconds": 604800}
 PLANS = parse(
     {
         "plans": {
-            "slow": {"rateLimit": 2, "burstLimit": 3, "quota": None},
-            "daily": {"rateLimit": 100, "burstLimit": 100, "quota": {"limit": 2, "period": "DAY"}},
+            "slow": {"rateLimit": 2, "burstLimit": 3, "quota": None, **JOB_LIMITS},
+            "daily": {"rateLimit": 100, "burstLimit": 100, "quota": {"limit": 2, "period": "DAY"}, **JOB_LIMITS},
         },
         "clients": {
             "alice": {"plan": "slow"},

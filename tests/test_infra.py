@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
 
-from infra import deploy, stage_config, usage_plans
+from infra import bytecode, deploy, stage_config, usage_plans
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = sorted((ROOT / "infra").glob("*.yaml"))
@@ -30,6 +32,8 @@ SAMPLE_OUTPUTS = {
     "DeadLetterQueueName": "jobs-prod-dlq",
     "InputBucketName": "jobs-prod-service-inputbucket-0123456789ab",
     "ResultsBucketName": "jobs-prod-service-resultsbucket-0123456789ab",
+    "WorkBucketName": "jobs-prod-service-resultsbucket-0123456789ab",
+    "TenantsUrl": "s3://jobs-prod-service-resultsbucket-0123456789ab/config/tenants.json",
     "MysqlUrl": "mysql://jobs@jobs-prod-data.proxy-abc.us-east-1.rds.amazonaws.com:3306/jobs",
     "MysqlSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:db-AbCdEf",
     "MysqlTls": "on",
@@ -83,18 +87,19 @@ def test_input_bucket_takes_browser_uploads_by_post_only_and_the_api_signs_under
         str({"Fn::Sub": "${InputBucket.Arn}/inputs/*"}),
         str({"Fn::GetAtt": ["InputBucket", "Arn"]}),
         str({"Fn::Sub": "${ResultsBucket.Arn}/results/*"}),
+        str({"Fn::Sub": "${ResultsBucket.Arn}/config/*"}),
     }
 
 
-def test_result_objects_expire_a_day_after_the_default_retention():
+def test_result_and_work_objects_expire_a_day_after_the_default_retention():
     from cfnlint.decode import cfn_yaml
 
     from chalicelib.config import Settings
 
     template = cfn_yaml.load(str(ROOT / "infra" / "service.yaml"))
-    [rule] = template["Resources"]["ResultsBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
-    assert rule["Status"] == "Enabled" and rule["Prefix"] == "results/"
-    assert rule["ExpirationInDays"] == {"Ref": "ResultExpiryDays"}
+    rules = template["Resources"]["ResultsBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    assert [(r["Status"], r["Prefix"]) for r in rules] == [("Enabled", "results/"), ("Enabled", "jobs/")]
+    assert all(r["ExpirationInDays"] == {"Ref": "ResultExpiryDays"} for r in rules)
     retention_days = Settings().retention_seconds // 86400
     assert template["Parameters"]["ResultExpiryDays"]["Default"] == retention_days + 1
 
@@ -127,6 +132,7 @@ def test_chalice_package_of_the_stage_as_deployed_is_lint_clean(stage, tmp_path)
     assert worker["Environment"]["Variables"]["MYSQL_SECRET_ARN"] == SAMPLE_OUTPUTS["MysqlSecretArn"]
     assert worker["Environment"]["Variables"]["INPUT_BUCKETS"] == SAMPLE_OUTPUTS["InputBucketName"]
     assert worker["Environment"]["Variables"]["RESULTS_BUCKET"] == SAMPLE_OUTPUTS["ResultsBucketName"]
+    assert worker["Environment"]["Variables"]["WORK_BUCKET"] == SAMPLE_OUTPUTS["WorkBucketName"]
     dead_letters, sweeper = resources["FailDeadLetters"]["Properties"], resources["Sweep"]["Properties"]
     assert dead_letters["Role"] == SAMPLE_OUTPUTS["DeadLetterFunctionRoleArn"]
     assert sweeper["Role"] == SAMPLE_OUTPUTS["SweeperFunctionRoleArn"]
@@ -143,6 +149,48 @@ def test_committed_dev_stage_packages_without_any_stack(tmp_path):
     # `chalice package --stage dev` of the committed config: no outputs, Chalice makes the role.
     done = cfn_lint(chalice_package(CHALICE_CONFIG, "dev", tmp_path))
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_package_ships_unchecked_bytecode_for_every_module_and_imports_from_it(tmp_path):
+    sam = chalice_package(CHALICE_CONFIG, "dev", tmp_path)
+    runtimes = {
+        r["Properties"]["Runtime"]
+        for r in json.loads(sam.read_text())["Resources"].values()
+        if "Runtime" in r.get("Properties", {})
+    }
+    with zipfile.ZipFile(sam.with_name("deployment.zip")) as archive:
+        names = set(archive.namelist())
+        sources = sorted(n for n in names if n.endswith(".py"))
+        pycs = {n: archive.read(n) for n in names if n.endswith(".pyc")}
+        archive.extractall(tmp_path / "unpacked")
+
+    assert runtimes == {bytecode.RUNTIME}  # what Chalice runs the functions on is what was compiled for
+    assert {"app.py", "chalicelib/worker.py", "redis/client.py", "pymysql/connections.py"} <= set(sources)
+    assert [s for s in sources if importlib.util.cache_from_source(s) not in pycs] == []
+    magic = importlib.util.MAGIC_NUMBER
+    # PEP 552 header: the magic number, then flags 0b01 (hash-based, never checked against the source).
+    assert {(pyc[:4], int.from_bytes(pyc[4:8], "little")) for pyc in pycs.values()} == {(magic, 0b01)}
+    assert not (tmp_path / "unpacked" / "bin").exists()  # pip's console scripts stay out
+    # The sources may change (here: break) without the import noticing: it reads only the bytecode.
+    unpacked = tmp_path / "unpacked"
+    for module in ("app.py", "chalicelib/worker.py", "chalicelib/service.py", "redis/client.py"):
+        (unpacked / module).write_text("raise SystemExit('compiled from source')\n")
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", "import app, chalicelib.worker, redis; print('ok')"],
+        env={"PYTHONPATH": str(unpacked), "PYTHONDONTWRITEBYTECODE": "1"},
+        capture_output=True,
+        text=True,
+    )
+    assert (done.returncode, done.stdout) == (0, "ok\n"), done.stderr
+
+
+def test_a_runtime_other_than_the_compiling_pythons_is_refused():
+    bytecode.check_runtime(bytecode.RUNTIME)
+    with pytest.raises(
+        bytecode.RuntimeMismatch,
+        match=f"the functions run python3.99 but the package's bytecode is for {bytecode.RUNTIME}",
+    ):
+        bytecode.check_runtime("python3.99")
 
 
 @pytest.mark.parametrize("stage", sorted(CHALICE_CONFIG["stages"]))
@@ -186,27 +234,47 @@ def test_usage_plan_definition_loads():
         assert client.value is None, "committed keys would be public: let API Gateway generate them"
 
 
+LIMITS = '"maxActiveJobs": 9, "maxRunningJobs": 2, "maxTimeoutSeconds": 60'
+
+
 @pytest.mark.parametrize(
     "text, complaint",
     [
         ('{"plans": {}, "clients": {}}', "plans"),
-        ('{"plans": {"a": {"rateLimit": 1, "burstLimit": 0, "quota": null}}, "clients": {}}', "plans/a/burstLimit"),
         (
-            '{"plans": {"a": {"rateLimit": 1, "burstLimit": 1, "quota": {"limit": 5, "period": "YEAR"}}},'
+            '{"plans": {"a": {"rateLimit": 1, "burstLimit": 0, "quota": null, ' + LIMITS + '}}, "clients": {}}',
+            "plans/a/burstLimit",
+        ),
+        (
+            '{"plans": {"a": {"rateLimit": 1, "burstLimit": 1, "quota": {"limit": 5, "period": "YEAR"}, '
+            + LIMITS
+            + "}},"
             ' "clients": {}}',
             "plans/a/quota",
         ),
         (
-            '{"plans": {"a": {"rateLimit": 1, "burstLimit": 1, "quota": null}}, "clients": {"x": {"plan": "b"}}}',
+            '{"plans": {"a": {"rateLimit": 1, "burstLimit": 1, "quota": null, "maxActiveJobs": -1,'
+            ' "maxRunningJobs": 2, "maxTimeoutSeconds": 60}}, "clients": {}}',
+            "plans/a/maxActiveJobs: -1 is less than the minimum of 1",
+        ),
+        (
+            '{"plans": {"a": {"rateLimit": 1, "burstLimit": 1, "quota": null, "maxActiveJobs": 9,'
+            ' "maxTimeoutSeconds": 60}}, "clients": {}}',
+            "plans/a: 'maxRunningJobs' is a required property",
+        ),
+        (
+            '{"plans": {"a": {"rateLimit": 1, "burstLimit": 1, "quota": null, '
+            + LIMITS
+            + '}}, "clients": {"x": {"plan": "b"}}}',
             "no plan named 'b'",
         ),
         (
-            '{"plans": {"a": {"rateLimit": 1, "burstLimit": 1, "quota": null}},'
+            '{"plans": {"a": {"rateLimit": 1, "burstLimit": 1, "quota": null, ' + LIMITS + "}},"
             ' "clients": {"x": {"plan": "a"}, "x": {"plan": "a"}}}',
             "duplicate name 'x'",
         ),
         (
-            '{"plans": {"a": {"rateLimit": 1, "burstLimit": 1, "quota": null}},'
+            '{"plans": {"a": {"rateLimit": 1, "burstLimit": 1, "quota": null, ' + LIMITS + "}},"
             ' "clients": {"x": {"plan": "a", "value": "short"}}}',
             "clients/x/value",
         ),

@@ -37,3 +37,11 @@ def test_key_b_cannot_take_over_an_idempotency_key_of_key_a(api):
     mine = api.submit("sleep", {"steps": 1}, key="key-a", headers={"Idempotency-Key": "k"}).json["jobId"]
     theirs = api.submit("sleep", {"steps": 1}, key="key-b", headers={"Idempotency-Key": "k"})
     assert theirs.status == 202 and theirs.json["jobId"] != mine
+
+
+def test_key_b_limits_count_none_of_key_a_jobs(api, jobs_of_a):
+    theirs = api.request("GET", "/limits", key="key-b").json["usage"]
+    mine = api.request("GET", "/limits", key="key-a").json["usage"]
+
+    assert theirs == {"activeJobs": 0, "pendingJobs": 0, "runningJobs": 0}
+    assert mine == {"activeJobs": 1, "pendingJobs": 1, "runningJobs": 0}

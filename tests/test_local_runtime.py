@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -157,6 +158,17 @@ def test_cli_submit_input_uploads_then_runs_the_job_on_the_file(local_runtime, t
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["columns"]["b"] == {"count": 2, "sum": 6.0, "min": 2.0, "max": 4.0, "mean": 3.0}
     assert "uploaded" in result.stderr and "inputs/alice/" in result.stderr
+
+
+def test_cli_limits_names_the_client_behind_the_key_and_its_plan(local_runtime):
+    result = _cli(local_runtime, "limits")
+
+    assert result.returncode == 0, result.stderr
+    assert re.fullmatch(
+        r"client alice, plan roomy: \d+ of 1000 unfinished jobs \(\d+ pending, \d+ running\);"
+        r" at most 100 running at once; timeoutSeconds up to 604800\n",
+        result.stdout,
+    ), result.stdout
 
 
 def test_cli_upload_of_a_missing_file_says_so(local_runtime, tmp_path):

@@ -21,6 +21,7 @@ class ApiError extends Error {
   constructor(status, body, retryAfter) {
     super((body && (body.message || body.code)) || `HTTP ${status}`);
     this.status = status;
+    this.code = body && body.code;
     this.retryAfter = retryAfter;
   }
 }
@@ -48,6 +49,7 @@ function notice(text, isError = false) {
 function explain(error) {
   if (!(error instanceof ApiError)) return `Cannot reach the API: ${error.message}`;
   if (error.status === 403) return "This API key was refused (403 Forbidden). Check the key and enter it again.";
+  if (error.status === 429 && error.code === "ActiveJobLimit") return `Your plan's limit of unfinished jobs is reached (429): ${error.message}`;
   if (error.status === 429) return "Too many requests (429): your usage plan's limit is reached. Updates slow down and resume by themselves.";
   if (error.status === 503) return "The service is unavailable right now (503). It retries by itself shortly.";
   return `${error.status}: ${error.message}`;
@@ -172,7 +174,20 @@ async function submitJob(event) {
 }
 
 // --- the table -----------------------------------------------------------------------------------
+// "Plan basic: 3 of 50 unfinished jobs (1 pending, 2 running), at most 2 running at once" (GET /limits).
+async function loadLimits() {
+  const { data } = await api("GET", "limits");
+  const usage = data.usage;
+  const counts = `${usage.pendingJobs} pending, ${usage.runningJobs} running`;
+  $("#limits").textContent = data.limits
+    ? `Client ${data.client}, plan ${data.plan}: ${usage.activeJobs} of ${data.limits.maxActiveJobs} unfinished jobs ` +
+      `(${counts}), at most ${data.limits.maxRunningJobs} running at once.`
+    : `Client ${data.client}: ${usage.activeJobs} unfinished jobs (${counts}).`;
+  $("#limits").hidden = false;
+}
+
 async function loadList() {
+  loadLimits().catch(() => { $("#limits").hidden = true; });  // a side line: the table does not wait for it
   const query = new URLSearchParams({ limit: PAGE_SIZE });
   if ($("#filter-status").value) query.set("status", $("#filter-status").value);
   if ($("#filter-type").value) query.set("type", $("#filter-type").value);

@@ -6,7 +6,8 @@ Payload: tag (names the record), steps, stepMs; failAtStep (raises there, on eve
 on the first `failTimes` passes); crashAtStep (SimulatedCrash on the first pass only, or on every
 pass with crashAlways); killAtStep (the process kills itself with SIGKILL there, on every pass: an
 out-of-memory or time-limit stand-in, for worker processes only); gateAtStep (the first pass waits
-until the test opens `Probe.gates[tag]`); resultBytes (size of the result). The state carries a
+until the test opens `Probe.gates[tag]`); resultBytes (size of the result); stateBytes (from step
+stateAtStep on, the state carries that many bytes more: a checkpoint over the ceiling). The state carries a
 running sum and which pass of its step produced it, so a result tells which run wrote it.
 
 Chunk starts are kept in memory (`Probe.started`) and, when PROBE_LOG names a directory, appended
@@ -54,8 +55,10 @@ class Probe(JobType):
         if payload.get("crashAtStep") == current and (passes == 1 or payload.get("crashAlways")):
             raise SimulatedCrash(f"crash in step {current}")
         steps = payload["steps"]
+        grown = current >= payload.get("stateAtStep", steps + 1)
         return Step(
-            state={"done": current, "sum": state["sum"] + current, "pass": passes},
+            state={"done": current, "sum": state["sum"] + current, "pass": passes}
+            | ({"pad": "x" * payload["stateBytes"]} if grown else {}),
             done=current,
             total=steps,
             finished=current >= steps,

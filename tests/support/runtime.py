@@ -15,11 +15,12 @@ import pytest
 from local import services
 
 ROOT = Path(__file__).resolve().parents[2]
+JOB_LIMITS = {"maxActiveJobs": 1000, "maxRunningJobs": 100, "maxTimeoutSeconds": 604800}
 PLANS = {
     "plans": {
-        "roomy": {"rateLimit": 1000, "burstLimit": 1000, "quota": None},
-        "tight": {"rateLimit": 0.5, "burstLimit": 3, "quota": None},  # a token every 2 s
-        "quota": {"rateLimit": 1000, "burstLimit": 1000, "quota": {"limit": 5, "period": "DAY"}},
+        "roomy": {"rateLimit": 1000, "burstLimit": 1000, "quota": None, **JOB_LIMITS},
+        "tight": {"rateLimit": 0.5, "burstLimit": 3, "quota": None, **JOB_LIMITS},  # a token every 2 s
+        "quota": {"rateLimit": 1000, "burstLimit": 1000, "quota": {"limit": 5, "period": "DAY"}, **JOB_LIMITS},
     },
     "clients": {
         "alice": {"plan": "roomy"},
