@@ -198,7 +198,7 @@ def run(ns: argparse.Namespace) -> int:
                 function_timeout=ns.function_timeout,
                 output=work / "workers.log",
                 CHUNK_LOG=str(work / "chunks"),
-                DUPLICATE_CONTINUATIONS="0.3",
+                DUPLICATE_CONTINUATIONS="3",
                 POWERTOOLS_LOG_LEVEL="INFO",
             )
             workers.append(proc)
