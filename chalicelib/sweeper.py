@@ -12,7 +12,9 @@ The sweeper runs every minute; each pass is bounded in rows (`sweep_max_rows` pe
 3. stalled jobs: RUNNING jobs whose row was not updated for `stall_after_seconds` and which have
    had no lease for at least a lease period, seen by two passes (the worker died and no message
    is in flight: a live holder re-takes a lease lost with a Redis flush at its next chunk), are
-   sent again; the next worker takes the job over from its last checkpoint;
+   sent again; the next worker takes the job over from its last checkpoint. A job whose hand-off
+   was sent and not yet taken waits in the queue, like a sent PENDING job: it is sent again only
+   once the hand-off is `pending_lost_seconds` old;
 4. retention: finished jobs (and with them their idempotency keys) older than `retention_seconds`
    are deleted, their result objects in RESULTS_BUCKET first (a failed delete keeps the rows for
    the next pass; the bucket's lifecycle rule expires what is left anyway).
@@ -129,7 +131,10 @@ class Sweeper:
             JobStatus.RUNNING, limit=s.sweep_max_rows, updated_before=now - timedelta(seconds=s.stall_after_seconds)
         )
         orphans = self._hot.orphans(
-            [job.id for job in quiet], now_ms=int(now.timestamp() * 1000), confirm_after_ms=s.lease_seconds * 1000
+            [job.id for job in quiet],
+            now_ms=int(now.timestamp() * 1000),
+            confirm_after_ms=s.lease_seconds * 1000,
+            lost_after_ms=s.pending_lost_seconds * 1000,
         )
         return self._send([job for job in quiet if job.id in orphans], JobStatus.RUNNING, now, deadline)
 

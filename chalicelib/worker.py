@@ -312,7 +312,7 @@ class Worker:
         job = run.job
         if not self._save_durably(run):
             return None
-        self._queue.send_job(job.id, lease=run.token, hop=run.hop + 1)
+        self._send_on(run)
         observability.count("HandOffs")
         log.info("job handed off to a fresh invocation", extra={"chunks": run.chunks, "progress": job.progress})
         return JobStatus.RUNNING
@@ -334,7 +334,7 @@ class Worker:
             return None
         # Hold the lease through the delay: neither a duplicate nor the sweeper starts the job early.
         self._checkpoint(run, lease_seconds=delay + self._settings.lease_seconds)
-        self._queue.send_job(job.id, lease=run.token, hop=run.hop + 1, delay_seconds=delay)
+        self._send_on(run, delay_seconds=delay)
         observability.count("JobsRetried")
         return JobStatus.RUNNING
 
@@ -358,8 +358,18 @@ class Worker:
                     return None
             except errors.StoreUnavailable:
                 log.warning("job %s: neither Redis nor MySQL took the wait; the continuation goes on", job.id)
-        self._queue.send_job(job.id, lease=run.token, hop=run.hop + 1, delay_seconds=delay)
+        self._send_on(run, delay_seconds=delay)
         return JobStatus.RUNNING
+
+    def _send_on(self, run: Run, *, delay_seconds: int = 0) -> None:
+        """Send the continuation (the lease, the next hop), then note it in Redis: until it is taken,
+        the job is not an orphan to the sweeper and a late copy of the hop before is stale."""
+        hop = run.hop + 1
+        self._queue.send_job(run.job.id, lease=run.token, hop=hop, delay_seconds=delay_seconds)
+        try:
+            self._hot.handed_off(run.job.id, run.token, hop=hop, now_ms=int(time.time() * 1000))
+        except errors.HotStateUnavailable:  # the sweeper may send it again: a duplicate, which the lease drops
+            log.warning("job %s: hand-off sent but not noted in Redis", run.job.id)
 
     def _save_durably(self, run: Run, *, retry_error: str | None = None) -> bool:
         """The checkpoint into MySQL, fenced by the token; False if another holder took the job."""

@@ -15,6 +15,7 @@ from chalicelib.models import JobStatus
 from chalicelib.runtime import Runtime
 from local import services, worker_process
 from local.eventsource import EventSource, LambdaContext
+from tests.conftest import wait_until
 from tests.support.probe import Probe, SimulatedCrash, logged_steps
 
 
@@ -330,3 +331,52 @@ def test_a_continuation_whose_taker_died_is_taken_over_and_the_death_counted(api
     assert job["status"] == "COMPLETED" and job["result"]["sum"] == 21
     assert (row["deaths"], row["death_chunk"]) == (1, 5)  # a take-over, not an inheritance: the death counts
     assert Probe.started["cont-died"].count(5) == 2 and sorted(set(Probe.started["cont-died"])) == list(range(1, 7))
+
+
+def test_a_late_copy_of_a_hand_off_whose_taker_handed_on_is_dropped_without_a_death(api, settings, sqs, mysql):
+    # Given a job handed off twice: its first continuation was taken, and handed on in turn
+    _use(settings, handoff_reserve_ms=100, lease_seconds=1)
+    source = EventSource(sqs, settings.jobs_queue_url, app_module.run_jobs)
+    job_id = api.submit("probe", {"tag": "late-copy", "steps": 12, "stepMs": 40}).json["jobId"]
+    source.invoke(source.receive(), LambdaContext(timeout_seconds=0.35))
+    first_hop = _receive(source, 1)[0]
+    source.invoke([first_hop], LambdaContext(timeout_seconds=0.35))
+    started = list(Probe.started["late-copy"])
+    time.sleep(1.1)  # the lease lapses while the second continuation waits in the queue
+
+    # When a copy of the first continuation arrives late, before the second is taken
+    sqs.send_message(QueueUrl=settings.jobs_queue_url, MessageBody=first_hop["Body"])
+    late, second = sorted(_receive(source, 2), key=lambda m: m["Body"] != first_hop["Body"])
+    source.invoke([late])
+    after_copy = list(Probe.started["late-copy"])
+    source.invoke([second])
+
+    # Then the copy ran nothing and counted no death; the second continuation finished the job
+    job, row = api.get(job_id).json, _row(mysql, job_id)
+    assert json.loads(late["Body"])["hop"] == 1 and json.loads(second["Body"])["hop"] == 2
+    assert after_copy == started
+    assert job["status"] == "COMPLETED" and Probe.started["late-copy"] == list(range(1, 13))
+    assert row["deaths"] == 0
+
+
+def test_the_sweeper_leaves_a_running_job_whose_hand_off_waits_in_the_queue(api, settings, sqs, redis_client):
+    # Given a job whose continuation waits behind a backlog longer than its lease and STALL_AFTER_SECONDS
+    runtime = _use(settings, handoff_reserve_ms=100, lease_seconds=1, stall_after_seconds=0)
+    source = EventSource(sqs, settings.jobs_queue_url, app_module.run_jobs)
+    job_id = api.submit("probe", {"tag": "queued-hand-off", "steps": 12, "stepMs": 40}).json["jobId"]
+    source.invoke(source.receive(), LambdaContext(timeout_seconds=0.35))
+    wait_until(lambda: not redis_client.exists(runtime.hot.lease_key(job_id)), timeout=3)
+
+    # When the sweeper looks twice, a lease period apart
+    first = runtime.sweeper.sweep().stalled_sent
+    time.sleep(1.1)
+    second = runtime.sweeper.sweep().stalled_sent
+
+    # Then it sends nothing: the hand-off is in the queue, as the one message there says
+    assert (first, second) == (0, 0)
+    assert _queued(sqs, settings.jobs_queue_url) == 1
+    # ...until the hand-off is older than PENDING_LOST_SECONDS: then it must have been lost
+    lost = _use(settings, lease_seconds=1, stall_after_seconds=0, pending_lost_seconds=0)
+    lost.sweeper.sweep()
+    time.sleep(1.1)
+    assert lost.sweeper.sweep().stalled_sent == 1
