@@ -116,8 +116,9 @@ class Settings:
     #: The sweeper sends a PENDING job whose send failed (the row is the outbox) once it has waited this long.
     pending_resend_seconds: int = 120
     #: The sweeper sends again a PENDING job whose message went out but that has not started for this
-    #: long: its message must have been lost. Hours, so that a backlog is never sent twice; keep it
-    #: above the longest backlog expected and below the queue's retention (4 days by default).
+    #: long (or a RUNNING job whose hand-off was not taken for this long): its message must have been
+    #: lost. Hours, so that a backlog is never sent twice; keep it above the longest backlog expected
+    #: and below the queue's retention (4 days by default).
     pending_lost_seconds: int = 6 * 3600
     #: Finished jobs (and their idempotency keys) are deleted this long after they ended.
     retention_seconds: int = 7 * 86400
