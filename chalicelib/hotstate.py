@@ -76,11 +76,16 @@ return {1, cancel, 0}
 # the chain of the token) is taken once: the hash keeps the newest hop taken of the token, and a
 # message at or below it is a duplicate (0) while the lease lives, or when the chain has moved on
 # (a later hop taken or sent); else, the lease expired, it is the redelivery of a message whose
-# taker died (2: the caller takes the job over with a new token).
+# taker died (2: the caller takes the job over with a new token). Any other message (no hop) finds
+# the job busy while a hand-off sent less than ARGV[6] ms ago (ARGV[5]: now) waits in the queue.
 _ACQUIRE = """
 local holder = redis.call('GET', KEYS[1])
 if holder and holder ~= ARGV[1] then return {0, false, ''} end
-if ARGV[3] ~= '' then
+if ARGV[3] == '' then
+  local f = redis.call('HMGET', KEYS[3], 'hop_token', 'hop', 'out_token', 'out_hop', 'out_at')
+  if f[3] and not (f[1] == f[3] and tonumber(f[2]) >= tonumber(f[4]))
+    and tonumber(ARGV[5]) - tonumber(f[5]) < tonumber(ARGV[6]) then return {0, false, ''} end
+else
   local taken = redis.call('HMGET', KEYS[3], 'hop_token', 'hop')
   if taken[1] == ARGV[1] and tonumber(taken[2]) >= tonumber(ARGV[3]) then
     if holder or tonumber(taken[2]) > tonumber(ARGV[3]) then return {0, false, ''} end
@@ -237,7 +242,7 @@ class HotState:
         self._sent = client.register_script(_SENT)
 
     def job_key(self, job_id: str) -> str:
-        """The job's hash: seq, owner, view, cancel, cadence, external."""
+        """The job's hash: seq, owner, view, cancel, cadence, external, the hand-offs taken and sent."""
         return f"{self._prefix}job:{job_id}"
 
     def checkpoint_key(self, job_id: str) -> str:
@@ -335,17 +340,29 @@ class HotState:
             )
         return WriteOutcome(written=bool(written), cancel=cancel == "1", lease_lost=bool(lost))
 
-    def acquire(self, job_id: str, token: str, *, lease_seconds: float, hop: int | None = None) -> Lease:
+    def acquire(
+        self,
+        job_id: str,
+        token: str,
+        *,
+        lease_seconds: float,
+        hop: int | None = None,
+        now_ms: int = 0,
+        queued_for_ms: int = 0,
+    ) -> Lease:
         """Take the job's lease for `token` (renewing it if the token holds it already) unless
         another token holds it; with it, the checkpoint and cancel flag. One round trip.
 
         With `hop` (a hand-off's number in the chain of `token`) the hand-off is taken only once:
-        a second copy is refused while the lease lives, and `orphaned` once it has expired.
+        a second copy is refused while the lease lives or once the chain moved on, and reads
+        `orphaned` when its taker died. Without, the job is busy while a hand-off sent less than
+        `queued_for_ms` before `now_ms` waits in the queue (its message carries the job on).
         """
+        lease_ms, hop_arg = max(1, int(lease_seconds * 1000)), "" if hop is None else hop
         with self._translated():
             held, checkpoint, cancel = self._acquire(
                 keys=[self.lease_key(job_id), self.checkpoint_key(job_id), self.job_key(job_id)],
-                args=[token, max(1, int(lease_seconds * 1000)), "" if hop is None else hop, self.active_ttl],
+                args=[token, lease_ms, hop_arg, self.active_ttl, now_ms, queued_for_ms],
             )
         if held != 1:
             return Lease(held=False, orphaned=held == 2)

@@ -181,13 +181,19 @@ class Sweeper:
         if job is None or job.status.terminal:
             return
         # The lease, taken as a worker takes it, keeps live workers out and reads the hot checkpoint.
-        token = uuid.uuid4().hex
-        lease = self._hot.acquire(job.id, token, lease_seconds=self._settings.lease_seconds)
+        s, token = self._settings, uuid.uuid4().hex
+        lease = self._hot.acquire(
+            job.id,
+            token,
+            lease_seconds=s.lease_seconds,
+            now_ms=int(time.time() * 1000),
+            queued_for_ms=s.pending_lost_seconds * 1000,
+        )
         if not lease.held:
-            log.info("dead letter of job %s dropped: a live worker holds the job", job.id)
+            log.info("dead letter of job %s dropped: a live worker holds the job, or its hand-off", job.id)
             return
         try:
-            if self._kills_its_workers(job, lease.checkpoint) or message.dead_letters >= self._settings.max_deaths:
+            if self._kills_its_workers(job, lease.checkpoint) or message.dead_letters >= s.max_deaths:
                 self._fail_poisoned(job, receives)
                 return
             self._queue.send_job(job.id, lease=message.lease, hop=message.hop, dead_letters=message.dead_letters + 1)

@@ -167,10 +167,10 @@ class Worker:
             return None
         # A continuation or retry inherits its sender's lease, once; anything else brings a new token.
         token, hop = message.lease or uuid.uuid4().hex, message.hop if message.lease else None
-        lease = self._hot.acquire(job.id, token, lease_seconds=self._settings.lease_seconds, hop=hop)
+        lease = self._acquire(job, token, hop)
         if lease.orphaned:  # the run that took this hand-off died: take the job over, counting the death
             token, hop = uuid.uuid4().hex, None
-            lease = self._hot.acquire(job.id, token, lease_seconds=self._settings.lease_seconds)
+            lease = self._acquire(job, token, None)
         if not lease.held:
             log.info("job %s is held by a live worker: duplicate delivery dropped", job.id)
             observability.count("DuplicatesDropped")
@@ -180,6 +180,19 @@ class Worker:
         except Exception:
             self._lifecycle.release_quietly(job.id, token)  # so the record's redelivery is not taken for a duplicate
             raise
+
+    def _acquire(self, job: Job, token: str, hop: int | None) -> Lease:
+        """The lease; a message without a hop finds the job busy while a hand-off of it waits in the
+        queue (up to PENDING_LOST_SECONDS): that hand-off carries the job on."""
+        s = self._settings
+        return self._hot.acquire(
+            job.id,
+            token,
+            lease_seconds=s.lease_seconds,
+            hop=hop,
+            now_ms=int(time.time() * 1000),
+            queued_for_ms=s.pending_lost_seconds * 1000,
+        )
 
     def _hold(self, job: Job, token: str, lease: Lease, invocation: Invocation, hop: int) -> JobStatus | None:
         fresh = job.status is JobStatus.PENDING
