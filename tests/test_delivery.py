@@ -380,3 +380,26 @@ def test_the_sweeper_leaves_a_running_job_whose_hand_off_waits_in_the_queue(api,
     lost.sweeper.sweep()
     time.sleep(1.1)
     assert lost.sweeper.sweep().stalled_sent == 1
+
+
+def test_a_fresh_duplicate_while_the_hand_off_waits_in_the_queue_is_dropped_without_a_death(api, settings, sqs, mysql):
+    # Given a job whose continuation waits in the queue longer than its lease
+    _use(settings, handoff_reserve_ms=100, lease_seconds=1)
+    source = EventSource(sqs, settings.jobs_queue_url, app_module.run_jobs)
+    job_id = api.submit("probe", {"tag": "fresh-dup", "steps": 12, "stepMs": 40}).json["jobId"]
+    source.invoke(source.receive(), LambdaContext(timeout_seconds=0.35))
+    hand_off = _receive(source, 1)[0]
+    started = list(Probe.started["fresh-dup"])
+    time.sleep(1.1)
+
+    # When a fresh message for the job (a duplicate delivery, a re-send) comes first
+    sqs.send_message(QueueUrl=settings.jobs_queue_url, MessageBody=json.dumps({"jobId": job_id}))
+    source.invoke(_receive(source, 1))
+    after_duplicate = list(Probe.started["fresh-dup"])
+    source.invoke([hand_off])
+
+    # Then it took nothing over: the hand-off carried the job on, each chunk once, no death counted
+    job, row = api.get(job_id).json, _row(mysql, job_id)
+    assert after_duplicate == started
+    assert job["status"] == "COMPLETED" and Probe.started["fresh-dup"] == list(range(1, 13))
+    assert row["deaths"] == 0
