@@ -120,3 +120,9 @@ def fail_dead_letters(event):
 @app.schedule(Rate(1, unit=Rate.MINUTES))
 def sweep(event):
     runtime.get().sweeper.sweep()
+
+
+@app.lambda_function(name="migrate")
+def migrate(event, context):
+    """Apply pending schema migrations (from inside the VPC); `make deploy` invokes it before traffic moves."""
+    return runtime.get().migrate()

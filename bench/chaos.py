@@ -1,15 +1,17 @@
 """Chaos run: many jobs of mixed types and sizes through worker processes that get killed at random,
-with duplicate deliveries and duplicated continuations injected, jobs that crash their batch, and
-Redis flushed once. Prints what happened to every job.
+with duplicate deliveries and duplicated continuations injected, jobs that crash their batch, one
+running job's checkpoint evicted, Redis flushed once and restarted once (down about a second, back
+empty). Prints what happened to every job.
 
     python -m bench.chaos                 # 200 jobs, 4 worker processes
     python -m bench.chaos --quick         # 40 jobs, 3 workers (what CI runs)
 
 The bar: lost 0, wrong results 0, finalised twice 0, innocent FAILED 0 (a job that crashes its
 worker every time fails, its batch neighbours complete), chunks redone at most one per kill (a
-duplicate delivery, a duplicated continuation or the flush must not make a chunk run twice),
-duplicate sends by the sweeper 0 (no message is lost here, so the outbox must send nothing again).
-Exit status 1 when it is missed.
+duplicate delivery, a duplicated continuation, the flush, the restart or the eviction must not make
+a chunk run twice; a job whose worker died and that lost its hot checkpoint meanwhile rightly
+resumes from its durable one, and those chunks are counted apart), duplicate sends by the sweeper 0
+(no message is lost here, so the outbox must send nothing again). Exit status 1 when it is missed.
 
 Everything is private to the run: a database `jobs_chaos_<run>`, a redis-server of its own (so the
 flush touches nobody else), moto's server with a queue (+ dead-letter queue) and a bucket, worker
@@ -40,7 +42,7 @@ import boto3
 import pymysql
 import redis
 
-from chalicelib import errors, runtime
+from chalicelib import errors, hotstate, runtime
 from chalicelib.config import Settings
 from chalicelib.jobs import testing
 from chalicelib.jobs.csv_stats import CsvStats
@@ -80,6 +82,9 @@ class Tally:
     crashed: int = 0
     #: PENDING jobs the sweeper sent again (unsent or lost): none may be, as nothing is lost here.
     sweeper_sends: int = 0
+    restarted_at: float | None = None
+    #: (job id, unix time) of the checkpoint evicted
+    evicted: tuple[str, float] | None = None
 
 
 def _csv(rng: random.Random, rows: int) -> bytes:
@@ -211,7 +216,14 @@ def run(ns: argparse.Namespace) -> int:
             answer = rt.service.submit(OWNER, plan.body)
             plan.job_id = answer.job.id
         print(f"submitted {len(plans)} jobs to {ns.workers} worker processes", flush=True)
-        _chaos(ns, rng, rt, plans, alive, start_worker, tally, sqs, queue, redis_port, started)
+
+        def restart_redis() -> None:
+            # In this thread, which lives as long as the run: the server dies with the thread that started it.
+            services.stop(procs[0])
+            time.sleep(1.0)
+            procs[0] = services.start_redis(work / "redis", port=redis_port)[0]
+
+        _chaos(ns, rng, rt, plans, alive, start_worker, tally, sqs, queue, redis_port, started, restart_redis)
         return _report(ns, rt, plans, tally, work, time.monotonic() - started)
     finally:
         for proc in workers:
@@ -226,8 +238,8 @@ def run(ns: argparse.Namespace) -> int:
         shutil.rmtree(work, ignore_errors=True) if not ns.keep else print(f"kept {work}")
 
 
-def _chaos(ns, rng, rt, plans, alive, start_worker, tally, sqs, queue, redis_port, started) -> None:
-    """Cancel, kill, duplicate and flush until every job has ended (or the time is up)."""
+def _chaos(ns, rng, rt, plans, alive, start_worker, tally, sqs, queue, redis_port, started, restart_redis) -> None:
+    """Cancel, kill, duplicate, evict, flush and restart until every job has ended (or the time is up)."""
     next_event, next_sweep = started + 1.0, started + 2.0
     import app  # its dead-letter handler, run in this process (against `rt`)
 
@@ -244,10 +256,16 @@ def _chaos(ns, rng, rt, plans, alive, start_worker, tally, sqs, queue, redis_por
         done = sum(status.terminal for status in statuses.values())
         if done == len(plans):
             return
+        if tally.evicted is None and done >= len(plans) * 0.2:
+            _evict_one(rt, redis_port, plans, statuses, tally, now - started)
         if not flushed and done >= len(plans) * 0.4:
             redis.Redis(port=redis_port).flushall()  # the run's own redis-server: nobody else's data
             flushed, tally.flushed_at = True, time.time()
             print(f"{now - started:6.1f}s  flushed Redis", flush=True)
+        if tally.restarted_at is None and done >= len(plans) * 0.6:
+            tally.restarted_at = time.time()
+            restart_redis()
+            print(f"{now - started:6.1f}s  restarted Redis (down 1 s, back empty)", flush=True)
         if now >= next_event:
             active = [p for p in plans if statuses[p.job_id] is JobStatus.RUNNING]
             if rng.random() < 0.5 and alive:
@@ -271,6 +289,17 @@ def _chaos(ns, rng, rt, plans, alive, start_worker, tally, sqs, queue, redis_por
             tally.sweeper_sends += report.pending_sent + report.lost_sent
             next_sweep = now + 2.0
         time.sleep(0.1)
+
+
+def _evict_one(rt: Runtime, redis_port: int, plans, statuses, tally: Tally, elapsed: float) -> None:
+    """Take one running job's checkpoint out of Redis, its view left: what an eviction did before
+    the two were one hash (issue 16), and still what a takeover must survive."""
+    running = [p.job_id for p in plans if statuses[p.job_id] is JobStatus.RUNNING]
+    if running:
+        job_id = running[0]
+        redis.Redis(port=redis_port).hdel(rt.hot.job_key(job_id), hotstate.CHECKPOINT_FIELD)
+        tally.evicted = (job_id, time.time())
+        print(f"{elapsed:6.1f}s  evicted the checkpoint of {job_id}", flush=True)
 
 
 def _statuses(rt: Runtime, plans: list[Plan]) -> dict[str, JobStatus]:
@@ -309,12 +338,14 @@ def _report(ns, rt, plans, tally, work: Path, seconds: float) -> int:
         ("finalised twice", twice),
         ("chunks redone after kills", redone),
         ("workers killed", kills),
-        ("chunks redone: checkpoint lost with the flush", lost_with_flush),
+        ("chunks redone: hot checkpoint lost meanwhile", lost_with_flush),
         ("duplicate deliveries injected", tally.duplicates),
         ("continuations duplicated", duplicated),
         ("workers killed by crashing jobs", tally.crashed),
         ("duplicate sends by the sweeper", tally.sweeper_sends),
+        ("checkpoints evicted", int(tally.evicted is not None)),
         ("Redis flushes", int(tally.flushed_at is not None)),
+        ("Redis restarts", int(tally.restarted_at is not None)),
         ("seconds", round(seconds, 1)),
     ]
     print()
@@ -338,9 +369,10 @@ def _report(ns, rt, plans, tally, work: Path, seconds: float) -> int:
 def _redone(work: Path, retried: set[str], tally: Tally) -> tuple[int, int]:
     """Chunks started twice (a failed step's retries aside), split by cause.
 
-    A job whose worker was killed before the flush and that was taken over after it lost its hot
-    checkpoint with the flush: it rightly resumes from the durable one (its last hand-off), so the
-    chunks since then run again. Those are counted apart; every other repeat counts against kills.
+    A job whose worker was killed and that was taken over after its hot checkpoint was lost (the
+    flush or the restart took every job's; the eviction one job's) rightly resumes from the durable
+    one (its last hand-off), so the chunks since then run again. Those are counted apart; every
+    other repeat counts against kills.
     """
     runs = collections.defaultdict(list)  # job -> [(time, pid, digest)]
     for path in (work / "chunks").iterdir():
@@ -353,19 +385,24 @@ def _redone(work: Path, retried: set[str], tally: Tally) -> tuple[int, int]:
             continue
         chunks.sort()
         repeats = len(chunks) - len({digest for _, _, digest in chunks})
-        if repeats and _orphaned_across_flush(chunks, tally):
+        if repeats and _taken_over_after_a_loss(job_id, chunks, tally):
             lost_with_flush += repeats
         else:
             redone += repeats
     return redone, lost_with_flush
 
 
-def _orphaned_across_flush(chunks: list[tuple[float, int, str]], tally: Tally) -> bool:
-    if tally.flushed_at is None:
-        return False
+def _taken_over_after_a_loss(job_id: str, chunks: list[tuple[float, int, str]], tally: Tally) -> bool:
+    evicted_at = tally.evicted[1] if tally.evicted and tally.evicted[0] == job_id else None
+    losses = [at for at in (tally.flushed_at, tally.restarted_at, evicted_at) if at is not None]
     for (at, pid, _), (next_at, next_pid, _) in itertools.pairwise(chunks):
         killed = tally.killed.get(pid)
-        if next_pid != pid and killed and at <= killed < tally.flushed_at < next_at:
+        if next_pid == pid or not killed or not at <= killed < next_at:
+            continue
+        if any(killed < loss < next_at for loss in losses):
+            return True
+        # The evicted job's worker died before its next checkpoint put the state back (a chunk).
+        if evicted_at is not None and evicted_at <= killed <= evicted_at + 1:
             return True
     return False
 

@@ -219,11 +219,11 @@ def recording_runtime(settings: Settings) -> tuple[Runtime, RecordingSqs]:
 
 
 def submit_jobs(
-    runtime: Runtime, sqs: RecordingSqs, count: int, payload: dict, *, owner: str = OWNER
+    runtime: Runtime, sqs: RecordingSqs, count: int, payload: dict, *, owner: str = OWNER, job_type: str = "sleep"
 ) -> tuple[list[str], list[dict[str, Any]]]:
     """Submit `count` jobs through the service; returns their ids and their Lambda SQS records."""
     start = len(sqs.messages)
-    ids = [runtime.service.submit(owner, {"type": "sleep", "payload": payload}).job.id for _ in range(count)]
+    ids = [runtime.service.submit(owner, {"type": job_type, "payload": payload}).job.id for _ in range(count)]
     records = [sqs_record(m, queue_arn=QUEUE_ARN, region="us-east-1") for m in sqs.messages[start:]]
     return ids, records
 

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-AREAS = ("api", "worker", "compare", "coldstart")
+AREAS = ("api", "worker", "compare", "coldstart", "memory", "results")
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,10 @@ class Sizes:
     processes: list[int]  #: worker process counts
     polls: int  #: RQ / Celery status polls and progress updates
     imports: int  #: `-X importtime` runs (the median is kept)
+    chunk_mib: list[int]  #: csv-stats chunk sizes whose peak memory is measured
+    shapes_at_max: bool  #: also 3-byte lines at MAX_CHUNK_BYTES
+    large_result: int  #: bytes of the large result offloaded and fetched
+    result_repeats: int  #: offloads of the large result (the median is kept)
 
 
 FULL = Sizes(
@@ -38,6 +42,10 @@ FULL = Sizes(
     processes=[1, max(2, os.cpu_count() or 2)],
     polls=1000,
     imports=5,
+    chunk_mib=[1, 4, 16, 64],
+    shapes_at_max=True,
+    large_result=50_000_000,
+    result_repeats=5,
 )
 QUICK = Sizes(
     calls=100,
@@ -47,6 +55,10 @@ QUICK = Sizes(
     processes=[1, max(2, os.cpu_count() or 2)],
     polls=200,
     imports=3,
+    chunk_mib=[1, 4],
+    shapes_at_max=False,
+    large_result=2_000_000,
+    result_repeats=3,
 )
 
 
@@ -82,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
     ns = parse_args(argv)
     sizes = QUICK if ns.quick else FULL
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from bench import api, coldstart, compare, worker
+    from bench import api, coldstart, compare, memory, results, worker
     from bench.env import BenchEnv, Row, dumps, silence_libraries
 
     silence_libraries()
@@ -112,6 +124,10 @@ def main(argv: list[str] | None = None) -> None:
                 ours_chunk=chunk,
                 ours_rate=rates.get(max(sizes.processes)),
             )
+        if "memory" in ns.only:
+            rows += memory.run(env, chunk_mib=sizes.chunk_mib, shapes_at_max=sizes.shapes_at_max)
+        if "results" in ns.only:
+            rows += results.run(env, large_bytes=sizes.large_result, repeats=sizes.result_repeats, calls=sizes.calls)
     if "coldstart" in ns.only:
         rows += coldstart.run(runs=sizes.imports)
     print(f"\nbench ({'quick' if ns.quick else 'full'}) on {machine(servers)}; {time.monotonic() - started:.0f} s\n")

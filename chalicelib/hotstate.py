@@ -1,18 +1,24 @@
 """Redis hot state with redis-py: what polls read and what workers write after every chunk.
 
 Every key and TTL is built here and nowhere else (tests and benchmarks name keys through
-`HotState.job_key`, `checkpoint_key`, `lease_key`, `orphan_key` and `keys_of`):
+`HotState.job_key`, `lease_key`, `orphan_key` and `keys_of`):
 
-    {prefix}job:{id}    hash   seq, owner, job (the JobSnapshot as JSON: `encode`), cancel ("1"),
+    {prefix}job:{id}    hash   seq, owner, job (the JobSnapshot as JSON: `encode`), ckpt (the job
+                               type's state at its last chunk boundary, as JSON), cancel ("1"),
                                cadence (ms/chunk), external ("1": the result was too large for
-                               Redis, read MySQL), hop_token + hop (the newest hand-off taken),
-                               out_token + out_hop + out_at (the newest hand-off sent, and when)
-    {prefix}ckpt:{id}   string the job type's state at its last chunk boundary, as JSON
+                               Redis, read MySQL), checked (ms: when a GET last asked MySQL about a
+                               quiet view), hop_token + hop (the newest hand-off taken), out_token +
+                               out_hop + out_at (the newest hand-off sent, and when)
     {prefix}lease:{id}  string the token of the worker that holds the job; expires unless renewed
     {prefix}orphan:{id} string when the sweeper first found the RUNNING job without a lease (ms)
 
+The view and the checkpoint are fields of one hash, so an eviction takes both or neither (issue 16:
+`volatile-lru` took a separate checkpoint key and left a view whose sequence no takeover could pass).
+Deployments run Redis with `maxmemory-policy noeviction` (infra/data.yaml) all the same.
+
 A write carries a sequence number and the script refuses one not newer than what is stored, so a
 late writer never overwrites newer progress; terminal writes use FINAL_SEQ and are never replaced.
+The same holder writing the same sequence again (a retry whose first reply was lost) is accepted.
 The hash of an active job expires after `active_ttl` unless renewed (a safety net, not a clock);
 a finished job's hash lives `terminal_ttl` so polls keep hitting Redis after the end.
 
@@ -20,17 +26,22 @@ The lease makes one worker at a time the job's holder. It is taken with the chec
 (`acquire`), renewed by every checkpoint write, refused to anyone else while it lives, and released
 by the final write. A write carrying a token that no longer holds the lease is refused and says so
 (`lease_lost`): the worker stops, as a newer holder has the job.
+
+`ride_out` retries a call through a short outage (a restart, the first seconds of a failover), for a
+bounded time, unless Redis has already been failing longer than that: then it is an outage, not a
+blip, and callers take their slower path (MySQL) at once.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import redis
 from redis.backoff import ExponentialBackoff
@@ -41,63 +52,86 @@ from .models import JobSnapshot, JobStatus
 
 #: Sequence number of a terminal state: nothing written after it replaces it.
 FINAL_SEQ = 2**50
+#: The hash field holding the checkpoint (tests evict it through this name).
+CHECKPOINT_FIELD = "ckpt"
+#: How long a worker's write (a chunk's checkpoint, a final state) is retried through an outage.
+#: Issue 16: a restart of about one second abandoned running jobs; a failover takes longer, and then
+#: the worker hands the job to a delayed continuation instead (worker.py).
+RIDE_OUT_SECONDS = 5.0
+#: How long a poll waits for Redis before answering from MySQL, at the start of an outage only:
+#: long enough for the worker to have put its progress into MySQL (at its next chunk boundary).
+READ_RIDE_OUT_SECONDS = 1.0
+#: Pauses between tries: doubling from the first to the last.
+RIDE_OUT_FIRST_PAUSE, RIDE_OUT_LONGEST_PAUSE = 0.05, 0.5
 
-# One round trip: refuse a writer whose lease was taken over and an older write, else store the job +
-# checkpoint with their TTL and renew (or, final, release) the lease; in every case report the
-# cancel flag. A script called directly is one round trip (EVALSHA) once loaded; inside a pipeline it
-# would cost two on every execute(), as redis-py's Pipeline.load_scripts sends SCRIPT EXISTS first
+T = TypeVar("T")
+
+# One round trip: refuse a writer whose lease was taken over and an older write (but the same holder's
+# same write again: a retry), else store the job and checkpoint with their TTL and renew (or, final,
+# release) the lease; in every case report the cancel flag. A script called directly is one round
+# trip (EVALSHA) once loaded; inside a pipeline it would cost two on every execute(), as redis-py's
+# Pipeline.load_scripts sends SCRIPT EXISTS first
 # (https://github.com/redis/redis-py/blob/v8.1.0/redis/client.py, measured with redis-py 8.1).
 _WRITE = """
 local cancel = redis.call('HGET', KEYS[1], 'cancel') or ''
 local token, final = ARGV[8], ARGV[6] == '-'
 local holder = false
-if token ~= '' then holder = redis.call('GET', KEYS[3]) end
+if token ~= '' then holder = redis.call('GET', KEYS[2]) end
 if holder and holder ~= token and not final then return {0, cancel, 1} end
-local current = tonumber(redis.call('HGET', KEYS[1], 'seq'))
-if current and current >= tonumber(ARGV[1]) then
+local current, seq = tonumber(redis.call('HGET', KEYS[1], 'seq')), tonumber(ARGV[1])
+if current and (current > seq or (current == seq and (final or not holder))) then
   return {0, cancel, 0}
 end
 redis.call('HSET', KEYS[1], 'seq', ARGV[1], 'owner', ARGV[2], 'job', ARGV[3])
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'cadence', ARGV[5]) end
 if ARGV[7] == '1' then redis.call('HSET', KEYS[1], 'external', '1') end
-redis.call('EXPIRE', KEYS[1], ARGV[4])
 if final then
-  redis.call('DEL', KEYS[2])
-  if holder == token then redis.call('DEL', KEYS[3]) end
+  redis.call('HDEL', KEYS[1], 'ckpt', 'checked')
+  if holder == token then redis.call('DEL', KEYS[2]) end
 else
-  if ARGV[6] ~= '' then redis.call('SET', KEYS[2], ARGV[6], 'EX', ARGV[4]) end
-  if token ~= '' then redis.call('SET', KEYS[3], token, 'PX', ARGV[9]) end
+  if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'ckpt', ARGV[6]) end
+  if token ~= '' then redis.call('SET', KEYS[2], token, 'PX', ARGV[9]) end
 end
+redis.call('EXPIRE', KEYS[1], ARGV[4])
 return {1, cancel, 0}
 """
 
 # Take (or, for the same token, renew) the lease unless another token holds it; in the same round
-# trip read the checkpoint and the cancel flag the run starts from. A hand-off (ARGV[3], its hop in
-# the chain of the token) is taken once: the hash keeps the newest hop taken of the token, and a
-# message at or below it is a duplicate (0) while the lease lives, or when the chain has moved on
-# (a later hop taken or sent); else, the lease expired, it is the redelivery of a message whose
-# taker died (2: the caller takes the job over with a new token). Any other message (no hop) finds
-# the job busy while a hand-off sent less than ARGV[6] ms ago (ARGV[5]: now) waits in the queue.
+# trip read the checkpoint, the cancel flag and the sequence number stored (which may be ahead of any
+# checkpoint left: a takeover must write above it). A hand-off (ARGV[3], its hop in the chain of the
+# token) is taken once: the hash keeps the newest hop taken of the token, and a message at or below
+# it is a duplicate (0) while the lease lives, or when the chain has moved on (a later hop taken or
+# sent); else, the lease expired, it is the redelivery of a message whose taker died (2: the caller
+# takes the job over with a new token). Any other message (no hop) finds the job busy while a
+# hand-off sent less than ARGV[6] ms ago (ARGV[5]: now) waits in the queue.
 _ACQUIRE = """
 local holder = redis.call('GET', KEYS[1])
-if holder and holder ~= ARGV[1] then return {0, false, ''} end
+if holder and holder ~= ARGV[1] then return {0, false, '', 0} end
 if ARGV[3] == '' then
-  local f = redis.call('HMGET', KEYS[3], 'hop_token', 'hop', 'out_token', 'out_hop', 'out_at')
+  local f = redis.call('HMGET', KEYS[2], 'hop_token', 'hop', 'out_token', 'out_hop', 'out_at')
   if f[3] and not (f[1] == f[3] and tonumber(f[2]) >= tonumber(f[4]))
-    and tonumber(ARGV[5]) - tonumber(f[5]) < tonumber(ARGV[6]) then return {0, false, ''} end
+    and tonumber(ARGV[5]) - tonumber(f[5]) < tonumber(ARGV[6]) then return {0, false, '', 0} end
 else
-  local taken = redis.call('HMGET', KEYS[3], 'hop_token', 'hop')
+  local taken = redis.call('HMGET', KEYS[2], 'hop_token', 'hop')
   if taken[1] == ARGV[1] and tonumber(taken[2]) >= tonumber(ARGV[3]) then
-    if holder or tonumber(taken[2]) > tonumber(ARGV[3]) then return {0, false, ''} end
-    local out = redis.call('HMGET', KEYS[3], 'out_token', 'out_hop')
-    if out[1] == ARGV[1] and tonumber(out[2]) > tonumber(ARGV[3]) then return {0, false, ''} end
-    return {2, false, ''}
+    if holder or tonumber(taken[2]) > tonumber(ARGV[3]) then return {0, false, '', 0} end
+    local out = redis.call('HMGET', KEYS[2], 'out_token', 'out_hop')
+    if out[1] == ARGV[1] and tonumber(out[2]) > tonumber(ARGV[3]) then return {0, false, '', 0} end
+    return {2, false, '', 0}
   end
-  redis.call('HSET', KEYS[3], 'hop_token', ARGV[1], 'hop', ARGV[3])
-  if redis.call('TTL', KEYS[3]) < 0 then redis.call('EXPIRE', KEYS[3], ARGV[4]) end
+  redis.call('HSET', KEYS[2], 'hop_token', ARGV[1], 'hop', ARGV[3])
+  if redis.call('TTL', KEYS[2]) < 0 then redis.call('EXPIRE', KEYS[2], ARGV[4]) end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return {1, redis.call('GET', KEYS[2]), redis.call('HGET', KEYS[3], 'cancel') or ''}
+local fields = redis.call('HMGET', KEYS[2], 'ckpt', 'cancel', 'seq')
+return {1, fields[1], fields[2] or '', tonumber(fields[3]) or 0}
+"""
+
+# Note when a GET last asked MySQL about the job's quiet view, unless the hash is gone (a mark alone
+# would be a hash without a view or a TTL).
+_CHECKED = """
+if redis.call('HEXISTS', KEYS[1], 'job') == 1 then redis.call('HSET', KEYS[1], 'checked', ARGV[1]) end
+return 1
 """
 
 # For each (lease, mark, hash) triple: a held lease, or a hand-off sent and not yet taken less than
@@ -125,6 +159,12 @@ _SENT = """
 redis.call('HSET', KEYS[1], 'out_token', ARGV[1], 'out_hop', ARGV[2], 'out_at', ARGV[3])
 if redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], ARGV[4]) end
 return 1
+"""
+
+# The time a job was first found without any holder (kept if already there); one round trip.
+_FIRST_FOUND = """
+redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
+return redis.call('GET', KEYS[1])
 """
 
 _RELEASE = """
@@ -193,13 +233,23 @@ class HotJob:
     cadence_ms: int | None
     #: The final result is only in MySQL (too large to keep in Redis).
     result_external: bool = False
+    #: When a GET last asked MySQL whether this quiet view is still true (epoch ms), if one did.
+    checked_ms: int | None = None
 
     @classmethod
-    def parse(cls, owner: str, record: str, cancel: str | None, cadence: str | None, external: str | None) -> HotJob:
+    def parse(
+        cls,
+        owner: str,
+        record: str,
+        cancel: str | None,
+        cadence: str | None,
+        external: str | None,
+        checked: str | None = None,
+    ) -> HotJob:
         job = decode(record)
         if cancel == "1" and not job.cancel_requested:
             job = replace(job, cancel_requested=True)
-        return cls(owner, job, int(cadence) if cadence else None, external == "1")
+        return cls(owner, job, int(cadence) if cadence else None, external == "1", int(checked) if checked else None)
 
 
 @dataclass(frozen=True)
@@ -221,10 +271,13 @@ class Lease:
     cancel: bool = False
     #: The hand-off was taken before by a run whose lease has expired (it died): take the job over.
     orphaned: bool = False
+    #: The sequence number Redis holds for the job: a new holder's writes must go above it, even when
+    #: the checkpoint it resumes from is older (Redis lost it: the run starts from MySQL's).
+    seq: int = 0
 
 
 class HotState:
-    """The Redis side of jobs: one hash per job, its checkpoint and its cancel flag."""
+    """The Redis side of jobs: one hash per job (view, checkpoint, cancel flag), its lease."""
 
     def __init__(
         self, client: redis.Redis, *, prefix: str, active_ttl: int, terminal_ttl: int, inline_result_bytes: int = 65536
@@ -240,14 +293,14 @@ class HotState:
         self._release = client.register_script(_RELEASE)
         self._orphans = client.register_script(_ORPHANS)
         self._sent = client.register_script(_SENT)
+        self._checked = client.register_script(_CHECKED)
+        self._first_found = client.register_script(_FIRST_FOUND)
+        #: When this process's calls began to fail without a success since (monotonic), if they do.
+        self._failing_since: float | None = None
 
     def job_key(self, job_id: str) -> str:
         """The job's hash: seq, owner, view, cancel, cadence, external, the hand-offs taken and sent."""
         return f"{self._prefix}job:{job_id}"
-
-    def checkpoint_key(self, job_id: str) -> str:
-        """The job type's state at the job's last chunk boundary."""
-        return f"{self._prefix}ckpt:{job_id}"
 
     def lease_key(self, job_id: str) -> str:
         """The token of the worker holding the job."""
@@ -259,14 +312,33 @@ class HotState:
 
     def keys_of(self, job_id: str) -> list[str]:
         """Every key the job may have (what a flush or an expiry takes away)."""
-        return [self.job_key(job_id), self.checkpoint_key(job_id), self.lease_key(job_id), self.orphan_key(job_id)]
+        return [self.job_key(job_id), self.lease_key(job_id), self.orphan_key(job_id)]
 
     @contextmanager
     def _translated(self) -> Iterator[None]:
         try:
             yield
         except redis.RedisError as exc:
+            if self._failing_since is None:
+                self._failing_since = time.monotonic()
             raise errors.HotStateUnavailable(f"Redis: {exc}") from exc
+        self._failing_since = None
+
+    def ride_out(self, call: Callable[[], T], *, seconds: float, sleep: Callable[[float], None] = time.sleep) -> T:
+        """`call()`, tried again with growing pauses while it raises HotStateUnavailable, for up to
+        `seconds` from now; at once if Redis has been failing for longer than that already (an
+        outage, not a blip: the caller's own fallback serves better than waiting)."""
+        started = time.monotonic()
+        pause = RIDE_OUT_FIRST_PAUSE
+        while True:
+            try:
+                return call()
+            except errors.HotStateUnavailable:
+                now, since = time.monotonic(), self._failing_since
+                if now + pause > started + seconds or (since is not None and since < started - seconds):
+                    raise
+            sleep(pause)
+            pause = min(pause * 2, RIDE_OUT_LONGEST_PAUSE)
 
     def get(self, job_id: str) -> HotJob | None:
         """The job's hot state in one round trip, or None when Redis has no complete record of it."""
@@ -276,7 +348,12 @@ class HotState:
         if "job" not in fields:
             return None
         return HotJob.parse(
-            fields["owner"], fields["job"], fields.get("cancel"), fields.get("cadence"), fields.get("external")
+            fields["owner"],
+            fields["job"],
+            fields.get("cancel"),
+            fields.get("cadence"),
+            fields.get("external"),
+            fields.get("checked"),
         )
 
     def get_many(self, job_ids: list[str]) -> dict[str, HotJob]:
@@ -286,7 +363,7 @@ class HotState:
         with self._translated():
             pipe = self._redis.pipeline(transaction=False)
             for job_id in job_ids:
-                pipe.hmget(self.job_key(job_id), "owner", "job", "cancel", "cadence", "external")
+                pipe.hmget(self.job_key(job_id), "owner", "job", "cancel", "cadence", "external", "checked")
             replies = pipe.execute()
         return {
             job_id: HotJob.parse(*fields)
@@ -304,7 +381,8 @@ class HotState:
         lease: str | None = None,
         lease_seconds: float = 0,
     ) -> WriteOutcome:
-        """Store the job's snapshot (and checkpoint) unless a write with seq >= this one is there.
+        """Store the job's snapshot (and checkpoint) unless a write with seq >= this one is there
+        (but this holder's own write of this seq: a retry whose first reply was lost).
 
         One round trip, which also reads the cancel flag. With `lease`, the write is refused if
         another token holds the job, and renews the lease for `lease_seconds`; a final write is
@@ -325,7 +403,7 @@ class HotState:
         checkpoint_arg = "-" if final else ("" if checkpoint is None else json.dumps(checkpoint, separators=(",", ":")))
         with self._translated():
             written, cancel, lost = self._write(
-                keys=[self.job_key(job.id), self.checkpoint_key(job.id), self.lease_key(job.id)],
+                keys=[self.job_key(job.id), self.lease_key(job.id)],
                 args=[
                     seq,
                     job.owner,
@@ -351,7 +429,8 @@ class HotState:
         queued_for_ms: int = 0,
     ) -> Lease:
         """Take the job's lease for `token` (renewing it if the token holds it already) unless
-        another token holds it; with it, the checkpoint and cancel flag. One round trip.
+        another token holds it; with it, the checkpoint, the cancel flag and the sequence number
+        stored. One round trip.
 
         With `hop` (a hand-off's number in the chain of `token`) the hand-off is taken only once:
         a second copy is refused while the lease lives or once the chain moved on, and reads
@@ -360,13 +439,15 @@ class HotState:
         """
         lease_ms, hop_arg = max(1, int(lease_seconds * 1000)), "" if hop is None else hop
         with self._translated():
-            held, checkpoint, cancel = self._acquire(
-                keys=[self.lease_key(job_id), self.checkpoint_key(job_id), self.job_key(job_id)],
+            held, checkpoint, cancel, seq = self._acquire(
+                keys=[self.lease_key(job_id), self.job_key(job_id)],
                 args=[token, lease_ms, hop_arg, self.active_ttl, now_ms, queued_for_ms],
             )
         if held != 1:
             return Lease(held=False, orphaned=held == 2)
-        return Lease(held=True, checkpoint=json.loads(checkpoint) if checkpoint else None, cancel=cancel == "1")
+        return Lease(
+            held=True, checkpoint=json.loads(checkpoint) if checkpoint else None, cancel=cancel == "1", seq=int(seq)
+        )
 
     def release(self, job_id: str, token: str) -> None:
         """Give the lease up, if `token` still holds it."""
@@ -403,6 +484,12 @@ class HotState:
             if first and now_ms - int(first) >= confirm_after_ms
         }
 
+    def first_found_unheld(self, job_id: str, *, now_ms: int, keep_ms: int) -> int:
+        """When the job was first found without a holder (epoch ms): `now_ms` unless an earlier
+        finding (a worker's, the sweeper's `orphans`) is kept; the mark expires after `keep_ms`."""
+        with self._translated():
+            return int(self._first_found(keys=[self.orphan_key(job_id)], args=[now_ms, keep_ms]))
+
     def leased(self, job_ids: list[str]) -> set[str]:
         """Which of these jobs a worker holds right now (one round trip)."""
         if not job_ids:
@@ -413,6 +500,11 @@ class HotState:
                 pipe.exists(self.lease_key(job_id))
             replies = pipe.execute()
         return {job_id for job_id, held in zip(job_ids, replies, strict=True) if held}
+
+    def mark_checked(self, job_id: str, *, at_ms: int) -> None:
+        """Note that MySQL was asked about the job's quiet view at `at_ms` (so the next poll need not)."""
+        with self._translated():
+            self._checked(keys=[self.job_key(job_id)], args=[at_ms])
 
     def request_cancel(self, job_id: str) -> None:
         """Raise the job's cancel flag; the worker reads it at its next chunk boundary."""

@@ -9,10 +9,12 @@ through `Lifecycle.end`, in one order:
 2. the final view in Redis (FINAL_SEQ, never replaced), which also releases the holder's lease;
 3. the Jobs<Status> metric and the "job finished" log line.
 
-Redis down at step 2 changes nothing: MySQL is final, so the end stands; a warning is logged and
-nothing is raised. Readers repair Redis from MySQL: GET of a job Redis has no view of reads the row
-and puts a terminal one back, and GET of an active view that reads `stalled` checks the row (see
-service.get); the lease left behind expires by itself.
+The final view is retried through a short outage (`HotState.ride_out`, RIDE_OUT_SECONDS). Redis
+down past that changes nothing: MySQL is final, so the end stands; a warning is logged and nothing
+is raised. Readers repair Redis from MySQL: GET of a job Redis has no view of reads the row and puts
+a terminal one back, and GET of an active view quiet for longer than its cadence says checks the
+row once (see service.get); the lease left behind expires by itself. Issue 16: with writes paused
+while the sweeper failed a job, GET showed it RUNNING for the view's whole TTL (24 hours).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from . import errors, observability
-from .hotstate import FINAL_SEQ, HotState
+from .hotstate import FINAL_SEQ, RIDE_OUT_SECONDS, HotState
 from .models import Job, JobStatus, as_utc, clip_message, utcnow
 from .observability import logger as log
 from .results import StoredResult
@@ -113,7 +115,7 @@ class Lifecycle:
             job.result_bytes, job.result_key = stored.size, stored.key
         job.progress, job.finished_at, job.updated_at = progress, now, now
         job.eta_seconds = None  # nothing left to estimate; MySQL does not keep it either
-        self._publish(job, fenced_by)
+        self._publish(job, fenced_by, ride_out=True)
         observability.count(f"Jobs{status.value.title()}")
         if job.started_at is not None:
             observability.milliseconds("JobDuration", (now - as_utc(job.started_at)).total_seconds() * 1000)
@@ -127,10 +129,10 @@ class Lifecycle:
         )
 
     def publish(self, job: Job) -> None:
-        """Put a terminal job's final view (as MySQL holds it) in Redis again, best effort."""
+        """Put a terminal job's final view (as MySQL holds it) in Redis again, best effort, one try."""
         if not job.status.terminal:
             raise ValueError(f"job {job.id} is {job.status.value}: only a final view is published")
-        self._publish(job, None)
+        self._publish(job, None, ride_out=False)
 
     def release_quietly(self, job_id: str, token: str) -> None:
         """Give the lease up if Redis answers; else it expires by itself."""
@@ -139,9 +141,13 @@ class Lifecycle:
         except errors.HotStateUnavailable:
             pass
 
-    def _publish(self, job: Job, token: str | None) -> None:
+    def _publish(self, job: Job, token: str | None, *, ride_out: bool) -> None:
+        snapshot = job.snapshot()
         try:
-            self._hot.write(job.snapshot(), seq=FINAL_SEQ, lease=token)
+            self._hot.ride_out(
+                lambda: self._hot.write(snapshot, seq=FINAL_SEQ, lease=token),
+                seconds=RIDE_OUT_SECONDS if ride_out else 0,
+            )
         except errors.HotStateUnavailable:
             # MySQL is final; GET repairs Redis from it (see the module docstring).
             log.warning("job %s: final view not written, Redis unavailable (MySQL holds it)", job.id, exc_info=True)

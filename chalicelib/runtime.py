@@ -54,6 +54,14 @@ class Runtime:
             return {"jobTypes": "unavailable"}, exc.message
         return {"jobTypes": "ok", **self.service.health()}, None
 
+    def migrate(self) -> dict:
+        """Apply the schema's pending migrations through the store's connection (the `migrate` function)."""
+        from . import schema  # only this function needs it (and argparse): kept off the API's cold start
+
+        report = schema.apply(self.store.connection)
+        log.info("schema migrated", extra=report)
+        return report
+
     @cached_property
     def store(self) -> JobStore:
         s = self.settings

@@ -2,13 +2,17 @@
 
 Each file in migrations/ is `NNN_name.sql`; the `schema_migrations` table records what ran. DDL is
 not transactional in MySQL, so a migration is recorded only after all its statements succeeded.
+Applying is idempotent: a second run applies nothing and reports the same version. On AWS the
+`migrate` function (app.py) runs `apply` inside the VPC, and `make deploy` invokes it (infra/deploy.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pymysql
 
@@ -38,9 +42,14 @@ def migrate(url: str, *, create_database: bool = False) -> list[str]:
         server = pymysql.connect(**{**args, "database": None})
         with server, server.cursor() as cur:
             cur.execute(f"CREATE DATABASE IF NOT EXISTS `{args['database']}` CHARACTER SET utf8mb4")
-    conn = pymysql.connect(**args)
+    return apply(lambda: pymysql.connect(**args))["applied"]
+
+
+def apply(connect: Callable[[], pymysql.connections.Connection]) -> dict[str, Any]:
+    """Apply pending migrations over a connection from `connect`: `{"applied": [names], "version": N}`,
+    N the newest version now applied (0 for none)."""
     done = []
-    with conn, conn.cursor() as cur:
+    with connect() as conn, conn.cursor(pymysql.cursors.Cursor) as cur:
         cur.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
             " version INT UNSIGNED NOT NULL PRIMARY KEY, name VARCHAR(255) NOT NULL,"
@@ -52,8 +61,10 @@ def migrate(url: str, *, create_database: bool = False) -> list[str]:
             for statement in _statements(path.read_text()):
                 cur.execute(statement)
             cur.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (version, path.name))
+            conn.commit()
+            applied.add(version)
             done.append(path.name)
-    return done
+    return {"applied": done, "version": max(applied, default=0)}
 
 
 def main(argv=None) -> None:

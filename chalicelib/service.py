@@ -12,12 +12,12 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from . import errors, observability
 from .config import Settings
-from .hotstate import HotJob, HotState
+from .hotstate import READ_RIDE_OUT_SECONDS, HotJob, HotState
 from .jobs import JobContext, JobType, JobTypes
 from .lifecycle import Lifecycle
 from .models import Job, JobSnapshot, JobStatus, as_utc, new_job_id, parse_job_id, utcnow
@@ -35,6 +35,9 @@ DEFAULT_LIMIT, MAX_LIMIT = 20, 100
 _SUBMIT_FIELDS = {"type", "payload", "maxAttempts", "timeoutSeconds"}
 # Polls are advised no faster than progress can change, and no slower than this (seconds).
 RETRY_AFTER_MIN, RETRY_AFTER_MAX = 1, 30
+#: A hot view of an active job quiet for longer than this many chunks (and this many seconds) may be
+#: a final write that missed Redis: GET asks MySQL (issue 16: a FAILED job read RUNNING for 24 h).
+QUIET_CADENCES, QUIET_MIN_SECONDS = 3, 2
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,10 @@ def retry_after(cadence_seconds: float | None) -> int:
     if not cadence_seconds:
         return RETRY_AFTER_MIN
     return max(RETRY_AFTER_MIN, min(RETRY_AFTER_MAX, math.ceil(cadence_seconds)))
+
+
+def _epoch_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
 
 
 def _int_option(body: dict[str, Any], name: str, default: int, high: int) -> int:
@@ -247,7 +254,9 @@ class JobService:
         log.thread_safe_append_keys(job_id=job_id)
         redis_up = True
         try:
-            hot = self._hot.get(job_id)
+            # Wait out a blip rather than answer from MySQL, whose progress is the last hand-off's
+            # until the worker notices the outage (issue 16: progress fell to 0 in GET).
+            hot = self._hot.ride_out(lambda: self._hot.get(job_id), seconds=READ_RIDE_OUT_SECONDS)
         except errors.HotStateUnavailable:
             log.warning("Redis unavailable, reading job %s from MySQL", job_id, exc_info=True)
             hot, redis_up = None, False
@@ -255,7 +264,7 @@ class JobService:
             if hot.owner != owner:
                 raise errors.JobNotFound(f"no job {job_id}")
             answer = self._answer_from_hot(job_id, hot)
-            job = self._ended_meanwhile(job_id) if answer.stalled else None
+            job = self._ended_meanwhile(job_id) if self._quiet_check_due(hot) else None
             if job is None:
                 return answer
         else:
@@ -267,8 +276,30 @@ class JobService:
             self._lifecycle.publish(job)
         return self._answer(job.snapshot(), self._retry_after_for(job))
 
+    def _quiet_check_due(self, hot: HotJob, *, now: datetime | None = None) -> bool:
+        """Whether MySQL should be asked if this active view still holds: a RUNNING view's heartbeat is
+        older than QUIET_CADENCES chunks (at least QUIET_MIN_SECONDS, at most STALL_AFTER_SECONDS), a
+        PENDING view (a job in a backlog, no heartbeat to miss) older than STALL_AFTER_SECONDS; and
+        since the last check at least as long has passed as the view had been quiet then (so a view
+        that stays quiet, a job waiting for a retry or a worker, costs a few reads in all, not one
+        per poll)."""
+        job = hot.job
+        if job.status.terminal:
+            return False
+        now = now or utcnow()
+        quiet_after = float(self._settings.stall_after_seconds)
+        if job.status is JobStatus.RUNNING:
+            cadence = (hot.cadence_ms or 0) / 1000
+            quiet_after = min(quiet_after, max(QUIET_MIN_SECONDS, QUIET_CADENCES * cadence))
+        updated_ms = _epoch_ms(as_utc(job.updated_at))
+        due_ms = updated_ms + quiet_after * 1000
+        if hot.checked_ms is not None and hot.checked_ms >= updated_ms:
+            due_ms = hot.checked_ms + max(quiet_after * 1000, hot.checked_ms - updated_ms)
+        return _epoch_ms(now) >= due_ms
+
     def _ended_meanwhile(self, job_id: str) -> Job | None:
-        """The row of a job whose hot snapshot reads stalled, if MySQL says it has ended; else None.
+        """The row of a job whose hot view is quiet, if MySQL says it has ended; else None, and the
+        view is marked checked.
 
         A final write that missed Redis (it was down: lifecycle.py) leaves the last active snapshot
         there; this is where a poll finds out. With MySQL down too, the hot snapshot is the answer.
@@ -276,9 +307,15 @@ class JobService:
         try:
             job = self._store.get_job(job_id)
         except errors.StoreUnavailable:
-            log.warning("MySQL unavailable, job %s is served from its stalled hot view", job_id, exc_info=True)
+            log.warning("MySQL unavailable, job %s is served from its quiet hot view", job_id, exc_info=True)
             return None
-        return job if job is not None and job.status.terminal else None
+        if job is not None and job.status.terminal:
+            return job
+        try:
+            self._hot.mark_checked(job_id, at_ms=_epoch_ms(utcnow()))
+        except errors.HotStateUnavailable:
+            pass  # the next poll asks MySQL again
+        return None
 
     def _answer_from_hot(self, job_id: str, hot: HotJob) -> Answer:
         job = hot.job

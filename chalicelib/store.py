@@ -155,6 +155,10 @@ class JobStore:
         return cls(connect)
 
     # --- connection ------------------------------------------------------------------------------
+    def connection(self) -> pymysql.connections.Connection:
+        """A new connection made as the store's are (TLS, credentials), for work beside it: migrations."""
+        return self._connect()
+
     def _execute(self, sql: str, args: Iterable[Any] = ()) -> tuple[int, list[dict[str, Any]]]:
         """Run one statement; returns (rows affected, rows fetched).
 

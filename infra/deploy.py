@@ -1,4 +1,5 @@
-"""Deploy or tear down one stage: infra stacks, Chalice functions and API, SQS mapping, usage plans.
+"""Deploy or tear down one stage: infra stacks, migrations, Chalice functions and API, SQS mapping,
+usage plans, a smoke test.
 
     python -m infra.deploy deploy --stage dev        # what `make deploy STAGE=dev` runs
     python -m infra.deploy teardown --stage dev      # `make teardown STAGE=dev`
@@ -17,6 +18,10 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from infra import api_keys, bytecode, stacks, stage_config, usage_plans
@@ -70,6 +75,7 @@ def deploy(ns: argparse.Namespace) -> dict:
             "WorkerFunctionName": names[stage_config.WORKER_FUNCTION],
             "DeadLetterFunctionName": names[stage_config.DEAD_LETTER_FUNCTION],
             "SweeperFunctionName": names[stage_config.SWEEP_FUNCTION],
+            "MigrateFunctionName": names[stage_config.MIGRATE_FUNCTION],
             "SecretArns": ",".join(secrets),
             "UseVpc": str("SubnetIds" in outputs).lower(),
             **parameters.get("service", {}),
@@ -79,15 +85,21 @@ def deploy(ns: argparse.Namespace) -> dict:
     rendered = stage_config.render(config, ns.stage, outputs, extra_env=dict(ns.env))
     prepare_build_dir(ns.project_dir, ns.build_dir, rendered)
     # app.py names the queues of its SQS triggers from JOBS_QUEUE_NAME and JOBS_DLQ_NAME when Chalice imports it.
-    _chalice(
-        ns, "deploy", env={"JOBS_QUEUE_NAME": outputs["JobsQueueName"], "JOBS_DLQ_NAME": outputs["DeadLetterQueueName"]}
-    )
-    deployed = _deployed(ns)
+    queue_env = {"JOBS_QUEUE_NAME": outputs["JobsQueueName"], "JOBS_DLQ_NAME": outputs["DeadLetterQueueName"]}
     awslambda = _client("lambda")
+    migrate_function = names[stage_config.MIGRATE_FUNCTION]
+    # The schema moves before the code that needs it: on a redeploy the migrate function gets the new
+    # package and runs before `chalice deploy` updates the API and the worker. On a first deploy it
+    # runs right after, before any API key exists (so before any client can reach the API).
+    schema = _migrate_first(ns, awslambda, migrate_function, queue_env)
+    _chalice(ns, "deploy", env=queue_env)
+    deployed = _deployed(ns)
     # The bytecode in the package is for this interpreter's Python; Chalice chose the runtime.
     bytecode.check_runtime(
         awslambda.get_function_configuration(FunctionName=names[stage_config.API_FUNCTION])["Runtime"]
     )
+    if schema is None:
+        schema = invoke_migrate(awslambda, migrate_function)
 
     # Both SQS handlers answer with batchItemFailures; only the worker's batching is configured.
     worker_mapping = _sqs_mapping(deployed, names[stage_config.WORKER_FUNCTION], outputs["JobsQueueName"])
@@ -119,11 +131,71 @@ def deploy(ns: argparse.Namespace) -> dict:
         "queue_url": outputs["JobsQueueUrl"],
         "input_bucket": outputs["InputBucketName"],
         "results_bucket": outputs["ResultsBucketName"],
+        "schema": schema,
         "stack_outputs": outputs,
     }
+    if ns.skip_smoke_test:
+        print("smoke test skipped (--skip-smoke-test)", file=sys.stderr)
+    else:
+        summary["health"] = smoke_test(summary["api_url"])
     print(json.dumps(summary, indent=2))
     print("API key values: aws apigateway get-api-key --include-value --api-key <id>", file=sys.stderr)
     return summary
+
+
+def _migrate_first(ns: argparse.Namespace, awslambda, function: str, env: dict[str, str]) -> dict | None:
+    """If the migrate function exists (a redeploy), give it the new package and run it; the report,
+    or None when there is no function yet."""
+    try:
+        awslambda.get_function_configuration(FunctionName=function)
+    except awslambda.exceptions.ResourceNotFoundException:
+        return None
+    out = ns.build_dir / "package"
+    shutil.rmtree(out, ignore_errors=True)
+    _chalice(ns, "package", out, env=env)
+    awslambda.update_function_code(FunctionName=function, ZipFile=(out / "deployment.zip").read_bytes())
+    awslambda.get_waiter("function_updated").wait(FunctionName=function)
+    return invoke_migrate(awslambda, function)
+
+
+def invoke_migrate(awslambda, function: str) -> dict:
+    """Run the migrate function (pending migrations, idempotent) and return its report
+    (`{"applied": [...], "version": N}`); a failure stops the deploy."""
+    reply = awslambda.invoke(FunctionName=function, InvocationType="RequestResponse", Payload=b"{}")
+    body = reply["Payload"].read().decode(errors="replace")
+    if reply.get("FunctionError"):
+        raise SystemExit(f"the schema migration failed ({function}): {body}")
+    report = json.loads(body)
+    print(f"schema at version {report.get('version')}; applied: {report.get('applied') or 'nothing'}", file=sys.stderr)
+    return report
+
+
+def smoke_test(
+    api_url: str,
+    *,
+    tries: int = 6,
+    pause: float = 5.0,
+    opener: Callable[..., object] = urllib.request.urlopen,
+) -> dict:
+    """GET <api_url>health until it answers 200 with every check ok (a new stage can take seconds to
+    serve); its JSON, or the deploy stops naming the last answer."""
+    url = api_url.rstrip("/") + "/health"
+    last = ""
+    for attempt in range(tries):
+        if attempt:
+            time.sleep(pause)
+        try:
+            with opener(url, timeout=10) as reply:  # type: ignore[attr-defined]
+                body = json.loads(reply.read())
+                if reply.status == 200 and body.get("status") == "ok":
+                    print(f"smoke test: GET {url} answered 200 ok", file=sys.stderr)
+                    return body
+                last = f"{reply.status} {json.dumps(body)}"
+        except urllib.error.HTTPError as exc:
+            last = f"{exc.code} {exc.read().decode(errors='replace')[:500]}"
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            last = str(exc)
+    raise SystemExit(f"smoke test failed: GET {url} answered {last}")
 
 
 def _write_tenants(url: str, document: dict) -> None:
@@ -191,8 +263,9 @@ def prepare_build_dir(project_dir: Path, build_dir: Path, rendered_config: dict)
     bytecode.compile_package(build_dir)
 
 
-def _chalice(ns: argparse.Namespace, command: str, *, env: dict[str, str] | None = None) -> None:
+def _chalice(ns: argparse.Namespace, command: str, *args: Path | str, env: dict[str, str] | None = None) -> None:
     argv = [*shlex.split(ns.chalice_command), "--project-dir", str(ns.build_dir), command, "--stage", ns.stage]
+    argv += [str(a) for a in args]
     print("+ " + shlex.join(argv), file=sys.stderr, flush=True)
     # Chalice's progress goes to stderr, so stdout carries only the deploy's JSON summary.
     subprocess.run(argv, check=True, env={**os.environ, **(env or {})}, stdout=sys.stderr)
@@ -280,6 +353,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--project-dir", type=Path, default=ROOT, help="where app.py and .chalice/ are")
     parser.add_argument("--build-dir", type=Path, help="the stage's build copy (default infra/.build/<stage>)")
     parser.add_argument("--usage-plans", type=Path, default=usage_plans.DEFAULT_PATH)
+    parser.add_argument(
+        "--skip-smoke-test",
+        action="store_true",
+        help="do not GET /health after deploying (emulators that do not serve deployed APIs, as moto)",
+    )
     parser.add_argument(
         "--chalice-command",
         default=shlex.quote(str(Path(sys.executable).with_name("chalice"))),

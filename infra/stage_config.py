@@ -30,12 +30,15 @@ API_FUNCTION = "api_handler"
 WORKER_FUNCTION = "run_jobs"
 DEAD_LETTER_FUNCTION = "fail_dead_letters"
 SWEEP_FUNCTION = "sweep"
+#: Applies the schema's migrations from inside the VPC; infra/deploy.py invokes it.
+MIGRATE_FUNCTION = "migrate"
 #: Function -> the stack output holding its role (infra/service.yaml: one role per function).
 ROLE_OUTPUTS = {
     API_FUNCTION: "ApiFunctionRoleArn",
     WORKER_FUNCTION: "WorkerFunctionRoleArn",
     DEAD_LETTER_FUNCTION: "DeadLetterFunctionRoleArn",
     SWEEP_FUNCTION: "SweeperFunctionRoleArn",
+    MIGRATE_FUNCTION: "MigrateFunctionRoleArn",
 }
 #: Keys of lambda_functions.run_jobs that Chalice ignores and infra/deploy.py applies to the mapping.
 BATCH_SIZE_KEY = "sqs_batch_size"

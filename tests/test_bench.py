@@ -2,7 +2,9 @@
 
 Benchmarks are not timed tests: no time is asserted here. The counted budgets are, since they are
 counts, not timings: GET on the hot path is 1 Redis round trip and no MySQL statement, POST is one
-insert, and a job's MySQL writes do not grow with its chunks.
+insert, a job's MySQL writes do not grow with its chunks, a large result is one PutObject and its
+GET a 303 made without a request to S3; and a small csv-stats chunk's peak memory is within its
+budget (a quarter of the worker's).
 """
 
 import json
@@ -47,3 +49,14 @@ def test_quick_bench_prints_the_table_and_keeps_the_counted_budgets(tmp_path, ru
         for figure, row in rows.items()
     )
     assert any(figure.startswith("cold start: import app") for figure in rows)
+    # Peak memory is a measurement, not a time: a 4 MiB chunk sits far inside a quarter of the worker
+    for mib in (1, 4):
+        chunk = rows[f"csv-stats chunk of {mib} MiB, short lines: peak RSS over baseline"]
+        assert chunk["verdict"] == "ok" and chunk["data"]["budget_mib"] == 128
+    assert rows["csv-stats chunk of 4 MiB, short lines: peak RSS over baseline"]["data"]["done"] == 4 * 1024 * 1024
+    # A large result's GET is a 303 signed without a request to S3: headers through Lambda, no body
+    get = rows["GET /jobs/{id}/result of a 2 MB result: bytes through Lambda"]["data"]
+    assert (get["large"]["status"], get["large"]["s3"], get["inline"]["status"]) == (303, 0, 200)
+    assert get["large"]["bytes"] < 2048 < get["inline"]["bytes"]
+    offloads = [row["data"]["puts"] for figure, row in rows.items() if figure.startswith("result offload")]
+    assert offloads == [1, 1]

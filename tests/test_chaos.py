@@ -1,5 +1,5 @@
 """The chaos run (bench/chaos.py) in its CI size: killed workers, duplicates, duplicated continuations,
-jobs that crash their batch, a Redis flush."""
+jobs that crash their batch, an evicted checkpoint, a Redis flush and a Redis restart."""
 
 import subprocess
 import sys
@@ -22,3 +22,4 @@ def test_the_chaos_run_loses_nothing_and_finalises_nothing_twice(run_settings):
     assert int(report["chunks redone after kills"]) <= int(report["workers killed"])
     assert int(report["workers killed"]) >= 1 and report["Redis flushes"] == "1"
     assert int(report["workers killed by crashing jobs"]) >= 1 and int(report["continuations duplicated"]) >= 1
+    assert report["Redis restarts"] == "1" and report["checkpoints evicted"] == "1"

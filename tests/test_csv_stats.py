@@ -162,7 +162,7 @@ def test_an_object_deleted_after_submit_fails_the_job_naming_its_key(api, events
         {"bucket": "b"},
         {"key": "k"},
         {"bucket": "b", "key": "k", "chunkBytes": 1023},
-        {"bucket": "b", "key": "k", "chunkBytes": 64 * 1024 * 1024 + 1},
+        {"bucket": "b", "key": "k", "chunkBytes": csv_stats.MAX_CHUNK_BYTES + 1},
         {"bucket": "b", "key": "k", "delimiter": ";;"},
         {"bucket": "b", "key": "k", "delimiter": '"'},
         {"bucket": "b/c", "key": "k"},
@@ -263,12 +263,14 @@ def test_a_malformed_file_fails_permanently_naming_the_line(rt, s3, bucket, csv_
     assert failure.value.message == message
 
 
-def test_a_record_longer_than_the_carry_limit_fails_instead_of_growing_the_state(rt, s3, bucket, csv_job, monkeypatch):
+def test_an_unclosed_quote_fails_once_its_record_runs_past_the_limit(rt, s3, bucket, csv_job, monkeypatch):
     monkeypatch.setattr(csv_stats, "MAX_RECORD_BYTES", 2048)
     s3.put_object(Bucket=bucket, Key="inputs/key-a/open.csv", Body=b'a,b\n1,"never closed' + b"x" * 5000 + b"\n2,3\n")
 
-    with pytest.raises(errors.PermanentFailure, match="line 2: a record longer than 2048 bytes"):
+    with pytest.raises(errors.PermanentFailure) as failure:
         run(CsvStats(), csv_job(bucket=bucket, key="inputs/key-a/open.csv", chunkBytes=1024), job_context(rt))
+
+    assert failure.value.message == "line 2: a record longer than 2048 bytes (an unclosed quote?)"
 
 
 def test_a_csv_stats_job_handed_off_across_invocations_equals_the_direct_computation(
@@ -316,3 +318,167 @@ def test_header_de_duplication_is_linear_and_names_as_before():
         "a.2.1",
         "a.3",
     ]
+
+
+# --- bounded work per chunk --------------------------------------------------------------------
+
+
+def _queued(sqs, settings) -> int:
+    """Messages left in the jobs queue: visible, in flight or delayed (a retry would be one)."""
+    names = [
+        "ApproximateNumberOfMessages",
+        "ApproximateNumberOfMessagesNotVisible",
+        "ApproximateNumberOfMessagesDelayed",
+    ]
+    attributes = sqs.get_queue_attributes(QueueUrl=settings.jobs_queue_url, AttributeNames=names)["Attributes"]
+    return sum(int(attributes[name]) for name in names)
+
+
+def test_a_110000_column_csv_fails_at_its_first_chunk_naming_the_column_cap(api, events, s3, bucket, sqs, settings):
+    # Given the file of issue 15: 110,000 columns, 989 KB (it completed, and its view was 6.8 MB)
+    header = ",".join(f"x{i:07d}" for i in range(110_000)).encode()
+    data = header + b"\n" + b",".join([b"1"] * 110_000) + b"\n"
+    assert 989_000 <= len(header) < csv_stats.MAX_RECORD_BYTES  # the column cap, not the line limit, stops it
+    s3.put_object(Bucket=bucket, Key="inputs/key-a/wide.csv", Body=data)
+
+    # When it is submitted with the default chunk size, and the worker takes what is queued
+    job_id = api.submit("csv-stats", {"bucket": bucket, "key": "inputs/key-a/wide.csv"}).json["jobId"]
+    handled = events.drain()
+
+    # Then one delivery failed it for good in its first chunk, naming the cap; nothing is left to retry
+    job = api.get(job_id).json
+    assert handled == 1 and _queued(sqs, settings) == 0
+    assert (job["status"], job["attempts"], job["progress"], job["result"]) == ("FAILED", 1, 0, None)
+    assert job["error"] == "PermanentFailure: line 1: the header has 110000 columns, over the limit of 2000 columns"
+
+
+def test_the_column_cap_admits_exactly_max_columns(rt, s3, bucket, csv_job):
+    def wide(columns: int) -> bytes:
+        return (",".join(f"c{i}" for i in range(columns)) + "\n" + ",".join(["1.5"] * columns) + "\n").encode()
+
+    s3.put_object(Bucket=bucket, Key="inputs/key-a/at.csv", Body=wide(csv_stats.MAX_COLUMNS))
+    s3.put_object(Bucket=bucket, Key="inputs/key-a/over.csv", Body=wide(csv_stats.MAX_COLUMNS + 1))
+
+    at, _, _ = run(CsvStats(), csv_job(bucket=bucket, key="inputs/key-a/at.csv"), job_context(rt))
+    with pytest.raises(errors.PermanentFailure) as over:
+        run(CsvStats(), csv_job(bucket=bucket, key="inputs/key-a/over.csv"), job_context(rt))
+
+    assert at["rows"] == 1 and len(at["columns"]) == csv_stats.MAX_COLUMNS
+    assert over.value.message == "line 1: the header has 2001 columns, over the limit of 2000 columns"
+
+
+def test_a_header_whose_names_outgrow_their_share_of_the_checkpoint_fails(rt, s3, bucket, csv_job):
+    names = [f"{i:04d}" + "n" * 60 for i in range(1000)]  # 1,000 columns: under the cap, 67 KB of names
+    s3.put_object(Bucket=bucket, Key="inputs/key-a/long-names.csv", Body=(",".join(names) + "\n").encode())
+
+    with pytest.raises(errors.PermanentFailure) as failure:
+        run(CsvStats(), csv_job(bucket=bucket, key="inputs/key-a/long-names.csv"), job_context(rt))
+
+    size = len(json.dumps(names))
+    assert failure.value.message == f"line 1: the header's names take {size} bytes of JSON, over the limit of 49152"
+
+
+def test_the_largest_state_the_limits_allow_fits_under_the_checkpoint_ceiling():
+    # Given MAX_COLUMNS columns whose names fill MAX_HEADER_BYTES, each with the longest figures
+    # (a 13-digit count, three 24-character floats): the limits' worst case
+    from chalicelib.jobs import MAX_STATE_BYTES
+
+    width = csv_stats.MAX_HEADER_BYTES // csv_stats.MAX_COLUMNS - 4  # '"' name '", '
+    header = [f"{i:04d}".ljust(width, "n") for i in range(csv_stats.MAX_COLUMNS)]
+    worst = -1.2345678901234567e-300
+    state = {
+        "size": 5 * 10**12,
+        "offset": 5 * 10**12,
+        "record": 5 * 10**12,
+        "line": 10**13,
+        "header": header,
+        "rows": 10**13,
+        "columns": [[10**13 - 1, worst, worst, worst] for _ in header],
+    }
+    assert len(json.dumps(header)) <= csv_stats.MAX_HEADER_BYTES
+
+    # Then its JSON leaves room for the worker's own part of a checkpoint (sequence, progress, message)
+    assert len(json.dumps(state)) <= MAX_STATE_BYTES - 16 * 1024
+
+
+def test_a_line_over_the_limit_inside_one_chunk_fails_naming_its_line(api, events, s3, bucket):
+    # Given a file whose third line is one byte over MAX_RECORD_BYTES, all of it in the first chunk
+    line = b"3," + b"x" * (csv_stats.MAX_RECORD_BYTES - 1)
+    data = b"a,b\n1,2\n" + line + b"\n4,5\n"
+    assert len(line) == csv_stats.MAX_RECORD_BYTES + 1 and len(data) < csv_stats.DEFAULT_CHUNK_BYTES
+    s3.put_object(Bucket=bucket, Key="inputs/key-a/long-line.csv", Body=data)
+
+    job_id = api.submit("csv-stats", {"bucket": bucket, "key": "inputs/key-a/long-line.csv"}).json["jobId"]
+    handled = events.drain()
+
+    job = api.get(job_id).json
+    assert handled == 1 and (job["status"], job["attempts"]) == ("FAILED", 1)
+    assert job["error"] == "PermanentFailure: line 3: a record longer than 1048576 bytes"
+
+
+def test_a_record_at_the_limit_completes_and_a_quoted_one_over_it_is_named_by_its_first_line(
+    rt, s3, bucket, csv_job, monkeypatch
+):
+    monkeypatch.setattr(csv_stats, "MAX_RECORD_BYTES", 2048)
+    at_limit = b"2," + b"y" * 2046
+    over = b'3,"' + b"z" * 1000 + b"\n" + b"z" * 1045 + b'"'  # lines 4-5 of the file, 2,050 bytes
+    s3.put_object(Bucket=bucket, Key="inputs/key-a/ok.csv", Body=b"a,b\n" + at_limit + b"\n4,5\n")
+    s3.put_object(Bucket=bucket, Key="inputs/key-a/over.csv", Body=b"a,b\n1,2\n\n" + over + b"\n4,5\n")
+    payload = {"chunkBytes": 65536}
+
+    ok, _, _ = run(CsvStats(), csv_job(bucket=bucket, key="inputs/key-a/ok.csv", **payload), job_context(rt))
+    with pytest.raises(errors.PermanentFailure) as failure:
+        run(CsvStats(), csv_job(bucket=bucket, key="inputs/key-a/over.csv", **payload), job_context(rt))
+
+    assert ok["rows"] == 2 and ok["nonNumeric"] == ["b"]
+    assert failure.value.message == "line 4: a record longer than 2048 bytes"
+
+
+def test_a_record_longer_than_a_chunk_is_read_again_in_doubling_ranges_and_never_checkpointed(rt, s3, bucket, csv_job):
+    # Given a 100,000-byte record read in 1 KiB chunks
+    data = b"a,b\n1," + b"x" * 100_000 + b"\n2,3\n"
+    s3.put_object(Bucket=bucket, Key="inputs/key-a/long.csv", Body=data)
+    payload = csv_job(bucket=bucket, key="inputs/key-a/long.csv", chunkBytes=1024)
+
+    result, _, steps = run(CsvStats(), payload, job_context(rt))
+
+    # Then each chunk after the first reads the incomplete record again and as much more, so it takes
+    # 8 chunks, not the 98 of one KiB each; and no checkpoint holds the record's bytes
+    assert result["rows"] == 2 and result["nonNumeric"] == ["b"] and result["columns"]["a"]["sum"] == 3.0
+    assert [s.done for s in steps] == [1024, 2048, 4092, 8180, 16356, 32708, 65412, len(data)]
+    assert max(len(json.dumps(s.state)) for s in steps) < 300
+
+
+def test_a_chunk_takes_its_records_one_by_one_instead_of_listing_every_line():
+    # Given 1 MiB of short lines (the shape whose 64 MiB chunk peaked at 1,447 MiB in issue 15)
+    import tracemalloc
+
+    data = b"id,amount\n" + b"".join(b"%d,%d.25\n" % (i, i % 1000) for i in range(90_000))
+    tally = csv_stats._Tally(",")
+
+    tracemalloc.start()
+    try:
+        rest = tally.take_all(data, begin=0, final=True)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    # Then the chunk allocated a few records' worth at a time, not a list of its 90,001 lines (~5 MB)
+    assert rest == len(data) and tally.rows == 90_000
+    assert peak < 64 * 1024
+
+
+def test_the_chunk_maximum_is_published_and_enforced_at_submit(api, s3, bucket):
+    s3.put_object(Bucket=bucket, Key="inputs/key-a/data.csv", Body=b"a\n1\n")
+    doc = api.request("GET", "/openapi.json", key=None).json
+    variants = doc["components"]["schemas"]["Submission"]["oneOf"]
+    (payload_schema,) = [
+        v["properties"]["payload"] for v in variants if v["properties"]["type"]["enum"] == ["csv-stats"]
+    ]
+
+    at_max = api.submit("csv-stats", {"bucket": bucket, "key": "inputs/key-a/data.csv", "chunkBytes": 16 * 1024**2})
+    over = api.submit("csv-stats", {"bucket": bucket, "key": "inputs/key-a/data.csv", "chunkBytes": 16 * 1024**2 + 1})
+
+    assert payload_schema["properties"]["chunkBytes"]["maximum"] == 16 * 1024 * 1024
+    assert at_max.status == 202
+    assert over.status == 400 and over.json["code"] == "InvalidPayload" and "chunkBytes" in over.json["message"]

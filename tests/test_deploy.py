@@ -7,6 +7,13 @@ Secrets Manager resources, so the deploy runs with `--without data` and local My
 also skips AWS::CloudWatch::Alarm silently, so the alarms are checked by cfn-lint only (test_infra), and
 drops the buckets' PublicAccessBlockConfiguration and the results bucket's LifecycleConfiguration
 (test_infra checks the template for them).
+
+moto cannot run a function's code here (it wants Docker), so its Lambda runs in moto's "simple"
+mode: an invocation answers what the test queued for it. The deploy's invocation of the `migrate`
+function is proven by that answer reaching the deploy's summary; the function's packaging by its
+configuration and the zip the deploy uploaded; the migration itself runs against the local MariaDB
+in tests/test_schema.py. moto serves no deployed API, so the deploy runs with `--skip-smoke-test`
+(the smoke test is tested against a loopback server below).
 """
 
 from __future__ import annotations
@@ -17,13 +24,18 @@ import os
 import shlex
 import subprocess
 import sys
+import threading
 import urllib.parse
+import urllib.request
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import boto3
 import pytest
 
-from infra import bytecode, usage_plans
+from chalicelib import schema
+from infra import bytecode, deploy, usage_plans
 from local import services
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,11 +47,19 @@ LOCAL_DATA = {"MYSQL_URL": "mysql://jobs@127.0.0.1:3306/jobs", "REDIS_URL": "red
 def aws(tmp_path):
     """A moto server for this test alone, and the environment that points boto3 and the deploy at it."""
     proc, url = services.start_moto()
+    _moto_api(url, "config", {"lambda": {"use_docker": False}})  # invocations answer what is queued
     env = {**os.environ, **services.FAKE_AWS_ENV, "AWS_ENDPOINT_URL": url, "PYTHONPATH": str(ROOT)}
     env.pop("AWS_PROFILE", None)
     yield env
     proc.terminate()
     proc.wait(timeout=10)
+
+
+def _moto_api(url: str, path: str, body: dict) -> None:
+    request = urllib.request.Request(
+        f"{url}/moto-api/{path}", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    urllib.request.urlopen(request, timeout=10).close()
 
 
 def run_deploy(action: str, env: dict, build_dir: Path) -> str:
@@ -57,7 +77,7 @@ def run_deploy(action: str, env: dict, build_dir: Path) -> str:
         f"{shlex.quote(sys.executable)} -m tests.support.moto_workarounds",
     ]
     if action == "deploy":
-        argv += ["--without", "data"] + [f"--env={k}={v}" for k, v in LOCAL_DATA.items()]
+        argv += ["--without", "data", "--skip-smoke-test"] + [f"--env={k}={v}" for k, v in LOCAL_DATA.items()]
     done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, f"{action} failed:\n{done.stdout}\n{done.stderr}"
     return done.stdout
@@ -71,10 +91,17 @@ def test_deploy_twice_creates_the_stage_once_and_teardown_removes_it(aws, tmp_pa
         for name in ("lambda", "apigateway", "sqs", "cloudformation", "ec2", "events", "iam", "s3")
     }
     config = json.loads((ROOT / ".chalice" / "config.json").read_text())["stages"][STAGE]
+    # What the migrate function answers, once per deploy (moto runs no code: see the module docstring).
+    reports = [{"applied": ["001_jobs.sql"], "version": 1}, {"applied": [], "version": 1}]
+    _moto_api(aws["AWS_ENDPOINT_URL"], "static/lambda-simple/response", {"results": list(map(json.dumps, reports))})
 
-    run_deploy("deploy", aws, tmp_path / "build")
+    first = json.loads(run_deploy("deploy", aws, tmp_path / "build"))
     # A second deploy updates in place: no second mapping, plan, key or API.
     summary = json.loads(run_deploy("deploy", aws, tmp_path / "build"))
+
+    # Each deploy invoked the migrate function once and reports the schema it left
+    assert [first["schema"], summary["schema"]] == reports
+    _assert_migrate_function(clients["lambda"], config, tmp_path / "build")
 
     outputs = summary["stack_outputs"]
     _assert_functions(clients["lambda"], config, outputs)
@@ -117,6 +144,7 @@ FUNCTIONS = {
     "run_jobs": "WorkerFunctionRoleArn",
     "fail_dead_letters": "DeadLetterFunctionRoleArn",
     "sweep": "SweeperFunctionRoleArn",
+    "migrate": "MigrateFunctionRoleArn",
 }
 
 
@@ -146,6 +174,20 @@ def _assert_functions(awslambda, config, outputs):
     worker = awslambda.get_function_configuration(FunctionName=_function_name("run_jobs"))
     concurrency = awslambda.get_function_concurrency(FunctionName=worker["FunctionName"])
     assert concurrency["ReservedConcurrentExecutions"] == config["lambda_functions"]["run_jobs"]["reserved_concurrency"]
+
+
+def _assert_migrate_function(awslambda, config, build_dir: Path):
+    """The migrate function runs app.migrate with the schema's files in its package, no trigger."""
+    function = awslambda.get_function_configuration(FunctionName=_function_name("migrate"))
+    assert function["Handler"] == "app.migrate"
+    assert function["Timeout"] == config["lambda_functions"]["migrate"]["lambda_timeout"]
+    assert awslambda.list_event_source_mappings(FunctionName=function["FunctionName"])["EventSourceMappings"] == []
+    # The package the redeploy gave it before `chalice deploy` ran (and Chalice's own is the same build).
+    with zipfile.ZipFile(build_dir / "package" / "deployment.zip") as package:
+        names = set(package.namelist())
+    assert {"app.py", "chalicelib/schema.py"} <= names
+    assert {f"chalicelib/migrations/{path.name}" for _, path in schema.pending(set())} <= names
+    assert not any(name.startswith(("tests/", "bench/", "infra/", "local/", "boto3/")) for name in names)
 
 
 def _assert_queue_mapping(awslambda, sqs, config, outputs):
@@ -260,6 +302,7 @@ def _assert_roles(iam, outputs):
             (("sqs:GetQueueAttributes", "sqs:SendMessage"), (jobs_queue,)),
             (("s3:DeleteObject",), (results,)),
         },
+        "migrate": set(),  # its logs, the secrets and the VPC only
     }
     for function, role_output in FUNCTIONS.items():
         grants = _grants(iam, outputs[role_output])
@@ -316,3 +359,48 @@ def _assert_usage_plans(apigw, rest_api_id, api_stage):
         assert found["quota"]["limit"] == plan.quota.limit and found["quota"]["period"] == plan.quota.period
         bound = {keys[k["id"]] for k in apigw.get_usage_plan_keys(usagePlanId=found["id"])["items"]}
         assert bound == {f"jobs-{STAGE}-{c.name}" for c in definition.clients_of(name)}
+
+
+# --- the smoke test ------------------------------------------------------------------------------------
+@pytest.fixture
+def health_server():
+    """A loopback server answering GET /health with the queued (status, body) replies, then 200 ok."""
+    replies: list[tuple[int, dict]] = []
+    paths: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's name)
+            paths.append(self.path)
+            status, body = replies.pop(0) if replies else (200, {"status": "ok", "checks": {}})
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/api/", replies, paths
+    server.shutdown()
+
+
+def test_the_smoke_test_waits_for_the_stage_to_answer_health(health_server):
+    url, replies, paths = health_server
+    replies += [(503, {"code": "ServiceUnavailable", "status": "unavailable"}), (403, {"message": "Forbidden"})]
+
+    body = deploy.smoke_test(url, tries=3, pause=0)
+
+    assert body["status"] == "ok" and paths == ["/api/health"] * 3
+
+
+def test_the_smoke_test_stops_the_deploy_naming_the_last_answer(health_server):
+    url, replies, _ = health_server
+    down = {"code": "ServiceUnavailable", "message": "unavailable: mysql", "status": "unavailable"}
+    replies += [(503, down)] * 2
+
+    with pytest.raises(SystemExit, match="smoke test failed: GET .*/api/health answered 503 .*unavailable: mysql"):
+        deploy.smoke_test(url, tries=2, pause=0)

@@ -27,6 +27,7 @@ SAMPLE_OUTPUTS = {
     "WorkerFunctionRoleArn": "arn:aws:iam::123456789012:role/jobs-prod-worker",
     "DeadLetterFunctionRoleArn": "arn:aws:iam::123456789012:role/jobs-prod-dead-letters",
     "SweeperFunctionRoleArn": "arn:aws:iam::123456789012:role/jobs-prod-sweeper",
+    "MigrateFunctionRoleArn": "arn:aws:iam::123456789012:role/jobs-prod-migrate",
     "JobsQueueUrl": "https://sqs.us-east-1.amazonaws.com/123456789012/jobs-prod",
     "JobsQueueName": "jobs-prod",
     "DeadLetterQueueName": "jobs-prod-dlq",
@@ -124,6 +125,22 @@ def test_result_and_work_objects_expire_a_day_after_the_default_retention():
     assert template["Parameters"]["ResultExpiryDays"]["Default"] == retention_days + 1
 
 
+def test_redis_never_evicts_and_an_alarm_watches_its_memory():
+    # Issue 16: ElastiCache's default volatile-lru evicted a running job's checkpoint.
+    from cfnlint.decode import cfn_yaml
+
+    resources = cfn_yaml.load(str(ROOT / "infra" / "data.yaml"))["Resources"]
+    redis = resources["Redis"]["Properties"]
+    group = resources[redis["CacheParameterGroupName"]["Ref"]]
+    assert group["Type"] == "AWS::ElastiCache::ParameterGroup"
+    assert group["Properties"]["CacheParameterGroupFamily"] == "redis" + redis["EngineVersion"].split(".")[0]
+    assert group["Properties"]["Properties"] == {"maxmemory-policy": "noeviction"}
+    [alarm] = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::CloudWatch::Alarm"]
+    assert (alarm["Namespace"], alarm["MetricName"]) == ("AWS/ElastiCache", "DatabaseMemoryUsagePercentage")
+    assert alarm["Dimensions"] == [{"Name": "CacheClusterId", "Value": {"Fn::Sub": "${Redis}-001"}}]
+    assert alarm["Threshold"] == {"Ref": "CacheMemoryAlarmPercent"}
+
+
 def chalice_package(config: dict, stage: str, tmp_path: Path) -> Path:
     """`chalice package` of `config`'s stage from a build copy of the app; returns sam.json's path."""
     deploy.prepare_build_dir(ROOT, tmp_path / "app", config)
@@ -161,6 +178,12 @@ def test_chalice_package_of_the_stage_as_deployed_is_lint_clean(stage, tmp_path)
     queue = dead_letters["Events"]["FailDeadLettersSqsEventSource"]["Properties"]["Queue"]
     assert queue["Fn::Sub"].endswith(":" + SAMPLE_OUTPUTS["DeadLetterQueueName"])
     assert sweeper["Events"]["SweepEvent"]["Properties"]["Schedule"] == "rate(1 minute)"
+    # The migrate function: in the VPC with the others (MySQL is reachable only there), its own role.
+    migrate = resources["Migrate"]["Properties"]
+    assert migrate["Handler"] == "app.migrate" and "Events" not in migrate
+    assert migrate["VpcConfig"]["SubnetIds"] == SAMPLE_OUTPUTS["SubnetIds"].split(",")
+    assert migrate["Role"] == SAMPLE_OUTPUTS["MigrateFunctionRoleArn"]
+    assert migrate["Environment"]["Variables"]["MYSQL_SECRET_ARN"] == SAMPLE_OUTPUTS["MysqlSecretArn"]
     done = cfn_lint(sam)
     assert done.returncode == 0, done.stdout + done.stderr
 
@@ -242,6 +265,7 @@ def test_rendered_stage_carries_every_output_the_functions_read(stage):
         "run_jobs": SAMPLE_OUTPUTS["WorkerFunctionRoleArn"],
         "fail_dead_letters": SAMPLE_OUTPUTS["DeadLetterFunctionRoleArn"],
         "sweep": SAMPLE_OUTPUTS["SweeperFunctionRoleArn"],
+        "migrate": SAMPLE_OUTPUTS["MigrateFunctionRoleArn"],
     }
     assert CHALICE_CONFIG["stages"][stage].get("subnet_ids") is None  # the committed file stays clean
 

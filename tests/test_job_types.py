@@ -18,7 +18,6 @@ import app as app_module
 from chalicelib import errors
 from chalicelib import runtime as runtime_module
 from chalicelib.jobs import BUILTIN_MODULES, JobTypes, testing
-from chalicelib.jobs.csv_stats import CsvStats
 from chalicelib.jobs.sleep import Sleep
 from chalicelib.runtime import Runtime
 from tests.conftest import PROBE_MODULE, Api
@@ -241,7 +240,7 @@ def test_check_type_fails_an_unsafe_type_saying_why(name, explained):
 def test_check_type_usage_errors_exit_2():
     assert check_type("tests.support.broken_types").returncode == 2
     missing = check_type("tests.support.broken_types:nothing-here")
-    assert missing.returncode == 2 and "its types: clock-result, hidden-counter, set-state" in missing.stderr
+    assert missing.returncode == 2 and "its types: clock-result, hidden-counter, hoarder, set-state" in missing.stderr
 
 
 def test_the_pytest_helper_reports_like_the_command():
@@ -253,13 +252,10 @@ def test_the_pytest_helper_reports_like_the_command():
 
 
 def test_check_type_enforces_the_checkpoint_ceiling_and_the_chunk_budget():
-    objects = testing.MemoryObjects({("in", "wide.csv"): (",".join(f"c{i}" for i in range(30_000)) + "\n").encode()})
-    ctx = testing.context(objects=objects)
-
-    wide = testing.check_job_type(CsvStats(), {"bucket": "in", "key": "wide.csv", "chunkBytes": 1024}, context=ctx)
+    growing = testing.check_job_type(broken_types.Hoarder(), {"bytesPerStep": 100_000, "steps": 5})
     slow = testing.check_job_type(Sleep(), {"steps": 2, "stepMs": 50}, chunk_budget_seconds=0.01)
 
-    assert not wide.ok and "over the checkpoint ceiling of 262144" in wide.problem
+    assert not growing.ok and "over the checkpoint ceiling of 262144" in growing.problem
     assert not slow.ok and "chunk 1 took" in slow.problem and "over the budget of 0.01 s" in slow.problem
 
 

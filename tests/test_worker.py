@@ -37,7 +37,7 @@ def test_a_sleep_job_runs_from_pending_to_completed(api, events, mysql, redis_cl
     row = _row(mysql, job_id)
     assert row["status"] == "COMPLETED" and json.loads(row["result"]) == {"steps": 3, "sleptMs": 3}
     assert 0 < redis_client.ttl(rt.hot.job_key(job_id)) <= settings.terminal_ttl_seconds
-    assert not redis_client.exists(rt.hot.checkpoint_key(job_id))
+    assert not redis_client.hexists(rt.hot.job_key(job_id), hotstate.CHECKPOINT_FIELD)  # the final view drops it
     assert sqs.receive_message(QueueUrl=settings.jobs_queue_url).get("Messages") is None
 
 

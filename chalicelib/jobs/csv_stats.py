@@ -9,27 +9,53 @@ a field in `"` may hold the delimiter, newlines and doubled quotes `""`. Lines e
   and null min, max and mean. Blank lines are not rows. Repeated header names get `.1`, `.2`.
 - A row whose number of fields differs from the header's fails the job at once, naming its line:
   its values cannot be matched to columns, and figures that silently left rows out would mislead.
-  So do invalid UTF-8, broken quoting and a record over MAX_RECORD_BYTES (an unclosed quote).
-- Resuming: the state holds the byte offset read so far, the incomplete last record as bytes
-  (base64), the header, the row count and each column's figures, so a chunk redone from a
-  checkpoint reads the same range and gets the same state. Sums add in row order with plain float
-  addition: any chunk size gives the same figures, bit for bit, as one pass over the whole file.
+  So do invalid UTF-8, broken quoting, a field over 131,072 characters (the csv module's
+  `field_size_limit`) and a record (a line, or lines joined by a quoted newline) over
+  MAX_RECORD_BYTES, wherever it lies: inside one chunk or across chunks (an unclosed quote).
+- Bounded work per chunk: at most MAX_COLUMNS columns whose names take at most MAX_HEADER_BYTES of
+  JSON, so the state stays under the checkpoint ceiling (MAX_STATE_BYTES) whatever the figures; a
+  chunk reads `chunkBytes` (at most MAX_CHUNK_BYTES, chosen from the measured peak memory) and
+  takes its records in one by one, so its memory does not grow with the number of lines in it.
+- Resuming: the state holds the byte offset read so far, where the incomplete last record begins
+  (the next chunk reads it again, so no record's bytes are in a checkpoint), the header, the row
+  count and each column's figures, so a chunk redone from a checkpoint reads the same range and
+  gets the same state. Sums add in row order with plain float addition: any chunk size gives the
+  same figures, bit for bit, as one pass over the whole file.
 """
 
 from __future__ import annotations
 
-import base64
 import csv
+import json
 import math
+from collections.abc import Iterator
 from typing import Any
 
 from chalicelib.jobs import JobContext, JobType, PermanentFailure, Step, read_next
 
 DEFAULT_CHUNK_BYTES = 4 * 1024 * 1024
 MIN_CHUNK_BYTES = 1024
-MAX_CHUNK_BYTES = 64 * 1024 * 1024
-#: Longest record carried from one chunk to the next: it is part of every checkpoint.
+#: Largest chunkBytes. One chunk's peak memory over the worker's baseline is about the chunk itself
+#: (`python -m bench --only memory`, a fresh process per size: x0.99-1.00 at 4, 16 and 64 MiB, of
+#: short and of 3-byte lines), so a quarter of the worker's 512 MB would allow about 120 MiB. (Before
+#: records were taken one by one, 16 MiB of 3-byte lines peaked at 360 MiB and 64 MiB at 1,435.)
+#: Time is what binds: 64 MiB of 3-byte lines took 54-66 s here, which on a 512 MB Lambda (about
+#: 0.3 vCPU: one at 1,769 MB) would outlast STALL_AFTER_SECONDS (120 s) and hold off a cancel as
+#: long. 16 MiB takes 16 MiB of memory (1/32 of the worker) and 12-22 s here.
+MAX_CHUNK_BYTES = 16 * 1024 * 1024
+#: Longest record (a line, or lines joined by a quoted newline), the header included: a longer one
+#: fails the job naming its line. The incomplete record at a chunk's end is read again by the next
+#: chunk, so one chunk holds at most its chunkBytes and twice this.
 MAX_RECORD_BYTES = 1024 * 1024
+#: Most columns a file may have. Each column's figures are part of every checkpoint: 2,000 of the
+#: longest (a 13-digit count, three 24-character floats) are 190,000 bytes of JSON, which with the
+#: names (MAX_HEADER_BYTES) stays under the 256 KiB ceiling (MAX_STATE_BYTES). A result is then at
+#: most 344 KB, far below Lambda's 6 MB response; a realistic one (names like `column_1234`, values
+#: like 12345.67) is 208 KB, with a 116 KB state: inline, under INLINE_RESULT_BYTES (256 KiB).
+#: The 110,000 columns of issue 15 made a 6.8 MB view.
+MAX_COLUMNS = 2000
+#: Most bytes of JSON the header's names (made unique) may take: they are in every checkpoint too.
+MAX_HEADER_BYTES = 48 * 1024
 #: Bytes tallied per second (for the first Retry-After): 8 MB/s measured on a laptop over a 7-column
 #: file with quoted text; the per-value loop dominates, an S3 range read adds little.
 BYTES_PER_SECOND = 8 * 1024 * 1024
@@ -71,29 +97,27 @@ class CsvStats(JobType):
 
     def start(self, payload: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         # The size is read by the first step, not here: the worker fails a job for a step's errors.
-        return {"size": None, "offset": 0, "carry": "", **_Tally(payload["delimiter"]).state()}
+        return {"size": None, "offset": 0, "record": 0, **_Tally(payload["delimiter"]).state()}
 
     def step(self, payload: dict[str, Any], state: dict[str, Any], ctx: JobContext) -> Step:
-        bucket, key, offset = payload["bucket"], payload["key"], state["offset"]
-        size, data = read_next(
-            ctx.objects, bucket, key, size=state["size"], offset=offset, length=payload["chunkBytes"]
+        bucket, key, record = payload["bucket"], payload["key"], state["record"]
+        # Read again the incomplete record the last chunk ended in, then chunkBytes more; as much
+        # more as that record is long, so a record longer than a chunk takes a few reads, not one
+        # per chunkBytes of it.
+        pending = state["offset"] - record
+        size, buffer = read_next(
+            ctx.objects,
+            bucket,
+            key,
+            size=state["size"],
+            offset=record,
+            length=pending + max(payload["chunkBytes"], pending),
         )
-        end = offset + len(data)
-        buffer = base64.b64decode(state["carry"]) + data
-        if offset == 0 and buffer.startswith(BOM):
-            buffer = buffer[len(BOM) :]
+        end = record + len(buffer)
         finished = end >= size
         tally = _Tally(payload["delimiter"], state)
-        records, carry = _split(buffer)
-        if finished and carry:
-            records, carry = records + [carry], b""  # the last line needs no newline
-        for record in records:
-            tally.take(record)
-        if len(carry) > MAX_RECORD_BYTES:
-            raise PermanentFailure(
-                f"line {tally.line + 1}: a record longer than {MAX_RECORD_BYTES} bytes (an unclosed quote?)"
-            )
-        next_state = {"size": size, "offset": end, "carry": base64.b64encode(carry).decode("ascii"), **tally.state()}
+        rest = tally.take_all(buffer, begin=len(BOM) if record == 0 and buffer.startswith(BOM) else 0, final=finished)
+        next_state = {"size": size, "offset": end, "record": record + rest, **tally.state()}
         return Step(
             state=next_state, done=end, total=size, finished=finished, stage="reading", message=f"{end} of {size} bytes"
         )
@@ -111,24 +135,23 @@ class CsvStats(JobType):
         return payload["chunkBytes"] / BYTES_PER_SECOND
 
 
-def _split(data: bytes) -> tuple[list[bytes], bytes]:
-    """The complete records of `data`, which begins at a record, without their LF; and the rest.
+def _record_ends(data: bytes, begin: int) -> Iterator[int]:
+    """The offset of the LF that ends each complete record of `data[begin:]`, one at a time.
 
     A newline ends a record only outside quotes, that is when the record so far holds an even
     number of `"` (a doubled `""` adds two). Neither byte occurs inside a multi-byte UTF-8
-    character, so bytes can be cut here before they are decoded.
+    character, so bytes can be cut here before they are decoded. Lazily: a list of every line of a
+    64 MiB chunk of short lines was most of its 1,447 MiB peak (issue 15).
     """
-    lines = data.split(b"\n")
-    if b'"' not in data:
-        return lines[:-1], lines[-1]
-    records, start, position, quotes = [], 0, 0, 0
-    for line in lines[:-1]:
-        quotes += line.count(b'"')
-        position += len(line) + 1
+    quoted = b'"' in data
+    position, quotes = begin, 0
+    while (newline := data.find(b"\n", position)) != -1:
+        if quoted:
+            quotes += data.count(b'"', position, newline)
+        position = newline + 1
         if quotes % 2 == 0:
-            records.append(data[start : position - 1])
-            start, quotes = position, 0
-    return records, data[start:]
+            yield newline
+            quotes = 0
 
 
 class _Tally:
@@ -147,15 +170,34 @@ class _Tally:
     def state(self) -> dict[str, Any]:
         return {"line": self.line, "header": self.header, "rows": self.rows, "columns": self.columns}
 
-    def take(self, record: bytes) -> None:
-        """Take in one record (without its LF): the header first, then data rows."""
+    def take_all(self, data: bytes, *, begin: int, final: bool) -> int:
+        """Take in the complete records of `data[begin:]` (all of it if `final`: the last line needs
+        no newline); the offset where the incomplete rest begins."""
+        start = begin
+        for newline in _record_ends(data, begin):
+            self.take(data, start, newline)
+            start = newline + 1
+        if final and start < len(data):
+            self.take(data, start, len(data))
+            start = len(data)
+        if len(data) - start > MAX_RECORD_BYTES:
+            raise PermanentFailure(
+                f"line {self.line + 1}: a record longer than {MAX_RECORD_BYTES} bytes (an unclosed quote?)"
+            )
+        return start
+
+    def take(self, data: bytes, start: int, end: int) -> None:
+        """Take in the record `data[start:end]` (without its LF): the header first, then data rows."""
         first_line = self.line + 1
+        if end - start > MAX_RECORD_BYTES:
+            raise PermanentFailure(f"line {first_line}: a record longer than {MAX_RECORD_BYTES} bytes")
+        record = data[start:end]
         self.line += record.count(b"\n") + 1
         fields = self._fields(record, first_line)
         if not fields:
             return
         if self.header is None:
-            self.header = _unique(fields)
+            self.header = _header(fields, first_line)
             self.columns = [[0, 0.0, None, None] for _ in fields]
             return
         if len(fields) != len(self.header):
@@ -200,6 +242,21 @@ def _number(value: str) -> float | None:
     except ValueError:
         return None
     return number if math.isfinite(number) else None
+
+
+def _header(fields: list[str], line: int) -> list[str]:
+    """The header's names made unique; over MAX_COLUMNS or MAX_HEADER_BYTES the job fails."""
+    if len(fields) > MAX_COLUMNS:
+        raise PermanentFailure(
+            f"line {line}: the header has {len(fields)} columns, over the limit of {MAX_COLUMNS} columns"
+        )
+    names = _unique(fields)
+    size = len(json.dumps(names))
+    if size > MAX_HEADER_BYTES:
+        raise PermanentFailure(
+            f"line {line}: the header's names take {size} bytes of JSON, over the limit of {MAX_HEADER_BYTES}"
+        )
+    return names
 
 
 def _unique(names: list[str]) -> list[str]:

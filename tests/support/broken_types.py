@@ -50,3 +50,16 @@ class SetState(JobType):
 
     def step(self, payload, state, ctx):
         return Step(state={"seen": state["seen"] | {1}}, done=1, total=1, finished=True)
+
+
+class Hoarder(JobType):
+    """Keeps everything it made in its state: after a few chunks no checkpoint can hold it."""
+
+    name = "hoarder"
+
+    def start(self, payload, ctx):
+        return {"kept": []}
+
+    def step(self, payload, state, ctx):
+        kept, steps = state["kept"] + ["x" * payload["bytesPerStep"]], payload["steps"]
+        return Step(state={"kept": kept}, done=len(kept), total=steps, finished=len(kept) == steps)
