@@ -34,6 +34,9 @@ class JobRecord:
     message: Message
     #: How many times SQS has delivered the message (its ApproximateReceiveCount).
     receive_count: int
+    #: What deletes the message, and the queue it came from (empty in records built by hand).
+    receipt_handle: str = ""
+    queue_arn: str = ""
 
 
 def job_records(records: list[dict[str, Any]], *, source: str) -> list[JobRecord]:
@@ -46,7 +49,15 @@ def job_records(records: list[dict[str, Any]], *, source: str) -> list[JobRecord
             log.error("%s %s is not a job message: dropped", source, record.get("messageId"))
             continue
         receives = int(record.get("attributes", {}).get("ApproximateReceiveCount", 1))
-        found.append(JobRecord(record["messageId"], message, receives))
+        found.append(
+            JobRecord(
+                record["messageId"],
+                message,
+                receives,
+                record.get("receiptHandle", ""),
+                record.get("eventSourceARN", ""),
+            )
+        )
     return found
 
 

@@ -52,6 +52,8 @@ class Run:
     finished: bool = False
     #: Waits in a row for a dependency that is down (the next wait is longer).
     waits: int = 0
+    #: The number of the hand-off this run took in the chain of its token (0: none); the next is one more.
+    hop: int = 0
 
     @classmethod
     def resume(

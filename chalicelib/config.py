@@ -113,8 +113,13 @@ class Settings:
     dependency_wait_seconds: int = 5
     #: Time a hand-off itself needs (one MySQL UPDATE, one SQS send), kept free before the limit.
     handoff_reserve_ms: int = 3000
-    #: The sweeper sends a PENDING job again when it has waited this long without starting.
+    #: The sweeper sends a PENDING job whose send failed (the row is the outbox) once it has waited this long.
     pending_resend_seconds: int = 120
+    #: The sweeper sends again a PENDING job whose message went out but that has not started for this
+    #: long (or a RUNNING job whose hand-off was not taken for this long): its message must have been
+    #: lost. Hours, so that a backlog is never sent twice; keep it above the longest backlog expected
+    #: and below the queue's retention (4 days by default).
+    pending_lost_seconds: int = 6 * 3600
     #: Finished jobs (and their idempotency keys) are deleted this long after they ended.
     retention_seconds: int = 7 * 86400
     #: Bounds of one sweeper pass.
@@ -165,6 +170,7 @@ class Settings:
             dependency_wait_seconds=_int(env, "DEPENDENCY_WAIT_SECONDS", d.dependency_wait_seconds),
             handoff_reserve_ms=_int(env, "HANDOFF_RESERVE_MS", d.handoff_reserve_ms),
             pending_resend_seconds=_int(env, "PENDING_RESEND_SECONDS", d.pending_resend_seconds),
+            pending_lost_seconds=_int(env, "PENDING_LOST_SECONDS", d.pending_lost_seconds),
             retention_seconds=_retention(env, d.retention_seconds),
             sweep_max_rows=_int(env, "SWEEP_MAX_ROWS", d.sweep_max_rows),
             sweep_max_seconds=_int(env, "SWEEP_MAX_SECONDS", d.sweep_max_seconds),
@@ -211,6 +217,7 @@ class Settings:
             "DEPENDENCY_WAIT_SECONDS": str(self.dependency_wait_seconds),
             "HANDOFF_RESERVE_MS": str(self.handoff_reserve_ms),
             "PENDING_RESEND_SECONDS": str(self.pending_resend_seconds),
+            "PENDING_LOST_SECONDS": str(self.pending_lost_seconds),
             "RETENTION_SECONDS": str(self.retention_seconds),
             "SWEEP_MAX_ROWS": str(self.sweep_max_rows),
             "SWEEP_MAX_SECONDS": str(self.sweep_max_seconds),

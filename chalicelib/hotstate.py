@@ -7,7 +7,8 @@ Every key and TTL is built here and nowhere else (tests and benchmarks name keys
                                type's state at its last chunk boundary, as JSON), cancel ("1"),
                                cadence (ms/chunk), external ("1": the result was too large for
                                Redis, read MySQL), checked (ms: when a GET last asked MySQL about a
-                               quiet view)
+                               quiet view), hop_token + hop (the newest hand-off taken), out_token +
+                               out_hop + out_at (the newest hand-off sent, and when)
     {prefix}lease:{id}  string the token of the worker that holds the job; expires unless renewed
     {prefix}orphan:{id} string when the sweeper first found the RUNNING job without a lease (ms)
 
@@ -97,10 +98,30 @@ return {1, cancel, 0}
 
 # Take (or, for the same token, renew) the lease unless another token holds it; in the same round
 # trip read the checkpoint, the cancel flag and the sequence number stored (which may be ahead of any
-# checkpoint left: a takeover must write above it).
+# checkpoint left: a takeover must write above it). A hand-off (ARGV[3], its hop in the chain of the
+# token) is taken once: the hash keeps the newest hop taken of the token, and a message at or below
+# it is a duplicate (0) while the lease lives, or when the chain has moved on (a later hop taken or
+# sent); else, the lease expired, it is the redelivery of a message whose taker died (2: the caller
+# takes the job over with a new token). Any other message (no hop) finds the job busy while a
+# hand-off sent less than ARGV[6] ms ago (ARGV[5]: now) waits in the queue.
 _ACQUIRE = """
 local holder = redis.call('GET', KEYS[1])
 if holder and holder ~= ARGV[1] then return {0, false, '', 0} end
+if ARGV[3] == '' then
+  local f = redis.call('HMGET', KEYS[2], 'hop_token', 'hop', 'out_token', 'out_hop', 'out_at')
+  if f[3] and not (f[1] == f[3] and tonumber(f[2]) >= tonumber(f[4]))
+    and tonumber(ARGV[5]) - tonumber(f[5]) < tonumber(ARGV[6]) then return {0, false, '', 0} end
+else
+  local taken = redis.call('HMGET', KEYS[2], 'hop_token', 'hop')
+  if taken[1] == ARGV[1] and tonumber(taken[2]) >= tonumber(ARGV[3]) then
+    if holder or tonumber(taken[2]) > tonumber(ARGV[3]) then return {0, false, '', 0} end
+    local out = redis.call('HMGET', KEYS[2], 'out_token', 'out_hop')
+    if out[1] == ARGV[1] and tonumber(out[2]) > tonumber(ARGV[3]) then return {0, false, '', 0} end
+    return {2, false, '', 0}
+  end
+  redis.call('HSET', KEYS[2], 'hop_token', ARGV[1], 'hop', ARGV[3])
+  if redis.call('TTL', KEYS[2]) < 0 then redis.call('EXPIRE', KEYS[2], ARGV[4]) end
+end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 local fields = redis.call('HMGET', KEYS[2], 'ckpt', 'cancel', 'seq')
 return {1, fields[1], fields[2] or '', tonumber(fields[3]) or 0}
@@ -115,12 +136,16 @@ end
 return 1
 """
 
-# For each (lease, mark) pair: a held lease clears the mark; else the mark keeps the time the job
-# was first seen without a lease (ARGV[1], expiring after ARGV[2] ms), and is returned.
+# For each (lease, mark, hash) triple: a held lease, or a hand-off sent and not yet taken less than
+# ARGV[3] ms ago (its message waits in the queue), clears the mark; else the mark keeps the time the
+# job was first seen without either (ARGV[1], expiring after ARGV[2] ms), and is returned.
 _ORPHANS = """
 local since = {}
-for i = 1, #KEYS, 2 do
-  if redis.call('EXISTS', KEYS[i]) == 1 then
+for i = 1, #KEYS, 3 do
+  local f = redis.call('HMGET', KEYS[i + 2], 'hop_token', 'hop', 'out_token', 'out_hop', 'out_at')
+  local queued = f[3] and not (f[1] == f[3] and tonumber(f[2]) >= tonumber(f[4]))
+    and tonumber(ARGV[1]) - tonumber(f[5]) < tonumber(ARGV[3])
+  if redis.call('EXISTS', KEYS[i]) == 1 or queued then
     redis.call('DEL', KEYS[i + 1])
     since[#since + 1] = ''
   else
@@ -129,6 +154,13 @@ for i = 1, #KEYS, 2 do
   end
 end
 return since
+"""
+
+# Record the hand-off just sent (token, hop, when), keeping the hash's TTL or giving it the active one.
+_SENT = """
+redis.call('HSET', KEYS[1], 'out_token', ARGV[1], 'out_hop', ARGV[2], 'out_at', ARGV[3])
+if redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], ARGV[4]) end
+return 1
 """
 
 # The time a job was first found without any holder (kept if already there); one round trip.
@@ -239,6 +271,8 @@ class Lease:
     held: bool
     checkpoint: Any = None
     cancel: bool = False
+    #: The hand-off was taken before by a run whose lease has expired (it died): take the job over.
+    orphaned: bool = False
     #: The sequence number Redis holds for the job: a new holder's writes must go above it, even when
     #: the checkpoint it resumes from is older (Redis lost it: the run starts from MySQL's).
     seq: int = 0
@@ -260,13 +294,14 @@ class HotState:
         self._acquire = client.register_script(_ACQUIRE)
         self._release = client.register_script(_RELEASE)
         self._orphans = client.register_script(_ORPHANS)
+        self._sent = client.register_script(_SENT)
         self._checked = client.register_script(_CHECKED)
         self._first_found = client.register_script(_FIRST_FOUND)
         #: When this process's calls began to fail without a success since (monotonic), if they do.
         self._failing_since: float | None = None
 
     def job_key(self, job_id: str) -> str:
-        """The job's hash: seq, owner, view, cancel, cadence, external."""
+        """The job's hash: seq, owner, view, cancel, cadence, external, the hand-offs taken and sent."""
         return f"{self._prefix}job:{job_id}"
 
     def lease_key(self, job_id: str) -> str:
@@ -385,17 +420,33 @@ class HotState:
             )
         return WriteOutcome(written=bool(written), cancel=cancel == "1", lease_lost=bool(lost))
 
-    def acquire(self, job_id: str, token: str, *, lease_seconds: float) -> Lease:
+    def acquire(
+        self,
+        job_id: str,
+        token: str,
+        *,
+        lease_seconds: float,
+        hop: int | None = None,
+        now_ms: int = 0,
+        queued_for_ms: int = 0,
+    ) -> Lease:
         """Take the job's lease for `token` (renewing it if the token holds it already) unless
         another token holds it; with it, the checkpoint, the cancel flag and the sequence number
-        stored. One round trip."""
+        stored. One round trip.
+
+        With `hop` (a hand-off's number in the chain of `token`) the hand-off is taken only once:
+        a second copy is refused while the lease lives or once the chain moved on, and reads
+        `orphaned` when its taker died. Without, the job is busy while a hand-off sent less than
+        `queued_for_ms` before `now_ms` waits in the queue (its message carries the job on).
+        """
+        lease_ms, hop_arg = max(1, int(lease_seconds * 1000)), "" if hop is None else hop
         with self._translated():
             held, checkpoint, cancel, seq = self._acquire(
                 keys=[self.lease_key(job_id), self.job_key(job_id)],
-                args=[token, max(1, int(lease_seconds * 1000))],
+                args=[token, lease_ms, hop_arg, self.active_ttl, now_ms, queued_for_ms],
             )
-        if not held:
-            return Lease(held=False)
+        if held != 1:
+            return Lease(held=False, orphaned=held == 2)
         return Lease(
             held=True, checkpoint=json.loads(checkpoint) if checkpoint else None, cancel=cancel == "1", seq=int(seq)
         )
@@ -405,18 +456,30 @@ class HotState:
         with self._translated():
             self._release(keys=[self.lease_key(job_id)], args=[token])
 
-    def orphans(self, job_ids: list[str], *, now_ms: int, confirm_after_ms: int) -> set[str]:
-        """Which of these jobs have had no lease since at least `confirm_after_ms` ago.
+    def handed_off(self, job_id: str, token: str, *, hop: int, now_ms: int) -> None:
+        """Record that the hand-off `hop` of `token` was sent: until it is taken, the job is not an
+        orphan (its message waits in the queue) and a late copy of an earlier hop is stale."""
+        with self._translated():
+            self._sent(keys=[self.job_key(job_id)], args=[token, hop, now_ms, self.active_ttl])
 
-        One round trip: a job without a lease is marked with the time it was first seen so; a
-        holder alive through a Redis flush re-takes its lease within one chunk, so only a job still
-        without one `confirm_after_ms` (at least a lease period) later is confirmed an orphan.
+    def orphans(
+        self, job_ids: list[str], *, now_ms: int, confirm_after_ms: int, lost_after_ms: int = 6 * 3600 * 1000
+    ) -> set[str]:
+        """Which of these jobs have had neither a lease nor a hand-off waiting in the queue since at
+        least `confirm_after_ms` ago.
+
+        One round trip: such a job is marked with the time it was first seen so; a holder alive
+        through a Redis flush re-takes its lease within one chunk, so only a job still without one
+        `confirm_after_ms` (at least a lease period) later is confirmed an orphan. A hand-off sent
+        but not taken for `lost_after_ms` is taken for lost.
         """
         if not job_ids:
             return set()
-        keys = [key for job_id in job_ids for key in (self.lease_key(job_id), self.orphan_key(job_id))]
+        keys = [
+            key for job_id in job_ids for key in (self.lease_key(job_id), self.orphan_key(job_id), self.job_key(job_id))
+        ]
         with self._translated():
-            since = self._orphans(keys=keys, args=[now_ms, max(60_000, 10 * confirm_after_ms)])
+            since = self._orphans(keys=keys, args=[now_ms, max(60_000, 10 * confirm_after_ms), lost_after_ms])
         return {
             job_id
             for job_id, first in zip(job_ids, since, strict=True)

@@ -1,9 +1,11 @@
 """SQS with boto3: the only module that speaks to the jobs queue.
 
 A message carries the job id and, when a worker hands the job on (a hand-off before the time
-limit, or a retry after a delay), the token of its lease, so the next invocation inherits the
-lease instead of taking it over. The job itself lives in MySQL, so a lost or duplicated message
-loses or doubles nothing.
+limit, a retry after a delay, a wait for a dependency), the token of its lease, so the next
+invocation inherits the lease instead of taking it over, and the hand-off's number in the chain of
+that token (`hop`), so that only one invocation takes a given hand-off, however often it is
+delivered (hotstate.acquire). The job itself lives in MySQL, so a lost or duplicated message loses
+or doubles nothing.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class JobQueue:
         self._connect = connect
         self._client: Any = None
         self.url = queue_url
+        self._urls: dict[str, str] = {}
 
     @property
     def _sqs(self) -> Any:
@@ -35,19 +38,46 @@ class JobQueue:
             self._client = self._connect()
         return self._client
 
-    def send_job(self, job_id: str, *, lease: str | None = None, delay_seconds: int = 0) -> str:
+    def send_job(
+        self,
+        job_id: str,
+        *,
+        lease: str | None = None,
+        hop: int | None = None,
+        dead_letters: int = 0,
+        delay_seconds: int = 0,
+    ) -> str:
         """Ask a worker to run (or carry on with) the job; returns the SQS message id.
 
-        `lease` hands the sender's lease to the invocation that receives it; `delay_seconds`
-        (at most SQS's 900) keeps the message invisible that long.
+        `lease` hands the sender's lease to the invocation that receives it, `hop` numbers that
+        hand-off; `dead_letters` counts the times the dead-letter handler sent the job again;
+        `delay_seconds` (at most SQS's 900) keeps the message invisible that long.
         """
+        body = Message(job_id, lease, hop, dead_letters).body()
         try:
-            reply = self._sqs.send_message(
-                QueueUrl=self.url, MessageBody=Message(job_id, lease).body(), DelaySeconds=delay_seconds
-            )
+            reply = self._sqs.send_message(QueueUrl=self.url, MessageBody=body, DelaySeconds=delay_seconds)
         except Exception as exc:  # botocore's ClientError, EndpointConnectionError, timeouts...
             raise errors.QueueUnavailable(f"SQS: {exc}") from exc
         return reply["MessageId"]
+
+    def delete(self, receipt_handle: str, *, queue_arn: str) -> None:
+        """Delete a received message (one DeleteMessage), so that a later crash of the invocation
+        that received it cannot bring it back; Lambda's own delete of it later is harmless."""
+        try:
+            self._sqs.delete_message(QueueUrl=self._url_of(queue_arn), ReceiptHandle=receipt_handle)
+        except Exception as exc:
+            raise errors.QueueUnavailable(f"SQS: {exc}") from exc
+
+    def _url_of(self, queue_arn: str) -> str:
+        """The URL of the queue a record came from (its eventSourceARN): ours without a request, any
+        other (a future second queue) from one GetQueueUrl, kept for the container's life."""
+        account, name = queue_arn.split(":")[4:6]  # arn:aws:sqs:<region>:<account>:<name>
+        if self.url.rstrip("/").rsplit("/", 1)[-1] == name:
+            return self.url
+        if queue_arn not in self._urls:
+            reply = self._sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)
+            self._urls[queue_arn] = reply["QueueUrl"]
+        return self._urls[queue_arn]
 
     def ping(self) -> None:
         """One cheap call, for health checks."""
@@ -59,13 +89,23 @@ class JobQueue:
 
 @dataclass(frozen=True)
 class Message:
-    """What a jobs-queue message says: which job, and the lease it hands on (if any)."""
+    """What a jobs-queue message says: which job, the lease it hands on and that hand-off's number
+    (if any), and how often the dead-letter handler has sent the job again."""
 
     job_id: str
     lease: str | None = None
+    #: The hand-off's number in the chain of `lease` (1 for the first hand-off of a token).
+    hop: int | None = None
+    dead_letters: int = 0
 
     def body(self) -> str:
-        fields = {"jobId": self.job_id, **({"lease": self.lease} if self.lease else {})}
+        fields: dict[str, Any] = {"jobId": self.job_id}
+        if self.lease:
+            fields["lease"] = self.lease
+        if self.lease and self.hop is not None:
+            fields["hop"] = self.hop
+        if self.dead_letters:
+            fields["deadLetters"] = self.dead_letters
         return json.dumps(fields, separators=(",", ":"))
 
 
@@ -74,5 +114,11 @@ def parse_message(body: str) -> Message:
     message = json.loads(body)
     if not isinstance(message, dict) or not isinstance(message.get("jobId"), str):
         raise ValueError("not a job message")
-    lease = message.get("lease")
-    return Message(message["jobId"], lease if isinstance(lease, str) and lease else None)
+    lease, hop, dead = message.get("lease"), message.get("hop"), message.get("deadLetters")
+    lease = lease if isinstance(lease, str) and lease else None
+    return Message(
+        message["jobId"],
+        lease,
+        hop if lease and isinstance(hop, int) and not isinstance(hop, bool) and hop > 0 else None,
+        dead if isinstance(dead, int) and not isinstance(dead, bool) and dead > 0 else 0,
+    )

@@ -174,11 +174,19 @@ class JobService:
         try:
             self._queue.send_job(job.id)
         except errors.QueueUnavailable:
-            # The row is the outbox: the job stays PENDING and the sweeper sends it later.
+            # The row is the outbox: the job stays PENDING, marked unsent, and the sweeper sends it later.
             log.warning("job %s stored but not sent; the sweeper will send it", job.id, exc_info=True)
+            self._mark_unsent(job.id)
         observability.count("JobsSubmitted")
         log.info("job submitted", extra={"job_id": job.id, "job_type": job.type})
         return self._answer(job.snapshot(), retry_after(cadence))
+
+    def _mark_unsent(self, job_id: str) -> None:
+        """Clear the row's optimistic `sent`; if MySQL fails too, the sweeper's lost-message rule sends it later."""
+        try:
+            self._store.mark_unsent(job_id)
+        except errors.StoreUnavailable:
+            log.warning("job %s: not marked unsent; sent after PENDING_LOST_SECONDS instead", job_id, exc_info=True)
 
     def _within_active_limit(self, job: Job, tenant: Tenant) -> None:
         """Refuse the job just inserted (and not yet sent) if it takes the client over maxActiveJobs.

@@ -408,6 +408,20 @@ class JobStore:
         return changed == 1
 
     # --- the sweeper -----------------------------------------------------------------------------
+    def mark_unsent(self, job_id: str) -> None:
+        """Record that the PENDING job's message did not go out (the send failed): the sweeper sends it."""
+        self._execute("UPDATE jobs SET sent = FALSE WHERE id = %s AND status = %s", (job_id, JobStatus.PENDING.value))
+
+    def pending(self, *, sent: bool, updated_before, limit: int) -> list[Job]:
+        """PENDING jobs whose message went out (`sent`) or did not, not updated since `updated_before`,
+        oldest first (ix_jobs_status_sent_updated)."""
+        _, rows = self._execute(
+            f"SELECT {_COLUMNS} FROM jobs WHERE status = %s AND sent = %s AND updated_at < %s"
+            " ORDER BY updated_at LIMIT %s",
+            (JobStatus.PENDING.value, sent, updated_before, limit),
+        )
+        return [_job(row) for row in rows]
+
     def stale(self, status: JobStatus, *, updated_before, limit: int) -> list[Job]:
         """Jobs in `status` not updated since `updated_before`, oldest first (ix_jobs_status_updated)."""
         _, rows = self._execute(
@@ -426,10 +440,11 @@ class JobStore:
         return [_job(row) for row in rows]
 
     def touch(self, job_ids: list[str], *, status: JobStatus, at) -> None:
-        """Set updated_at of these jobs (still in `status`): the sweeper's mark of a re-send."""
+        """Set updated_at of these jobs (still in `status`), and `sent`: the sweeper's mark of a re-send."""
         if job_ids:
             self._execute(
-                f"UPDATE jobs SET updated_at = %s WHERE status = %s AND id IN ({', '.join(['%s'] * len(job_ids))})",
+                "UPDATE jobs SET updated_at = %s, sent = TRUE WHERE status = %s"
+                f" AND id IN ({', '.join(['%s'] * len(job_ids))})",
                 (at, status.value, *job_ids),
             )
 

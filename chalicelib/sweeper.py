@@ -5,36 +5,47 @@ The sweeper runs every minute; each pass is bounded in rows (`sweep_max_rows` pe
 
 1. timeouts: RUNNING jobs past their timeoutSeconds become FAILED (a live worker stops at its
    next chunk: its write meets the final state);
-2. the outbox: PENDING jobs that waited `pending_resend_seconds` without starting are sent again
-   (the send after the insert failed, or the message was lost); a job sent twice runs once;
+2. the outbox: PENDING jobs whose send failed (`sent` is FALSE) are sent once they waited
+   `pending_resend_seconds`; separately and much later, PENDING jobs whose message went out but
+   that have not started for `pending_lost_seconds` (hours: their message must have been lost)
+   are sent again. A backlog queued behind others is never sent twice; a job sent twice runs once;
 3. stalled jobs: RUNNING jobs whose row was not updated for `stall_after_seconds` and which have
    had no lease for at least a lease period, seen by two passes (the worker died and no message
    is in flight: a live holder re-takes a lease lost with a Redis flush at its next chunk), are
-   sent again; the next worker takes the job over from its last checkpoint;
+   sent again; the next worker takes the job over from its last checkpoint. A job whose hand-off
+   was sent and not yet taken waits in the queue, like a sent PENDING job: it is sent again only
+   once the hand-off is `pending_lost_seconds` old;
 4. retention: finished jobs (and with them their idempotency keys) older than `retention_seconds`
    are deleted, their result objects in RESULTS_BUCKET first (a failed delete keeps the rows for
    the next pass; the bucket's lifecycle rule expires what is left anyway).
 
-The dead-letter handler fails the job of every message SQS moved to the dead-letter queue after
-maxReceiveCount receives (a poison message), unless a live worker holds the job.
+The dead-letter handler judges the job of every message SQS moved to the dead-letter queue after
+maxReceiveCount receives by the job's own record, not by the message's receives (a crash returns
+every unfinished record of its batch): it fails the job (a poison message) only if the job keeps
+killing its workers, that is, it is RUNNING and its last take-over found it dead at the very chunk
+it is at now (`deaths`, `death_chunk`: no progress since). Any other job is innocent and sent again
+with a fresh message carrying the dead letter's lease and hand-off, up to `max_deaths` times in a
+row (the count travels in the message); a job a live worker holds is left to it.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import Any
 
 from . import batch, errors, observability
+from .chunks import running_chunk
 from .config import Settings
 from .hotstate import HotState
 from .lifecycle import Lifecycle
 from .models import Job, JobStatus, utcnow
 from .objects import ObjectStore
 from .observability import logger as log
-from .queue import JobQueue
+from .queue import JobQueue, Message
 from .results import Results
 from .store import JobStore
 
@@ -44,7 +55,10 @@ class SweepReport:
     """What one pass did."""
 
     timed_out: int = 0
+    #: PENDING jobs whose send had failed, sent now.
     pending_sent: int = 0
+    #: PENDING jobs whose message went out but must have been lost (not started after pending_lost_seconds).
+    lost_sent: int = 0
     stalled_sent: int = 0
     purged: int = 0
 
@@ -77,7 +91,8 @@ class Sweeper:
         report, now = SweepReport(), utcnow()
         rules = (
             ("timed_out", lambda: self._time_out(now, deadline)),
-            ("pending_sent", lambda: self._send_pending(now, deadline)),
+            ("pending_sent", lambda: self._send_pending(now, deadline, sent=False)),
+            ("lost_sent", lambda: self._send_pending(now, deadline, sent=True)),
             ("stalled_sent", lambda: self._send_stalled(now, deadline)),
             ("purged", lambda: self._purge(now - timedelta(seconds=s.retention_seconds))),
         )
@@ -103,12 +118,11 @@ class Sweeper:
             log.warning("sweeper failed %d jobs past their timeout", failed)
         return failed
 
-    def _send_pending(self, now, deadline: float) -> int:
-        waiting = self._store.stale(
-            JobStatus.PENDING,
-            limit=self._settings.sweep_max_rows,
-            updated_before=now - timedelta(seconds=self._settings.pending_resend_seconds),
-        )
+    def _send_pending(self, now, deadline: float, *, sent: bool) -> int:
+        """Send the PENDING jobs whose send failed (`sent` False), or whose message went out long ago."""
+        s = self._settings
+        wait = s.pending_lost_seconds if sent else s.pending_resend_seconds
+        waiting = self._store.pending(sent=sent, limit=s.sweep_max_rows, updated_before=now - timedelta(seconds=wait))
         return self._send(waiting, JobStatus.PENDING, now, deadline)
 
     def _send_stalled(self, now, deadline: float) -> int:
@@ -117,7 +131,10 @@ class Sweeper:
             JobStatus.RUNNING, limit=s.sweep_max_rows, updated_before=now - timedelta(seconds=s.stall_after_seconds)
         )
         orphans = self._hot.orphans(
-            [job.id for job in quiet], now_ms=int(now.timestamp() * 1000), confirm_after_ms=s.lease_seconds * 1000
+            [job.id for job in quiet],
+            now_ms=int(now.timestamp() * 1000),
+            confirm_after_ms=s.lease_seconds * 1000,
+            lost_after_ms=s.pending_lost_seconds * 1000,
         )
         return self._send([job for job in quiet if job.id in orphans], JobStatus.RUNNING, now, deadline)
 
@@ -152,23 +169,50 @@ class Sweeper:
             job_id = record.message.job_id
             try:
                 # SQS (and moto) keep counting receives across the redrive: the last is this handler's.
-                self._fail_poisoned(job_id, max(1, record.receive_count - 1))
+                self._judge(record.message, max(1, record.receive_count - 1))
             except errors.DependencyUnavailable:
                 log.warning("dead letter of job %s: dependency down, delivered again", job_id, exc_info=True)
                 failed.append(record)
         return batch.response(failed)
 
-    def _fail_poisoned(self, job_id: str, receives: int) -> None:
-        job = self._store.get_job(job_id)
+    def _judge(self, message: Message, receives: int) -> None:
+        """Fail the dead letter's job if its own record shows a crash loop; else send it again."""
+        job = self._store.get_job(message.job_id, with_checkpoint=True)
         if job is None or job.status.terminal:
             return
-        if self._hot.leased([job_id]):
-            log.info("dead letter of job %s dropped: a live worker holds the job", job_id)
+        # The lease, taken as a worker takes it, keeps live workers out and reads the hot checkpoint.
+        s, token = self._settings, uuid.uuid4().hex
+        lease = self._hot.acquire(
+            job.id,
+            token,
+            lease_seconds=s.lease_seconds,
+            now_ms=int(time.time() * 1000),
+            queued_for_ms=s.pending_lost_seconds * 1000,
+        )
+        if not lease.held:
+            log.info("dead letter of job %s dropped: a live worker holds the job, or its hand-off", job.id)
             return
+        try:
+            if self._kills_its_workers(job, lease.checkpoint) or message.dead_letters >= s.max_deaths:
+                self._fail_poisoned(job, receives)
+                return
+            self._queue.send_job(job.id, lease=message.lease, hop=message.hop, dead_letters=message.dead_letters + 1)
+            log.warning("dead letter of job %s: no crash loop of its own, sent again", job.id)
+            observability.count("DeadLettersSentAgain")
+        finally:
+            self._lifecycle.release_quietly(job.id, token)
+
+    @staticmethod
+    def _kills_its_workers(job: Job, hot_checkpoint: Any) -> bool:
+        """Whether the job's last take-over found its worker dead at the chunk it is still at."""
+        chunk = running_chunk((hot_checkpoint, job.checkpoint))
+        return job.status is JobStatus.RUNNING and job.deaths >= 1 and job.death_chunk == chunk
+
+    def _fail_poisoned(self, job: Job, receives: int) -> None:
         error = (
             f"poison message after {receives} receives: the job's message kept failing and was moved "
             "to the dead-letter queue"
         )
         if self._lifecycle.end(job, JobStatus.FAILED, from_=(JobStatus.PENDING, JobStatus.RUNNING), error=error):
-            log.warning("job %s failed: its message was dead-lettered", job_id)
+            log.warning("job %s failed: its message was dead-lettered", job.id)
             observability.count("JobsPoisoned")

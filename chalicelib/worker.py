@@ -70,17 +70,56 @@ class Worker:
     def handle_batch(self, records: list[dict[str, Any]], context: Any = None) -> dict[str, Any]:
         """Run the job of each record; the answer (batch.response) names the records SQS must deliver again.
 
+        A crash charges only its own job. Lambda deletes a batch's messages only when the
+        invocation returns, so a crashed one returns all of them, each with one more receive
+        (../shared/notes/lambda-sqs-limits.md). So each record's message is deleted as soon as its
+        job is done with (ended, handed off, waiting for a retry, dropped), unless it is the last
+        record, which Lambda deletes a moment later; and of the records that came back
+        (ApproximateReceiveCount > 1) only the first runs, first, while the others are sent again
+        as fresh messages at once: an innocent job never gathers receives behind a crasher.
         Records there is no time left to start are sent again, not failed: running out of time
         must not count toward the dead-letter queue's maxReceiveCount.
         """
         invocation = Invocation(context, reserve_ms=self._settings.handoff_reserve_ms)
+        found = batch.job_records(records, source="message")
+        back = [record for record in found if record.receive_count > 1]
+        kept = self._defer(back[1:])
+        order = back[:1] + [r for r in found if r.receive_count <= 1] + kept
         failed, unstarted = [], []
-        for record in batch.job_records(records, source="message"):
+        for position, record in enumerate(order, start=1):
             if not invocation.has_time_for(invocation.longest_ms):
                 unstarted.append(record)
             elif not self._run_record(record.message, invocation):
                 failed.append(record)
+            elif position < len(order):
+                self._delete(record)
         return batch.response(failed + self._send_again(unstarted))
+
+    def _delete(self, record: JobRecord) -> None:
+        """Delete a done record's message now, so that a later crash of this invocation cannot bring it back."""
+        if not (record.receipt_handle and record.queue_arn):  # a record built by hand: nothing to delete
+            return
+        try:
+            self._queue.delete(record.receipt_handle, queue_arn=record.queue_arn)
+        except errors.QueueUnavailable:
+            log.warning("job %s: message not deleted; Lambda deletes it at the end", record.message.job_id)
+
+    def _defer(self, records: list[JobRecord]) -> list[JobRecord]:
+        """Send records that came back again as fresh messages and delete them; returns those that
+        could not be sent (they run in this invocation instead)."""
+        kept = []
+        for record in records:
+            m = record.message
+            try:
+                self._queue.send_job(m.job_id, lease=m.lease, hop=m.hop, dead_letters=m.dead_letters)
+            except errors.QueueUnavailable:
+                kept.append(record)
+                continue
+            self._delete(record)
+        if len(kept) < len(records):
+            log.info("%d records that came back were sent again as fresh messages", len(records) - len(kept))
+            observability.count("RecordsDeferred", len(records) - len(kept))
+        return kept
 
     def _run_record(self, message: Message, invocation: Invocation) -> bool:
         """Run one record's job; False when SQS must deliver the record again."""
@@ -99,7 +138,8 @@ class Worker:
         failed = []
         for record in unstarted:
             try:
-                self._queue.send_job(record.message.job_id, lease=record.message.lease)
+                m = record.message
+                self._queue.send_job(m.job_id, lease=m.lease, hop=m.hop, dead_letters=m.dead_letters)
             except errors.QueueUnavailable:
                 log.warning("job %s: could not re-send an unstarted record", record.message.job_id, exc_info=True)
                 failed.append(record)
@@ -126,20 +166,36 @@ class Worker:
             # A duplicate or late delivery; make sure Redis shows the final state MySQL holds.
             self._lifecycle.publish(job)
             return None
-        # A continuation or retry inherits its sender's lease; anything else brings a new token.
-        token = message.lease or uuid.uuid4().hex
-        lease = self._hot.acquire(job.id, token, lease_seconds=self._settings.lease_seconds)
+        # A continuation or retry inherits its sender's lease, once; anything else brings a new token.
+        token, hop = message.lease or uuid.uuid4().hex, message.hop if message.lease else None
+        lease = self._acquire(job, token, hop)
+        if lease.orphaned:  # the run that took this hand-off died: take the job over, counting the death
+            token, hop = uuid.uuid4().hex, None
+            lease = self._acquire(job, token, None)
         if not lease.held:
             log.info("job %s is held by a live worker: duplicate delivery dropped", job.id)
             observability.count("DuplicatesDropped")
             return None
         try:
-            return self._hold(job, token, lease, invocation)
+            return self._hold(job, token, lease, invocation, hop or 0)
         except Exception:
             self._lifecycle.release_quietly(job.id, token)  # so the record's redelivery is not taken for a duplicate
             raise
 
-    def _hold(self, job: Job, token: str, lease: Lease, invocation: Invocation) -> JobStatus | None:
+    def _acquire(self, job: Job, token: str, hop: int | None) -> Lease:
+        """The lease; a message without a hop finds the job busy while a hand-off of it waits in the
+        queue (up to PENDING_LOST_SECONDS): that hand-off carries the job on."""
+        s = self._settings
+        return self._hot.acquire(
+            job.id,
+            token,
+            lease_seconds=s.lease_seconds,
+            hop=hop,
+            now_ms=int(time.time() * 1000),
+            queued_for_ms=s.pending_lost_seconds * 1000,
+        )
+
+    def _hold(self, job: Job, token: str, lease: Lease, invocation: Invocation, hop: int) -> JobStatus | None:
         fresh = job.status is JobStatus.PENDING
         if not (self._start(job, token) if fresh else self._claim(job, token, lease)):
             self._lifecycle.release_quietly(job.id, token)
@@ -148,6 +204,7 @@ class Worker:
             return self._end(job, token, JobStatus.FAILED, error=died_error(job))
         try:
             run = self._resume(job, token, lease.checkpoint, invocation)
+            run.hop = hop
         except Exception as exc:
             if self.retry.redelivers(exc):
                 raise
@@ -314,7 +371,7 @@ class Worker:
         job = run.job
         if not self._save_durably(run):
             return None
-        self._queue.send_job(job.id, lease=run.token)
+        self._send_on(run)
         observability.count("HandOffs")
         log.info("job handed off to a fresh invocation", extra={"chunks": run.chunks, "progress": job.progress})
         return JobStatus.RUNNING
@@ -336,7 +393,7 @@ class Worker:
             return None
         # Hold the lease through the delay: neither a duplicate nor the sweeper starts the job early.
         self._checkpoint(run, lease_seconds=delay + self._settings.lease_seconds)
-        self._queue.send_job(job.id, lease=run.token, delay_seconds=delay)
+        self._send_on(run, delay_seconds=delay)
         observability.count("JobsRetried")
         return JobStatus.RUNNING
 
@@ -360,8 +417,18 @@ class Worker:
                     return None
             except errors.StoreUnavailable:
                 log.warning("job %s: neither Redis nor MySQL took the wait; the continuation goes on", job.id)
-        self._queue.send_job(job.id, lease=run.token, delay_seconds=delay)
+        self._send_on(run, delay_seconds=delay)
         return JobStatus.RUNNING
+
+    def _send_on(self, run: Run, *, delay_seconds: int = 0) -> None:
+        """Send the continuation (the lease, the next hop), then note it in Redis: until it is taken,
+        the job is not an orphan to the sweeper and a late copy of the hop before is stale."""
+        hop = run.hop + 1
+        self._queue.send_job(run.job.id, lease=run.token, hop=hop, delay_seconds=delay_seconds)
+        try:
+            self._hot.handed_off(run.job.id, run.token, hop=hop, now_ms=int(time.time() * 1000))
+        except errors.HotStateUnavailable:  # the sweeper may send it again: a duplicate, which the lease drops
+            log.warning("job %s: hand-off sent but not noted in Redis", run.job.id)
 
     def _save_durably(self, run: Run, *, retry_error: str | None = None) -> bool:
         """The checkpoint into MySQL, fenced by the token; False if another holder took the job."""

@@ -4,7 +4,9 @@ Tests and bench/chaos.py start several and kill them (SIGKILL) to see how the sy
 Settings come from the environment, as in Lambda (`environment()` builds it from `Settings.to_env`).
 Job types beyond the built-ins come from the settings' JOB_TYPES (the tests' `probe`); CHUNK_LOG
 makes every job type record each chunk it starts as "pid job_id state-digest unix-time" lines (the
-same digest twice for a job = a chunk redone).
+same digest twice for a job = a chunk redone). DUPLICATE_CONTINUATIONS=N sends the first and then
+every Nth continuation (a message that carries a lease) of the process twice, as SQS's
+at-least-once delivery may, and logs "continuation duplicated" for each.
 
     JOB_TYPES=tests.support.probe python -m local.worker_process --function-timeout 60
 """
@@ -80,6 +82,25 @@ def _count_chunks(directory: str) -> None:
     Worker._resume = counted_resume
 
 
+def _duplicate_continuations(every: int) -> None:
+    """Send the first and then every `every`th message that carries a lease twice (the same body)."""
+    import itertools
+
+    from chalicelib.observability import logger
+    from chalicelib.queue import JobQueue
+
+    send, count = JobQueue.send_job, itertools.count()
+
+    def send_twice(self, job_id, **kwargs):
+        message_id = send(self, job_id, **kwargs)
+        if kwargs.get("lease") and next(count) % every == 0:
+            send(self, job_id, **kwargs)
+            logger.warning("continuation duplicated", extra={"job_id": job_id})
+        return message_id
+
+    JobQueue.send_job = send_twice
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--function-timeout", type=float, default=60.0)
@@ -93,6 +114,8 @@ def main() -> None:
 
     if os.environ.get("CHUNK_LOG"):
         _count_chunks(os.environ["CHUNK_LOG"])
+    if os.environ.get("DUPLICATE_CONTINUATIONS"):
+        _duplicate_continuations(int(os.environ["DUPLICATE_CONTINUATIONS"]))
     settings = Settings.from_env()
     sqs = services.sqs_client(settings.aws_endpoint_url, settings.aws_region)
     source = EventSource(

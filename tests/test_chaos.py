@@ -1,5 +1,5 @@
-"""The chaos run (bench/chaos.py) in its CI size: killed workers, duplicates, an evicted checkpoint,
-a Redis flush and a Redis restart."""
+"""The chaos run (bench/chaos.py) in its CI size: killed workers, duplicates, duplicated continuations,
+jobs that crash their batch, an evicted checkpoint, a Redis flush and a Redis restart."""
 
 import subprocess
 import sys
@@ -16,8 +16,10 @@ def test_the_chaos_run_loses_nothing_and_finalises_nothing_twice(run_settings):
 
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert report["submitted"] == "40"
-    assert "lost" not in report and "WRONG result" not in report and "failed unexpectedly" not in report
-    assert report["finalised twice"] == "0"
+    assert "lost" not in report and "WRONG result" not in report
+    assert report["innocent FAILED"] == "0" and report["failed as designed (crashed its worker)"] == "1"
+    assert report["finalised twice"] == "0" and report["duplicate sends by the sweeper"] == "0"
     assert int(report["chunks redone after kills"]) <= int(report["workers killed"])
     assert int(report["workers killed"]) >= 1 and report["Redis flushes"] == "1"
+    assert int(report["workers killed by crashing jobs"]) >= 1 and int(report["continuations duplicated"]) >= 1
     assert report["Redis restarts"] == "1" and report["checkpoints evicted"] == "1"

@@ -294,7 +294,10 @@ def _assert_roles(iam, outputs):
             (("s3:GetObject", "s3:PutObject"), (f"arn:aws:s3:::{outputs['ResultsBucketName']}/jobs/*",)),
             (("s3:ListBucket",), (f"arn:aws:s3:::{outputs['ResultsBucketName']}",)),
         },
-        "fail_dead_letters": {(("sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"), (dlq,))},
+        "fail_dead_letters": {
+            (("sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"), (dlq,)),
+            (("sqs:SendMessage",), (jobs_queue,)),  # an innocent job goes out again
+        },
         "sweep": {
             (("sqs:GetQueueAttributes", "sqs:SendMessage"), (jobs_queue,)),
             (("s3:DeleteObject",), (results,)),

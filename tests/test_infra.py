@@ -92,6 +92,26 @@ def test_input_bucket_takes_browser_uploads_by_post_only_and_the_api_signs_under
     }
 
 
+def test_the_dead_letter_handler_may_send_to_the_jobs_queue_and_only_consume_its_own():
+    # It sends an innocent job again (sweeper.py); it receives and deletes only dead letters.
+    from cfnlint.decode import cfn_yaml
+
+    resources = cfn_yaml.load(str(ROOT / "infra" / "service.yaml"))["Resources"]
+    [policy] = resources["DeadLetterFunctionRole"]["Properties"]["Policies"]
+    sqs = {
+        (str(st["Action"]), str(st["Resource"]))
+        for st in policy["PolicyDocument"]["Statement"]
+        if "sqs:" in str(st["Action"])
+    }
+    assert sqs == {
+        (
+            str(["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"]),
+            str({"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}),
+        ),
+        ("sqs:SendMessage", str({"Fn::GetAtt": ["JobsQueue", "Arn"]})),
+    }
+
+
 def test_result_and_work_objects_expire_a_day_after_the_default_retention():
     from cfnlint.decode import cfn_yaml
 

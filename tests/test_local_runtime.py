@@ -9,8 +9,10 @@ import sys
 import time
 from pathlib import Path
 
+import pymysql
 import pytest
 
+from chalicelib.store import connect_args
 from local import services
 from tests.support.runtime import ALICE, BOB, DEMO, REAL_PLANS, ROOT, LocalRuntime, call, wait_for
 
@@ -259,26 +261,34 @@ def test_the_dead_letter_handler_and_the_sweeper_run_in_the_local_runtime(tmp_pa
     rt = LocalRuntime(
         tmp_path,
         run_settings,
-        env={"PENDING_RESEND_SECONDS": "1"},
+        env={"PENDING_LOST_SECONDS": "1"},
         args=["--concurrency", "0", "--sweep-interval", "1"],
     )
     try:
         _, poisoned = call(rt.url, "POST", body={"type": "sleep", "payload": {"steps": 1}})
         _, waiting = call(rt.url, "POST", body={"type": "sleep", "payload": {"steps": 1}})
+        conn = pymysql.connect(**connect_args(run_settings.mysql_url))
+        with conn, conn.cursor() as cur:  # its worker died in chunk 1, and so did the one that took it over
+            cur.execute(
+                "UPDATE jobs SET status = 'RUNNING', deaths = 1, death_chunk = 1 WHERE id = %s", (poisoned["jobId"],)
+            )
         endpoint, queue_url = _aws_of(rt)
         sqs = services.sqs_client(endpoint)
         dlq = sqs.get_queue_url(QueueName=queue_url.rsplit("/", 1)[1] + "-dlq")["QueueUrl"]
         sqs.send_message(QueueUrl=dlq, MessageBody=json.dumps({"jobId": poisoned["jobId"]}))
+        sqs.send_message(QueueUrl=dlq, MessageBody=json.dumps({"jobId": waiting["jobId"]}))  # an innocent one
 
         failed = wait_for(rt.url, poisoned["jobId"], "FAILED")
-        sweeps = _wait_for_log(rt, lambda r: r.get("message") == "sweep done" and r.get("pending_sent", 0) >= 1)
+        sent_again = _wait_for_log(rt, lambda r: "no crash loop of its own, sent again" in r.get("message", ""))
+        sweeps = _wait_for_log(rt, lambda r: r.get("message") == "sweep done" and r.get("lost_sent", 0) >= 1)
         still_waiting = call(rt.url, path=f"/jobs/{waiting['jobId']}")[1]
     finally:
         rt.stop()
 
     assert failed["error"].startswith("poison message after")
-    assert sweeps["pending_sent"] >= 1  # the PENDING job was sent again from the outbox...
-    assert still_waiting["status"] == "PENDING"  # ...and, with no worker invocations, waits on the queue
+    assert waiting["jobId"] in sent_again["message"]  # the innocent job's dead letter was sent again...
+    assert sweeps["lost_sent"] >= 1  # ...and the sweeper took its message for lost after PENDING_LOST_SECONDS...
+    assert still_waiting["status"] == "PENDING"  # ...and, with no worker invocations, it waits on the queue
 
 
 def _aws_of(rt) -> tuple[str, str]:
