@@ -77,6 +77,9 @@ class Settings:
     tenants_url: str | None = None
     #: How long a container keeps the tenants document before reading it again.
     tenants_ttl_seconds: int = 60
+    #: Longest delay of a job put off for want of a running slot (maxRunningJobs, max_concurrency):
+    #: 1 s for the first deferral, doubled per deferral in a row up to this (slots.py).
+    defer_max_seconds: int = 16
     #: Unset on AWS; a LocalStack or moto endpoint elsewhere. boto3 also reads it by itself.
     aws_endpoint_url: str | None = None
     aws_region: str = "us-east-1"
@@ -151,6 +154,7 @@ class Settings:
             work_bucket=env.get("WORK_BUCKET") or None,
             tenants_url=env.get("TENANTS_URL") or None,
             tenants_ttl_seconds=_int(env, "TENANTS_TTL_SECONDS", d.tenants_ttl_seconds),
+            defer_max_seconds=_int(env, "DEFER_MAX_SECONDS", d.defer_max_seconds),
             job_types=_names(env, "JOB_TYPES"),
             aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
             aws_region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or d.aws_region,
@@ -197,6 +201,7 @@ class Settings:
             "WORK_BUCKET": self.work_bucket or "",
             "TENANTS_URL": self.tenants_url or "",
             "TENANTS_TTL_SECONDS": str(self.tenants_ttl_seconds),
+            "DEFER_MAX_SECONDS": str(self.defer_max_seconds),
             "JOB_TYPES": ",".join(self.job_types),
             "AWS_ENDPOINT_URL": self.aws_endpoint_url or "",
             # from_env prefers AWS_REGION to AWS_DEFAULT_REGION: setting the first wins either way.

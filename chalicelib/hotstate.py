@@ -11,6 +11,8 @@ Every key and TTL is built here and nowhere else (tests and benchmarks name keys
                                out_hop + out_at (the newest hand-off sent, and when)
     {prefix}lease:{id}  string the token of the worker that holds the job; expires unless renewed
     {prefix}orphan:{id} string when the sweeper first found the RUNNING job without a lease (ms)
+    {prefix}slots:owner:{owner}, {prefix}slots:type:{type}
+                        set    the ids of the owner's (the type's) jobs holding a running slot
 
 The view and the checkpoint are fields of one hash, so an eviction takes both or neither (issue 16:
 `volatile-lru` took a separate checkpoint key and left a view whose sequence no takeover could pass).
@@ -26,6 +28,12 @@ The lease makes one worker at a time the job's holder. It is taken with the chec
 (`acquire`), renewed by every checkpoint write, refused to anyone else while it lives, and released
 by the final write. A write carrying a token that no longer holds the lease is refused and says so
 (`lease_lost`): the worker stops, as a newer holder has the job.
+
+Slots (`take_slots`) bound how many jobs of one owner (its plan's maxRunningJobs) and of one type
+(its max_concurrency) run at once. A job holds a slot while its lease lives: the set's members
+whose lease is gone (ended: the final write releases it; killed: it expired) are dropped when the
+next job asks, so no slot outlives its holder and nothing has to give one back. (The script names
+the members' lease keys itself: fine on a single-shard ElastiCache, which infra/ deploys.)
 
 `ride_out` retries a call through a short outage (a restart, the first seconds of a failover), for a
 bounded time, unless Redis has already been failing longer than that: then it is an outage, not a
@@ -169,6 +177,28 @@ redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
 return redis.call('GET', KEYS[1])
 """
 
+# Take a slot in each set of KEYS (its limit in ARGV[4 + i]) for job ARGV[1], all or none: a member
+# already holds one; members whose lease (ARGV[2] .. id) is gone are dropped first. Unless ARGV[3] is
+# '1' (a job already running: it is counted, never stopped), a full set refuses: {0, i, running}.
+_TAKE_SLOTS = """
+local job, prefix = ARGV[1], ARGV[2]
+for i, key in ipairs(KEYS) do
+  if redis.call('SISMEMBER', key, job) == 0 then
+    local running = 0
+    for _, member in ipairs(redis.call('SMEMBERS', key)) do
+      if redis.call('EXISTS', prefix .. member) == 1 then running = running + 1
+      else redis.call('SREM', key, member) end
+    end
+    if ARGV[3] ~= '1' and running >= tonumber(ARGV[4 + i]) then return {0, i, running} end
+  end
+end
+for _, key in ipairs(KEYS) do
+  redis.call('SADD', key, job)
+  redis.call('EXPIRE', key, ARGV[4])
+end
+return {1, 0, 0}
+"""
+
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -265,6 +295,23 @@ class WriteOutcome:
 
 
 @dataclass(frozen=True)
+class Slot:
+    """A bound on jobs running at once: its Redis set (`slots:<name>`) and its limit."""
+
+    name: str
+    limit: int
+
+
+@dataclass(frozen=True)
+class SlotAnswer:
+    """The outcome of `take_slots`: taken, or the full slot and how many jobs hold it."""
+
+    taken: bool
+    full: Slot | None = None
+    running: int = 0
+
+
+@dataclass(frozen=True)
 class Lease:
     """The outcome of `acquire`: whether this token holds the job, and what the run starts from."""
 
@@ -297,6 +344,7 @@ class HotState:
         self._sent = client.register_script(_SENT)
         self._checked = client.register_script(_CHECKED)
         self._first_found = client.register_script(_FIRST_FOUND)
+        self._take_slots = client.register_script(_TAKE_SLOTS)
         #: When this process's calls began to fail without a success since (monotonic), if they do.
         self._failing_since: float | None = None
 
@@ -311,6 +359,10 @@ class HotState:
     def orphan_key(self, job_id: str) -> str:
         """When the sweeper first found the RUNNING job without a lease."""
         return f"{self._prefix}orphan:{job_id}"
+
+    def slot_key(self, name: str) -> str:
+        """The set of the jobs holding a slot of `name` (`owner:<owner>`, `type:<type>`)."""
+        return f"{self._prefix}slots:{name}"
 
     def keys_of(self, job_id: str) -> list[str]:
         """Every key the job may have (what a flush or an expiry takes away)."""
@@ -450,6 +502,18 @@ class HotState:
         return Lease(
             held=True, checkpoint=json.loads(checkpoint) if checkpoint else None, cancel=cancel == "1", seq=int(seq)
         )
+
+    def take_slots(self, job_id: str, slots: list[Slot], *, running: bool = False) -> SlotAnswer:
+        """A slot of each of `slots` for the job, whose lease the caller holds: all or none, one
+        round trip. A job `running` already (a hand-off, a take-over) is counted but never refused."""
+        if not slots:
+            return SlotAnswer(taken=True)
+        with self._translated():
+            taken, index, held = self._take_slots(
+                keys=[self.slot_key(slot.name) for slot in slots],
+                args=[job_id, self.lease_key(""), "1" if running else "", self.active_ttl, *(s.limit for s in slots)],
+            )
+        return SlotAnswer(taken=True) if taken == 1 else SlotAnswer(taken=False, full=slots[index - 1], running=held)
 
     def release(self, job_id: str, token: str) -> None:
         """Give the lease up, if `token` still holds it."""

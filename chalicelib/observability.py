@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from .config import Settings
 
@@ -31,6 +31,16 @@ _tracer = None
 def count(name: str, value: int = 1) -> None:
     """Add to a counter metric of this invocation (JobsSubmitted, JobsCompleted, ...)."""
     metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+
+
+def count_by(name: str, *, dimensions: dict[str, str], value: int = 1) -> None:
+    """A counter with dimensions of its own (JobsDeferred by Reason and Owner), written at once as
+    its own EMF line. Keep every dimension's values bounded: CloudWatch bills each combination as a
+    metric (owners are the usage-plans file's clients, types the registered ones)."""
+    with single_metric(name=name, unit=MetricUnit.Count, value=value, namespace=NAMESPACE) as metric:
+        metric.add_dimension(name="service", value=SERVICE)
+        for key, dimension in dimensions.items():
+            metric.add_dimension(name=key, value=dimension)
 
 
 def milliseconds(name: str, value: float) -> None:

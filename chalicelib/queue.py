@@ -6,6 +6,12 @@ invocation inherits the lease instead of taking it over, and the hand-off's numb
 that token (`hop`), so that only one invocation takes a given hand-off, however often it is
 delivered (hotstate.acquire). The job itself lives in MySQL, so a lost or duplicated message loses
 or doubles nothing.
+
+Every message carries its job's owner, as the body's `owner` and as its `MessageGroupId`: on a
+standard queue SQS takes the group for the tenant of its fair queues, and when one tenant holds a
+disproportionate share of the messages in flight it returns the others' first
+(../shared/notes/lambda-sqs-limits.md; moto accepts the id but reorders nothing, so only the caps
+of the tenant limits can be shown here). Re-sends of a received message keep it.
 """
 
 from __future__ import annotations
@@ -42,23 +48,38 @@ class JobQueue:
         self,
         job_id: str,
         *,
+        owner: str | None = None,
         lease: str | None = None,
         hop: int | None = None,
         dead_letters: int = 0,
+        deferrals: int = 0,
         delay_seconds: int = 0,
     ) -> str:
         """Ask a worker to run (or carry on with) the job; returns the SQS message id.
 
-        `lease` hands the sender's lease to the invocation that receives it, `hop` numbers that
-        hand-off; `dead_letters` counts the times the dead-letter handler sent the job again;
-        `delay_seconds` (at most SQS's 900) keeps the message invisible that long.
+        `owner` is the job's (its fair-queue group); `lease` hands the sender's lease to the
+        invocation that receives it, `hop` numbers that hand-off; `dead_letters` counts the times
+        the dead-letter handler sent the job again, `deferrals` the times a worker put off its start
+        (no free slot); `delay_seconds` (at most SQS's 900) keeps the message invisible that long.
         """
-        body = Message(job_id, lease, hop, dead_letters).body()
+        body = Message(job_id, lease, hop, dead_letters, owner, deferrals).body()
+        group = {"MessageGroupId": owner} if owner else {}
         try:
-            reply = self._sqs.send_message(QueueUrl=self.url, MessageBody=body, DelaySeconds=delay_seconds)
+            reply = self._sqs.send_message(QueueUrl=self.url, MessageBody=body, DelaySeconds=delay_seconds, **group)
         except Exception as exc:  # botocore's ClientError, EndpointConnectionError, timeouts...
             raise errors.QueueUnavailable(f"SQS: {exc}") from exc
         return reply["MessageId"]
+
+    def resend(self, message: Message, *, owner: str | None = None, dead_letters: int | None = None) -> str:
+        """Send a received message again as a new one (its lease, hop and counts kept)."""
+        return self.send_job(
+            message.job_id,
+            owner=owner or message.owner,
+            lease=message.lease,
+            hop=message.hop,
+            dead_letters=message.dead_letters if dead_letters is None else dead_letters,
+            deferrals=message.deferrals,
+        )
 
     def delete(self, receipt_handle: str, *, queue_arn: str) -> None:
         """Delete a received message (one DeleteMessage), so that a later crash of the invocation
@@ -97,15 +118,23 @@ class Message:
     #: The hand-off's number in the chain of `lease` (1 for the first hand-off of a token).
     hop: int | None = None
     dead_letters: int = 0
+    #: The job's owner (also the message's MessageGroupId), when the sender knew it.
+    owner: str | None = None
+    #: How often a worker put the job's start off for want of a free slot (the next wait grows).
+    deferrals: int = 0
 
     def body(self) -> str:
         fields: dict[str, Any] = {"jobId": self.job_id}
+        if self.owner:
+            fields["owner"] = self.owner
         if self.lease:
             fields["lease"] = self.lease
         if self.lease and self.hop is not None:
             fields["hop"] = self.hop
         if self.dead_letters:
             fields["deadLetters"] = self.dead_letters
+        if self.deferrals:
+            fields["deferrals"] = self.deferrals
         return json.dumps(fields, separators=(",", ":"))
 
 
@@ -114,11 +143,18 @@ def parse_message(body: str) -> Message:
     message = json.loads(body)
     if not isinstance(message, dict) or not isinstance(message.get("jobId"), str):
         raise ValueError("not a job message")
-    lease, hop, dead = message.get("lease"), message.get("hop"), message.get("deadLetters")
+    lease, hop, owner = message.get("lease"), message.get("hop"), message.get("owner")
     lease = lease if isinstance(lease, str) and lease else None
     return Message(
         message["jobId"],
         lease,
-        hop if lease and isinstance(hop, int) and not isinstance(hop, bool) and hop > 0 else None,
-        dead if isinstance(dead, int) and not isinstance(dead, bool) and dead > 0 else 0,
+        hop if lease and _count(hop) else None,
+        _count(message.get("deadLetters")),
+        owner if isinstance(owner, str) and owner else None,
+        _count(message.get("deferrals")),
     )
+
+
+def _count(value: Any) -> int:
+    """A positive integer of a message, or 0."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0

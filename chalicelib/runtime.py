@@ -117,7 +117,9 @@ class Runtime:
 
     @cached_property
     def worker(self) -> Worker:
-        return Worker(self.store, self.hot, self.queue, self.job_types, self.objects, self.settings)
+        return Worker(
+            self.store, self.hot, self.queue, self.job_types, self.objects, self.settings, tenants=self.tenants
+        )
 
 
 _current: Runtime | None = None

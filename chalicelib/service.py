@@ -172,7 +172,7 @@ class JobService:
         cadence = job_type.chunk_seconds(payload)
         self._best_effort_write(job, seq=0, cadence_ms=None if cadence is None else cadence * 1000)
         try:
-            self._queue.send_job(job.id)
+            self._queue.send_job(job.id, owner=job.owner)
         except errors.QueueUnavailable:
             # The row is the outbox: the job stays PENDING, marked unsent, and the sweeper sends it later.
             log.warning("job %s stored but not sent; the sweeper will send it", job.id, exc_info=True)

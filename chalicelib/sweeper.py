@@ -154,7 +154,7 @@ class Sweeper:
         for job in found:
             if self._clock() > deadline:
                 break
-            self._queue.send_job(job.id)
+            self._queue.send_job(job.id, owner=job.owner)
             sent.append(job.id)
         self._store.touch(sent, status=status, at=now)
         if sent:
@@ -196,7 +196,7 @@ class Sweeper:
             if self._kills_its_workers(job, lease.checkpoint) or message.dead_letters >= s.max_deaths:
                 self._fail_poisoned(job, receives)
                 return
-            self._queue.send_job(job.id, lease=message.lease, hop=message.hop, dead_letters=message.dead_letters + 1)
+            self._queue.resend(message, owner=job.owner, dead_letters=message.dead_letters + 1)
             log.warning("dead letter of job %s: no crash loop of its own, sent again", job.id)
             observability.count("DeadLettersSentAgain")
         finally:

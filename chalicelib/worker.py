@@ -32,7 +32,9 @@ from .observability import logger as log
 from .queue import JobQueue, Message
 from .results import Results, StoredResult
 from .retry import RetryPolicy
+from .slots import Slots
 from .store import JobStore
+from .tenants import Tenants
 
 
 class Worker:
@@ -50,6 +52,7 @@ class Worker:
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         retry: RetryPolicy | None = None,
+        tenants: Tenants | None = None,
     ):
         self._store = store
         self._hot = hot
@@ -61,6 +64,9 @@ class Worker:
         self._rng = rng or random.Random()
         self._lifecycle = Lifecycle(store, hot)
         self._results = Results(objects, settings)
+        self._slots = Slots(
+            hot, queue, job_types, tenants or Tenants(None), self._rng, defer_max_seconds=settings.defer_max_seconds
+        )
         #: When a failed step runs again, and when the job fails instead.
         self.retry = retry or RetryPolicy(
             base_seconds=settings.retry_base_seconds, wait_base_seconds=settings.dependency_wait_seconds
@@ -111,7 +117,7 @@ class Worker:
         for record in records:
             m = record.message
             try:
-                self._queue.send_job(m.job_id, lease=m.lease, hop=m.hop, dead_letters=m.dead_letters)
+                self._queue.resend(m)
             except errors.QueueUnavailable:
                 kept.append(record)
                 continue
@@ -139,7 +145,7 @@ class Worker:
         for record in unstarted:
             try:
                 m = record.message
-                self._queue.send_job(m.job_id, lease=m.lease, hop=m.hop, dead_letters=m.dead_letters)
+                self._queue.resend(m)
             except errors.QueueUnavailable:
                 log.warning("job %s: could not re-send an unstarted record", record.message.job_id, exc_info=True)
                 failed.append(record)
@@ -177,6 +183,8 @@ class Worker:
             observability.count("DuplicatesDropped")
             return None
         try:
+            if not self._slots.admit(job, token, lease, message):
+                return JobStatus.PENDING  # deferred: sent again for later, this record is done
             return self._hold(job, token, lease, invocation, hop or 0)
         except Exception:
             self._lifecycle.release_quietly(job.id, token)  # so the record's redelivery is not taken for a duplicate
@@ -275,7 +283,7 @@ class Worker:
         waited_ms = now_ms - self._hot.first_found_unheld(job.id, now_ms=now_ms, keep_ms=10 * lease_ms)
         if waited_ms >= lease_ms:
             return True
-        self._queue.send_job(job.id, delay_seconds=max(1, math.ceil((lease_ms - waited_ms) / 1000)))
+        self._queue.send_job(job.id, owner=job.owner, delay_seconds=max(1, math.ceil((lease_ms - waited_ms) / 1000)))
         log.info("job %s: Redis lost its state; a live holder gets a lease period to come back", job.id)
         return False
 
@@ -424,7 +432,7 @@ class Worker:
         """Send the continuation (the lease, the next hop), then note it in Redis: until it is taken,
         the job is not an orphan to the sweeper and a late copy of the hop before is stale."""
         hop = run.hop + 1
-        self._queue.send_job(run.job.id, lease=run.token, hop=hop, delay_seconds=delay_seconds)
+        self._queue.send_job(run.job.id, owner=run.job.owner, lease=run.token, hop=hop, delay_seconds=delay_seconds)
         try:
             self._hot.handed_off(run.job.id, run.token, hop=hop, now_ms=int(time.time() * 1000))
         except errors.HotStateUnavailable:  # the sweeper may send it again: a duplicate, which the lease drops

@@ -198,7 +198,7 @@ def test_the_dead_letter_of_a_job_that_never_started_sends_it_again_and_it_compl
 
     assert api.get(job_id).json["status"] == "PENDING"
     sent = events.receive()
-    assert [json.loads(m["Body"]) for m in sent] == [{"jobId": job_id, "deadLetters": 1}]
+    assert [json.loads(m["Body"]) for m in sent] == [{"jobId": job_id, "owner": "key-a", "deadLetters": 1}]
     events.invoke(sent)
     assert api.get(job_id).json["status"] == "COMPLETED"
 
@@ -228,7 +228,9 @@ def test_the_dead_letter_of_a_job_that_moved_on_since_its_last_death_sends_it_ag
     rt.sweeper.fail_dead_letters([_dead_letter(job_id, lease="a" * 32, hop=2)])
 
     sent = events.receive()
-    assert [json.loads(m["Body"]) for m in sent] == [{"jobId": job_id, "lease": "a" * 32, "hop": 2, "deadLetters": 1}]
+    assert [json.loads(m["Body"]) for m in sent] == [
+        {"jobId": job_id, "owner": "key-a", "lease": "a" * 32, "hop": 2, "deadLetters": 1}
+    ]
     events.invoke(sent)
     assert api.get(job_id).json["status"] == "COMPLETED"
     assert Probe.started["moved-on"] == [3, 4]

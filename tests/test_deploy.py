@@ -167,6 +167,7 @@ def _assert_functions(awslambda, config, outputs):
         assert env["INPUT_BUCKETS"] == outputs["InputBucketName"]
         assert env["RESULTS_BUCKET"] == outputs["ResultsBucketName"]
         assert env["WORK_BUCKET"] == outputs["WorkBucketName"] == outputs["ResultsBucketName"]
+        assert env["TENANTS_URL"] == outputs["TenantsUrl"]  # the worker reads maxRunningJobs from it
         assert env["MYSQL_URL"] == LOCAL_DATA["MYSQL_URL"] and env["REDIS_URL"] == LOCAL_DATA["REDIS_URL"]
         assert env["REDIS_PREFIX"] == config["environment_variables"]["REDIS_PREFIX"]
         assert sorted(function["VpcConfig"]["SubnetIds"]) == sorted(outputs["SubnetIds"].split(","))
@@ -292,6 +293,7 @@ def _assert_roles(iam, outputs):
             (("s3:ListBucket",), (bucket,)),
             (("s3:PutObject",), (results,)),
             (("s3:GetObject", "s3:PutObject"), (f"arn:aws:s3:::{outputs['ResultsBucketName']}/jobs/*",)),
+            (("s3:GetObject",), (f"arn:aws:s3:::{outputs['ResultsBucketName']}/config/*",)),
             (("s3:ListBucket",), (f"arn:aws:s3:::{outputs['ResultsBucketName']}",)),
         },
         "fail_dead_letters": {

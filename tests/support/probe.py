@@ -102,3 +102,10 @@ class Paced(JobType):
         time.sleep(payload["stepMs"] / 1000)
         offset = min(payload["bytes"], state["offset"] + payload["chunkBytes"])
         return Step(state={"offset": offset}, done=offset, total=payload["bytes"], finished=offset >= payload["bytes"])
+
+
+class Solo(Probe):
+    """`solo`: the probe, of which at most one job runs at a time, whoever's (max_concurrency)."""
+
+    name = "solo"
+    max_concurrency = 1
