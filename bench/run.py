@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-AREAS = ("api", "worker", "compare", "coldstart", "memory", "results")
+AREAS = ("api", "worker", "compare", "coldstart", "memory", "results", "fairness")
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,7 @@ class Sizes:
     shapes_at_max: bool  #: also 3-byte lines at MAX_CHUNK_BYTES
     large_result: int  #: bytes of the large result offloaded and fetched
     result_repeats: int  #: offloads of the large result (the median is kept)
+    fairness: tuple[int, int, int, float]  #: tenant A's jobs, their chunks, tenant B's jobs, the window (s)
 
 
 FULL = Sizes(
@@ -46,6 +47,7 @@ FULL = Sizes(
     shapes_at_max=True,
     large_result=50_000_000,
     result_repeats=5,
+    fairness=(500, 20, 10, 10.0),
 )
 QUICK = Sizes(
     calls=100,
@@ -59,6 +61,7 @@ QUICK = Sizes(
     shapes_at_max=False,
     large_result=2_000_000,
     result_repeats=3,
+    fairness=(40, 20, 5, 3.0),
 )
 
 
@@ -94,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     ns = parse_args(argv)
     sizes = QUICK if ns.quick else FULL
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from bench import api, coldstart, compare, memory, results, worker
+    from bench import api, coldstart, compare, fairness, memory, results, worker
     from bench.env import BenchEnv, Row, dumps, silence_libraries
 
     silence_libraries()
@@ -128,6 +131,9 @@ def main(argv: list[str] | None = None) -> None:
             rows += memory.run(env, chunk_mib=sizes.chunk_mib, shapes_at_max=sizes.shapes_at_max)
         if "results" in ns.only:
             rows += results.run(env, large_bytes=sizes.large_result, repeats=sizes.result_repeats, calls=sizes.calls)
+        if "fairness" in ns.only:
+            a_jobs, a_chunks, b_jobs, window = sizes.fairness
+            rows += fairness.run(env, a_jobs=a_jobs, a_chunks=a_chunks, b_jobs=b_jobs, window_seconds=window)
     if "coldstart" in ns.only:
         rows += coldstart.run(runs=sizes.imports)
     print(f"\nbench ({'quick' if ns.quick else 'full'}) on {machine(servers)}; {time.monotonic() - started:.0f} s\n")

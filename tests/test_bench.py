@@ -64,3 +64,6 @@ def test_quick_bench_prints_the_table_and_keeps_the_counted_budgets(tmp_path, ru
     assert get["large"]["bytes"] < 2048 < get["inline"]["bytes"]
     offloads = [row["data"]["puts"] for figure, row in rows.items() if figure.startswith("result offload")]
     assert offloads == [1, 1]
+    # A job start's slots (tenant limits) are one Redis round trip; the fairness rows are printed
+    assert rows["slots: a job start's owner and type slots, 19 others running"]["data"]["round_trips"] == 1
+    assert sum(figure.startswith(("fairness: ", "moto: one ReceiveMessage")) for figure in rows) == 4
