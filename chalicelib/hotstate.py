@@ -199,29 +199,6 @@ end
 return {1, 0, 0}
 """
 
-# How many jobs hold a slot of each set of KEYS: members whose lease (ARGV[1] .. id) is gone dropped.
-_SLOTS_HELD = """
-local held = {}
-for i, key in ipairs(KEYS) do
-  local running = 0
-  for _, member in ipairs(redis.call('SMEMBERS', key)) do
-    if redis.call('EXISTS', ARGV[1] .. member) == 1 then running = running + 1
-    else redis.call('SREM', key, member) end
-  end
-  held[i] = running
-end
-return held
-"""
-
-# Set field `job` of each hash of KEYS to ARGV[2i] if it still is ARGV[2i - 1] (a view edited by the
-# caller: another writer in between wins).
-_SWAP_VIEWS = """
-for i, key in ipairs(KEYS) do
-  if redis.call('HGET', key, 'job') == ARGV[2 * i - 1] then redis.call('HSET', key, 'job', ARGV[2 * i]) end
-end
-return 1
-"""
-
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -368,8 +345,6 @@ class HotState:
         self._checked = client.register_script(_CHECKED)
         self._first_found = client.register_script(_FIRST_FOUND)
         self._take_slots = client.register_script(_TAKE_SLOTS)
-        self._slots_held = client.register_script(_SLOTS_HELD)
-        self._swap_views = client.register_script(_SWAP_VIEWS)
         #: When this process's calls began to fail without a success since (monotonic), if they do.
         self._failing_since: float | None = None
 
@@ -539,36 +514,6 @@ class HotState:
                 args=[job_id, self.lease_key(""), "1" if running else "", self.active_ttl, *(s.limit for s in slots)],
             )
         return SlotAnswer(taken=True) if taken == 1 else SlotAnswer(taken=False, full=slots[index - 1], running=held)
-
-    def slots_held(self, slots: list[Slot]) -> list[int]:
-        """How many jobs hold a slot of each of `slots` now (one round trip; takes none)."""
-        if not slots:
-            return []
-        with self._translated():
-            return [
-                int(n) for n in self._slots_held(keys=[self.slot_key(s.name) for s in slots], args=[self.lease_key("")])
-            ]
-
-    def note_waiting(self, job_ids: list[str], message: str) -> None:
-        """Put `message` in the views of these jobs that are still PENDING (two round trips for all;
-        a view written meanwhile by anyone else is left as it is)."""
-        if not job_ids:
-            return
-        with self._translated():
-            pipe = self._redis.pipeline(transaction=False)
-            for job_id in job_ids:
-                pipe.hget(self.job_key(job_id), "job")
-            views = pipe.execute()
-            keys, swaps = [], []
-            for job_id, view in zip(job_ids, views, strict=True):
-                if view is None:
-                    continue
-                job = decode(view)
-                if job.status is JobStatus.PENDING and job.message != message:
-                    keys.append(self.job_key(job_id))
-                    swaps += [view, encode(replace(job, message=message))]
-            if keys:
-                self._swap_views(keys=keys, args=swaps)
 
     def release(self, job_id: str, token: str) -> None:
         """Give the lease up, if `token` still holds it."""

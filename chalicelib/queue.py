@@ -81,38 +81,6 @@ class JobQueue:
             deferrals=message.deferrals,
         )
 
-    def send_many(self, messages: list[tuple[Message, int]]) -> list[Message]:
-        """Send (message, delay seconds) pairs, ten to a SendMessageBatch; returns those not sent."""
-        failed: list[Message] = []
-        for start in range(0, len(messages), 10):
-            part = messages[start : start + 10]
-            entries = [
-                {
-                    "Id": str(i),
-                    "MessageBody": message.body(),
-                    "DelaySeconds": delay,
-                    **({"MessageGroupId": message.owner} if message.owner else {}),
-                }
-                for i, (message, delay) in enumerate(part)
-            ]
-            try:
-                reply = self._sqs.send_message_batch(QueueUrl=self.url, Entries=entries)
-            except Exception:  # the whole call failed: none of these went out
-                failed += [message for message, _ in part]
-                continue
-            failed += [part[int(entry["Id"])][0] for entry in reply.get("Failed", [])]
-        return failed
-
-    def delete_many(self, receipts: list[tuple[str, str]]) -> None:
-        """Delete received messages, (receipt handle, queue ARN) pairs of one queue, ten to a call."""
-        for start in range(0, len(receipts), 10):
-            part = receipts[start : start + 10]
-            entries = [{"Id": str(i), "ReceiptHandle": handle} for i, (handle, _) in enumerate(part)]
-            try:
-                self._sqs.delete_message_batch(QueueUrl=self._url_of(part[0][1]), Entries=entries)
-            except Exception as exc:
-                raise errors.QueueUnavailable(f"SQS: {exc}") from exc
-
     def delete(self, receipt_handle: str, *, queue_arn: str) -> None:
         """Delete a received message (one DeleteMessage), so that a later crash of the invocation
         that received it cannot bring it back; Lambda's own delete of it later is harmless."""

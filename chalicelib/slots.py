@@ -19,10 +19,8 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import replace
 
-from . import errors, observability
-from .batch import JobRecord
+from . import observability
 from .hotstate import HotState, Lease, Slot, SlotAnswer
 from .jobs import JobTypes
 from .models import Job, JobStatus, clip_message
@@ -89,66 +87,10 @@ class Slots:
         self._defer(job, token, lease, message, answer, why)
         return False
 
-    def defer_crowd(self, records: list[JobRecord]) -> list[JobRecord]:
-        """Before a batch runs: defer, in a few requests, the fresh records of each capped owner
-        beyond its free slots; returns the records left to run.
-
-        Under one tenant's backlog most records of a batch are deferred; one by one (a MySQL read,
-        four Redis round trips, a send and a delete each) they kept the other tenants' messages
-        behind them for a pass over the whole backlog (`python -m bench --only fairness`: 19 s).
-        Here: one Redis round trip counts the slots held, two show the jobs why they wait, one
-        SendMessageBatch and one DeleteMessageBatch per ten. Only by the message's owner, only
-        fresh starts (no lease), and only owners with more than one record here: a type's cap
-        needs the row, and `admit` takes every slot anyway.
-        """
-        crowds: dict[str, list[JobRecord]] = {}
-        for record in records:
-            if record.message.owner and record.message.lease is None:
-                crowds.setdefault(record.message.owner, []).append(record)
-        # One record of an owner is left to `admit`: counting first would only add a round trip.
-        capped = [
-            (owner, tenant)
-            for owner, crowd in crowds.items()
-            if len(crowd) > 1 and (tenant := self._tenants.of(owner)) is not None
-        ]
-        if not capped:
-            return records
-        slots = [Slot(f"owner:{owner}", tenant.limits.max_running_jobs) for owner, tenant in capped]
-        try:
-            held = self._hot.slots_held(slots)
-            deferred: list[JobRecord] = []
-            for (owner, tenant), slot, running in zip(capped, slots, held, strict=True):
-                crowd = crowds[owner][max(0, slot.limit - running) :]
-                why = (
-                    f"waiting for a free slot ({running} of {slot.limit} running: maxRunningJobs of plan {tenant.plan})"
-                )
-                self._hot.note_waiting([r.message.job_id for r in crowd], why)
-                deferred += crowd
-        except errors.HotStateUnavailable:
-            return records  # each record's own admission decides
-        unsent = self._queue.send_many(
-            [
-                (replace(r.message, deferrals=r.message.deferrals + 1), self._delay(r.message.deferrals + 1))
-                for r in deferred
-            ]
-        )
-        gone = [r for r in deferred if r.message.job_id not in {m.job_id for m in unsent}]
-        try:
-            self._queue.delete_many([(r.receipt_handle, r.queue_arn) for r in gone if r.receipt_handle and r.queue_arn])
-        except errors.QueueUnavailable:
-            log.warning("%d deferred records not deleted; Lambda deletes them at the end", len(gone))
-        if gone:
-            observability.count_by("JobsDeferred", dimensions={"Reason": "owner"}, value=len(gone))
-            log.info("%d records deferred before the batch ran: their owners' slots are full", len(gone))
-        return [r for r in records if r not in gone]
-
-    def _delay(self, deferrals: int) -> int:
-        return defer_seconds(deferrals, self._rng, most=self._defer_max_seconds)
-
     def _defer(self, job: Job, token: str, lease: Lease, message: Message, answer: SlotAnswer, why: str) -> None:
         assert answer.full is not None
         deferrals = message.deferrals + 1
-        delay = self._delay(deferrals)
+        delay = defer_seconds(deferrals, self._rng, most=self._defer_max_seconds)
         job.message = clip_message(f"waiting for a free slot ({answer.running} of {answer.full.limit} running: {why})")
         # The view at the sequence Redis holds, as this lease's holder: the start's first write is newer.
         self._hot.write(job.snapshot(), seq=lease.seq, lease=token, lease_seconds=_WRITE_LEASE_SECONDS)

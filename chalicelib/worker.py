@@ -87,7 +87,7 @@ class Worker:
         must not count toward the dead-letter queue's maxReceiveCount.
         """
         invocation = Invocation(context, reserve_ms=self._settings.handoff_reserve_ms)
-        found = self._slots.defer_crowd(batch.job_records(records, source="message"))
+        found = batch.job_records(records, source="message")
         back = [record for record in found if record.receive_count > 1]
         kept = self._defer(back[1:])
         order = back[:1] + [r for r in found if r.receive_count <= 1] + kept

@@ -200,32 +200,3 @@ def test_a_limited_job_costs_the_worker_one_redis_round_trip_more_than_an_unlimi
     runtime_module.use(Runtime(limited))
     worker_round_trips("key-a")  # the first reads the tenants document (S3), not Redis
     assert worker_round_trips("key-a") == unlimited + 1
-
-
-def test_a_batch_of_one_clients_backlog_defers_its_crowd_before_running_in_two_sqs_requests(limited, api, events):
-    ids = [api.submit("probe", {"tag": f"crowd-{i}", "steps": 1}).json["jobId"] for i in range(5)]
-    records = events.receive()
-    assert len(records) == 5
-    calls = []
-    queue = runtime_module.get().queue
-    original = queue._sqs._make_api_call
-
-    def counting(operation, params):
-        calls.append(operation)
-        return original(operation, params)
-
-    queue._sqs._make_api_call = counting
-    events.invoke(records)
-
-    views = [api.get(job_id).json for job_id in ids]
-    assert [v["status"] for v in views].count("COMPLETED") == 2  # two free slots: two ran
-    waiting = [v for v in views if v["status"] == "PENDING"]
-    assert [v["message"] for v in waiting] == [
-        "waiting for a free slot (0 of 2 running: maxRunningJobs of plan small)"
-    ] * 3
-    assert calls.count("SendMessageBatch") == 1 and calls.count("SendMessage") == 0
-    assert calls.count("DeleteMessageBatch") == 1  # the crowd's three at once
-    assert calls.count("DeleteMessage") == 1  # of the two that ran, the first (the last is Lambda's to delete)
-    again = wait_until(lambda: (found := events.receive(wait_seconds=1)) and len(found) == 3 and found, timeout=10)
-    assert sorted(json.loads(r["Body"])["jobId"] for r in again) == sorted(v["jobId"] for v in waiting)
-    assert {json.loads(r["Body"])["deferrals"] for r in again} == {1}
