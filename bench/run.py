@@ -61,7 +61,7 @@ QUICK = Sizes(
     shapes_at_max=False,
     large_result=2_000_000,
     result_repeats=3,
-    fairness=(40, 20, 5, 3.0),
+    fairness=(24, 20, 4, 2.0),
 )
 
 
