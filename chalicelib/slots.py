@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import random
 
-from . import observability
+from . import errors, observability
 from .hotstate import HotState, Lease, Slot, SlotAnswer
 from .jobs import JobTypes
 from .models import Job, JobStatus, clip_message
@@ -69,7 +69,10 @@ class Slots:
         if tenant is not None:
             limit = tenant.limits.max_running_jobs
             caps.append((Slot(f"owner:{job.owner}", limit), f"maxRunningJobs of plan {tenant.plan}"))
-        type_limit = self._job_types.get(job.type).max_concurrency
+        try:
+            type_limit = self._job_types.get(job.type).max_concurrency
+        except errors.UnknownJobType:
+            type_limit = None  # a type this deployment no longer has: the run fails the job, not this
         if type_limit is not None:
             caps.append((Slot(f"type:{job.type}", type_limit), f"max_concurrency of type {job.type}"))
         return caps

@@ -200,3 +200,17 @@ def test_a_limited_job_costs_the_worker_one_redis_round_trip_more_than_an_unlimi
     runtime_module.use(Runtime(limited))
     worker_round_trips("key-a")  # the first reads the tenants document (S3), not Redis
     assert worker_round_trips("key-a") == unlimited + 1
+
+
+def test_a_job_of_a_type_the_deployment_no_longer_has_fails_at_once_not_in_a_redelivery_loop(
+    limited, api, events, mysql
+):
+    job_id = api.submit("sleep", {"steps": 1}).json["jobId"]
+    with mysql.cursor() as cur:  # a type removed from JOB_TYPES since the job was queued
+        cur.execute("UPDATE jobs SET type = 'gone' WHERE id = %s", (job_id,))
+
+    handled = events.drain()
+
+    job = api.get(job_id).json
+    assert handled == 1 and job["status"] == "FAILED" and job["attempts"] == 1
+    assert job["error"].startswith("UnknownJobType: unknown job type 'gone'")
