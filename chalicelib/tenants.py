@@ -27,6 +27,8 @@ from typing import Any
 from . import errors
 from .objects import ObjectStore
 
+#: Where the tenants document lives in the results bucket (infra/service.yaml's TenantsUrl says the same).
+DOCUMENT_KEY = "config/tenants.json"
 #: A key id nobody knows makes the document be read again, but not more often than this (seconds).
 UNKNOWN_KEY_RELOAD_SECONDS = 5
 

@@ -42,6 +42,7 @@ from chalicelib.config import Settings
 from chalicelib.runtime import Runtime
 from chalicelib.schema import migrate
 from chalicelib.store import connect_args
+from chalicelib.tenants import DOCUMENT_KEY
 from infra import usage_plans
 from local import devserver, services
 from local.eventsource import EventSource, LambdaContext, scheduled_event
@@ -51,8 +52,6 @@ ROOT = Path(__file__).resolve().parents[1]
 BUCKET = "jobs-local"
 #: RESULTS_BUCKET of the local runtime when the environment names none.
 RESULTS_BUCKET = "jobs-local-results"
-#: Where the tenants document lives in the results bucket (infra/service.yaml's TenantsUrl says the same).
-TENANTS_KEY = "config/tenants.json"
 #: The sample `csv-stats` input that `make run` puts under each client's prefix (`sample_key`).
 SAMPLE_CSV = "samples/sales.csv"
 log = logging.getLogger("local.run")
@@ -118,14 +117,14 @@ def _aws(settings: Settings, ns: argparse.Namespace, stack: contextlib.ExitStack
         s3.put_object(Bucket=BUCKET, Key=sample_key(client.name), Body=sample)
     # As the deploy does: the tenants document, where the local gateway's key ids are the client names.
     tenants = usage_plans.tenants_document(plans, {name: [name] for name in plans.clients})
-    s3.put_object(Bucket=results_bucket, Key=TENANTS_KEY, Body=json.dumps(tenants).encode())
+    s3.put_object(Bucket=results_bucket, Key=DOCUMENT_KEY, Body=json.dumps(tenants).encode())
     return replace(
         settings,
         jobs_queue_url=queue_url,
         input_buckets=settings.input_buckets or (BUCKET,),
         results_bucket=results_bucket,
         work_bucket=settings.work_bucket or results_bucket,  # as infra/ deploys it: jobs/ of the results bucket
-        tenants_url=settings.tenants_url or f"s3://{results_bucket}/{TENANTS_KEY}",
+        tenants_url=settings.tenants_url or f"s3://{results_bucket}/{DOCUMENT_KEY}",
     )
 
 

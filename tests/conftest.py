@@ -24,6 +24,7 @@ from chalicelib.config import Settings
 from chalicelib.runtime import Runtime
 from chalicelib.schema import migrate
 from chalicelib.store import connect_args
+from chalicelib.tenants import DOCUMENT_KEY
 from local import services
 from local.eventsource import EventSource
 
@@ -113,6 +114,13 @@ def bucket(s3):
     for item in s3.list_objects_v2(Bucket=name).get("Contents", []):
         s3.delete_object(Bucket=name, Key=item["Key"])
     s3.delete_bucket(Bucket=name)
+
+
+def put_tenants(s3, bucket: str, document: dict | bytes) -> str:
+    """A tenants document (chalicelib/tenants.py) in moto's S3, as the deploy writes it; its TENANTS_URL."""
+    body = document if isinstance(document, bytes) else json.dumps(document).encode()
+    s3.put_object(Bucket=bucket, Key=DOCUMENT_KEY, Body=body)
+    return f"s3://{bucket}/{DOCUMENT_KEY}"
 
 
 @pytest.fixture

@@ -23,10 +23,8 @@ from chalicelib.hotstate import Slot
 from chalicelib.runtime import Runtime
 from chalicelib.tenants import Limits
 from local import services, worker_process
-from tests.conftest import wait_until
+from tests.conftest import put_tenants, wait_until
 from tests.support.probe import Probe, SimulatedCrash, logged_steps
-
-DOCUMENT_KEY = "config/tenants.json"
 
 
 @pytest.fixture
@@ -35,8 +33,7 @@ def limited(settings, s3, bucket, rt):
     document = tenants.document(
         {"acme": ("small", ["key-a"], Limits(100, 2, 3600)), "other": ("big", ["key-b"], Limits(100, 20, 3600))}
     )
-    s3.put_object(Bucket=bucket, Key=DOCUMENT_KEY, Body=json.dumps(document).encode())
-    changed = replace(settings, tenants_url=f"s3://{bucket}/{DOCUMENT_KEY}", lease_seconds=2, defer_max_seconds=2)
+    changed = replace(settings, tenants_url=put_tenants(s3, bucket, document), lease_seconds=2, defer_max_seconds=2)
     runtime_module.use(Runtime(changed))
     return changed
 

@@ -9,7 +9,6 @@ jobs of the old one; a key no client has is refused; GET /limits shows the plan 
 
 from __future__ import annotations
 
-import json
 import threading
 from dataclasses import replace
 from types import SimpleNamespace
@@ -20,18 +19,17 @@ from chalicelib import errors, http, tenants
 from chalicelib import runtime as runtime_module
 from chalicelib.runtime import Runtime
 from chalicelib.tenants import Limits, Tenants
+from tests.conftest import put_tenants
 
-DOCUMENT_KEY = "config/tenants.json"
 
-
-def _write(s3, bucket, clients: dict) -> None:
-    s3.put_object(Bucket=bucket, Key=DOCUMENT_KEY, Body=json.dumps(tenants.document(clients)).encode())
+def _write(s3, bucket, clients: dict) -> str:
+    return put_tenants(s3, bucket, tenants.document(clients))
 
 
 @pytest.fixture
 def tenanted(settings, s3, bucket, rt) -> Runtime:
     """acme (keys key-a and key-new: a rotation under way) on a plan of 3 unfinished jobs; other (key-b)."""
-    _write(
+    url = _write(
         s3,
         bucket,
         {
@@ -39,7 +37,7 @@ def tenanted(settings, s3, bucket, rt) -> Runtime:
             "other": ("big", ["key-b"], Limits(100, 10, 86400)),
         },
     )
-    runtime = Runtime(replace(settings, tenants_url=f"s3://{bucket}/{DOCUMENT_KEY}"))
+    runtime = Runtime(replace(settings, tenants_url=url))
     runtime_module.use(runtime)
     return runtime
 
@@ -159,8 +157,8 @@ def test_on_aws_the_header_cannot_stand_in_for_the_gateways_key_id():
 
 
 def test_a_document_that_is_not_valid_is_a_503_naming_it(settings, s3, bucket, api):
-    s3.put_object(Bucket=bucket, Key=DOCUMENT_KEY, Body=b'{"clients": {"acme": {"plan": "x", "keyIds": []}}}')
-    runtime_module.use(Runtime(replace(settings, tenants_url=f"s3://{bucket}/{DOCUMENT_KEY}")))
+    url = put_tenants(s3, bucket, b'{"clients": {"acme": {"plan": "x", "keyIds": []}}}')
+    runtime_module.use(Runtime(replace(settings, tenants_url=url)))
 
     reply = api.submit("sleep", {"steps": 1})
 
