@@ -1,7 +1,9 @@
 """Fixtures: every test talks to real MariaDB, real Redis and moto's server over HTTP.
 
 Each run gets its own database (`jobs_test_<run>`), Redis key prefix (`test:<run>:`) and queue,
-cleaned before every test and dropped at the end, so runs never collide. A missing MySQL or Redis
+cleaned before every test and dropped at the end, so runs never collide. Under pytest-xdist
+(`make test` runs `-n 2`) each worker is a run of its own: `<run>` is the run's id and the worker's
+(`1a2b3c4d_gw0`), and each worker starts its own moto server. A missing MySQL or Redis
 skips the tests on a laptop and fails them in CI (CI=true).
 """
 
@@ -28,7 +30,9 @@ from chalicelib.tenants import DOCUMENT_KEY
 from local import services
 from local.eventsource import EventSource
 
-RUN_ID = uuid.uuid4().hex[:8]
+#: pytest-xdist gives every worker the run's id and its own name (gw0, gw1, ...); a plain run has neither.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+RUN_ID = os.environ.get("PYTEST_XDIST_TESTRUNUID", uuid.uuid4().hex)[:8] + (f"_{WORKER}" if WORKER else "")
 #: The test job type, loaded as a deployment loads its own types (JOB_TYPES).
 PROBE_MODULE = "tests.support.probe"
 MYSQL_SERVER = os.environ.get("TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306")

@@ -5,7 +5,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
+#: `make test` runs it after the parallel part, by itself: it starts many processes of its own and
+#: its timeouts assume the machine is not shared with another worker of the suite.
+pytestmark = pytest.mark.alone
 
 
 def test_the_chaos_run_loses_nothing_and_finalises_nothing_twice(run_settings):
