@@ -13,6 +13,8 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.alone
 
 
+# The run has 300 s (subprocess timeout below); pytest-timeout's default 120 s cut it short on a loaded machine.
+@pytest.mark.timeout(320)
 def test_the_chaos_run_loses_nothing_and_finalises_nothing_twice(run_settings):
     result = subprocess.run(
         [sys.executable, "-m", "bench.chaos", "--quick"], cwd=ROOT, capture_output=True, text=True, timeout=300
