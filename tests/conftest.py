@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -38,6 +39,20 @@ PROBE_MODULE = "tests.support.probe"
 MYSQL_SERVER = os.environ.get("TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 services.use_fake_aws_credentials()
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Every test its own node id. pytest-xdist's file scheduling keys tests by id and runs only one
+    of several that share it: schemathesis names its cases `test_fuzzing...[GET /jobs]` but gives
+    them all the function's id, and 10 of the 11 fuzzed operations were silently skipped."""
+    counts = Counter(item.nodeid for item in items)
+    for item in items:
+        if counts[item.nodeid] > 1:
+            # pytest 9 keeps the id as a NodeId built from the function's name; no public way to set it.
+            item._id = type(item._id).parse(f"{item.nodeid.rpartition('::')[0]}::{item.name}")
+    shared = [nodeid for nodeid, n in Counter(item.nodeid for item in items).items() if n > 1]
+    if shared:
+        raise pytest.UsageError(f"tests share a node id, so pytest-xdist would run only one of each: {shared}")
 
 
 def _require(what: str, check) -> None:
