@@ -15,7 +15,9 @@ The sweeper runs every minute; each pass is bounded in rows (`sweep_max_rows` pe
    sent again; the next worker takes the job over from its last checkpoint. A job whose hand-off
    was sent and not yet taken waits in the queue, like a sent PENDING job: it is sent again only
    once the hand-off is `pending_lost_seconds` old;
-4. retention: finished jobs (and with them their idempotency keys) older than `retention_seconds`
+4. held jobs (holds.py): an owner's held jobs are released up to its free running capacity, in
+   case a release was lost (a crash between an end and its release) or the owner's cap was raised;
+5. retention: finished jobs (and with them their idempotency keys) older than `retention_seconds`
    are deleted, their result objects in RESULTS_BUCKET first (a failed delete keeps the rows for
    the next pass; the bucket's lifecycle rule expires what is left anyway).
 
@@ -40,6 +42,7 @@ from typing import Any
 from . import batch, errors, observability
 from .chunks import running_chunk
 from .config import Settings
+from .holds import Holds
 from .hotstate import HotState
 from .lifecycle import Lifecycle
 from .models import Job, JobStatus, utcnow
@@ -60,6 +63,8 @@ class SweepReport:
     #: PENDING jobs whose message went out but must have been lost (not started after pending_lost_seconds).
     lost_sent: int = 0
     stalled_sent: int = 0
+    #: Held jobs released because their owner had room (holds.py): a lost release, a cap raised.
+    held_released: int = 0
     purged: int = 0
 
 
@@ -75,13 +80,15 @@ class Sweeper:
         *,
         clock: Callable[[], float] = time.monotonic,
         objects: ObjectStore | None = None,
+        holds: Holds | None = None,
     ):
         self._store = store
         self._hot = hot
         self._queue = queue
         self._settings = settings
         self._clock = clock
-        self._lifecycle = Lifecycle(store, hot)
+        self._holds = holds
+        self._lifecycle = Lifecycle(store, hot, holds=holds)
         self._results = None if objects is None else Results(objects, settings)
 
     def sweep(self) -> SweepReport:
@@ -94,6 +101,7 @@ class Sweeper:
             ("pending_sent", lambda: self._send_pending(now, deadline, sent=False)),
             ("lost_sent", lambda: self._send_pending(now, deadline, sent=True)),
             ("stalled_sent", lambda: self._send_stalled(now, deadline)),
+            ("held_released", self._release_held),
             ("purged", lambda: self._purge(now - timedelta(seconds=s.retention_seconds))),
         )
         for name, rule in rules:
@@ -107,6 +115,12 @@ class Sweeper:
         for name, value in asdict(report).items():
             observability.count(f"Sweeper{name.title().replace('_', '')}", value)
         return report
+
+    def _release_held(self) -> int:
+        """Held jobs whose owner has room (a cap raised, a release lost), sent now (holds.py)."""
+        if self._holds is None:
+            return 0
+        return self._holds.release_due(max_owners=self._settings.sweep_max_rows).released
 
     def _time_out(self, now, deadline: float) -> int:
         failed = 0
