@@ -19,6 +19,8 @@ from chalicelib import errors, tenants
 from chalicelib import runtime as runtime_module
 from chalicelib.runtime import Runtime
 from chalicelib.tenants import Limits
+from jobs_client.models import Limits as LimitsView
+from local import cli
 from tests.conftest import put_tenants
 
 CAP = 2
@@ -65,7 +67,9 @@ def test_a_backlog_beyond_the_cap_waits_held_unsent_and_saying_why(capped, api, 
     view = api.get(ids[-1]).json
     assert view["status"] == "PENDING" and view["attempts"] == 0
     assert view["message"] == "waiting for a free slot (0 of 2 running, 4 queued: maxRunningJobs of plan small)"
-    assert api.request("GET", "/limits").json["usage"]["heldJobs"] == 2
+    limits = api.request("GET", "/limits").json
+    assert limits["usage"]["heldJobs"] == 2
+    assert "(6 pending of which 2 held for a free slot, 0 running)" in cli.limits_text(LimitsView.from_json(limits))
 
 
 def test_each_end_sends_the_oldest_held_job_until_all_have_run(capped, api, events, mysql, sqs, settings):
