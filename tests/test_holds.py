@@ -14,12 +14,12 @@ import json
 from dataclasses import replace
 
 import pytest
+from jobs_client.models import Limits as LimitsView
 
 from chalicelib import errors, tenants
 from chalicelib import runtime as runtime_module
 from chalicelib.runtime import Runtime
 from chalicelib.tenants import Limits
-from jobs_client.models import Limits as LimitsView
 from local import cli
 from tests.conftest import put_tenants
 
