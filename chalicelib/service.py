@@ -192,7 +192,8 @@ class JobService:
         request_hash = hashlib.sha256(json.dumps(asked, sort_keys=True).encode()).hexdigest()
         now = utcnow()
         run_at = parse_run_at(body, now)
-        delay = 0 if run_at is None else math.ceil((run_at - now).total_seconds())
+        # Whole seconds down: the message comes at most a second early and the worker waits that out.
+        delay = 0 if run_at is None else int((run_at - now).total_seconds())
         job = Job(
             id=new_job_id(),
             owner=owner,

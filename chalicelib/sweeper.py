@@ -35,7 +35,6 @@ row (the count travels in the message); a job a live worker holds is left to it.
 
 from __future__ import annotations
 
-import math
 import time
 import uuid
 from collections.abc import Callable
@@ -190,7 +189,7 @@ class Sweeper:
             if self._clock() > deadline:
                 break
             left = 0 if job.run_at is None else (as_utc(job.run_at) - now).total_seconds()
-            self._queue.send_job(job.id, owner=job.owner, delay_seconds=max(0, math.ceil(left)))
+            self._queue.send_job(job.id, owner=job.owner, delay_seconds=max(0, int(left)))  # see JobService.submit
             sent.append(job.id)
         self._store.touch(sent, status=status, at=now)
         if sent:
