@@ -213,7 +213,7 @@ class JobService:
         held = False
         if tenant is not None:
             counts = self._within_active_limit(job, tenant)
-            if run_at is None and self._holds.should_hold(job, tenant, counts):  # a scheduled job waits anyway
+            if run_at is None and self._holds.should_hold(tenant, counts):  # a scheduled job waits anyway
                 held = self._holds.hold(job, tenant, counts)
         cadence = job_type.chunk_seconds(payload)
         self._best_effort_write(job, seq=0, cadence_ms=None if cadence is None else cadence * 1000)

@@ -56,6 +56,9 @@ from .queue import JobQueue, Message
 from .results import Results
 from .store import JobStore
 
+#: Every state a job has before it ends.
+ACTIVE = tuple(status for status in JobStatus if not status.terminal)
+
 
 @dataclass
 class SweepReport:
@@ -127,7 +130,7 @@ class Sweeper:
         """Held jobs whose owner has room (a cap raised, a release lost), sent now (holds.py)."""
         if self._holds is None:
             return 0
-        return self._holds.release_due(max_owners=self._settings.sweep_max_rows).released
+        return self._holds.release_due(max_owners=self._settings.sweep_max_rows)
 
     def _time_out(self, now, deadline: float) -> int:
         failed = 0
@@ -248,6 +251,6 @@ class Sweeper:
             f"poison message after {receives} receives: the job's message kept failing and was moved "
             "to the dead-letter queue"
         )
-        if self._lifecycle.end(job, JobStatus.FAILED, from_=(job.status,), error=error):
+        if self._lifecycle.end(job, JobStatus.FAILED, from_=ACTIVE, error=error):
             log.warning("job %s failed: its message was dead-lettered", job.id)
             observability.count("JobsPoisoned")
