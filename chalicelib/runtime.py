@@ -13,6 +13,7 @@ from functools import cached_property
 
 from . import errors, hotstate, objects, queue, secrets, tenants
 from .config import Settings
+from .holds import Holds
 from .hotstate import HotState
 from .jobs import JobTypes
 from .objects import ObjectStore
@@ -101,11 +102,17 @@ class Runtime:
         read = None if s.tenants_url is None else tenants.s3_reader(s.tenants_url, self.objects)
         return Tenants(read, ttl_seconds=s.tenants_ttl_seconds)
 
+    def _job_parts(self) -> tuple[JobStore, HotState, JobQueue, JobTypes, ObjectStore, Settings]:
+        """What the service and the worker are both made of, in their constructors' order."""
+        return self.store, self.hot, self.queue, self.job_types, self.objects, self.settings
+
+    @cached_property
+    def holds(self) -> Holds:
+        return Holds(self.store, self.queue, self.tenants)
+
     @cached_property
     def service(self) -> JobService:
-        return JobService(
-            self.store, self.hot, self.queue, self.job_types, self.objects, self.settings, tenants=self.tenants
-        )
+        return JobService(*self._job_parts(), tenants=self.tenants, holds=self.holds)
 
     @cached_property
     def uploads(self) -> Uploads:
@@ -113,13 +120,11 @@ class Runtime:
 
     @cached_property
     def sweeper(self) -> Sweeper:
-        return Sweeper(self.store, self.hot, self.queue, self.settings, objects=self.objects)
+        return Sweeper(self.store, self.hot, self.queue, self.settings, objects=self.objects, holds=self.holds)
 
     @cached_property
     def worker(self) -> Worker:
-        return Worker(
-            self.store, self.hot, self.queue, self.job_types, self.objects, self.settings, tenants=self.tenants
-        )
+        return Worker(*self._job_parts(), tenants=self.tenants, holds=self.holds)
 
 
 _current: Runtime | None = None

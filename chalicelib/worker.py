@@ -23,18 +23,23 @@ from . import batch, errors, hotstate, observability
 from .batch import JobRecord
 from .chunks import Invocation, Run, running_chunk
 from .config import Settings
+from .holds import Holds
 from .hotstate import HotState, Lease, WriteOutcome
 from .jobs import JobContext, JobTypes
 from .lifecycle import Lifecycle, describe, died_error, overdue
 from .models import Job, JobStatus, as_utc, clip_message, utcnow
 from .objects import ObjectStore
 from .observability import logger as log
+from .queue import MAX_DELAY_SECONDS as SQS_MAX_DELAY_SECONDS
 from .queue import JobQueue, Message
 from .results import Results, StoredResult
 from .retry import RetryPolicy
 from .slots import Slots
 from .store import JobStore
 from .tenants import Tenants
+
+#: How early a scheduled job's message may come and still be started (after waiting the rest out).
+EARLY_WAIT_SECONDS = 1.0
 
 
 class Worker:
@@ -53,6 +58,7 @@ class Worker:
         rng: random.Random | None = None,
         retry: RetryPolicy | None = None,
         tenants: Tenants | None = None,
+        holds: Holds | None = None,
     ):
         self._store = store
         self._hot = hot
@@ -62,7 +68,7 @@ class Worker:
         self._settings = settings
         self._clock = clock
         self._rng = rng or random.Random()
-        self._lifecycle = Lifecycle(store, hot)
+        self._lifecycle = Lifecycle(store, hot, holds=holds)
         self._results = Results(objects, settings)
         self._slots = Slots(
             hot, queue, job_types, tenants or Tenants(None), self._rng, defer_max_seconds=settings.defer_max_seconds
@@ -172,6 +178,8 @@ class Worker:
             # A duplicate or late delivery; make sure Redis shows the final state MySQL holds.
             self._lifecycle.publish(job)
             return None
+        if job.status is JobStatus.SCHEDULED and not self._due(job, message):
+            return JobStatus.SCHEDULED
         # A continuation or retry inherits its sender's lease, once; anything else brings a new token.
         token, hop = message.lease or uuid.uuid4().hex, message.hop if message.lease else None
         lease = self._acquire(job, token, hop)
@@ -190,6 +198,20 @@ class Worker:
             self._lifecycle.release_quietly(job.id, token)  # so the record's redelivery is not taken for a duplicate
             raise
 
+    def _due(self, job: Job, message: Message) -> bool:
+        """Whether a SCHEDULED job's runAt has come. SQS's delays are whole seconds, rounded down
+        when sent, so a message may come up to a second early: that is waited out here (cheaper and
+        sooner than another round through SQS). Earlier (a stray message), it is sent again for then
+        (at most SQS's longest delay later) and this record is done."""
+        assert job.run_at is not None
+        early = (as_utc(job.run_at) - utcnow()).total_seconds()
+        if early <= EARLY_WAIT_SECONDS:
+            time.sleep(max(0.0, early))
+            return True
+        self._queue.send_job(job.id, owner=job.owner, delay_seconds=min(SQS_MAX_DELAY_SECONDS, int(early)))
+        log.info("job %s is scheduled for %s: sent again for then", job.id, job.run_at)
+        return False
+
     def _acquire(self, job: Job, token: str, hop: int | None) -> Lease:
         """The lease; a message without a hop finds the job busy while a hand-off of it waits in the
         queue (up to PENDING_LOST_SECONDS): that hand-off carries the job on."""
@@ -204,7 +226,7 @@ class Worker:
         )
 
     def _hold(self, job: Job, token: str, lease: Lease, invocation: Invocation, hop: int) -> JobStatus | None:
-        fresh = job.status is JobStatus.PENDING
+        fresh = job.status.unstarted
         if not (self._start(job, token) if fresh else self._claim(job, token, lease)):
             self._lifecycle.release_quietly(job.id, token)
             return None
@@ -241,7 +263,7 @@ class Worker:
             return False
         job.status, job.started_at, job.updated_at, job.attempts = JobStatus.RUNNING, now, now, job.attempts + 1
         observability.count("JobsStarted")
-        observability.milliseconds("QueueWait", (now - as_utc(job.created_at)).total_seconds() * 1000)
+        observability.milliseconds("QueueWait", (now - as_utc(job.run_at or job.created_at)).total_seconds() * 1000)
         log.info("job started", extra={"job_type": job.type, "attempt": job.attempts})
         return True
 
