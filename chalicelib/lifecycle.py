@@ -7,7 +7,9 @@ through `Lifecycle.end`, in one order:
 1. the guarded UPDATE in MySQL, the truth: `status IN from_`, and, when a worker ends the job it
    holds, `lease_token = fenced_by`, so a late or taken-over worker cannot end it a second time;
 2. the final view in Redis (FINAL_SEQ, never replaced), which also releases the holder's lease;
-3. the Jobs<Status> metric and the "job finished" log line.
+3. the Jobs<Status> metric and the "job finished" log line;
+4. for a job with a callback, its webhook on the webhooks queue (webhooks/outbox.py: the final
+   UPDATE also set `callback_due_at`, so a crash before this step leaves the sweeper a row to find).
 
 The final view is retried through a short outage (`HotState.ride_out`, RIDE_OUT_SECONDS). Redis
 down past that changes nothing: MySQL is final, so the end stands; a warning is logged and nothing
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import errors, observability
 from .hotstate import FINAL_SEQ, RIDE_OUT_SECONDS, HotState
@@ -29,6 +31,9 @@ from .models import Job, JobStatus, as_utc, clip_message, utcnow
 from .observability import logger as log
 from .results import StoredResult
 from .store import EncodedJson, JobStore
+
+if TYPE_CHECKING:
+    from .webhooks.outbox import Outbox
 
 #: Longest error text kept on a FAILED job (before an "(attempt N of M)" suffix).
 MAX_ERROR_CHARS = 2000
@@ -62,9 +67,10 @@ def describe(exc: BaseException) -> str:
 class Lifecycle:
     """Writes the terminal states of jobs: MySQL first, then Redis, then the metric and the log."""
 
-    def __init__(self, store: JobStore, hot: HotState):
+    def __init__(self, store: JobStore, hot: HotState, outbox: Outbox | None = None):
         self._store = store
         self._hot = hot
+        self._outbox = outbox
 
     def end(
         self,
@@ -94,6 +100,8 @@ class Lifecycle:
         progress = 100 if status is JobStatus.COMPLETED else job.progress
         final_message = clip_message(message or job.message)
         columns: dict[str, Any] = {"result": result, "error": error, "finished_at": now, "updated_at": now}
+        if job.callback_url is not None:
+            columns["callback_due_at"] = now  # from here on the row is the webhook's outbox
         if stored is not None:
             result = None if stored.key else result
             columns.update(
@@ -120,6 +128,8 @@ class Lifecycle:
         if job.started_at is not None:
             observability.milliseconds("JobDuration", (now - as_utc(job.started_at)).total_seconds() * 1000)
         log.info("job finished", extra={"job_id": job.id, "status": status.value, "error": error})
+        if self._outbox is not None:
+            self._outbox.after_end(job)
         return True
 
     def time_out(self, job: Job, *, fenced_by: str | None = None) -> bool:

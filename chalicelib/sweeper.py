@@ -15,7 +15,10 @@ The sweeper runs every minute; each pass is bounded in rows (`sweep_max_rows` pe
    sent again; the next worker takes the job over from its last checkpoint. A job whose hand-off
    was sent and not yet taken waits in the queue, like a sent PENDING job: it is sent again only
    once the hand-off is `pending_lost_seconds` old;
-4. retention: finished jobs (and with them their idempotency keys) older than `retention_seconds`
+4. webhooks (webhooks/outbox.py): ended jobs whose webhook is not on the webhooks queue
+   `webhook_resend_seconds` after the end are queued; queued ones `webhook_lost_seconds` past due
+   are queued again;
+5. retention: finished jobs (and with them their idempotency keys) older than `retention_seconds`
    are deleted, their result objects in RESULTS_BUCKET first (a failed delete keeps the rows for
    the next pass; the bucket's lifecycle rule expires what is left anyway).
 
@@ -48,6 +51,7 @@ from .observability import logger as log
 from .queue import JobQueue, Message
 from .results import Results
 from .store import JobStore
+from .webhooks.outbox import Outbox
 
 
 @dataclass
@@ -60,6 +64,10 @@ class SweepReport:
     #: PENDING jobs whose message went out but must have been lost (not started after pending_lost_seconds).
     lost_sent: int = 0
     stalled_sent: int = 0
+    #: Ended jobs' webhooks that were not on the webhooks queue (the ender died, or SQS refused), queued now.
+    webhooks_sent: int = 0
+    #: Queued webhooks long past due (their message must have been lost), queued again.
+    webhooks_lost: int = 0
     purged: int = 0
 
 
@@ -75,13 +83,15 @@ class Sweeper:
         *,
         clock: Callable[[], float] = time.monotonic,
         objects: ObjectStore | None = None,
+        outbox: Outbox | None = None,
     ):
         self._store = store
+        self._outbox = outbox
         self._hot = hot
         self._queue = queue
         self._settings = settings
         self._clock = clock
-        self._lifecycle = Lifecycle(store, hot)
+        self._lifecycle = Lifecycle(store, hot, outbox)
         self._results = None if objects is None else Results(objects, settings)
 
     def sweep(self) -> SweepReport:
@@ -94,6 +104,8 @@ class Sweeper:
             ("pending_sent", lambda: self._send_pending(now, deadline, sent=False)),
             ("lost_sent", lambda: self._send_pending(now, deadline, sent=True)),
             ("stalled_sent", lambda: self._send_stalled(now, deadline)),
+            ("webhooks_sent", lambda: self._send_webhooks(now, lost=False)),
+            ("webhooks_lost", lambda: self._send_webhooks(now, lost=True)),
             ("purged", lambda: self._purge(now - timedelta(seconds=s.retention_seconds))),
         )
         for name, rule in rules:
@@ -137,6 +149,15 @@ class Sweeper:
             lost_after_ms=s.pending_lost_seconds * 1000,
         )
         return self._send([job for job in quiet if job.id in orphans], JobStatus.RUNNING, now, deadline)
+
+    def _send_webhooks(self, now, *, lost: bool) -> int:
+        """Queue the webhooks the outbox rules find (webhooks/outbox.py)."""
+        if self._outbox is None:
+            return 0
+        s = self._settings
+        if lost:
+            return self._outbox.sweep_lost(now, after_seconds=s.webhook_lost_seconds, limit=s.sweep_max_rows)
+        return self._outbox.sweep_waiting(now, after_seconds=s.webhook_resend_seconds, limit=s.sweep_max_rows)
 
     def _purge(self, finished_before) -> int:
         """Delete finished jobs past retention: their result objects, then their rows."""

@@ -35,6 +35,7 @@ from .retry import RetryPolicy
 from .slots import Slots
 from .store import JobStore
 from .tenants import Tenants
+from .webhooks.outbox import Outbox
 
 
 class Worker:
@@ -53,6 +54,7 @@ class Worker:
         rng: random.Random | None = None,
         retry: RetryPolicy | None = None,
         tenants: Tenants | None = None,
+        outbox: Outbox | None = None,
     ):
         self._store = store
         self._hot = hot
@@ -62,7 +64,7 @@ class Worker:
         self._settings = settings
         self._clock = clock
         self._rng = rng or random.Random()
-        self._lifecycle = Lifecycle(store, hot)
+        self._lifecycle = Lifecycle(store, hot, outbox)
         self._results = Results(objects, settings)
         self._slots = Slots(
             hot, queue, job_types, tenants or Tenants(None), self._rng, defer_max_seconds=settings.defer_max_seconds
