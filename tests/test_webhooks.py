@@ -173,9 +173,7 @@ def test_a_job_without_callback_has_no_deliveries_and_queues_nothing(api, events
 
 
 # --- retries ---------------------------------------------------------------------------------------
-def test_500s_and_a_timeout_are_retried_with_the_same_webhook_id_then_delivered(
-    api, events, hooks, receiver, settings
-):
+def test_500s_and_a_timeout_are_retried_with_the_same_webhook_id_then_delivered(api, events, hooks, receiver, settings):
     receiver.script = [500, 503, "hang", 200]
     receiver.hang_seconds = settings.webhook_timeout_seconds + 1
     job_id = finished(api, events, receiver.url)
@@ -265,9 +263,7 @@ def test_an_attempt_due_after_the_window_is_given_up_without_sending(
 
 
 # --- never lost --------------------------------------------------------------------------------------
-def test_a_worker_killed_right_after_the_final_write_still_delivers(
-    api, rt, hooks, receiver, settings, mysql, sqs
-):
+def test_a_worker_killed_right_after_the_final_write_still_delivers(api, rt, hooks, receiver, settings, mysql, sqs):
     job_id = api.submit("sleep", QUICK, callbackUrl=receiver.url).json["jobId"]
     proc = worker_process.start(settings, DIE_AFTER_FINAL_WRITE="1")
     try:
@@ -470,10 +466,17 @@ def test_a_loopback_callback_stored_locally_is_refused_by_an_aws_mode_delivery(
     job_id = finished(api, events, stored)  # accepted: this runtime allows loopback
     aws = replace(settings, webhook_allow_http=True, webhook_allow_loopback=False)
     deliverer = Deliverer(
-        rt.store, rt.delivery_queue, rt.signing_secrets, rt.deliverer._results, aws, transport=Transport(connect=connector)
+        rt.store,
+        rt.delivery_queue,
+        rt.signing_secrets,
+        rt.deliverer._results,
+        aws,
+        transport=Transport(connect=connector),
     )
 
-    hooks = EventSource(sqs, settings.webhooks_queue_url, lambda event, context: deliverer.handle_batch(event["Records"]))
+    hooks = EventSource(
+        sqs, settings.webhooks_queue_url, lambda event, context: deliverer.handle_batch(event["Records"])
+    )
     hooks.drain()
 
     assert connector.connected == [] and connector.refused == []
