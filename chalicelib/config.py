@@ -59,8 +59,8 @@ class Settings:
     jobs_queue_name: str = "jobs"
     #: The dead-letter queue's name, for the DLQ handler's trigger (default: `<jobs queue>-dlq`).
     jobs_dlq_name: str = "jobs-dlq"
-    #: The webhooks queue (completion webhooks: webhooks/) and its name, for the delivery function's
-    #: trigger in app.py. No URL: webhooks are recorded on the row and the sweeper sends none.
+    #: The webhooks queue (completion webhooks: webhooks/) and its name (default `<jobs queue>-webhooks`),
+    #: for the delivery function's trigger in app.py. No URL: nothing is delivered (rows stay WAITING).
     webhooks_queue_url: str = ""
     webhooks_queue_name: str = "jobs-webhooks"
     #: Secrets Manager names of the clients' webhook signing secrets: `<prefix><client>`.
@@ -168,7 +168,8 @@ class Settings:
             jobs_queue_name=env.get("JOBS_QUEUE_NAME", d.jobs_queue_name),
             jobs_dlq_name=env.get("JOBS_DLQ_NAME") or f"{env.get('JOBS_QUEUE_NAME', d.jobs_queue_name)}-dlq",
             webhooks_queue_url=env.get("WEBHOOKS_QUEUE_URL", d.webhooks_queue_url),
-            webhooks_queue_name=env.get("WEBHOOKS_QUEUE_NAME", d.webhooks_queue_name),
+            webhooks_queue_name=env.get("WEBHOOKS_QUEUE_NAME")
+            or f"{env.get('JOBS_QUEUE_NAME', d.jobs_queue_name)}-webhooks",
             webhook_secret_prefix=env.get("WEBHOOK_SECRET_PREFIX", d.webhook_secret_prefix),
             webhook_allow_http=_flag(env, "WEBHOOK_ALLOW_HTTP"),
             webhook_allow_loopback=_flag(env, "WEBHOOK_ALLOW_LOOPBACK"),

@@ -47,6 +47,32 @@ def test_a_submitted_job_completes_through_the_emulated_event_source(local_runti
     assert done["result"] == {"steps": 3, "sleptMs": 150}
 
 
+def test_the_local_runtime_delivers_a_signed_webhook_to_a_loopback_receiver(local_runtime):
+    from jobs_client import verify_webhook
+
+    from tests.support.webhooks import Receiver
+
+    receiver = Receiver()
+    try:
+        body = {"type": "sleep", "payload": {"steps": 1, "stepMs": 0}, "callbackUrl": receiver.url}
+        code, job = call(local_runtime.url, "POST", body=body)
+        assert code == 202, job
+        secret = call(local_runtime.url, path="/webhook-secret")[1]["secret"]
+        deadline = time.monotonic() + 30
+        while not receiver.got and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)  # nothing more comes
+    finally:
+        receiver.close()
+
+    assert len(receiver.got) == 1
+    delivered = verify_webhook(receiver.got[0].headers, receiver.got[0].body, secret)
+    assert (delivered["type"], delivered["data"]["jobId"]) == ("job.completed", job["jobId"])
+    code, made = call(local_runtime.url, path=f"/jobs/{job['jobId']}/deliveries")
+    assert [d["statusCode"] for d in made["deliveries"]] == [200]
+    assert f"{secret}   (client alice)" in local_runtime.log.read_text()  # `make run` printed it
+
+
 def test_a_running_job_is_cancelled(local_runtime):
     _, job = call(local_runtime.url, "POST", body={"type": "sleep", "payload": {"steps": 100, "stepMs": 50}})
     wait_for(local_runtime.url, job["jobId"], "RUNNING")
