@@ -48,16 +48,15 @@ def test_a_submitted_job_completes_through_the_emulated_event_source(local_runti
 
 
 def test_the_local_runtime_delivers_a_signed_webhook_to_a_loopback_receiver(local_runtime):
-    from jobs_client import verify_webhook
+    from jobs_client import Client, verify_webhook
 
     from tests.support.webhooks import Receiver
 
     receiver = Receiver()
+    client = Client(local_runtime.url, ALICE)
     try:
-        body = {"type": "sleep", "payload": {"steps": 1, "stepMs": 0}, "callbackUrl": receiver.url}
-        code, job = call(local_runtime.url, "POST", body=body)
-        assert code == 202, job
-        secret = call(local_runtime.url, path="/webhook-secret")[1]["secret"]
+        job = client.submit("sleep", {"steps": 1, "stepMs": 0}, callback_url=receiver.url).raw
+        secret = client.webhook_secret()
         deadline = time.monotonic() + 30
         while not receiver.got and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -68,9 +67,14 @@ def test_the_local_runtime_delivers_a_signed_webhook_to_a_loopback_receiver(loca
     assert len(receiver.got) == 1
     delivered = verify_webhook(receiver.got[0].headers, receiver.got[0].body, secret)
     assert (delivered["type"], delivered["data"]["jobId"]) == ("job.completed", job["jobId"])
-    code, made = call(local_runtime.url, path=f"/jobs/{job['jobId']}/deliveries")
-    assert [d["statusCode"] for d in made["deliveries"]] == [200]
+    [made] = client.deliveries(job["jobId"])
+    assert (made.attempt, made.status_code, made.delivered, made.next_retry_at) == (1, 200, True, None)
     assert f"{secret}   (client alice)" in local_runtime.log.read_text()  # `make run` printed it
+    status = _cli(local_runtime, "status", job["jobId"])
+    assert status.returncode == 0, status.stderr
+    assert "webhook deliveries:" in status.stdout
+    assert re.search(r"#1 +\S+ \S+  200  delivered", status.stdout), status.stdout
+    assert _cli(local_runtime, "webhook-secret").stdout.strip() == secret
 
 
 def test_a_running_job_is_cancelled(local_runtime):

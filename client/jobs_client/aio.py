@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 import inspect
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -12,7 +13,7 @@ import httpx
 
 from . import _http, _plans
 from ._plans import Call, Emit, Notify, Plan, Sleep
-from .models import Job, Limits, Page, Upload
+from .models import Delivery, Job, Limits, Page, Upload
 from .retry import RetryPolicy
 
 T = TypeVar("T")
@@ -45,6 +46,7 @@ class AsyncClient:
         max_attempts: int | None = None,
         timeout_seconds: int | None = None,
         idempotency_key: str | None = None,
+        callback_url: str | None = None,
     ) -> Job:
         """Submit a job (see Client.submit)."""
         return await self._run(
@@ -54,6 +56,7 @@ class AsyncClient:
                 max_attempts=max_attempts,
                 timeout_seconds=timeout_seconds,
                 idempotency_key=idempotency_key,
+                callback_url=callback_url,
             )
         )
 
@@ -104,6 +107,14 @@ class AsyncClient:
     async def upload(self, path: str | os.PathLike[str], *, content_type: str | None = None) -> Upload:
         """Upload a file under the caller's input prefix (see Client.upload)."""
         return await self._run(_plans.upload(path, content_type=content_type))
+
+    async def deliveries(self, job: str | Job) -> builtins.list[Delivery]:
+        """The attempts to deliver the job's completion webhook (status, error, next retry), oldest first."""
+        return await self._run(_plans.deliveries(job))
+
+    async def webhook_secret(self) -> str:
+        """The caller's webhook signing secret (`whsec_...`): give it to verify_webhook."""
+        return await self._run(_plans.webhook_secret())
 
     async def limits(self) -> Limits:
         """The caller's plan, limits and use (see Client.limits)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -11,7 +12,7 @@ import httpx
 
 from . import _http, _plans
 from ._plans import Call, Emit, Notify, Plan, Sleep
-from .models import Job, Limits, Page, Upload
+from .models import Delivery, Job, Limits, Page, Upload
 from .retry import RetryPolicy
 
 T = TypeVar("T")
@@ -49,6 +50,7 @@ class Client:
         max_attempts: int | None = None,
         timeout_seconds: int | None = None,
         idempotency_key: str | None = None,
+        callback_url: str | None = None,
     ) -> Job:
         """Submit a job; with an Idempotency-Key (one is made unless given), so retries are safe."""
         return self._run(
@@ -58,6 +60,7 @@ class Client:
                 max_attempts=max_attempts,
                 timeout_seconds=timeout_seconds,
                 idempotency_key=idempotency_key,
+                callback_url=callback_url,
             )
         )
 
@@ -117,6 +120,14 @@ class Client:
     def upload(self, path: str | os.PathLike[str], *, content_type: str | None = None) -> Upload:
         """Upload a file under the caller's input prefix; its bucket and key go in a payload."""
         return self._run(_plans.upload(path, content_type=content_type))
+
+    def deliveries(self, job: str | Job) -> builtins.list[Delivery]:
+        """The attempts to deliver the job's completion webhook (status, error, next retry), oldest first."""
+        return self._run(_plans.deliveries(job))
+
+    def webhook_secret(self) -> str:
+        """The caller's webhook signing secret (`whsec_...`): give it to verify_webhook."""
+        return self._run(_plans.webhook_secret())
 
     def limits(self) -> Limits:
         """The caller's plan, its job limits and its unfinished jobs."""
