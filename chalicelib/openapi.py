@@ -130,12 +130,13 @@ def _submission(job_type: JobType) -> dict[str, Any]:
             },
             "callbackUrl": {
                 "type": "string",
+                "nullable": True,
                 "format": "uri",
                 "maxLength": MAX_URL_CHARS,
                 "description": "where a signed POST (Standard Webhooks) goes when the job ends, retried for a"
                 " day; https only (http only where the deployment allows it), to a public address: a host that"
                 " is a private, loopback, link-local, CGNAT, multicast or metadata address is a 400, a name"
-                " resolving to one is refused at delivery (see GET /jobs/{id}/deliveries)",
+                " resolving to one is refused at delivery (see GET /jobs/{id}/deliveries); null: none",
             },
         },
     }
