@@ -223,8 +223,9 @@ def usage_response(usage: Usage) -> Response:
         "plan": None if tenant is None else tenant.plan,
         "limits": None if tenant is None else tenant.limits.to_json(),
         "usage": {
-            "activeJobs": sum(usage.active.values()),
-            **{f"{status.value.lower()}Jobs": n for status, n in usage.active.items()},
+            "activeJobs": usage.active.total,
+            **{f"{status.value.lower()}Jobs": n for status, n in usage.active.by_status.items()},
+            "heldJobs": usage.active.held,
         },
     }
     return Response(body=body, status_code=200, headers={"Cache-Control": "no-store"})

@@ -10,6 +10,7 @@ through `Lifecycle.end`, in one order:
 3. the Jobs<Status> metric and the "job finished" log line;
 4. for a job with a callback, its webhook on the webhooks queue (webhooks/outbox.py: the final
    UPDATE also set `callback_due_at`, so a crash before this step leaves the sweeper a row to find).
+5. given `holds`, the release of the owner's oldest held job, the room this end made (holds.py).
 
 The final view is retried through a short outage (`HotState.ride_out`, RIDE_OUT_SECONDS). Redis
 down past that changes nothing: MySQL is final, so the end stands; a warning is logged and nothing
@@ -33,6 +34,7 @@ from .results import StoredResult
 from .store import EncodedJson, JobStore
 
 if TYPE_CHECKING:
+    from .holds import Holds
     from .webhooks.outbox import Outbox
 
 #: Longest error text kept on a FAILED job (before an "(attempt N of M)" suffix).
@@ -67,10 +69,11 @@ def describe(exc: BaseException) -> str:
 class Lifecycle:
     """Writes the terminal states of jobs: MySQL first, then Redis, then the metric and the log."""
 
-    def __init__(self, store: JobStore, hot: HotState, outbox: Outbox | None = None):
+    def __init__(self, store: JobStore, hot: HotState, outbox: Outbox | None = None, *, holds: Holds | None = None):
         self._store = store
         self._hot = hot
         self._outbox = outbox
+        self._holds = holds
 
     def end(
         self,
@@ -109,6 +112,8 @@ class Lifecycle:
                 result_bytes=stored.size,
                 result_key=stored.key,
             )
+        if job.held:
+            columns["held"] = False
         if fenced_by is not None:
             columns.update(progress=progress, progress_detail=job.progress_detail, message=final_message)
         elif message is not None:
@@ -118,6 +123,7 @@ class Lifecycle:
                 log.warning("job %s was finished by someone else, or another worker holds it", job.id)
                 self.release_quietly(job.id, fenced_by)
             return False
+        was_held, job.held = job.held, False
         job.status, job.result, job.error, job.message = status, result, error, final_message
         if stored is not None:
             job.result_bytes, job.result_key = stored.size, stored.key
@@ -130,6 +136,8 @@ class Lifecycle:
         log.info("job finished", extra={"job_id": job.id, "status": status.value, "error": error})
         if self._outbox is not None:
             self._outbox.after_end(job)
+        if self._holds is not None and not was_held:  # a held job took no room: it frees none
+            self._holds.after_end(job)
         return True
 
     def time_out(self, job: Job, *, fenced_by: str | None = None) -> bool:

@@ -125,6 +125,8 @@ class Job:
     result_key: str | None = None
     error: str | None = None
     cancel_requested: bool = False
+    #: Waiting in MySQL for a free slot of its owner's running cap, no message sent (holds.py).
+    held: bool = False
     started_at: datetime | None = None
     finished_at: datetime | None = None
     updated_at: datetime | None = None

@@ -256,7 +256,11 @@ def _limits_paths() -> dict[str, Any]:
 def _limits_schemas() -> dict[str, Any]:
     count = {"type": "integer", "minimum": 0}
     limit = {"type": "integer", "minimum": 1}
-    usage = {"activeJobs": count, **{f"{s.value.lower()}Jobs": count for s in JobStatus if not s.terminal}}
+    usage = {
+        "activeJobs": count,
+        **{f"{s.value.lower()}Jobs": count for s in JobStatus if not s.terminal},
+        "heldJobs": {**count, "description": "PENDING jobs held back for a free slot of maxRunningJobs"},
+    }
     return {
         "Limits": {
             "type": "object",

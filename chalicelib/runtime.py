@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from . import aws, errors, hotstate, objects, queue, secrets, tenants
 from .config import Settings
+from .holds import Holds
 from .hotstate import HotState
 from .jobs import JobTypes
 from .objects import ObjectStore
@@ -137,6 +138,10 @@ class Runtime:
         return Tenants(read, ttl_seconds=s.tenants_ttl_seconds)
 
     @cached_property
+    def holds(self) -> Holds:
+        return Holds(self.store, self.queue, self.tenants)
+
+    @cached_property
     def service(self) -> JobService:
         return JobService(
             self.store,
@@ -147,6 +152,7 @@ class Runtime:
             self.settings,
             tenants=self.tenants,
             outbox=self.outbox,
+            holds=self.holds,
         )
 
     @cached_property
@@ -155,7 +161,9 @@ class Runtime:
 
     @cached_property
     def sweeper(self) -> Sweeper:
-        return Sweeper(self.store, self.hot, self.queue, self.settings, objects=self.objects, outbox=self.outbox)
+        return Sweeper(
+            self.store, self.hot, self.queue, self.settings, objects=self.objects, outbox=self.outbox, holds=self.holds
+        )
 
     @cached_property
     def worker(self) -> Worker:
@@ -168,6 +176,7 @@ class Runtime:
             self.settings,
             tenants=self.tenants,
             outbox=self.outbox,
+            holds=self.holds,
         )
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from . import errors, observability
 from .config import Settings
+from .holds import Holds
 from .hotstate import READ_RIDE_OUT_SECONDS, HotJob, HotState
 from .jobs import JobContext, JobType, JobTypes
 from .lifecycle import Lifecycle
@@ -25,7 +26,7 @@ from .objects import ObjectStore
 from .observability import logger as log
 from .queue import JobQueue
 from .results import Results
-from .store import JobStore
+from .store import ActiveCounts, JobStore
 from .tenants import Tenant, Tenants
 from .webhooks import guard
 from .webhooks.outbox import Outbox
@@ -72,7 +73,7 @@ class Usage:
 
     client: str
     tenant: Tenant | None
-    active: dict[JobStatus, int]
+    active: ActiveCounts
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,7 @@ class JobService:
         *,
         tenants: Tenants | None = None,
         outbox: Outbox | None = None,
+        holds: Holds | None = None,
     ):
         self._store = store
         self._hot = hot
@@ -143,7 +145,8 @@ class JobService:
         self._objects = objects
         self._settings = settings
         self._tenants = tenants or Tenants(None)
-        self._lifecycle = Lifecycle(store, hot, outbox)
+        self._holds = holds or Holds(store, queue, self._tenants)
+        self._lifecycle = Lifecycle(store, hot, outbox, holds=self._holds)
         self._webhook_policy = guard.Policy.of(
             allow_http=settings.webhook_allow_http, allow_loopback=settings.webhook_allow_loopback
         )
@@ -153,7 +156,8 @@ class JobService:
     @observability.traced
     def submit(self, owner: str, body: Any, *, idempotency_key: str | None = None) -> Answer:
         """Store a new job and queue it: one MySQL insert, one Redis round trip, one SQS send; with
-        tenants, one more MySQL statement counts the client's unfinished jobs against its plan."""
+        tenants, one more MySQL statement counts the client's unfinished jobs against its plan, and a
+        job over the plan's running cap is held (one UPDATE) instead of sent (holds.py)."""
         tenant = self._tenants.of(owner)
         job_type, payload, options = self._parse_submission(owner, body, tenant)
         request_hash = hashlib.sha256(
@@ -173,12 +177,15 @@ class JobService:
         stored = self._store.insert_job(job, idempotency_key=idempotency_key, request_hash=request_hash)
         if stored.id != job.id:
             return replace(self.get(owner, stored.id), replayed=True)
+        held = False
         if tenant is not None:
-            self._within_active_limit(job, tenant)
+            counts = self._within_active_limit(job, tenant)
+            held = self._holds.should_hold(job, tenant, counts) and self._holds.hold(job, tenant, counts)
         cadence = job_type.chunk_seconds(payload)
         self._best_effort_write(job, seq=0, cadence_ms=None if cadence is None else cadence * 1000)
         try:
-            self._queue.send_job(job.id, owner=job.owner)
+            if not held:  # a held job's message goes out when the owner's running cap has room (holds.py)
+                self._queue.send_job(job.id, owner=job.owner)
         except errors.QueueUnavailable:
             # The row is the outbox: the job stays PENDING, marked unsent, and the sweeper sends it later.
             log.warning("job %s stored but not sent; the sweeper will send it", job.id, exc_info=True)
@@ -194,16 +201,17 @@ class JobService:
         except errors.StoreUnavailable:
             log.warning("job %s: not marked unsent; sent after PENDING_LOST_SECONDS instead", job_id, exc_info=True)
 
-    def _within_active_limit(self, job: Job, tenant: Tenant) -> None:
-        """Refuse the job just inserted (and not yet sent) if it takes the client over maxActiveJobs.
+    def _within_active_limit(self, job: Job, tenant: Tenant) -> ActiveCounts:
+        """Refuse the job just inserted (and not yet sent) if it takes the client over maxActiveJobs;
+        else the client's unfinished jobs, this one counted.
 
         Counted after the insert, so concurrent submissions cannot all slip under the limit: each
         counts the others' rows too, and at most `maxActiveJobs` of them are kept.
         """
         limit = tenant.limits.max_active_jobs
-        active = sum(self._store.count_active(job.owner).values())
-        if active <= limit:
-            return
+        counts = self._store.count_active(job.owner)
+        if counts.total <= limit:
+            return counts
         self._store.delete_pending(job.id)
         observability.count("JobsRefused")
         raise errors.ActiveJobLimit(

@@ -14,6 +14,7 @@ import json
 import ssl
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -21,7 +22,7 @@ import pymysql
 from pymysql.constants import CLIENT, ER
 
 from . import errors
-from .models import TERMINAL, CallbackState, Job, JobStatus
+from .models import TERMINAL, CallbackState, Job, JobStatus, utcnow
 
 # Connection-level failures after which a fresh connection may succeed: can't connect (2003),
 # server has gone away (2006), lost connection during query (2013), lost connection (2055).
@@ -32,13 +33,13 @@ _MEASURED_FROM_BYTES = 1024 * 1024
 
 _COLUMNS = (
     "id, owner, type, status, payload, result, result_bytes, result_key, error, progress, progress_detail, message,"
-    " attempts, max_attempts, timeout_seconds, cancel_requested, created_at, started_at,"
+    " attempts, max_attempts, timeout_seconds, cancel_requested, held, created_at, started_at,"
     " finished_at, updated_at, callback_url"
 )
 #: Columns `transition` may set besides status; names are never taken from input.
 _SETTABLE = {
     *("result", "result_bytes", "result_key", "error", "progress", "progress_detail", "message"),
-    *("finished_at", "updated_at", "callback_due_at"),
+    *("finished_at", "updated_at", "held", "callback_due_at"),
 }
 _JSON_COLUMNS = {"payload", "result", "progress_detail", "checkpoint"}
 CALLBACK_WAITING = CallbackState.WAITING.value
@@ -103,6 +104,7 @@ def _job(row: dict[str, Any]) -> Job:
         max_attempts=row["max_attempts"],
         timeout_seconds=row["timeout_seconds"],
         cancel_requested=bool(row["cancel_requested"]),
+        held=bool(row.get("held")),
         created_at=row["created_at"],
         started_at=row["started_at"],
         finished_at=row["finished_at"],
@@ -113,6 +115,23 @@ def _job(row: dict[str, Any]) -> Job:
         deaths=row.get("deaths") or 0,
         death_chunk=row.get("death_chunk"),
     )
+
+
+@dataclass(frozen=True)
+class ActiveCounts:
+    """An owner's unfinished jobs by status, and how many of its PENDING ones are held."""
+
+    by_status: dict[JobStatus, int]
+    held: int = 0
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_status.values())
+
+    @property
+    def unheld(self) -> int:
+        """Its jobs queued or running: what its running cap is measured against."""
+        return self.total - self.held
 
 
 class JobStore:
@@ -349,7 +368,7 @@ class JobStore:
         True if this call started the job (False: it moved on, e.g. was cancelled)."""
         changed, _ = self._execute(
             "UPDATE jobs SET status = %s, attempts = attempts + 1, lease_token = %s, started_at = %s, updated_at = %s"
-            " WHERE id = %s AND status = %s",
+            " WHERE id = %s AND status = %s AND NOT held",
             (JobStatus.RUNNING.value, token, at, at, job_id, JobStatus.PENDING.value),
         )
         return changed == 1
@@ -419,9 +438,9 @@ class JobStore:
 
     def pending(self, *, sent: bool, updated_before, limit: int) -> list[Job]:
         """PENDING jobs whose message went out (`sent`) or did not, not updated since `updated_before`,
-        oldest first (ix_jobs_status_sent_updated)."""
+        oldest first (ix_jobs_status_sent_updated); held jobs are neither."""
         _, rows = self._execute(
-            f"SELECT {_COLUMNS} FROM jobs WHERE status = %s AND sent = %s AND updated_at < %s"
+            f"SELECT {_COLUMNS} FROM jobs WHERE status = %s AND sent = %s AND NOT held AND updated_at < %s"
             " ORDER BY updated_at LIMIT %s",
             (JobStatus.PENDING.value, sent, updated_before, limit),
         )
@@ -463,18 +482,55 @@ class JobStore:
         )
         return [(row["id"], row["result_key"]) for row in rows]
 
-    def count_active(self, owner: str) -> dict[JobStatus, int]:
-        """The owner's unfinished jobs by status: one index range (ix_jobs_owner_status), as long as
-        the owner's active jobs, never its history."""
+    def count_active(self, owner: str) -> ActiveCounts:
+        """The owner's unfinished jobs by status, and how many of them are held: one index range
+        (ix_jobs_owner_status), as long as the owner's active jobs, never its history."""
         active = [s.value for s in JobStatus if not s.terminal]
         _, rows = self._execute(
-            "SELECT status, COUNT(*) AS n FROM jobs WHERE owner = %s"
+            "SELECT status, COUNT(*) AS n, CAST(SUM(held) AS UNSIGNED) AS held FROM jobs WHERE owner = %s"
             f" AND status IN ({', '.join(['%s'] * len(active))}) GROUP BY status",
             (owner, *active),
         )
         counts = dict.fromkeys((JobStatus(v) for v in active), 0)
         counts.update({JobStatus(row["status"]): row["n"] for row in rows})
-        return counts
+        return ActiveCounts(counts, held=sum(int(row["held"] or 0) for row in rows))
+
+    # --- held jobs (holds.py) --------------------------------------------------------------------
+    def hold(self, job_id: str, *, message: str) -> bool:
+        """Hold a PENDING job no message was sent for; False if it moved on."""
+        changed, _ = self._execute(
+            "UPDATE jobs SET held = TRUE, message = %s WHERE id = %s AND status = %s",
+            (message, job_id, JobStatus.PENDING.value),
+        )
+        return changed == 1
+
+    def held(self, owner: str, *, limit: int) -> list[str]:
+        """Ids of the owner's oldest held jobs (ix_jobs_held_owner)."""
+        _, rows = self._execute(
+            "SELECT id FROM jobs WHERE held AND owner = %s AND status = %s ORDER BY id LIMIT %s",
+            (owner, JobStatus.PENDING.value, limit),
+        )
+        return [row["id"] for row in rows]
+
+    def release_held(self, job_id: str) -> bool:
+        """Clear a held job's `held` (and `sent`, until its message is out); True if this call did."""
+        changed, _ = self._execute(
+            "UPDATE jobs SET held = FALSE, sent = FALSE, message = NULL, updated_at = %s"
+            " WHERE id = %s AND held AND status = %s",
+            (utcnow(), job_id, JobStatus.PENDING.value),
+        )
+        return changed == 1
+
+    def mark_sent(self, job_id: str) -> None:
+        """Record that the PENDING job's message went out."""
+        self._execute("UPDATE jobs SET sent = TRUE WHERE id = %s AND status = %s", (job_id, JobStatus.PENDING.value))
+
+    def owners_with_held(self, *, limit: int) -> list[str]:
+        """Owners that have held jobs (ix_jobs_held_owner), at most `limit`."""
+        _, rows = self._execute(
+            "SELECT DISTINCT owner FROM jobs WHERE held AND status = %s LIMIT %s", (JobStatus.PENDING.value, limit)
+        )
+        return [row["owner"] for row in rows]
 
     def delete_pending(self, job_id: str) -> bool:
         """Delete a PENDING job no message was sent for (a submission refused after its insert)."""

@@ -18,7 +18,9 @@ The sweeper runs every minute; each pass is bounded in rows (`sweep_max_rows` pe
 4. webhooks (webhooks/outbox.py): ended jobs whose webhook is not on the webhooks queue
    `webhook_resend_seconds` after the end are queued; queued ones `webhook_lost_seconds` past due
    are queued again;
-5. retention: finished jobs (and with them their idempotency keys) older than `retention_seconds`
+5. held jobs (holds.py): an owner's held jobs are released up to its free running capacity, in
+   case a release was lost (a crash between an end and its release) or the owner's cap was raised;
+6. retention: finished jobs (and with them their idempotency keys) older than `retention_seconds`
    are deleted, their result objects in RESULTS_BUCKET first (a failed delete keeps the rows for
    the next pass; the bucket's lifecycle rule expires what is left anyway).
 
@@ -43,6 +45,7 @@ from typing import Any
 from . import batch, errors, observability
 from .chunks import running_chunk
 from .config import Settings
+from .holds import Holds
 from .hotstate import HotState
 from .lifecycle import Lifecycle
 from .models import Job, JobStatus, utcnow
@@ -68,6 +71,8 @@ class SweepReport:
     webhooks_sent: int = 0
     #: Queued webhooks long past due (their message must have been lost), queued again.
     webhooks_lost: int = 0
+    #: Held jobs released because their owner had room (holds.py): a lost release, a cap raised.
+    held_released: int = 0
     purged: int = 0
 
 
@@ -84,6 +89,7 @@ class Sweeper:
         clock: Callable[[], float] = time.monotonic,
         objects: ObjectStore | None = None,
         outbox: Outbox | None = None,
+        holds: Holds | None = None,
     ):
         self._store = store
         self._outbox = outbox
@@ -91,7 +97,8 @@ class Sweeper:
         self._queue = queue
         self._settings = settings
         self._clock = clock
-        self._lifecycle = Lifecycle(store, hot, outbox)
+        self._holds = holds
+        self._lifecycle = Lifecycle(store, hot, outbox, holds=holds)
         self._results = None if objects is None else Results(objects, settings)
 
     def sweep(self) -> SweepReport:
@@ -106,6 +113,7 @@ class Sweeper:
             ("stalled_sent", lambda: self._send_stalled(now, deadline)),
             ("webhooks_sent", lambda: self._send_webhooks(now, lost=False)),
             ("webhooks_lost", lambda: self._send_webhooks(now, lost=True)),
+            ("held_released", self._release_held),
             ("purged", lambda: self._purge(now - timedelta(seconds=s.retention_seconds))),
         )
         for name, rule in rules:
@@ -119,6 +127,12 @@ class Sweeper:
         for name, value in asdict(report).items():
             observability.count(f"Sweeper{name.title().replace('_', '')}", value)
         return report
+
+    def _release_held(self) -> int:
+        """Held jobs whose owner has room (a cap raised, a release lost), sent now (holds.py)."""
+        if self._holds is None:
+            return 0
+        return self._holds.release_due(max_owners=self._settings.sweep_max_rows).released
 
     def _time_out(self, now, deadline: float) -> int:
         failed = 0

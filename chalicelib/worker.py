@@ -23,6 +23,7 @@ from . import batch, errors, hotstate, observability
 from .batch import JobRecord
 from .chunks import Invocation, Run, running_chunk
 from .config import Settings
+from .holds import Holds
 from .hotstate import HotState, Lease, WriteOutcome
 from .jobs import JobContext, JobTypes
 from .lifecycle import Lifecycle, describe, died_error, overdue
@@ -55,6 +56,7 @@ class Worker:
         retry: RetryPolicy | None = None,
         tenants: Tenants | None = None,
         outbox: Outbox | None = None,
+        holds: Holds | None = None,
     ):
         self._store = store
         self._hot = hot
@@ -64,7 +66,7 @@ class Worker:
         self._settings = settings
         self._clock = clock
         self._rng = rng or random.Random()
-        self._lifecycle = Lifecycle(store, hot, outbox)
+        self._lifecycle = Lifecycle(store, hot, outbox, holds=holds)
         self._results = Results(objects, settings)
         self._slots = Slots(
             hot, queue, job_types, tenants or Tenants(None), self._rng, defer_max_seconds=settings.defer_max_seconds

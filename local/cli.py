@@ -99,7 +99,8 @@ def status_counts(jobs: Iterable[Job]) -> str:
 
 def limits_text(limits: Limits) -> str:
     """`client demo, plan basic: 3 of 50 unfinished jobs (1 pending, 2 running); ...` from GET /limits."""
-    counts = f"{limits.pending_jobs} pending, {limits.running_jobs} running"
+    held = f" of which {limits.held_jobs} held for a free slot" if limits.held_jobs else ""
+    counts = f"{limits.pending_jobs} pending{held}, {limits.running_jobs} running"
     if limits.max_active_jobs is None:
         return f"client {limits.client}: {limits.active_jobs} unfinished jobs ({counts}); no limits"
     return (

@@ -184,7 +184,8 @@ async function submitJob(event) {
 async function loadLimits() {
   const { data } = await api("GET", "limits");
   const usage = data.usage;
-  const counts = `${usage.pendingJobs} pending, ${usage.runningJobs} running`;
+  const held = usage.heldJobs ? ` of which ${usage.heldJobs} held for a free slot` : "";
+  const counts = `${usage.pendingJobs} pending${held}, ${usage.runningJobs} running`;
   $("#limits").textContent = data.limits
     ? `Client ${data.client}, plan ${data.plan}: ${usage.activeJobs} of ${data.limits.maxActiveJobs} unfinished jobs ` +
       `(${counts}), at most ${data.limits.maxRunningJobs} running at once.`

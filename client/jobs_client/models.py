@@ -161,6 +161,8 @@ class Limits:
     active_jobs: int
     pending_jobs: int
     running_jobs: int
+    #: PENDING jobs held back until the plan's running cap has room (no message sent yet).
+    held_jobs: int = 0
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -175,6 +177,7 @@ class Limits:
             active_jobs=usage["activeJobs"],
             pending_jobs=usage.get("pendingJobs", 0),
             running_jobs=usage.get("runningJobs", 0),
+            held_jobs=usage.get("heldJobs", 0),
             raw=data,
         )
 
