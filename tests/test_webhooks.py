@@ -313,6 +313,32 @@ def test_a_refused_send_leaves_the_row_for_the_sweeper(api, events, rt, hooks, r
     assert len(receiver.got) == 1
 
 
+def test_secrets_manager_down_is_not_an_attempt_and_the_record_is_delivered_again(
+    api, events, rt, hooks, receiver, mysql, monkeypatch
+):
+    from chalicelib import errors
+
+    def down(owner):
+        raise errors.DependencyUnavailable("Secrets Manager: cannot read it: EndpointConnectionError")
+
+    monkeypatch.setattr(rt.signing_secrets, "keys", down)
+    job_id = finished(api, events, receiver.url)
+    messages = hooks.receive(wait_seconds=1)
+
+    failed = hooks.invoke(messages)
+
+    assert failed == [messages[0]["MessageId"]]  # left for SQS to deliver again
+    assert receiver.got == [] and deliveries(api, job_id) == []
+    assert row(mysql, job_id)["callback_state"] == "QUEUED"
+
+
+def test_a_record_that_is_not_a_delivery_is_dropped(hooks, sqs, settings):
+    sqs.send_message(QueueUrl=settings.webhooks_queue_url, MessageBody='{"jobId": "01M8TAX9ZSS9CBX5VG50VD0NM0"}')
+
+    assert hooks.invoke(hooks.receive(wait_seconds=1)) == []
+    assert queued(sqs, settings) == 0
+
+
 def test_a_lost_retry_message_is_sent_again_by_the_sweeper(api, events, rt, hooks, receiver, settings, sqs, mysql):
     receiver.script = [500, 200]
     job_id = finished(api, events, receiver.url)

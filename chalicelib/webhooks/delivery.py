@@ -142,6 +142,9 @@ class Deliverer:
                 except errors.DependencyUnavailable as exc:
                     log.warning("webhook of job %s: %s; SQS delivers it again", message.job_id, exc.message)
                     failed.append(record)
+                except Exception:  # a bug must not take the batch's other records with it
+                    log.exception("webhook of job %s: unexpected error; SQS delivers it again", message.job_id)
+                    failed.append(record)
         return {"batchItemFailures": [{"itemIdentifier": r["messageId"]} for r in failed]}
 
     def deliver(self, message: DeliveryMessage) -> str:
