@@ -212,6 +212,38 @@ def test_429_is_retried(api, events, hooks, receiver):
     assert [d["statusCode"] for d in deliveries(api, job_id)] == [429, 200]
 
 
+def test_a_receiver_that_trickles_its_answer_is_cut_off_after_three_timeouts(connector):
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def trickle():
+        conn, _ = listener.accept()
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+        while not stop.wait(0.2):  # a byte every 0.2 s: every read is quick, the answer never ends
+            try:
+                conn.sendall(b"a")
+            except OSError:
+                break
+        conn.close()
+
+    threading.Thread(target=trickle, daemon=True).start()
+    port = listener.getsockname()[1]
+    target = guard.target(f"http://127.0.0.1:{port}/h", guard.Policy(allow_http=True, allow_loopback=True))
+    started = time.monotonic()
+    try:
+        answer = Transport(connect=connector).post(target, guard.literal_address("127.0.0.1"), b"{}", {}, timeout=0.5)
+    finally:
+        stop.set()
+        listener.close()
+
+    assert answer.status is None and answer.error == "timed out: no whole answer within 1.5 s"
+    assert 1.4 < time.monotonic() - started < 3
+
+
 def test_the_retry_delays_grow_with_jitter_up_to_the_longest():
     import random
 

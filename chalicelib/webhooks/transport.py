@@ -3,8 +3,9 @@
 The connection goes to the address `guard.resolve` allowed, through `connect` (a dependency: tests
 give one that cannot reach anything but loopback), with the URL's host name in the Host header and,
 for https, in SNI and the certificate check. No redirect is followed (http.client follows none: a
-3xx is an answer, and not a success); connect and read are bounded by `timeout`; at most
-MAX_BODY_BYTES of the answer are read. Nothing here is retried: delivery.py decides.
+3xx is an answer, and not a success); connect and each read are bounded by `timeout`, the whole
+attempt by WHOLE_ATTEMPT_TIMEOUTS of them; at most MAX_BODY_BYTES of the answer are read. Nothing
+here is retried: delivery.py decides.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import http.client
 import socket
 import ssl
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -19,6 +21,9 @@ from .guard import IPAddress, Target
 
 #: Bytes of a receiver's answer read at most (its start goes into the attempt's error).
 MAX_BODY_BYTES = 4096
+#: The whole attempt (connect, send, the answer's headers and first bytes) is cut off after this
+#: many timeouts.
+WHOLE_ATTEMPT_TIMEOUTS = 3
 #: `(address, port), timeout -> a connected socket`.
 Connector = Callable[[tuple[str, int], float], socket.socket]
 
@@ -74,18 +79,40 @@ class Transport:
         if target.scheme == "https":
             tls = self._tls or ssl.create_default_context()
         conn = _Connection(target, address, timeout=timeout, connect=self._connect, tls=tls)
+        # The socket's timeout bounds each connect and read; this bounds the whole attempt, so a
+        # receiver that trickles its answer a byte at a time cannot hold the function.
+        whole = WHOLE_ATTEMPT_TIMEOUTS * timeout
+        aborted = threading.Event()
+        watchdog = threading.Timer(whole, _abort, args=(conn, aborted))
+        watchdog.daemon = True
+        watchdog.start()
+        cut_off = Answer(None, error=f"timed out: no whole answer within {whole:g} s")
         try:
             conn.request("POST", target.path, body=body, headers=headers)
             response = conn.getresponse()
-            return Answer(response.status, response.read(MAX_BODY_BYTES))
+            answer = Answer(response.status, response.read(MAX_BODY_BYTES))
         except TimeoutError:
             return Answer(None, error=f"timed out after {timeout:g} s")
         except ssl.SSLError as exc:
-            return Answer(None, error=f"TLS error: {exc.reason or type(exc).__name__}")
+            return cut_off if aborted.is_set() else Answer(None, error=f"TLS error: {exc.reason or type(exc).__name__}")
         except (OSError, http.client.HTTPException) as exc:
-            return Answer(None, error=f"connection error: {_reason(exc)}")
+            return cut_off if aborted.is_set() else Answer(None, error=f"connection error: {_reason(exc)}")
         finally:
+            watchdog.cancel()
             conn.close()
+        # An answer cut short reads as complete to http.client (the end of headers, a short body).
+        return cut_off if aborted.is_set() else answer
+
+
+def _abort(conn: http.client.HTTPConnection, aborted: threading.Event) -> None:
+    """End a connection from the watchdog's thread: its blocked read returns at once."""
+    aborted.set()
+    sock = conn.sock
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
 
 def _reason(exc: BaseException) -> str:
