@@ -178,7 +178,7 @@ def _moto_receive(env: Any, *, delayed: int, receives: int = 10) -> Row:
     return Row(
         f"moto: one ReceiveMessage with {delayed} delayed messages in the queue",
         f"{loaded:.0f} ms",
-        f"{idle:.1f} ms with none: the capped run's deferred messages make every receive this slow here",
+        f"{idle:.1f} ms with none: what a backlog deferred by re-sending costs each receive here (held: none)",
         "info",
         {"idle_ms": idle, "loaded_ms": loaded, "delayed": delayed},
     )

@@ -161,6 +161,7 @@ def job_view(answer: Answer, *, with_result: bool = True) -> dict[str, Any]:
         "maxAttempts": job.max_attempts,
         "cancelRequested": job.cancel_requested,
         "createdAt": isoformat(job.created_at),
+        "runAt": isoformat(job.run_at),
         "startedAt": isoformat(job.started_at),
         "finishedAt": isoformat(job.finished_at),
         "stalled": answer.stalled,

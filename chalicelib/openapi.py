@@ -17,6 +17,7 @@ from .models import JobStatus
 from .service import (
     DEFAULT_LIMIT,
     MAX_ATTEMPTS,
+    MAX_DELAY_SECONDS,
     MAX_IDS,
     MAX_LIMIT,
     MAX_TIMEOUT_SECONDS,
@@ -82,6 +83,7 @@ def _job_schema(*, with_result: bool) -> dict[str, Any]:
         "maxAttempts": {"type": "integer", "minimum": 1},
         "cancelRequested": {"type": "boolean"},
         "createdAt": _TIMESTAMP,
+        "runAt": _nullable({**_TIMESTAMP, "description": "when a scheduled job starts (null: at once)"}),
         "startedAt": _nullable(_TIMESTAMP),
         "finishedAt": _nullable(_TIMESTAMP),
         "stalled": {"type": "boolean", "description": "RUNNING, but no checkpoint for longer than a lease"},
@@ -127,6 +129,18 @@ def _submission(job_type: JobType) -> dict[str, Any]:
                 "minimum": 1,
                 "maximum": MAX_TIMEOUT_SECONDS,
                 "default": defaults.default_timeout_seconds,
+            },
+            "runAt": {
+                "type": "string",
+                "format": "date-time",
+                "description": "start no earlier than this (RFC 3339 with an offset; in the future, at most a"
+                " year ahead): the job is SCHEDULED until then. Not with delaySeconds",
+            },
+            "delaySeconds": {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": MAX_DELAY_SECONDS,
+                "description": "start this many seconds from now (0: at once). Not with runAt",
             },
             "callbackUrl": {
                 "type": "string",

@@ -29,6 +29,10 @@ def connect(*, endpoint_url: str | None, region: str) -> Any:
     return aws.client("sqs", endpoint_url=endpoint_url, region=region)
 
 
+#: SQS's longest DelaySeconds.
+MAX_DELAY_SECONDS = 900
+
+
 class JobQueue:
     """The jobs queue. Its client is made on first send, so routes that send nothing never import boto3."""
 

@@ -33,7 +33,7 @@ _MEASURED_FROM_BYTES = 1024 * 1024
 
 _COLUMNS = (
     "id, owner, type, status, payload, result, result_bytes, result_key, error, progress, progress_detail, message,"
-    " attempts, max_attempts, timeout_seconds, cancel_requested, held, created_at, started_at,"
+    " attempts, max_attempts, timeout_seconds, run_at, cancel_requested, held, created_at, started_at,"
     " finished_at, updated_at, callback_url"
 )
 #: Columns `transition` may set besides status; names are never taken from input.
@@ -105,6 +105,7 @@ def _job(row: dict[str, Any]) -> Job:
         timeout_seconds=row["timeout_seconds"],
         cancel_requested=bool(row["cancel_requested"]),
         held=bool(row.get("held")),
+        run_at=row.get("run_at"),
         created_at=row["created_at"],
         started_at=row["started_at"],
         finished_at=row["finished_at"],
@@ -130,8 +131,8 @@ class ActiveCounts:
 
     @property
     def unheld(self) -> int:
-        """Its jobs queued or running: what its running cap is measured against."""
-        return self.total - self.held
+        """Its jobs queued (PENDING, not held) or running: what its running cap is measured against."""
+        return self.by_status.get(JobStatus.PENDING, 0) - self.held + self.by_status.get(JobStatus.RUNNING, 0)
 
 
 class JobStore:
@@ -245,16 +246,19 @@ class JobStore:
         self._execute("SELECT 1")
 
     # --- jobs ------------------------------------------------------------------------------------
-    def insert_job(self, job: Job, *, idempotency_key: str | None = None, request_hash: str | None = None) -> Job:
-        """Store a new PENDING job; with an idempotency key, return the job it already made instead.
+    def insert_job(
+        self, job: Job, *, idempotency_key: str | None = None, request_hash: str | None = None, sent: bool = True
+    ) -> Job:
+        """Store a new PENDING (or SCHEDULED) job; with an idempotency key, return the job it already
+        made instead. `sent` FALSE: no message goes out now (a job scheduled past SQS's delay).
 
         Raises IdempotencyKeyReused when the key was used by this owner with another request.
         """
         try:
             self._execute(
-                "INSERT INTO jobs (id, owner, type, status, payload, max_attempts, timeout_seconds,"
+                "INSERT INTO jobs (id, owner, type, status, payload, max_attempts, timeout_seconds, run_at, sent,"
                 " idempotency_key, request_hash, created_at, updated_at, callback_url, callback_state)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 (
                     job.id,
                     job.owner,
@@ -263,6 +267,8 @@ class JobStore:
                     _dump(job.payload),
                     job.max_attempts,
                     job.timeout_seconds,
+                    job.run_at,
+                    sent,
                     idempotency_key,
                     request_hash,
                     job.created_at,
@@ -364,12 +370,13 @@ class JobStore:
         return changed == 1
 
     def start(self, job_id: str, *, token: str, at) -> bool:
-        """PENDING -> RUNNING with `token` as the fence and one more attempt: `WHERE status = PENDING`.
-        True if this call started the job (False: it moved on, e.g. was cancelled)."""
+        """PENDING (or a due SCHEDULED) -> RUNNING with `token` as the fence and one more attempt; a
+        held job is not started (holds.py). True if this call started the job (False: it moved on,
+        e.g. was cancelled)."""
         changed, _ = self._execute(
             "UPDATE jobs SET status = %s, attempts = attempts + 1, lease_token = %s, started_at = %s, updated_at = %s"
-            " WHERE id = %s AND status = %s AND NOT held",
-            (JobStatus.RUNNING.value, token, at, at, job_id, JobStatus.PENDING.value),
+            " WHERE id = %s AND status IN (%s, %s) AND NOT held",
+            (JobStatus.RUNNING.value, token, at, at, job_id, JobStatus.PENDING.value, JobStatus.SCHEDULED.value),
         )
         return changed == 1
 
@@ -434,7 +441,10 @@ class JobStore:
     # --- the sweeper -----------------------------------------------------------------------------
     def mark_unsent(self, job_id: str) -> None:
         """Record that the PENDING job's message did not go out (the send failed): the sweeper sends it."""
-        self._execute("UPDATE jobs SET sent = FALSE WHERE id = %s AND status = %s", (job_id, JobStatus.PENDING.value))
+        self._execute(
+            "UPDATE jobs SET sent = FALSE WHERE id = %s AND status IN (%s, %s)",
+            (job_id, JobStatus.PENDING.value, JobStatus.SCHEDULED.value),
+        )
 
     def pending(self, *, sent: bool, updated_before, limit: int) -> list[Job]:
         """PENDING jobs whose message went out (`sent`) or did not, not updated since `updated_before`,
@@ -524,6 +534,15 @@ class JobStore:
     def mark_sent(self, job_id: str) -> None:
         """Record that the PENDING job's message went out."""
         self._execute("UPDATE jobs SET sent = TRUE WHERE id = %s AND status = %s", (job_id, JobStatus.PENDING.value))
+
+    def scheduled(self, *, sent: bool, due_before, limit: int) -> list[Job]:
+        """SCHEDULED jobs whose message went out (`sent`) or not, due before `due_before`, soonest
+        first (ix_jobs_status_run_at)."""
+        _, rows = self._execute(
+            f"SELECT {_COLUMNS} FROM jobs WHERE status = %s AND sent = %s AND run_at < %s ORDER BY run_at LIMIT %s",
+            (JobStatus.SCHEDULED.value, sent, due_before, limit),
+        )
+        return [_job(row) for row in rows]
 
     def owners_with_held(self, *, limit: int) -> list[str]:
         """Owners that have held jobs (ix_jobs_held_owner), at most `limit`."""

@@ -9,6 +9,9 @@ The sweeper runs every minute; each pass is bounded in rows (`sweep_max_rows` pe
    `pending_resend_seconds`; separately and much later, PENDING jobs whose message went out but
    that have not started for `pending_lost_seconds` (hours: their message must have been lost)
    are sent again. A backlog queued behind others is never sent twice; a job sent twice runs once;
+   SCHEDULED jobs (runAt) are sent once they are due within SQS's 900 s delay, with the delay
+   left, so they start within about a second of runAt; one sent but not started
+   `pending_lost_seconds` after its runAt is sent again;
 3. stalled jobs: RUNNING jobs whose row was not updated for `stall_after_seconds` and which have
    had no lease for at least a lease period, seen by two passes (the worker died and no message
    is in flight: a live holder re-takes a lease lost with a Redis flush at its next chunk), are
@@ -35,6 +38,7 @@ row (the count travels in the message); a job a live worker holds is left to it.
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from collections.abc import Callable
@@ -48,9 +52,10 @@ from .config import Settings
 from .holds import Holds
 from .hotstate import HotState
 from .lifecycle import Lifecycle
-from .models import Job, JobStatus, utcnow
+from .models import Job, JobStatus, as_utc, utcnow
 from .objects import ObjectStore
 from .observability import logger as log
+from .queue import MAX_DELAY_SECONDS as SQS_MAX_DELAY_SECONDS
 from .queue import JobQueue, Message
 from .results import Results
 from .store import JobStore
@@ -66,6 +71,8 @@ class SweepReport:
     pending_sent: int = 0
     #: PENDING jobs whose message went out but must have been lost (not started after pending_lost_seconds).
     lost_sent: int = 0
+    #: SCHEDULED jobs sent as they came within SQS's delay of their runAt (or lost, sent again).
+    scheduled_sent: int = 0
     stalled_sent: int = 0
     #: Ended jobs' webhooks that were not on the webhooks queue (the ender died, or SQS refused), queued now.
     webhooks_sent: int = 0
@@ -109,6 +116,7 @@ class Sweeper:
         rules = (
             ("timed_out", lambda: self._time_out(now, deadline)),
             ("pending_sent", lambda: self._send_pending(now, deadline, sent=False)),
+            ("scheduled_sent", lambda: self._send_scheduled(now, deadline)),
             ("lost_sent", lambda: self._send_pending(now, deadline, sent=True)),
             ("stalled_sent", lambda: self._send_stalled(now, deadline)),
             ("webhooks_sent", lambda: self._send_webhooks(now, lost=False)),
@@ -183,13 +191,27 @@ class Sweeper:
             log.warning("sweeper: %d result objects left to the bucket's expiry (no RESULTS_BUCKET)", len(keys))
         return self._store.purge([job_id for job_id, _ in expired])
 
+    def _send_scheduled(self, now, deadline: float) -> int:
+        """SCHEDULED jobs due within SQS's delay, sent with the delay left (so they start about at
+        runAt, not at the next pass); and the ones sent whose message must have been lost."""
+        s = self._settings
+        due = self._store.scheduled(
+            sent=False, due_before=now + timedelta(seconds=SQS_MAX_DELAY_SECONDS), limit=s.sweep_max_rows
+        )
+        lost = self._store.scheduled(
+            sent=True, due_before=now - timedelta(seconds=s.pending_lost_seconds), limit=s.sweep_max_rows
+        )
+        return self._send(due + lost, JobStatus.SCHEDULED, now, deadline)
+
     def _send(self, found: list[Job], status: JobStatus, now, deadline: float) -> int:
-        """Send each job again (until the deadline); mark the sent ones so the next pass waits."""
+        """Send each job again (until the deadline); mark the sent ones so the next pass waits. A
+        SCHEDULED job's message carries the delay left until its runAt."""
         sent = []
         for job in found:
             if self._clock() > deadline:
                 break
-            self._queue.send_job(job.id, owner=job.owner)
+            left = 0 if job.run_at is None else (as_utc(job.run_at) - now).total_seconds()
+            self._queue.send_job(job.id, owner=job.owner, delay_seconds=max(0, math.ceil(left)))
             sent.append(job.id)
         self._store.touch(sent, status=status, at=now)
         if sent:
@@ -248,6 +270,6 @@ class Sweeper:
             f"poison message after {receives} receives: the job's message kept failing and was moved "
             "to the dead-letter queue"
         )
-        if self._lifecycle.end(job, JobStatus.FAILED, from_=(JobStatus.PENDING, JobStatus.RUNNING), error=error):
+        if self._lifecycle.end(job, JobStatus.FAILED, from_=(job.status,), error=error):
             log.warning("job %s failed: its message was dead-lettered", job.id)
             observability.count("JobsPoisoned")

@@ -30,6 +30,7 @@ from .lifecycle import Lifecycle, describe, died_error, overdue
 from .models import Job, JobStatus, as_utc, clip_message, utcnow
 from .objects import ObjectStore
 from .observability import logger as log
+from .queue import MAX_DELAY_SECONDS as SQS_MAX_DELAY_SECONDS
 from .queue import JobQueue, Message
 from .results import Results, StoredResult
 from .retry import RetryPolicy
@@ -176,6 +177,8 @@ class Worker:
             # A duplicate or late delivery; make sure Redis shows the final state MySQL holds.
             self._lifecycle.publish(job)
             return None
+        if job.status is JobStatus.SCHEDULED and not self._due(job, message):
+            return JobStatus.SCHEDULED
         # A continuation or retry inherits its sender's lease, once; anything else brings a new token.
         token, hop = message.lease or uuid.uuid4().hex, message.hop if message.lease else None
         lease = self._acquire(job, token, hop)
@@ -194,6 +197,17 @@ class Worker:
             self._lifecycle.release_quietly(job.id, token)  # so the record's redelivery is not taken for a duplicate
             raise
 
+    def _due(self, job: Job, message: Message) -> bool:
+        """Whether a SCHEDULED job's runAt has come; if not (a message early, or stray), it is sent
+        again for then (at most SQS's longest delay later) and this record is done."""
+        assert job.run_at is not None
+        early = (as_utc(job.run_at) - utcnow()).total_seconds()
+        if early <= 0:
+            return True
+        self._queue.send_job(job.id, owner=job.owner, delay_seconds=min(SQS_MAX_DELAY_SECONDS, math.ceil(early)))
+        log.info("job %s is scheduled for %s: sent again for then", job.id, job.run_at)
+        return False
+
     def _acquire(self, job: Job, token: str, hop: int | None) -> Lease:
         """The lease; a message without a hop finds the job busy while a hand-off of it waits in the
         queue (up to PENDING_LOST_SECONDS): that hand-off carries the job on."""
@@ -208,7 +222,7 @@ class Worker:
         )
 
     def _hold(self, job: Job, token: str, lease: Lease, invocation: Invocation, hop: int) -> JobStatus | None:
-        fresh = job.status is JobStatus.PENDING
+        fresh = job.status.unstarted
         if not (self._start(job, token) if fresh else self._claim(job, token, lease)):
             self._lifecycle.release_quietly(job.id, token)
             return None
@@ -245,7 +259,7 @@ class Worker:
             return False
         job.status, job.started_at, job.updated_at, job.attempts = JobStatus.RUNNING, now, now, job.attempts + 1
         observability.count("JobsStarted")
-        observability.milliseconds("QueueWait", (now - as_utc(job.created_at)).total_seconds() * 1000)
+        observability.milliseconds("QueueWait", (now - as_utc(job.run_at or job.created_at)).total_seconds() * 1000)
         log.info("job started", extra={"job_type": job.type, "attempt": job.attempts})
         return True
 

@@ -7,6 +7,7 @@ import builtins
 import inspect
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from datetime import datetime
 from typing import Any, TypeVar
 
 import httpx
@@ -46,6 +47,8 @@ class AsyncClient:
         max_attempts: int | None = None,
         timeout_seconds: int | None = None,
         idempotency_key: str | None = None,
+        run_at: datetime | str | None = None,
+        delay_seconds: int | None = None,
         callback_url: str | None = None,
     ) -> Job:
         """Submit a job (see Client.submit)."""
@@ -56,6 +59,8 @@ class AsyncClient:
                 max_attempts=max_attempts,
                 timeout_seconds=timeout_seconds,
                 idempotency_key=idempotency_key,
+                run_at=run_at,
+                delay_seconds=delay_seconds,
                 callback_url=callback_url,
             )
         )
