@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-AREAS = ("api", "worker", "compare", "coldstart", "memory", "results", "fairness", "webhooks")
+AREAS = ("api", "worker", "compare", "coldstart", "memory", "results", "fairness", "scheduled", "webhooks")
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,7 @@ class Sizes:
     large_result: int  #: bytes of the large result offloaded and fetched
     result_repeats: int  #: offloads of the large result (the median is kept)
     fairness: tuple[int, int, int, float]  #: tenant A's jobs, their chunks, tenant B's jobs, the window (s)
+    scheduled: int  #: jobs submitted for 2-5 s ahead
     webhooks: int = 100  #: jobs whose webhook latency is measured
 
 
@@ -49,6 +50,7 @@ FULL = Sizes(
     large_result=50_000_000,
     result_repeats=5,
     fairness=(500, 20, 10, 10.0),
+    scheduled=20,
 )
 QUICK = Sizes(
     calls=100,
@@ -63,6 +65,7 @@ QUICK = Sizes(
     large_result=2_000_000,
     result_repeats=3,
     fairness=(24, 20, 4, 2.0),
+    scheduled=4,
     webhooks=20,
 )
 
@@ -99,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     ns = parse_args(argv)
     sizes = QUICK if ns.quick else FULL
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from bench import api, coldstart, compare, fairness, memory, results, webhooks, worker
+    from bench import api, coldstart, compare, fairness, memory, results, scheduled, webhooks, worker
     from bench.env import BenchEnv, Row, dumps, silence_libraries
 
     silence_libraries()
@@ -136,6 +139,8 @@ def main(argv: list[str] | None = None) -> None:
         if "fairness" in ns.only:
             a_jobs, a_chunks, b_jobs, window = sizes.fairness
             rows += fairness.run(env, a_jobs=a_jobs, a_chunks=a_chunks, b_jobs=b_jobs, window_seconds=window)
+        if "scheduled" in ns.only:
+            rows += scheduled.run(env, jobs=sizes.scheduled)
         if "webhooks" in ns.only:
             rows += webhooks.run(env, jobs=sizes.webhooks)
     if "coldstart" in ns.only:

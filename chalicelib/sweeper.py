@@ -38,7 +38,6 @@ row (the count travels in the message); a job a live worker holds is left to it.
 
 from __future__ import annotations
 
-import math
 import time
 import uuid
 from collections.abc import Callable
@@ -60,6 +59,9 @@ from .queue import JobQueue, Message
 from .results import Results
 from .store import JobStore
 from .webhooks.outbox import Outbox
+
+#: Every state a job has before it ends.
+ACTIVE = tuple(status for status in JobStatus if not status.terminal)
 
 
 @dataclass
@@ -140,7 +142,7 @@ class Sweeper:
         """Held jobs whose owner has room (a cap raised, a release lost), sent now (holds.py)."""
         if self._holds is None:
             return 0
-        return self._holds.release_due(max_owners=self._settings.sweep_max_rows).released
+        return self._holds.release_due(max_owners=self._settings.sweep_max_rows)
 
     def _time_out(self, now, deadline: float) -> int:
         failed = 0
@@ -211,7 +213,7 @@ class Sweeper:
             if self._clock() > deadline:
                 break
             left = 0 if job.run_at is None else (as_utc(job.run_at) - now).total_seconds()
-            self._queue.send_job(job.id, owner=job.owner, delay_seconds=max(0, math.ceil(left)))
+            self._queue.send_job(job.id, owner=job.owner, delay_seconds=max(0, int(left)))  # see JobService.submit
             sent.append(job.id)
         self._store.touch(sent, status=status, at=now)
         if sent:
@@ -270,6 +272,6 @@ class Sweeper:
             f"poison message after {receives} receives: the job's message kept failing and was moved "
             "to the dead-letter queue"
         )
-        if self._lifecycle.end(job, JobStatus.FAILED, from_=(job.status,), error=error):
+        if self._lifecycle.end(job, JobStatus.FAILED, from_=ACTIVE, error=error):
             log.warning("job %s failed: its message was dead-lettered", job.id)
             observability.count("JobsPoisoned")
