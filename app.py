@@ -64,6 +64,22 @@ def list_jobs():
     return http.page_response(_service().list(owner, **params))
 
 
+@app.route("/jobs/{job_id}/deliveries", methods=["GET"], api_key_required=True)
+@http.api
+def get_job_deliveries(job_id):
+    owner = _owner()
+    http.query(app.current_request)
+    return http.deliveries_response(_service().deliveries(owner, job_id))
+
+
+@app.route("/webhook-secret", methods=["GET"], api_key_required=True)
+@http.api
+def get_webhook_secret():
+    owner = _owner()
+    http.query(app.current_request)
+    return http.secret_response(runtime.get().signing_secrets.current(owner))
+
+
 @app.route("/uploads", methods=["POST"], api_key_required=True)
 @http.api
 def create_upload():
@@ -116,6 +132,11 @@ def run_jobs(event):
 @app.on_sqs_message(queue=_queues.jobs_dlq_name, batch_size=10)
 def fail_dead_letters(event):
     return runtime.get().sweeper.fail_dead_letters(event.to_dict()["Records"])
+
+
+@app.on_sqs_message(queue=_queues.webhooks_queue_name, batch_size=10)
+def deliver_webhooks(event):
+    return runtime.get().deliverer.handle_batch(event.to_dict()["Records"])
 
 
 @app.schedule(Rate(1, unit=Rate.MINUTES))

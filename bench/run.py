@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-AREAS = ("api", "worker", "compare", "coldstart", "memory", "results", "fairness", "scheduled")
+AREAS = ("api", "worker", "compare", "coldstart", "memory", "results", "fairness", "scheduled", "webhooks")
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,7 @@ class Sizes:
     result_repeats: int  #: offloads of the large result (the median is kept)
     fairness: tuple[int, int, int, float]  #: tenant A's jobs, their chunks, tenant B's jobs, the window (s)
     scheduled: int  #: jobs submitted for 2-5 s ahead
+    webhooks: int = 100  #: jobs whose webhook latency is measured
 
 
 FULL = Sizes(
@@ -65,6 +66,7 @@ QUICK = Sizes(
     result_repeats=3,
     fairness=(24, 20, 4, 2.0),
     scheduled=4,
+    webhooks=20,
 )
 
 
@@ -100,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     ns = parse_args(argv)
     sizes = QUICK if ns.quick else FULL
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from bench import api, coldstart, compare, fairness, memory, results, scheduled, worker
+    from bench import api, coldstart, compare, fairness, memory, results, scheduled, webhooks, worker
     from bench.env import BenchEnv, Row, dumps, silence_libraries
 
     silence_libraries()
@@ -139,6 +141,8 @@ def main(argv: list[str] | None = None) -> None:
             rows += fairness.run(env, a_jobs=a_jobs, a_chunks=a_chunks, b_jobs=b_jobs, window_seconds=window)
         if "scheduled" in ns.only:
             rows += scheduled.run(env, jobs=sizes.scheduled)
+        if "webhooks" in ns.only:
+            rows += webhooks.run(env, jobs=sizes.webhooks)
     if "coldstart" in ns.only:
         rows += coldstart.run(runs=sizes.imports)
     print(f"\nbench ({'quick' if ns.quick else 'full'}) on {machine(servers)}; {time.monotonic() - started:.0f} s\n")

@@ -59,6 +59,25 @@ class Settings:
     jobs_queue_name: str = "jobs"
     #: The dead-letter queue's name, for the DLQ handler's trigger (default: `<jobs queue>-dlq`).
     jobs_dlq_name: str = "jobs-dlq"
+    #: The webhooks queue (completion webhooks: webhooks/) and its name (default `<jobs queue>-webhooks`),
+    #: for the delivery function's trigger in app.py. No URL: nothing is delivered (rows stay WAITING).
+    webhooks_queue_url: str = ""
+    webhooks_queue_name: str = "jobs-webhooks"
+    #: Secrets Manager names of the clients' webhook signing secrets: `<prefix><client>`.
+    webhook_secret_prefix: str = "jobs/webhook-secret/"
+    #: Accept `http://` callback URLs (local only: refused inside Lambda whatever this says).
+    webhook_allow_http: bool = False
+    #: Accept callback URLs on loopback (127.0.0.0/8, ::1): local only, as webhook_allow_http.
+    webhook_allow_loopback: bool = False
+    #: How long after a job's end its webhook is retried (Standard Webhooks: a day is usual).
+    webhook_retry_seconds: int = 86400
+    #: Connect and read timeout of one delivery attempt (seconds).
+    webhook_timeout_seconds: int = 5
+    #: The sweeper enqueues an ended job's webhook that is not on the queue this long after the end
+    #: (the worker died between its final write and the send, or SQS refused the send).
+    webhook_resend_seconds: int = 60
+    #: The sweeper sends again a queued webhook this long past due: its message must have been lost.
+    webhook_lost_seconds: int = 900
     #: S3 buckets a job may read its input from (`csv-stats`); empty means any bucket, for local use.
     #: On AWS the worker's role can read only the service's input bucket, so a job naming another
     #: would fail at its first chunk: the list turns that into a 400 at submit.
@@ -148,6 +167,16 @@ class Settings:
             jobs_queue_url=env.get("JOBS_QUEUE_URL", d.jobs_queue_url),
             jobs_queue_name=env.get("JOBS_QUEUE_NAME", d.jobs_queue_name),
             jobs_dlq_name=env.get("JOBS_DLQ_NAME") or f"{env.get('JOBS_QUEUE_NAME', d.jobs_queue_name)}-dlq",
+            webhooks_queue_url=env.get("WEBHOOKS_QUEUE_URL", d.webhooks_queue_url),
+            webhooks_queue_name=env.get("WEBHOOKS_QUEUE_NAME")
+            or f"{env.get('JOBS_QUEUE_NAME', d.jobs_queue_name)}-webhooks",
+            webhook_secret_prefix=env.get("WEBHOOK_SECRET_PREFIX", d.webhook_secret_prefix),
+            webhook_allow_http=_flag(env, "WEBHOOK_ALLOW_HTTP"),
+            webhook_allow_loopback=_flag(env, "WEBHOOK_ALLOW_LOOPBACK"),
+            webhook_retry_seconds=_int(env, "WEBHOOK_RETRY_SECONDS", d.webhook_retry_seconds),
+            webhook_timeout_seconds=_int(env, "WEBHOOK_TIMEOUT_SECONDS", d.webhook_timeout_seconds),
+            webhook_resend_seconds=_int(env, "WEBHOOK_RESEND_SECONDS", d.webhook_resend_seconds),
+            webhook_lost_seconds=_int(env, "WEBHOOK_LOST_SECONDS", d.webhook_lost_seconds),
             input_buckets=_names(env, "INPUT_BUCKETS"),
             upload_max_bytes=_upload_max_bytes(env, d.upload_max_bytes),
             upload_expires_seconds=_int(env, "UPLOAD_EXPIRES_SECONDS", d.upload_expires_seconds),
@@ -195,6 +224,15 @@ class Settings:
             "JOBS_QUEUE_URL": self.jobs_queue_url,
             "JOBS_QUEUE_NAME": self.jobs_queue_name,
             "JOBS_DLQ_NAME": self.jobs_dlq_name,
+            "WEBHOOKS_QUEUE_URL": self.webhooks_queue_url,
+            "WEBHOOKS_QUEUE_NAME": self.webhooks_queue_name,
+            "WEBHOOK_SECRET_PREFIX": self.webhook_secret_prefix,
+            "WEBHOOK_ALLOW_HTTP": _on_off(self.webhook_allow_http),
+            "WEBHOOK_ALLOW_LOOPBACK": _on_off(self.webhook_allow_loopback),
+            "WEBHOOK_RETRY_SECONDS": str(self.webhook_retry_seconds),
+            "WEBHOOK_TIMEOUT_SECONDS": str(self.webhook_timeout_seconds),
+            "WEBHOOK_RESEND_SECONDS": str(self.webhook_resend_seconds),
+            "WEBHOOK_LOST_SECONDS": str(self.webhook_lost_seconds),
             "INPUT_BUCKETS": ",".join(self.input_buckets),
             "UPLOAD_MAX_BYTES": str(self.upload_max_bytes),
             "UPLOAD_EXPIRES_SECONDS": str(self.upload_expires_seconds),

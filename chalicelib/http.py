@@ -255,3 +255,15 @@ def asset_response(content: str, content_type: str, *, upload_origin: str | None
     else:
         headers["Cache-Control"] = "max-age=300"
     return Response(body=content, status_code=200, headers=headers)
+
+
+def deliveries_response(deliveries: list[dict[str, Any]]) -> Response:
+    """`200` with a job's webhook attempts: `{"deliveries": [{attempt, at, statusCode, error, nextRetryAt}]}`."""
+    keys = ("attempt", "at", "statusCode", "error", "nextRetryAt")
+    body = {"deliveries": [{key: item.get(key) for key in keys} for item in deliveries]}
+    return Response(body=body, status_code=200, headers={"Cache-Control": "no-store"})
+
+
+def secret_response(secret: str) -> Response:
+    """`200` with the caller's webhook signing secret; never cached."""
+    return Response(body={"secret": secret}, status_code=200, headers={"Cache-Control": "no-store"})

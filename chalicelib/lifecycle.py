@@ -8,7 +8,9 @@ through `Lifecycle.end`, in one order:
    holds, `lease_token = fenced_by`, so a late or taken-over worker cannot end it a second time;
 2. the final view in Redis (FINAL_SEQ, never replaced), which also releases the holder's lease;
 3. the Jobs<Status> metric and the "job finished" log line;
-4. given `holds`, the release of the owner's oldest held job, the room this end made (holds.py).
+4. for a job with a callback, its webhook on the webhooks queue (webhooks/outbox.py: the final
+   UPDATE also set `callback_due_at`, so a crash before this step leaves the sweeper a row to find).
+5. given `holds`, the release of the owner's oldest held job, the room this end made (holds.py).
 
 The final view is retried through a short outage (`HotState.ride_out`, RIDE_OUT_SECONDS). Redis
 down past that changes nothing: MySQL is final, so the end stands; a warning is logged and nothing
@@ -33,6 +35,7 @@ from .store import EncodedJson, JobStore
 
 if TYPE_CHECKING:
     from .holds import Holds
+    from .webhooks.outbox import Outbox
 
 #: Longest error text kept on a FAILED job (before an "(attempt N of M)" suffix).
 MAX_ERROR_CHARS = 2000
@@ -66,9 +69,10 @@ def describe(exc: BaseException) -> str:
 class Lifecycle:
     """Writes the terminal states of jobs: MySQL first, then Redis, then the metric and the log."""
 
-    def __init__(self, store: JobStore, hot: HotState, *, holds: Holds | None = None):
+    def __init__(self, store: JobStore, hot: HotState, outbox: Outbox | None = None, *, holds: Holds | None = None):
         self._store = store
         self._hot = hot
+        self._outbox = outbox
         self._holds = holds
 
     def end(
@@ -99,6 +103,8 @@ class Lifecycle:
         progress = 100 if status is JobStatus.COMPLETED else job.progress
         final_message = clip_message(message or job.message)
         columns: dict[str, Any] = {"result": result, "error": error, "finished_at": now, "updated_at": now}
+        if job.callback_url is not None:
+            columns["callback_due_at"] = now  # from here on the row is the webhook's outbox
         if stored is not None:
             result = None if stored.key else result
             columns.update(
@@ -128,6 +134,8 @@ class Lifecycle:
         if job.started_at is not None:
             observability.milliseconds("JobDuration", (now - as_utc(job.started_at)).total_seconds() * 1000)
         log.info("job finished", extra={"job_id": job.id, "status": status.value, "error": error})
+        if self._outbox is not None:
+            self._outbox.after_end(job)
         if self._holds is not None and not was_held:  # a held job took no room: it frees none
             self._holds.after_end(job)
         return True

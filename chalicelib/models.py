@@ -39,6 +39,24 @@ class JobStatus(str, Enum):
 
 TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
 
+
+class CallbackState(str, Enum):
+    """Where a job's completion webhook is (the row's `callback_state`; NULL: the job has none)."""
+
+    #: The job has not ended, or its end is not yet on the webhooks queue (the sweeper sends it).
+    WAITING = "WAITING"
+    #: On the webhooks queue: an attempt is due at `callback_due_at`.
+    QUEUED = "QUEUED"
+    #: The receiver answered 2xx.
+    DELIVERED = "DELIVERED"
+    #: Given up: a 4xx, a refused address, or no 2xx within the retry window.
+    FAILED = "FAILED"
+
+    @property
+    def open(self) -> bool:
+        return self in (CallbackState.WAITING, CallbackState.QUEUED)
+
+
 #: A ULID: 48 bits of milliseconds and 80 random bits in Crockford base32, so ids sort by creation
 #: time and cannot be guessed. The first character is at most 7 (128 bits in 26 characters).
 JOB_ID_PATTERN = r"[0-7][0-9A-HJKMNP-TV-Z]{25}"
@@ -121,6 +139,8 @@ class Job:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     updated_at: datetime | None = None
+    #: Where the completion webhook goes (POST /jobs' `callbackUrl`), if anywhere (webhooks/).
+    callback_url: str | None = field(default=None, repr=False)
     #: Not stored in MySQL: the worker's estimate from its observed chunk rate.
     eta_seconds: int | None = None
     checkpoint: dict[str, Any] | None = field(default=None, repr=False)

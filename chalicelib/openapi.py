@@ -25,6 +25,7 @@ from .service import (
     RETRY_AFTER_MIN,
 )
 from .uploads import CONTENT_TYPE_PATTERN, MAX_FILENAME_CHARS
+from .webhooks.guard import MAX_URL_CHARS
 
 # Job ids are ULIDs (models.JOB_ID_PATTERN); the API accepts them in either case.
 JOB_ID_PATTERN = "^" + CANONICAL_JOB_ID.replace("A-HJKMNP-TV-Z", "A-HJKMNP-TV-Za-hjkmnp-tv-z") + "$"
@@ -141,6 +142,83 @@ def _submission(job_type: JobType) -> dict[str, Any]:
                 "maximum": MAX_DELAY_SECONDS,
                 "description": "start this many seconds from now (0: at once). Not with runAt",
             },
+            "callbackUrl": {
+                "type": "string",
+                "nullable": True,
+                "format": "uri",
+                "maxLength": MAX_URL_CHARS,
+                "description": "where a signed POST (Standard Webhooks) goes when the job ends, retried for a"
+                " day; https only (http only where the deployment allows it), to a public address: a host that"
+                " is a private, loopback, link-local, CGNAT, multicast or metadata address is a 400, a name"
+                " resolving to one is refused at delivery (see GET /jobs/{id}/deliveries); null: none",
+            },
+        },
+    }
+
+
+def _webhook_paths() -> dict[str, Any]:
+    return {
+        "/jobs/{job_id}/deliveries": {
+            "parameters": [_JOB_ID],
+            "get": {
+                "operationId": "getJobDeliveries",
+                "summary": "The attempts to deliver the job's completion webhook, oldest first",
+                "responses": {
+                    "200": {
+                        "description": "the attempts (none for a job without callbackUrl, or not ended yet)",
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Deliveries"}}},
+                    },
+                    "400": _error("not a job id, or a query parameter (this route takes none)"),
+                    "404": _error("no job of the caller has this id"),
+                    **_COMMON_ERRORS,
+                },
+            },
+        },
+        "/webhook-secret": {
+            "get": {
+                "operationId": "getWebhookSecret",
+                "summary": "The caller's webhook signing secret (verify deliveries with it)",
+                "responses": {
+                    "200": {
+                        "description": "the secret",
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/WebhookSecret"}}},
+                    },
+                    "400": _error("a query parameter (this route takes none)"),
+                    **_COMMON_ERRORS,
+                },
+            }
+        },
+    }
+
+
+def _webhook_schemas() -> dict[str, Any]:
+    return {
+        "Deliveries": {
+            "type": "object",
+            "required": ["deliveries"],
+            "properties": {
+                "deliveries": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["attempt", "at", "statusCode", "error", "nextRetryAt"],
+                        "properties": {
+                            "attempt": {"type": "integer", "minimum": 1},
+                            "at": _TIMESTAMP,
+                            "statusCode": _nullable({"type": "integer", "description": "the receiver's status"}),
+                            "error": _nullable(
+                                {"type": "string", "description": "a non-2xx answer, a timeout, a refused address"}
+                            ),
+                            "nextRetryAt": _nullable({**_TIMESTAMP, "description": "null: no retry follows"}),
+                        },
+                    },
+                }
+            },
+        },
+        "WebhookSecret": {
+            "type": "object",
+            "required": ["secret"],
+            "properties": {"secret": {"type": "string", "pattern": "^whsec_[A-Za-z0-9+/=]+$"}},
         },
     }
 
@@ -398,6 +476,7 @@ def document(job_types: JobTypes, *, upload_max_bytes: int = Settings.upload_max
             },
             **_upload_paths(),
             **_limits_paths(),
+            **_webhook_paths(),
             "/jobs/{job_id}/result": {
                 "parameters": [_JOB_ID],
                 "get": {
@@ -502,6 +581,7 @@ def document(job_types: JobTypes, *, upload_max_bytes: int = Settings.upload_max
                 },
                 **_upload_schemas(upload_max_bytes),
                 **_limits_schemas(),
+                **_webhook_schemas(),
                 "Error": {
                     "type": "object",
                     "required": ["code", "message"],

@@ -162,3 +162,54 @@ def parse_message(body: str) -> Message:
 def _count(value: Any) -> int:
     """A positive integer of a message, or 0."""
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+@dataclass(frozen=True)
+class DeliveryMessage:
+    """What a webhooks-queue message says: which job's webhook, which attempt of it is due, and not
+    before when (epoch ms; SQS delays a message at most 900 s, so a longer wait takes several hops)."""
+
+    job_id: str
+    attempt: int = 1
+    not_before_ms: int = 0
+
+    def body(self) -> str:
+        fields: dict[str, Any] = {"webhook": self.job_id, "attempt": self.attempt}
+        if self.not_before_ms:
+            fields["notBefore"] = self.not_before_ms
+        return json.dumps(fields, separators=(",", ":"))
+
+
+def parse_delivery(body: str) -> DeliveryMessage:
+    """The delivery a webhooks-queue body asks for; ValueError for anything else."""
+    message = json.loads(body)
+    if not isinstance(message, dict) or not isinstance(message.get("webhook"), str):
+        raise ValueError("not a webhook message")
+    return DeliveryMessage(message["webhook"], _count(message.get("attempt")) or 1, _count(message.get("notBefore")))
+
+
+class DeliveryQueue:
+    """The webhooks queue: one message per due delivery attempt. Its client is made on first send."""
+
+    def __init__(self, connect: Callable[[], Any], queue_url: str):
+        self._connect = connect
+        self._client: Any = None
+        self.url = queue_url
+
+    @property
+    def _sqs(self) -> Any:
+        if self._client is None:
+            self._client = self._connect()
+        return self._client
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.url)
+
+    def send(self, message: DeliveryMessage, *, delay_seconds: int = 0) -> str:
+        """Queue the delivery (`delay_seconds` at most SQS's 900); returns the SQS message id."""
+        try:
+            reply = self._sqs.send_message(QueueUrl=self.url, MessageBody=message.body(), DelaySeconds=delay_seconds)
+        except Exception as exc:
+            raise errors.QueueUnavailable(f"SQS: {exc}") from exc
+        return reply["MessageId"]

@@ -1,4 +1,5 @@
-"""Wiring: builds the store, hot state, queue, job types, service, worker and sweeper once per container.
+"""Wiring: builds the store, hot state, queues, job types, service, worker, sweeper and the webhook
+delivery once per container.
 
 Nothing connects at import or construction: each dependency is made on first use and then reused
 by every later invocation of the same container. The job types (built-ins and JOB_TYPES) are
@@ -10,21 +11,27 @@ their own Runtime with `use()`.
 from __future__ import annotations
 
 from functools import cached_property
+from typing import TYPE_CHECKING
 
-from . import errors, hotstate, objects, queue, secrets, tenants
+from . import aws, errors, hotstate, objects, queue, secrets, tenants
 from .config import Settings
 from .holds import Holds
 from .hotstate import HotState
 from .jobs import JobTypes
 from .objects import ObjectStore
 from .observability import logger as log
-from .queue import JobQueue
+from .queue import DeliveryQueue, JobQueue
 from .service import JobService
 from .store import JobStore
 from .sweeper import Sweeper
 from .tenants import Tenants
 from .uploads import Uploads
+from .webhooks.outbox import Outbox
+from .webhooks.signing import SigningSecrets
 from .worker import Worker
+
+if TYPE_CHECKING:
+    from .webhooks.delivery import Deliverer
 
 
 class Runtime:
@@ -92,6 +99,34 @@ class Runtime:
         return JobQueue(lambda: queue.connect(endpoint_url=s.aws_endpoint_url, region=s.aws_region), s.jobs_queue_url)
 
     @cached_property
+    def delivery_queue(self) -> DeliveryQueue:
+        s = self.settings
+        return DeliveryQueue(
+            lambda: queue.connect(endpoint_url=s.aws_endpoint_url, region=s.aws_region), s.webhooks_queue_url
+        )
+
+    @cached_property
+    def outbox(self) -> Outbox:
+        return Outbox(self.store, self.delivery_queue)
+
+    @cached_property
+    def signing_secrets(self) -> SigningSecrets:
+        s = self.settings
+        return SigningSecrets(
+            lambda: aws.client("secretsmanager", endpoint_url=s.aws_endpoint_url, region=s.aws_region),
+            s.webhook_secret_prefix,
+        )
+
+    @cached_property
+    def deliverer(self) -> Deliverer:
+        from .results import Results
+        from .webhooks.delivery import Deliverer  # only the delivery function needs it
+
+        return Deliverer(
+            self.store, self.delivery_queue, self.signing_secrets, Results(self.objects, self.settings), self.settings
+        )
+
+    @cached_property
     def objects(self) -> ObjectStore:
         s = self.settings
         return ObjectStore(lambda: objects.connect(endpoint_url=s.aws_endpoint_url, region=s.aws_region))
@@ -112,7 +147,7 @@ class Runtime:
 
     @cached_property
     def service(self) -> JobService:
-        return JobService(*self._job_parts(), tenants=self.tenants, holds=self.holds)
+        return JobService(*self._job_parts(), tenants=self.tenants, outbox=self.outbox, holds=self.holds)
 
     @cached_property
     def uploads(self) -> Uploads:
@@ -120,11 +155,13 @@ class Runtime:
 
     @cached_property
     def sweeper(self) -> Sweeper:
-        return Sweeper(self.store, self.hot, self.queue, self.settings, objects=self.objects, holds=self.holds)
+        return Sweeper(
+            self.store, self.hot, self.queue, self.settings, objects=self.objects, outbox=self.outbox, holds=self.holds
+        )
 
     @cached_property
     def worker(self) -> Worker:
-        return Worker(*self._job_parts(), tenants=self.tenants, holds=self.holds)
+        return Worker(*self._job_parts(), tenants=self.tenants, outbox=self.outbox, holds=self.holds)
 
 
 _current: Runtime | None = None

@@ -29,6 +29,8 @@ from .queue import JobQueue
 from .results import Results
 from .store import ActiveCounts, JobStore
 from .tenants import Tenant, Tenants
+from .webhooks import guard
+from .webhooks.outbox import Outbox
 
 #: Bounds of what a submission or a list may ask for (the OpenAPI document publishes these).
 MAX_ATTEMPTS = 20
@@ -36,7 +38,7 @@ MAX_TIMEOUT_SECONDS = 7 * 86400
 DEFAULT_LIMIT, MAX_LIMIT = 20, 100
 #: Most job ids one `GET /jobs?ids=` may name.
 MAX_IDS = 100
-_SUBMIT_FIELDS = {"type", "payload", "maxAttempts", "timeoutSeconds", "runAt", "delaySeconds"}
+_SUBMIT_FIELDS = {"type", "payload", "maxAttempts", "timeoutSeconds", "runAt", "delaySeconds", "callbackUrl"}
 #: How far ahead a job may be scheduled (runAt, delaySeconds): a year.
 MAX_DELAY_SECONDS = 365 * 86400
 
@@ -166,6 +168,7 @@ class JobService:
         settings: Settings,
         *,
         tenants: Tenants | None = None,
+        outbox: Outbox | None = None,
         holds: Holds | None = None,
     ):
         self._store = store
@@ -176,7 +179,10 @@ class JobService:
         self._settings = settings
         self._tenants = tenants or Tenants(None)
         self._holds = holds or Holds(store, queue, self._tenants)
-        self._lifecycle = Lifecycle(store, hot, holds=self._holds)
+        self._lifecycle = Lifecycle(store, hot, outbox, holds=self._holds)
+        self._webhook_policy = guard.Policy.of(
+            allow_http=settings.webhook_allow_http, allow_loopback=settings.webhook_allow_loopback
+        )
         self._results = Results(objects, settings)
 
     # --- submit ----------------------------------------------------------------------------------
@@ -275,10 +281,12 @@ class JobService:
                     f"timeoutSeconds must be at most {plan_max}, the maxTimeoutSeconds of plan {tenant.plan}"
                 )
             default_timeout, max_timeout = min(default_timeout, plan_max), min(max_timeout, plan_max)
-        options = {
+        options: dict[str, Any] = {
             "max_attempts": _int_option(body, "maxAttempts", self._settings.default_max_attempts, MAX_ATTEMPTS),
             "timeout_seconds": _int_option(body, "timeoutSeconds", default_timeout, max_timeout),
         }
+        if body.get("callbackUrl") is not None:
+            options["callback_url"] = guard.check_url(body["callbackUrl"], self._webhook_policy)
         return job_type, self._job_types.check_payload(job_type, payload, self._submit_context(owner)), options
 
     def _submit_context(self, owner: str) -> JobContext:
@@ -446,6 +454,16 @@ class JobService:
                     f"job {job_id} is {job.status.value} and cannot be cancelled", status=job.status.value
                 )
         raise errors.StoreUnavailable(f"job {job_id} changed state during the cancel; try again")
+
+    # --- webhooks --------------------------------------------------------------------------------
+    @observability.traced
+    def deliveries(self, owner: str, raw_id: str) -> list[dict[str, Any]]:
+        """The webhook delivery attempts of the owner's job, oldest first (one MySQL statement)."""
+        job_id = parse_job_id(raw_id)
+        found = self._store.deliveries(job_id, owner=owner)
+        if found is None:
+            raise errors.JobNotFound(f"no job {job_id}")
+        return found
 
     # --- list ------------------------------------------------------------------------------------
     @observability.traced

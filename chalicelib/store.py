@@ -22,7 +22,7 @@ import pymysql
 from pymysql.constants import CLIENT, ER
 
 from . import errors
-from .models import TERMINAL, Job, JobStatus, utcnow
+from .models import TERMINAL, CallbackState, Job, JobStatus, utcnow
 
 # Connection-level failures after which a fresh connection may succeed: can't connect (2003),
 # server has gone away (2006), lost connection during query (2013), lost connection (2055).
@@ -34,14 +34,16 @@ _MEASURED_FROM_BYTES = 1024 * 1024
 _COLUMNS = (
     "id, owner, type, status, payload, result, result_bytes, result_key, error, progress, progress_detail, message,"
     " attempts, max_attempts, timeout_seconds, run_at, cancel_requested, held, created_at, started_at,"
-    " finished_at, updated_at"
+    " finished_at, updated_at, callback_url"
 )
 #: Columns `transition` may set besides status; names are never taken from input.
 _SETTABLE = {
     *("result", "result_bytes", "result_key", "error", "progress", "progress_detail", "message"),
-    *("finished_at", "updated_at", "held"),
+    *("finished_at", "updated_at", "held", "callback_due_at"),
 }
 _JSON_COLUMNS = {"payload", "result", "progress_detail", "checkpoint"}
+CALLBACK_WAITING = CallbackState.WAITING.value
+_OPEN_CALLBACK = (CallbackState.WAITING.value, CallbackState.QUEUED.value)
 
 
 def connect_args(url: str, *, tls: bool = False, tls_ca: str | None = None) -> dict[str, Any]:
@@ -108,6 +110,7 @@ def _job(row: dict[str, Any]) -> Job:
         started_at=row["started_at"],
         finished_at=row["finished_at"],
         updated_at=row["updated_at"],
+        callback_url=row.get("callback_url"),
         checkpoint=_load(row.get("checkpoint")),
         lease_token=row.get("lease_token"),
         deaths=row.get("deaths") or 0,
@@ -254,8 +257,8 @@ class JobStore:
         try:
             self._execute(
                 "INSERT INTO jobs (id, owner, type, status, payload, max_attempts, timeout_seconds, run_at, sent,"
-                " idempotency_key, request_hash, created_at, updated_at)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                " idempotency_key, request_hash, created_at, updated_at, callback_url, callback_state)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 (
                     job.id,
                     job.owner,
@@ -270,6 +273,8 @@ class JobStore:
                     request_hash,
                     job.created_at,
                     job.created_at,
+                    job.callback_url,
+                    None if job.callback_url is None else CALLBACK_WAITING,
                 ),
             )
             return job
@@ -562,3 +567,63 @@ class JobStore:
             (*finished, *job_ids),
         )
         return deleted
+
+    # --- completion webhooks (webhooks/) ---------------------------------------------------------
+    def callback_queued(self, job_ids: Sequence[str], *, at) -> None:
+        """Mark these jobs' webhooks as on the queue, due `at`, unless an attempt already moved them on."""
+        if job_ids:
+            self._execute(
+                "UPDATE jobs SET callback_state = %s, callback_due_at = %s WHERE callback_state = %s"
+                f" AND id IN ({', '.join(['%s'] * len(job_ids))})",
+                (CallbackState.QUEUED.value, at, CALLBACK_WAITING, *job_ids),
+            )
+
+    def callbacks_due(self, state: CallbackState, *, due_before, limit: int) -> list[tuple[str, str, int]]:
+        """(id, owner, attempts made) of ended jobs whose webhook is in `state` and was due before
+        `due_before`, oldest first (ix_jobs_callback_due)."""
+        finished = sorted(status.value for status in TERMINAL)
+        _, rows = self._execute(
+            "SELECT id, owner, COALESCE(JSON_LENGTH(deliveries), 0) AS attempts FROM jobs"
+            " WHERE callback_state = %s AND callback_due_at < %s"
+            f" AND status IN ({', '.join(['%s'] * len(finished))}) ORDER BY callback_due_at LIMIT %s",
+            (state.value, due_before, *finished, limit),
+        )
+        return [(row["id"], row["owner"], int(row["attempts"])) for row in rows]
+
+    def touch_callbacks(self, job_ids: Sequence[str], *, at) -> None:
+        """Set the due time of these QUEUED webhooks: the sweeper's mark of a re-send."""
+        if job_ids:
+            self._execute(
+                "UPDATE jobs SET callback_due_at = %s WHERE callback_state = %s"
+                f" AND id IN ({', '.join(['%s'] * len(job_ids))})",
+                (at, CallbackState.QUEUED.value, *job_ids),
+            )
+
+    def get_delivery(self, job_id: str) -> tuple[Job, CallbackState | None, list[dict[str, Any]]] | None:
+        """The job, its webhook's state and the attempts made so far; None for no such job."""
+        _, rows = self._execute(
+            f"SELECT {_COLUMNS}, callback_state, deliveries FROM jobs WHERE id = %s",
+            (job_id,),
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        state = None if row["callback_state"] is None else CallbackState(row["callback_state"])
+        return _job(row), state, list(_load(row["deliveries"]) or [])
+
+    def record_delivery(
+        self, job_id: str, *, made: int, deliveries: list[dict[str, Any]], state: CallbackState, due_at
+    ) -> bool:
+        """Store the attempts (and the webhook's new state and due time) if the row still shows `made`
+        attempts and an open webhook; False when another delivery of the job got there first."""
+        changed, _ = self._execute(
+            "UPDATE jobs SET deliveries = %s, callback_state = %s, callback_due_at = %s"
+            " WHERE id = %s AND callback_state IN (%s, %s) AND COALESCE(JSON_LENGTH(deliveries), 0) = %s",
+            (_dump(deliveries), state.value, due_at, job_id, *_OPEN_CALLBACK, made),
+        )
+        return changed == 1
+
+    def deliveries(self, job_id: str, *, owner: str) -> list[dict[str, Any]] | None:
+        """The webhook attempts of the owner's job (empty without any); None for no such job."""
+        _, rows = self._execute("SELECT deliveries FROM jobs WHERE id = %s AND owner = %s", (job_id, owner))
+        return None if not rows else list(_load(rows[0]["deliveries"]) or [])

@@ -18,9 +18,12 @@ The sweeper runs every minute; each pass is bounded in rows (`sweep_max_rows` pe
    sent again; the next worker takes the job over from its last checkpoint. A job whose hand-off
    was sent and not yet taken waits in the queue, like a sent PENDING job: it is sent again only
    once the hand-off is `pending_lost_seconds` old;
-4. held jobs (holds.py): an owner's held jobs are released up to its free running capacity, in
+4. webhooks (webhooks/outbox.py): ended jobs whose webhook is not on the webhooks queue
+   `webhook_resend_seconds` after the end are queued; queued ones `webhook_lost_seconds` past due
+   are queued again;
+5. held jobs (holds.py): an owner's held jobs are released up to its free running capacity, in
    case a release was lost (a crash between an end and its release) or the owner's cap was raised;
-5. retention: finished jobs (and with them their idempotency keys) older than `retention_seconds`
+6. retention: finished jobs (and with them their idempotency keys) older than `retention_seconds`
    are deleted, their result objects in RESULTS_BUCKET first (a failed delete keeps the rows for
    the next pass; the bucket's lifecycle rule expires what is left anyway).
 
@@ -55,6 +58,7 @@ from .queue import MAX_DELAY_SECONDS as SQS_MAX_DELAY_SECONDS
 from .queue import JobQueue, Message
 from .results import Results
 from .store import JobStore
+from .webhooks.outbox import Outbox
 
 #: Every state a job has before it ends.
 ACTIVE = tuple(status for status in JobStatus if not status.terminal)
@@ -72,6 +76,10 @@ class SweepReport:
     #: SCHEDULED jobs sent as they came within SQS's delay of their runAt (or lost, sent again).
     scheduled_sent: int = 0
     stalled_sent: int = 0
+    #: Ended jobs' webhooks that were not on the webhooks queue (the ender died, or SQS refused), queued now.
+    webhooks_sent: int = 0
+    #: Queued webhooks long past due (their message must have been lost), queued again.
+    webhooks_lost: int = 0
     #: Held jobs released because their owner had room (holds.py): a lost release, a cap raised.
     held_released: int = 0
     purged: int = 0
@@ -89,15 +97,17 @@ class Sweeper:
         *,
         clock: Callable[[], float] = time.monotonic,
         objects: ObjectStore | None = None,
+        outbox: Outbox | None = None,
         holds: Holds | None = None,
     ):
         self._store = store
+        self._outbox = outbox
         self._hot = hot
         self._queue = queue
         self._settings = settings
         self._clock = clock
         self._holds = holds
-        self._lifecycle = Lifecycle(store, hot, holds=holds)
+        self._lifecycle = Lifecycle(store, hot, outbox, holds=holds)
         self._results = None if objects is None else Results(objects, settings)
 
     def sweep(self) -> SweepReport:
@@ -111,6 +121,8 @@ class Sweeper:
             ("scheduled_sent", lambda: self._send_scheduled(now, deadline)),
             ("lost_sent", lambda: self._send_pending(now, deadline, sent=True)),
             ("stalled_sent", lambda: self._send_stalled(now, deadline)),
+            ("webhooks_sent", lambda: self._send_webhooks(now, lost=False)),
+            ("webhooks_lost", lambda: self._send_webhooks(now, lost=True)),
             ("held_released", self._release_held),
             ("purged", lambda: self._purge(now - timedelta(seconds=s.retention_seconds))),
         )
@@ -161,6 +173,15 @@ class Sweeper:
             lost_after_ms=s.pending_lost_seconds * 1000,
         )
         return self._send([job for job in quiet if job.id in orphans], JobStatus.RUNNING, now, deadline)
+
+    def _send_webhooks(self, now, *, lost: bool) -> int:
+        """Queue the webhooks the outbox rules find (webhooks/outbox.py)."""
+        if self._outbox is None:
+            return 0
+        s = self._settings
+        if lost:
+            return self._outbox.sweep_lost(now, after_seconds=s.webhook_lost_seconds, limit=s.sweep_max_rows)
+        return self._outbox.sweep_waiting(now, after_seconds=s.webhook_resend_seconds, limit=s.sweep_max_rows)
 
     def _purge(self, finished_before) -> int:
         """Delete finished jobs past retention: their result objects, then their rows."""

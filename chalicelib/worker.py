@@ -37,6 +37,7 @@ from .retry import RetryPolicy
 from .slots import Slots
 from .store import JobStore
 from .tenants import Tenants
+from .webhooks.outbox import Outbox
 
 #: How early a scheduled job's message may come and still be started (after waiting the rest out).
 EARLY_WAIT_SECONDS = 1.0
@@ -58,6 +59,7 @@ class Worker:
         rng: random.Random | None = None,
         retry: RetryPolicy | None = None,
         tenants: Tenants | None = None,
+        outbox: Outbox | None = None,
         holds: Holds | None = None,
     ):
         self._store = store
@@ -68,7 +70,7 @@ class Worker:
         self._settings = settings
         self._clock = clock
         self._rng = rng or random.Random()
-        self._lifecycle = Lifecycle(store, hot, holds=holds)
+        self._lifecycle = Lifecycle(store, hot, outbox, holds=holds)
         self._results = Results(objects, settings)
         self._slots = Slots(
             hot, queue, job_types, tenants or Tenants(None), self._rng, defer_max_seconds=settings.defer_max_seconds

@@ -24,7 +24,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from infra import api_keys, bytecode, stacks, stage_config, usage_plans
+from infra import api_keys, bytecode, stacks, stage_config, usage_plans, webhook_secrets
 
 INFRA = Path(__file__).resolve().parent
 ROOT = INFRA.parent
@@ -76,6 +76,8 @@ def deploy(ns: argparse.Namespace) -> dict:
             "DeadLetterFunctionName": names[stage_config.DEAD_LETTER_FUNCTION],
             "SweeperFunctionName": names[stage_config.SWEEP_FUNCTION],
             "MigrateFunctionName": names[stage_config.MIGRATE_FUNCTION],
+            "DeliveryFunctionName": names[stage_config.DELIVERY_FUNCTION],
+            "WebhooksVisibilityTimeoutSeconds": str(stage_config.webhooks_visibility_timeout(config, ns.stage)),
             "SecretArns": ",".join(secrets),
             "UseVpc": str("SubnetIds" in outputs).lower(),
             **parameters.get("service", {}),
@@ -85,7 +87,11 @@ def deploy(ns: argparse.Namespace) -> dict:
     rendered = stage_config.render(config, ns.stage, outputs, extra_env=dict(ns.env))
     prepare_build_dir(ns.project_dir, ns.build_dir, rendered)
     # app.py names the queues of its SQS triggers from JOBS_QUEUE_NAME and JOBS_DLQ_NAME when Chalice imports it.
-    queue_env = {"JOBS_QUEUE_NAME": outputs["JobsQueueName"], "JOBS_DLQ_NAME": outputs["DeadLetterQueueName"]}
+    queue_env = {
+        "JOBS_QUEUE_NAME": outputs["JobsQueueName"],
+        "JOBS_DLQ_NAME": outputs["DeadLetterQueueName"],
+        "WEBHOOKS_QUEUE_NAME": outputs["WebhooksQueueName"],
+    }
     awslambda = _client("lambda")
     migrate_function = names[stage_config.MIGRATE_FUNCTION]
     # The schema moves before the code that needs it: on a redeploy the migrate function gets the new
@@ -113,6 +119,10 @@ def deploy(ns: argparse.Namespace) -> dict:
     awslambda.update_event_source_mapping(
         UUID=dlq_mapping["event_uuid"], FunctionResponseTypes=REPORT_BATCH_ITEM_FAILURES
     )
+    delivery_mapping = _sqs_mapping(deployed, names[stage_config.DELIVERY_FUNCTION], outputs["WebhooksQueueName"])
+    awslambda.update_event_source_mapping(
+        UUID=delivery_mapping["event_uuid"], FunctionResponseTypes=REPORT_BATCH_ITEM_FAILURES
+    )
     rest_api = _resource(deployed, "rest_api")
     api_stage = stage_config.stage_of(rendered, ns.stage).get("api_gateway_stage", "api")
     key_ids = api_keys.bind(
@@ -123,6 +133,7 @@ def deploy(ns: argparse.Namespace) -> dict:
         stage=api_stage,
     )
     _write_tenants(outputs["TenantsUrl"], usage_plans.tenants_document(plans, {c: [k] for c, k in key_ids.items()}))
+    signing = webhook_secrets.ensure(_client("secretsmanager"), outputs["WebhookSecretPrefix"], list(plans.clients))
     summary = {
         "stage": ns.stage,
         "api_url": rest_api.get("rest_api_url"),
@@ -131,6 +142,8 @@ def deploy(ns: argparse.Namespace) -> dict:
         "queue_url": outputs["JobsQueueUrl"],
         "input_bucket": outputs["InputBucketName"],
         "results_bucket": outputs["ResultsBucketName"],
+        "webhooks_queue_url": outputs["WebhooksQueueUrl"],
+        "webhook_secrets": signing,
         "schema": schema,
         "stack_outputs": outputs,
     }
@@ -140,6 +153,7 @@ def deploy(ns: argparse.Namespace) -> dict:
         summary["health"] = smoke_test(summary["api_url"])
     print(json.dumps(summary, indent=2))
     print("API key values: aws apigateway get-api-key --include-value --api-key <id>", file=sys.stderr)
+    print("webhook signing secrets: aws secretsmanager get-secret-value --secret-id <name>", file=sys.stderr)
     return summary
 
 
@@ -215,6 +229,9 @@ def teardown(ns: argparse.Namespace) -> None:
         print(f"no Chalice deploy state in {_deployed_file(ns)}; skipping `chalice delete`", file=sys.stderr)
     cfn = _client("cloudformation")
     service = stacks.outputs(cfn, _stack(config, ns.stage, "service"))
+    if service.get("WebhookSecretPrefix"):
+        removed = webhook_secrets.delete_all(_client("secretsmanager"), service["WebhookSecretPrefix"])
+        print(f"deleted {removed} webhook signing secrets", file=sys.stderr)
     for output, what in (("InputBucketName", "input"), ("ResultsBucketName", "results")):
         bucket = service.get(output)
         if bucket:

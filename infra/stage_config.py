@@ -24,6 +24,9 @@ OUTPUT_ENV = {
     "ResultsBucketName": "RESULTS_BUCKET",
     "WorkBucketName": "WORK_BUCKET",
     "TenantsUrl": "TENANTS_URL",
+    "WebhooksQueueUrl": "WEBHOOKS_QUEUE_URL",
+    "WebhooksQueueName": "WEBHOOKS_QUEUE_NAME",
+    "WebhookSecretPrefix": "WEBHOOK_SECRET_PREFIX",
 }
 
 API_FUNCTION = "api_handler"
@@ -32,6 +35,8 @@ DEAD_LETTER_FUNCTION = "fail_dead_letters"
 SWEEP_FUNCTION = "sweep"
 #: Applies the schema's migrations from inside the VPC; infra/deploy.py invokes it.
 MIGRATE_FUNCTION = "migrate"
+#: Delivers completion webhooks from the webhooks queue (app.deliver_webhooks).
+DELIVERY_FUNCTION = "deliver_webhooks"
 #: Function -> the stack output holding its role (infra/service.yaml: one role per function).
 ROLE_OUTPUTS = {
     API_FUNCTION: "ApiFunctionRoleArn",
@@ -39,6 +44,7 @@ ROLE_OUTPUTS = {
     DEAD_LETTER_FUNCTION: "DeadLetterFunctionRoleArn",
     SWEEP_FUNCTION: "SweeperFunctionRoleArn",
     MIGRATE_FUNCTION: "MigrateFunctionRoleArn",
+    DELIVERY_FUNCTION: "DeliveryFunctionRoleArn",
 }
 #: Keys of lambda_functions.run_jobs that Chalice ignores and infra/deploy.py applies to the mapping.
 BATCH_SIZE_KEY = "sqs_batch_size"
@@ -99,6 +105,11 @@ def dead_letter_visibility_timeout(config: dict, stage: str) -> int:
     return VISIBILITY_TIMEOUT_FACTOR * function_timeout(config, stage, DEAD_LETTER_FUNCTION)
 
 
+def webhooks_visibility_timeout(config: dict, stage: str) -> int:
+    """The webhooks queue's visibility timeout: six times the delivery function's timeout."""
+    return VISIBILITY_TIMEOUT_FACTOR * function_timeout(config, stage, DELIVERY_FUNCTION)
+
+
 def render(config: dict, stage: str, outputs: dict[str, str], *, extra_env: dict[str, str] | None = None) -> dict:
     """A copy of `config` whose `stage` carries the stacks' environment, VPC and roles."""
     rendered = copy.deepcopy(config)
@@ -115,4 +126,8 @@ def render(config: dict, stage: str, outputs: dict[str, str], *, extra_env: dict
     functions = section.setdefault("lambda_functions", {})
     for function, output in ROLE_OUTPUTS.items():
         functions.setdefault(function, {})["iam_role_arn"] = outputs[output]
+    if "DeliverySubnetIds" in outputs:
+        # The one function with a route out of the VPC (webhooks reach clients' receivers).
+        functions[DELIVERY_FUNCTION]["subnet_ids"] = outputs["DeliverySubnetIds"].split(",")
+        functions[DELIVERY_FUNCTION]["security_group_ids"] = [outputs["DeliverySecurityGroupId"]]
     return rendered

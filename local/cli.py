@@ -3,7 +3,9 @@
     jobs submit TYPE [--payload JSON] [--wait]   submit; with --wait, a live progress bar, then the result
     jobs submit TYPE --input FILE ...            upload FILE first, then submit with its bucket and key
     jobs upload FILE                             upload a file for jobs to read; prints its key
-    jobs status ID [ID ...] | jobs cancel ID     one job (its JSON); several: a table, in one request
+    jobs status ID [ID ...] | jobs cancel ID     one job (its JSON, and its webhook's deliveries); several: a table
+    jobs deliveries ID                           the attempts to deliver a job's webhook, as JSON
+    jobs webhook-secret                          your webhook signing secret (whsec_...)
     jobs list [--status S] [--type T] [--limit N | --all]   your jobs, newest first, page after page
     jobs watch [--once]                          a live table of your recent jobs, with counts by status
     jobs limits                                  your plan's job limits and your unfinished jobs
@@ -27,7 +29,7 @@ from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
-from jobs_client import ApiError, Client, Job, JobsError, JobStatus, Limits
+from jobs_client import ApiError, Client, Delivery, Job, JobsError, JobStatus, Limits
 
 from local import checktype
 
@@ -191,10 +193,13 @@ def _parser() -> argparse.ArgumentParser:
     when.add_argument("--delay", type=int, metavar="SECONDS", help="start this many seconds from now")
     submit.add_argument("--wait", action="store_true", help="show progress until the job ends, then its result")
     submit.add_argument("--input", metavar="FILE", help="upload FILE and set the payload's bucket and key to it")
+    submit.add_argument("--callback-url", help="where a signed webhook goes when the job ends")
     commands.add_parser("upload", help="upload a file for jobs to read; prints its key").add_argument("file")
     status = commands.add_parser("status", help="one job's JSON; of several ids, a table (one GET /jobs?ids=)")
     status.add_argument("id", nargs="+")
     commands.add_parser("cancel", help="cancel one job").add_argument("id")
+    commands.add_parser("deliveries", help="the attempts to deliver a job's webhook, as JSON").add_argument("id")
+    commands.add_parser("webhook-secret", help="your webhook signing secret, to verify deliveries")
     listing = commands.add_parser("list", help="your jobs, newest first, page after page")
     listing.add_argument("--status")
     listing.add_argument("--type")
@@ -228,6 +233,7 @@ def _submit(client: Client, ns: argparse.Namespace) -> int:
         idempotency_key=ns.idempotency_key,
         run_at=ns.at,
         delay_seconds=ns.delay,
+        callback_url=ns.callback_url,
     )
     if not ns.wait:
         print(json.dumps(job.raw, indent=2))
@@ -245,7 +251,46 @@ def _status(client: Client, ns: argparse.Namespace) -> int:
     if len(ns.id) > 1:
         print(table(client.get_many(ns.id)))  # the caller's among them: others' and unknown ids are left out
         return 0
-    print(json.dumps(client.get(ns.id[0]).raw, indent=2))
+    job = client.get(ns.id[0])
+    print(json.dumps(job.raw, indent=2))
+    if job.terminal:
+        made = client.deliveries(job)
+        if made:  # a job with a callback: how its webhook went, where one looks for the job's outcome
+            print("\nwebhook deliveries:\n" + deliveries_table(made))
+    return 0
+
+
+def deliveries_table(made: list[Delivery]) -> str:
+    """One line per attempt: number, time, status or error, next retry."""
+    lines = []
+    for d in made:
+        at = d.at.strftime("%Y-%m-%d %H:%M:%S") if d.at else "-"
+        outcome = f"{d.status_code}" if d.status_code is not None else "-"
+        then = (
+            f"next retry {d.next_retry_at:%H:%M:%S}"
+            if d.next_retry_at
+            else ("delivered" if d.delivered else "no retry")
+        )
+        lines.append(f"  #{d.attempt:<3} {at}  {outcome:>3}  {then}" + (f"  {d.error}" if d.error else ""))
+    return "\n".join(lines)
+
+
+def _deliveries(client: Client, ns: argparse.Namespace) -> int:
+    print(
+        json.dumps(
+            {
+                "deliveries": [
+                    d.__dict__
+                    | {
+                        "at": d.at and d.at.isoformat(),
+                        "next_retry_at": d.next_retry_at and d.next_retry_at.isoformat(),
+                    }
+                    for d in client.deliveries(ns.id)
+                ]
+            },
+            indent=2,
+        )
+    )
     return 0
 
 
@@ -304,6 +349,8 @@ COMMANDS = {
     "demo": lambda client, ns: demo(client),
     "upload": _upload,
     "watch": _watch,
+    "deliveries": _deliveries,
+    "webhook-secret": lambda client, ns: print(client.webhook_secret()) or 0,
 }
 
 

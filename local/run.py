@@ -11,6 +11,10 @@
 - The SQS -> Lambda event source mapping: long polls, batches of the worker's configured size,
   several invocations at once, a context with the function's configured timeout, partial batch
   responses honoured. The same for the dead-letter queue's handler.
+- The webhooks queue and the delivery function fed from it (completion webhooks), which may reach
+  http:// and loopback receivers here (WEBHOOK_ALLOW_HTTP / WEBHOOK_ALLOW_LOOPBACK, on unless set):
+  a receiver on this machine can take them. Each client's signing secret is made in moto's Secrets
+  Manager and printed.
 - The scheduled sweeper, invoked every --sweep-interval seconds (60, as the deployed schedule).
 - The bucket is the service's input bucket (INPUT_BUCKETS, unless set), where `POST /uploads` puts
   files; a sample CSV in it for `csv-stats` jobs under every client's prefix
@@ -27,6 +31,7 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import shutil
 import signal
 import sys
@@ -104,6 +109,10 @@ def _aws(settings: Settings, ns: argparse.Namespace, stack: contextlib.ExitStack
     queue_url = settings.jobs_queue_url or services.create_jobs_queue(
         sqs, settings.jobs_queue_name, visibility_timeout=ns.visibility_timeout, max_receive_count=ns.max_receive_count
     )
+    webhooks_url = (
+        settings.webhooks_queue_url
+        or sqs.create_queue(QueueName=settings.webhooks_queue_name, Attributes={"VisibilityTimeout": "60"})["QueueUrl"]
+    )
     import boto3
 
     s3 = boto3.client("s3", endpoint_url=settings.aws_endpoint_url, region_name=settings.aws_region)
@@ -121,6 +130,7 @@ def _aws(settings: Settings, ns: argparse.Namespace, stack: contextlib.ExitStack
     return replace(
         settings,
         jobs_queue_url=queue_url,
+        webhooks_queue_url=webhooks_url,
         input_buckets=settings.input_buckets or (BUCKET,),
         results_bucket=results_bucket,
         work_bucket=settings.work_bucket or results_bucket,  # as infra/ deploys it: jobs/ of the results bucket
@@ -167,8 +177,26 @@ def _sweep(sweep, interval: float, stop: threading.Event) -> None:
             log.exception("sweeper invocation failed; the next one runs in %s s", interval)
 
 
-def _banner(url: str, settings: Settings, keyring: Keyring, ns: argparse.Namespace) -> str:
+def _local_webhooks(settings: Settings, env=None) -> Settings:
+    """http:// and loopback callbacks allowed, unless the environment says otherwise."""
+    env = os.environ if env is None else env
+    return replace(
+        settings,
+        webhook_allow_http=settings.webhook_allow_http or "WEBHOOK_ALLOW_HTTP" not in env,
+        webhook_allow_loopback=settings.webhook_allow_loopback or "WEBHOOK_ALLOW_LOOPBACK" not in env,
+    )
+
+
+def _banner(
+    url: str, settings: Settings, keyring: Keyring, ns: argparse.Namespace, secrets: dict[str, str] | None = None
+) -> str:
     keys = "\n".join(f"          {value}   (client {name})" for name, value in keyring.values().items())
+    signing = "\n".join(f"          {secret}   (client {name})" for name, secret in (secrets or {}).items())
+    allowed = [
+        what
+        for what, on in (("http", settings.webhook_allow_http), ("loopback", settings.webhook_allow_loopback))
+        if on
+    ]
     first = next(iter(keyring.values().values()), "KEY")
     return (
         f"\nAPI:      {url}\nAPI keys (send one as the x-api-key header):\n{keys}\n"
@@ -176,6 +204,9 @@ def _banner(url: str, settings: Settings, keyring: Keyring, ns: argparse.Namespa
         f"   results {settings.results_bucket}\n"
         f"worker:   {ns.concurrency} concurrent invocations, batches of {ns.batch_size}, "
         f"timeout {ns.function_timeout} s; dead-letter handler; sweeper every {ns.sweep_interval:g} s\n"
+        f"webhooks: queue {settings.webhooks_queue_url}; delivery function; callbackUrl may be "
+        f"{' and '.join(allowed) or 'https to public addresses only'}\n"
+        f"webhook signing secrets (GET /webhook-secret gives a client its own):\n{signing}\n"
         f"sample:   s3://{BUCKET}/{sample_key('<client>')} for csv-stats jobs\n\n"
         f"try:      curl -s -X POST {url}/jobs -H 'x-api-key: {first}' -H 'content-type: application/json' "
         f'-d \'{{"type": "sleep", "payload": {{"steps": 5}}}}\'\n'
@@ -225,16 +256,18 @@ def main(argv=None) -> None:
         stack.callback(shutil.rmtree, workdir, ignore_errors=True)
         settings = Settings.from_env()
         settings = _redis(_mysql(settings, workdir, stack), workdir, stack)
-        settings = _aws(settings, ns, stack)
+        settings = _local_webhooks(_aws(settings, ns, stack))
         migrate(settings.mysql_url, create_database=True)
 
-        from app import app, fail_dead_letters, run_jobs, sweep  # after the settings are final
+        from app import app, deliver_webhooks, fail_dead_letters, run_jobs, sweep  # after the settings are final
 
         wiring = Runtime(settings)
         # A bad JOB_TYPES stops the start here, naming the module (errors.Misconfigured).
         job_types = wiring.job_types.names()
         runtime.use(wiring)
         keyring = Keyring.from_file(ns.usage_plans)
+        # As the deploy does: a signing secret per client (the owner of a job is its client's name here).
+        secrets = {name: wiring.signing_secrets.ensure(name) for name in keyring.values()}
         server = devserver.make_server(app, ns.host, ns.port, keyring=keyring)
         stack.callback(server.server.server_close)
         sqs = services.sqs_client(settings.aws_endpoint_url, settings.aws_region)
@@ -248,6 +281,8 @@ def main(argv=None) -> None:
             for i in range(ns.concurrency)
         ]
         pollers.append(threading.Thread(target=_poll, args=(dead_letters, stop), name="dead-letters", daemon=True))
+        webhooks = EventSource(sqs, settings.webhooks_queue_url, deliver_webhooks, batch_size=10, function_timeout=60)
+        pollers.append(threading.Thread(target=_poll, args=(webhooks, stop), name="webhooks", daemon=True))
         pollers.append(
             threading.Thread(target=_sweep, args=(sweep, ns.sweep_interval, stop), name="sweeper", daemon=True)
         )
@@ -261,7 +296,7 @@ def main(argv=None) -> None:
 
         signal.signal(signal.SIGTERM, shutdown)
         signal.signal(signal.SIGINT, shutdown)
-        print(_banner(f"http://{ns.host}:{ns.port}", settings, keyring, ns), flush=True)
+        print(_banner(f"http://{ns.host}:{ns.port}", settings, keyring, ns, secrets), flush=True)
         print(f"job types: {', '.join(job_types)}", flush=True)
         server.serve_forever()
         stop.set()

@@ -6,7 +6,9 @@ Job types beyond the built-ins come from the settings' JOB_TYPES (the tests' `pr
 makes every job type record each chunk it starts as "pid job_id state-digest unix-time" lines (the
 same digest twice for a job = a chunk redone). DUPLICATE_CONTINUATIONS=N sends the first and then
 every Nth continuation (a message that carries a lease) of the process twice, as SQS's
-at-least-once delivery may, and logs "continuation duplicated" for each.
+at-least-once delivery may, and logs "continuation duplicated" for each. DIE_AFTER_FINAL_WRITE=1
+kills the process (os._exit) right after the first final UPDATE of a job that it wins, before
+anything else is done about the job's end (its webhook queued, above all).
 
     JOB_TYPES=tests.support.probe python -m local.worker_process --function-timeout 60
 """
@@ -101,6 +103,21 @@ def _duplicate_continuations(every: int) -> None:
     JobQueue.send_job = send_twice
 
 
+def _die_after_final_write() -> None:
+    """Exit at once, as a kill would, right after a final UPDATE of a job has committed."""
+    from chalicelib.store import JobStore
+
+    transition = JobStore.transition
+
+    def transition_then_die(self, job_id, *, to, **kwargs):
+        won = transition(self, job_id, to=to, **kwargs)
+        if won and to.terminal:
+            os._exit(137)
+        return won
+
+    JobStore.transition = transition_then_die
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--function-timeout", type=float, default=60.0)
@@ -116,6 +133,8 @@ def main() -> None:
         _count_chunks(os.environ["CHUNK_LOG"])
     if os.environ.get("DUPLICATE_CONTINUATIONS"):
         _duplicate_continuations(int(os.environ["DUPLICATE_CONTINUATIONS"]))
+    if os.environ.get("DIE_AFTER_FINAL_WRITE"):
+        _die_after_final_write()
     settings = Settings.from_env()
     sqs = services.sqs_client(settings.aws_endpoint_url, settings.aws_region)
     source = EventSource(

@@ -73,3 +73,9 @@ def test_quick_bench_prints_the_table_and_keeps_the_counted_budgets(tmp_path, ru
     # A scheduled job never starts before its runAt (how soon after is a time: printed, not held here)
     [scheduled] = [row for figure, row in rows.items() if figure.startswith("scheduled: start - runAt")]
     assert scheduled["data"]["jobs"] == 4 and scheduled["data"]["earliest_s"] >= 0
+    # Webhooks: a job with a callback is one MySQL write more in the worker; an attempt is two statements
+    assert rows["worker, MySQL writes per job with a callbackUrl (start, finish, webhook queued)"]["data"]["value"] == 3
+    attempt = rows["webhook delivery, MySQL statements per attempt (read the row, record the attempt)"]["data"]
+    assert [s.split()[0] for s in attempt["mysql"]] == ["SELECT", "UPDATE"] and attempt["aws"] == []
+    latency = rows["webhook latency from the final write to the receiver, p50 / p95 (local: moto SQS, loopback)"]
+    assert len(latency["data"]["samples_ms"]) == 20 and latency["data"]["p50_ms"] <= latency["data"]["p95_ms"]

@@ -142,6 +142,32 @@ def test_a_local_file_is_uploaded_and_a_csv_stats_job_runs_on_it(page, tmp_path)
     sync_api.expect(page.locator("#detail-result")).to_contain_text('"rows": 3')
 
 
+def test_a_finished_jobs_detail_shows_its_webhook_deliveries(page, runtime):
+    from tests.support.webhooks import Receiver
+
+    receiver = Receiver(script=[503, 200])
+    try:
+        with Client(runtime.url, ALICE) as jobs:
+            job = jobs.wait(jobs.submit("sleep", {"steps": 1, "stepMs": 0}, callback_url=receiver.url))
+            plain = jobs.wait(jobs.submit("sleep", {"steps": 1, "stepMs": 0}))
+            deadline = time.monotonic() + 60  # the retry comes 2.5-5 s after the 503
+            while len(jobs.deliveries(job)) < 2 and time.monotonic() < deadline:
+                time.sleep(0.2)
+    finally:
+        receiver.close()
+    enter_key(page, ALICE)
+
+    page.locator(f'tr[data-id="{job.id}"] td.col-id a').click()
+    items = page.locator("#detail-deliveries li")
+    sync_api.expect(items).to_have_count(2)
+    sync_api.expect(items.nth(0)).to_contain_text("503 (HTTP 503: no); next retry ")
+    sync_api.expect(items.nth(1)).to_contain_text("200 delivered")
+    assert items.nth(0).get_attribute("class") == "failed" and not items.nth(1).get_attribute("class")
+    page.locator(f'tr[data-id="{plain.id}"] td.col-id a').click()
+    sync_api.expect(page.locator("#detail-result")).to_contain_text('"sleptMs": 0')
+    sync_api.expect(page.locator("#detail-webhook")).to_be_hidden()  # no callback: no section
+
+
 def test_cancel_a_running_job_and_see_cancelled(page):
     enter_key(page, ALICE)
     job_id = submit(page, "sleep", steps=300, stepMs=100)

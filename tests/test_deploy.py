@@ -88,7 +88,7 @@ def test_deploy_twice_creates_the_stage_once_and_teardown_removes_it(aws, tmp_pa
 
     clients = {
         name: boto3.client(name, endpoint_url=aws["AWS_ENDPOINT_URL"], region_name="us-east-1")
-        for name in ("lambda", "apigateway", "sqs", "cloudformation", "ec2", "events", "iam", "s3")
+        for name in ("lambda", "apigateway", "sqs", "cloudformation", "ec2", "events", "iam", "s3", "secretsmanager")
     }
     config = json.loads((ROOT / ".chalice" / "config.json").read_text())["stages"][STAGE]
     # What the migrate function answers, once per deploy (moto runs no code: see the module docstring).
@@ -96,7 +96,11 @@ def test_deploy_twice_creates_the_stage_once_and_teardown_removes_it(aws, tmp_pa
     _moto_api(aws["AWS_ENDPOINT_URL"], "static/lambda-simple/response", {"results": list(map(json.dumps, reports))})
 
     first = json.loads(run_deploy("deploy", aws, tmp_path / "build"))
-    # A second deploy updates in place: no second mapping, plan, key or API.
+    secrets_before = {
+        name: clients["secretsmanager"].get_secret_value(SecretId=name)["SecretString"]
+        for name in first["webhook_secrets"].values()
+    }
+    # A second deploy updates in place: no second mapping, plan, key, API or secret.
     summary = json.loads(run_deploy("deploy", aws, tmp_path / "build"))
 
     # Each deploy invoked the migrate function once and reports the schema it left
@@ -107,6 +111,11 @@ def test_deploy_twice_creates_the_stage_once_and_teardown_removes_it(aws, tmp_pa
     _assert_functions(clients["lambda"], config, outputs)
     _assert_queue_mapping(clients["lambda"], clients["sqs"], config, outputs)
     _assert_dead_letter_mapping(clients["lambda"], clients["sqs"], config, outputs)
+    _assert_webhooks(clients["lambda"], clients["sqs"], clients["secretsmanager"], config, outputs, summary)
+    secrets_after = {
+        name: clients["secretsmanager"].get_secret_value(SecretId=name)["SecretString"] for name in secrets_before
+    }
+    assert secrets_after == secrets_before  # a redeploy keeps every client's secret
     _assert_sweeper_schedule(clients["events"], clients["lambda"])
     _assert_roles(clients["iam"], outputs)
     _assert_input_bucket(clients["s3"], outputs)
@@ -130,6 +139,7 @@ def test_deploy_twice_creates_the_stage_once_and_teardown_removes_it(aws, tmp_pa
     assert clients["sqs"].list_queues().get("QueueUrls", []) == []
     assert clients["events"].list_rules()["Rules"] == []
     assert clients["s3"].list_buckets()["Buckets"] == []
+    assert clients["secretsmanager"].list_secrets()["SecretList"] == []
     assert [r["RoleName"] for r in clients["iam"].list_roles()["Roles"]] == []
     live = [
         s for s in clients["cloudformation"].list_stacks()["StackSummaries"] if s["StackStatus"] != "DELETE_COMPLETE"
@@ -145,6 +155,7 @@ FUNCTIONS = {
     "fail_dead_letters": "DeadLetterFunctionRoleArn",
     "sweep": "SweeperFunctionRoleArn",
     "migrate": "MigrateFunctionRoleArn",
+    "deliver_webhooks": "DeliveryFunctionRoleArn",
 }
 
 
@@ -170,8 +181,16 @@ def _assert_functions(awslambda, config, outputs):
         assert env["TENANTS_URL"] == outputs["TenantsUrl"]  # the worker reads maxRunningJobs from it
         assert env["MYSQL_URL"] == LOCAL_DATA["MYSQL_URL"] and env["REDIS_URL"] == LOCAL_DATA["REDIS_URL"]
         assert env["REDIS_PREFIX"] == config["environment_variables"]["REDIS_PREFIX"]
-        assert sorted(function["VpcConfig"]["SubnetIds"]) == sorted(outputs["SubnetIds"].split(","))
-        assert function["VpcConfig"]["SecurityGroupIds"] == [outputs["FunctionSecurityGroupId"]]
+        # The delivery function alone runs in the subnets with a route out (to clients' receivers).
+        subnets, group = (
+            ("DeliverySubnetIds", "DeliverySecurityGroupId")
+            if name == "deliver_webhooks"
+            else ("SubnetIds", "FunctionSecurityGroupId")
+        )
+        assert sorted(function["VpcConfig"]["SubnetIds"]) == sorted(outputs[subnets].split(","))
+        assert function["VpcConfig"]["SecurityGroupIds"] == [outputs[group]]
+        assert env["WEBHOOKS_QUEUE_URL"] == outputs["WebhooksQueueUrl"]
+        assert env["WEBHOOK_SECRET_PREFIX"] == f"jobs-{STAGE}/webhook-secret/" == outputs["WebhookSecretPrefix"]
     worker = awslambda.get_function_configuration(FunctionName=_function_name("run_jobs"))
     concurrency = awslambda.get_function_concurrency(FunctionName=worker["FunctionName"])
     assert concurrency["ReservedConcurrentExecutions"] == config["lambda_functions"]["run_jobs"]["reserved_concurrency"]
@@ -211,8 +230,22 @@ def _assert_dead_letter_mapping(awslambda, sqs, config, outputs):
     assert mapping["BatchSize"] == 10  # app.py's decorator
     attributes = sqs.get_queue_attributes(QueueUrl=outputs["DeadLetterQueueUrl"], AttributeNames=["All"])["Attributes"]
     assert int(attributes["VisibilityTimeout"]) == 6 * config["lambda_functions"]["fail_dead_letters"]["lambda_timeout"]
-    # Two SQS triggers in all: the worker's and this one.
-    assert len(awslambda.list_event_source_mappings()["EventSourceMappings"]) == 2
+    # Three SQS triggers in all: the worker's, this one and the delivery function's.
+    assert len(awslambda.list_event_source_mappings()["EventSourceMappings"]) == 3
+
+
+def _assert_webhooks(awslambda, sqs, secretsmanager, config, outputs, summary):
+    """The delivery function's trigger answers partial batches; each client has its signing secret."""
+    [mapping] = awslambda.list_event_source_mappings(EventSourceArn=outputs["WebhooksQueueArn"])["EventSourceMappings"]
+    assert mapping["FunctionArn"].endswith(f":function:jobs-{STAGE}-deliver_webhooks")
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    attributes = sqs.get_queue_attributes(QueueUrl=outputs["WebhooksQueueUrl"], AttributeNames=["All"])["Attributes"]
+    assert int(attributes["VisibilityTimeout"]) == 6 * config["lambda_functions"]["deliver_webhooks"]["lambda_timeout"]
+    clients = sorted(usage_plans.load().clients)
+    assert sorted(summary["webhook_secrets"]) == clients
+    for client, name in summary["webhook_secrets"].items():
+        assert name == f"jobs-{STAGE}/webhook-secret/{client}"
+        assert secretsmanager.get_secret_value(SecretId=name)["SecretString"].startswith("whsec_")
 
 
 def _assert_sweeper_schedule(events, awslambda):
@@ -267,12 +300,12 @@ def _list(value) -> list:
 def _assert_roles(iam, outputs):
     """Each function's role reaches only its own log group, its queue and (the worker; the API for
     uploads and the check at submit, under inputs/) the input bucket."""
-    jobs_queue, dlq = outputs["JobsQueueArn"], outputs["DeadLetterQueueArn"]
+    jobs_queue, dlq, webhooks = outputs["JobsQueueArn"], outputs["DeadLetterQueueArn"], outputs["WebhooksQueueArn"]
     bucket = f"arn:aws:s3:::{outputs['InputBucketName']}"
     results = f"arn:aws:s3:::{outputs['ResultsBucketName']}/results/*"
     expected = {
         "api_handler": {
-            (("sqs:SendMessage",), (jobs_queue,)),
+            (("sqs:SendMessage",), tuple(sorted((jobs_queue, webhooks)))),
             (("s3:GetObject", "s3:PutObject"), (f"{bucket}/inputs/*",)),
             (("s3:ListBucket",), (bucket,)),
             (("s3:GetObject",), (results,)),
@@ -295,16 +328,22 @@ def _assert_roles(iam, outputs):
             (("s3:GetObject", "s3:PutObject"), (f"arn:aws:s3:::{outputs['ResultsBucketName']}/jobs/*",)),
             (("s3:GetObject",), (f"arn:aws:s3:::{outputs['ResultsBucketName']}/config/*",)),
             (("s3:ListBucket",), (f"arn:aws:s3:::{outputs['ResultsBucketName']}",)),
+            (("sqs:SendMessage",), (webhooks,)),
         },
         "fail_dead_letters": {
             (("sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"), (dlq,)),
-            (("sqs:SendMessage",), (jobs_queue,)),  # an innocent job goes out again
+            (("sqs:SendMessage",), tuple(sorted((jobs_queue, webhooks)))),  # an innocent job goes out again
         },
         "sweep": {
             (("sqs:GetQueueAttributes", "sqs:SendMessage"), (jobs_queue,)),
+            (("sqs:SendMessage",), (webhooks,)),
             (("s3:DeleteObject",), (results,)),
         },
         "migrate": set(),  # its logs, the secrets and the VPC only
+        "deliver_webhooks": {
+            (("sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage", "sqs:SendMessage"), (webhooks,)),
+            (("s3:GetObject",), (results,)),
+        },
     }
     for function, role_output in FUNCTIONS.items():
         grants = _grants(iam, outputs[role_output])

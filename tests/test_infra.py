@@ -28,6 +28,12 @@ SAMPLE_OUTPUTS = {
     "DeadLetterFunctionRoleArn": "arn:aws:iam::123456789012:role/jobs-prod-dead-letters",
     "SweeperFunctionRoleArn": "arn:aws:iam::123456789012:role/jobs-prod-sweeper",
     "MigrateFunctionRoleArn": "arn:aws:iam::123456789012:role/jobs-prod-migrate",
+    "DeliveryFunctionRoleArn": "arn:aws:iam::123456789012:role/jobs-prod-webhooks",
+    "DeliverySubnetIds": "subnet-0123456789abcdef2,subnet-0123456789abcdef3",
+    "DeliverySecurityGroupId": "sg-0123456789abcdef1",
+    "WebhooksQueueUrl": "https://sqs.us-east-1.amazonaws.com/123456789012/jobs-prod-webhooks",
+    "WebhooksQueueName": "jobs-prod-webhooks",
+    "WebhookSecretPrefix": "jobs-prod/webhook-secret/",
     "JobsQueueUrl": "https://sqs.us-east-1.amazonaws.com/123456789012/jobs-prod",
     "JobsQueueName": "jobs-prod",
     "DeadLetterQueueName": "jobs-prod-dlq",
@@ -93,7 +99,8 @@ def test_input_bucket_takes_browser_uploads_by_post_only_and_the_api_signs_under
 
 
 def test_the_dead_letter_handler_may_send_to_the_jobs_queue_and_only_consume_its_own():
-    # It sends an innocent job again (sweeper.py); it receives and deletes only dead letters.
+    # It sends an innocent job again (sweeper.py), and a poisoned job's webhook; it receives and
+    # deletes only dead letters.
     from cfnlint.decode import cfn_yaml
 
     resources = cfn_yaml.load(str(ROOT / "infra" / "service.yaml"))["Resources"]
@@ -108,7 +115,10 @@ def test_the_dead_letter_handler_may_send_to_the_jobs_queue_and_only_consume_its
             str(["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"]),
             str({"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}),
         ),
-        ("sqs:SendMessage", str({"Fn::GetAtt": ["JobsQueue", "Arn"]})),
+        (
+            "sqs:SendMessage",
+            str([{"Fn::GetAtt": ["JobsQueue", "Arn"]}, {"Fn::GetAtt": ["WebhooksQueue", "Arn"]}]),
+        ),
     }
 
 
@@ -266,8 +276,74 @@ def test_rendered_stage_carries_every_output_the_functions_read(stage):
         "fail_dead_letters": SAMPLE_OUTPUTS["DeadLetterFunctionRoleArn"],
         "sweep": SAMPLE_OUTPUTS["SweeperFunctionRoleArn"],
         "migrate": SAMPLE_OUTPUTS["MigrateFunctionRoleArn"],
+        "deliver_webhooks": SAMPLE_OUTPUTS["DeliveryFunctionRoleArn"],
     }
+    # Only the delivery function runs in the subnets with a route out (webhooks to clients' receivers).
+    delivery = section["lambda_functions"]["deliver_webhooks"]
+    assert delivery["subnet_ids"] == SAMPLE_OUTPUTS["DeliverySubnetIds"].split(",")
+    assert delivery["security_group_ids"] == [SAMPLE_OUTPUTS["DeliverySecurityGroupId"]]
+    others = [f for name, f in section["lambda_functions"].items() if name != "deliver_webhooks"]
+    assert not any("subnet_ids" in f for f in others)
     assert CHALICE_CONFIG["stages"][stage].get("subnet_ids") is None  # the committed file stays clean
+
+
+@pytest.mark.parametrize("stage", sorted(CHALICE_CONFIG["stages"]))
+def test_webhooks_queue_visibility_timeout_is_six_delivery_timeouts(stage):
+    handler = CHALICE_CONFIG["stages"][stage]["lambda_functions"]["deliver_webhooks"]
+    assert stage_config.webhooks_visibility_timeout(CHALICE_CONFIG, stage) == 6 * handler["lambda_timeout"]
+
+
+def test_only_the_delivery_function_has_a_route_out_and_only_https_and_mysql_leave_it():
+    network = yaml_load(ROOT / "infra" / "network.yaml")["Resources"]
+    routes = {name: r["Properties"] for name, r in network.items() if r["Type"] == "AWS::EC2::Route"}
+    assert {name: (p["RouteTableId"], "NatGatewayId" in p) for name, p in routes.items()} == {
+        "PublicDefaultRoute": ({"Ref": "PublicRouteTable"}, False),
+        "DeliveryDefaultRoute": ({"Ref": "DeliveryRouteTable"}, True),
+    }
+    private = {
+        r["Properties"]["RouteTableId"]["Ref"]
+        for r in network.values()
+        if r["Type"] == "AWS::EC2::SubnetRouteTableAssociation"
+        and r["Properties"]["SubnetId"]["Ref"].startswith("Private")
+    }
+    assert private == {"PrivateRouteTable"}
+    egress = network["DeliverySecurityGroup"]["Properties"]["SecurityGroupEgress"]
+    assert sorted((rule["FromPort"], rule["ToPort"]) for rule in egress) == [(443, 443), (3306, 3306)]
+
+
+def test_the_roles_that_end_jobs_may_queue_webhooks_and_only_api_and_delivery_read_secrets():
+    service = yaml_load(ROOT / "infra" / "service.yaml")["Resources"]
+
+    def statements(role):
+        return [
+            st for policy in service[role]["Properties"]["Policies"] for st in policy["PolicyDocument"]["Statement"]
+        ]
+
+    def may(role, action, resource):
+        for st in statements(role):
+            actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+            resources = st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
+            if action in actions and any(json.dumps(resource) in json.dumps(r) for r in resources):
+                return True
+        return False
+
+    webhooks = {"Fn::GetAtt": ["WebhooksQueue", "Arn"]}
+    for role in ("ApiFunctionRole", "WorkerFunctionRole", "DeadLetterFunctionRole", "SweeperFunctionRole"):
+        assert may(role, "sqs:SendMessage", webhooks), role
+    assert may("DeliveryFunctionRole", "sqs:ReceiveMessage", webhooks)
+    readers = {
+        role
+        for role in service
+        if role.endswith("FunctionRole")
+        and any("secretsmanager:GetSecretValue" in json.dumps(st["Action"]) for st in statements(role))
+    }
+    assert readers == {"ApiFunctionRole", "DeliveryFunctionRole"}
+
+
+def yaml_load(path):
+    from cfnlint.decode import cfn_yaml
+
+    return cfn_yaml.load(str(path))
 
 
 def test_usage_plan_definition_loads():

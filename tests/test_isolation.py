@@ -61,3 +61,14 @@ def test_key_b_limits_count_none_of_key_a_jobs(api, jobs_of_a):
     nothing = {"scheduledJobs": 0, "pendingJobs": 0, "runningJobs": 0, "heldJobs": 0}
     assert theirs == {"activeJobs": 0, **nothing}
     assert mine == {**nothing, "activeJobs": 1, "pendingJobs": 1}
+
+
+@pytest.mark.parametrize("which", ["finished", "pending"])
+def test_key_b_cannot_read_the_webhook_deliveries_of_a_job_of_key_a(api, jobs_of_a, which):
+    job_id = jobs_of_a[which]
+
+    theirs = api.request("GET", f"/jobs/{job_id}/deliveries", key="key-b")
+    mine = api.request("GET", f"/jobs/{job_id}/deliveries", key="key-a")
+
+    assert (theirs.status, theirs.json["code"]) == (404, "JobNotFound")
+    assert (mine.status, mine.json) == (200, {"deliveries": []})  # no callbackUrl: no attempts

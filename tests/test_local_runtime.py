@@ -48,6 +48,36 @@ def test_a_submitted_job_completes_through_the_emulated_event_source(local_runti
     assert done["result"] == {"steps": 3, "sleptMs": 150}
 
 
+def test_the_local_runtime_delivers_a_signed_webhook_to_a_loopback_receiver(local_runtime):
+    from jobs_client import Client, verify_webhook
+
+    from tests.support.webhooks import Receiver
+
+    receiver = Receiver()
+    client = Client(local_runtime.url, ALICE)
+    try:
+        job = client.submit("sleep", {"steps": 1, "stepMs": 0}, callback_url=receiver.url).raw
+        secret = client.webhook_secret()
+        deadline = time.monotonic() + 30
+        while not receiver.got and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)  # nothing more comes
+    finally:
+        receiver.close()
+
+    assert len(receiver.got) == 1
+    delivered = verify_webhook(receiver.got[0].headers, receiver.got[0].body, secret)
+    assert (delivered["type"], delivered["data"]["jobId"]) == ("job.completed", job["jobId"])
+    [made] = client.deliveries(job["jobId"])
+    assert (made.attempt, made.status_code, made.delivered, made.next_retry_at) == (1, 200, True, None)
+    assert f"{secret}   (client alice)" in local_runtime.log.read_text()  # `make run` printed it
+    status = _cli(local_runtime, "status", job["jobId"])
+    assert status.returncode == 0, status.stderr
+    assert "webhook deliveries:" in status.stdout
+    assert re.search(r"#1 +\S+ \S+  200  delivered", status.stdout), status.stdout
+    assert _cli(local_runtime, "webhook-secret").stdout.strip() == secret
+
+
 def test_a_running_job_is_cancelled(local_runtime):
     _, job = call(local_runtime.url, "POST", body={"type": "sleep", "payload": {"steps": 100, "stepMs": 50}})
     wait_for(local_runtime.url, job["jobId"], "RUNNING")

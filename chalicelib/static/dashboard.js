@@ -18,6 +18,7 @@ const state = {
   backoff: 0,            // seconds of the current back-off after a 429 or 503 (0: none)
   latest: new Map(),     // job id -> the newest view of it the API gave
   full: new Map(),       // job id -> its whole view (GET /jobs/{id}, with the result) once it has ended
+  deliveries: new Map(), // job id -> its webhook's attempts (GET /jobs/{id}/deliveries), read with the whole view
   selected: null,
   listTimer: null,
 };
@@ -343,14 +344,33 @@ async function fetchFull(jobId) {
     const { data } = await api("GET", `jobs/${jobId}`);
     state.full.set(jobId, data);
     if (state.selected === jobId) renderDetail(data);
+    const made = await api("GET", `jobs/${jobId}/deliveries`);
+    state.deliveries.set(jobId, made.data.deliveries);
+    if (state.selected === jobId) renderDeliveries(jobId);
   } catch (error) {
     state.full.delete(jobId);
     if (state.selected === jobId) $("#detail-result").textContent = `(cannot load the result: ${explain(error)})`;
   }
 }
 
+function renderDeliveries(jobId) {
+  // A job with a callbackUrl: each attempt with its time, the receiver's status or the error, the next retry.
+  const made = state.deliveries.get(jobId) || [];
+  $("#detail-webhook").hidden = made.length === 0;
+  $("#detail-deliveries").replaceChildren(...made.map((d) => {
+    const ok = d.statusCode !== null && d.statusCode >= 200 && d.statusCode < 300;
+    const outcome = ok ? `${d.statusCode} delivered` : (d.statusCode !== null ? `${d.statusCode}` : "no answer");
+    const then = d.nextRetryAt ? `; next retry ${d.nextRetryAt}` : (ok ? "" : "; not retried");
+    const item = document.createElement("li");
+    item.textContent = `${d.at}: ${outcome}${d.error ? ` (${d.error})` : ""}${then}`;
+    item.classList.toggle("failed", !ok);
+    return item;
+  }));
+}
+
 function renderDetail(view) {
   const job = state.full.get(view.jobId) || view;
+  renderDeliveries(job.jobId);
   $("#detail-id").textContent = job.jobId;
   const fields = [["Type", job.type], ["Status", job.status], ["Progress", `${job.progress}%`], ["Message", job.message],
     ["Error", job.error], ["Attempts", `${job.attempts} of ${job.maxAttempts}`], ["Created", job.createdAt],

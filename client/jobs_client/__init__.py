@@ -24,7 +24,7 @@ from .errors import (
     WaitTimeout,
     WebhookVerificationError,
 )
-from .models import Job, JobStatus, Limits, Page, ProgressDetail, Upload
+from .models import Delivery, Job, JobStatus, Limits, Page, ProgressDetail, Upload
 from .retry import NO_RETRIES, RetryPolicy
 from .webhooks import verify_webhook
 
@@ -38,6 +38,7 @@ __all__ = [
     "Job",
     "JobStatus",
     "JobsError",
+    "Delivery",
     "Limits",
     "NO_RETRIES",
     "NotFound",

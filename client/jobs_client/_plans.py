@@ -21,7 +21,7 @@ from urllib.parse import quote
 import httpx
 
 from . import errors
-from .models import Job, Limits, Page, Upload
+from .models import Delivery, Job, Limits, Page, Upload
 from .retry import parse_retry_after
 
 T = TypeVar("T")
@@ -100,6 +100,7 @@ def submit(
     idempotency_key: str | None,
     run_at: datetime | str | None = None,
     delay_seconds: int | None = None,
+    callback_url: str | None = None,
 ) -> Plan[Job]:
     body: dict[str, Any] = {"type": job_type, "payload": payload or {}}
     if max_attempts is not None:
@@ -110,6 +111,8 @@ def submit(
         body["runAt"] = run_at.isoformat() if isinstance(run_at, datetime) else run_at
     if delay_seconds is not None:
         body["delaySeconds"] = delay_seconds
+    if callback_url is not None:
+        body["callbackUrl"] = callback_url
     # A key of its own unless given: every retry of this submission then returns the same one job.
     key = idempotency_key or f"jobs-client-{uuid.uuid4()}"
     response = yield Call("POST", "/jobs", json=body, headers={"Idempotency-Key": key}, ok=(202,))
@@ -244,6 +247,17 @@ def upload(path: str | os.PathLike[str], *, content_type: str | None) -> Plan[Up
         repeatable=True,
     )
     return Upload.from_json(data)
+
+
+def deliveries(job: str | Job) -> Plan[list[Delivery]]:
+    """The attempts to deliver the job's completion webhook, oldest first."""
+    response = yield Call("GET", _path(job, "/deliveries"))
+    return [Delivery.from_json(item) for item in response.json()["deliveries"]]
+
+
+def webhook_secret() -> Plan[str]:
+    """The caller's signing secret (`whsec_...`), for verify_webhook."""
+    return (yield Call("GET", "/webhook-secret")).json()["secret"]
 
 
 def limits() -> Plan[Limits]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 import inspect
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -13,7 +14,7 @@ import httpx
 
 from . import _http, _plans
 from ._plans import Call, Emit, Notify, Plan, Sleep
-from .models import Job, Limits, Page, Upload
+from .models import Delivery, Job, Limits, Page, Upload
 from .retry import RetryPolicy
 
 T = TypeVar("T")
@@ -48,6 +49,7 @@ class AsyncClient:
         idempotency_key: str | None = None,
         run_at: datetime | str | None = None,
         delay_seconds: int | None = None,
+        callback_url: str | None = None,
     ) -> Job:
         """Submit a job (see Client.submit)."""
         return await self._run(
@@ -59,6 +61,7 @@ class AsyncClient:
                 idempotency_key=idempotency_key,
                 run_at=run_at,
                 delay_seconds=delay_seconds,
+                callback_url=callback_url,
             )
         )
 
@@ -109,6 +112,14 @@ class AsyncClient:
     async def upload(self, path: str | os.PathLike[str], *, content_type: str | None = None) -> Upload:
         """Upload a file under the caller's input prefix (see Client.upload)."""
         return await self._run(_plans.upload(path, content_type=content_type))
+
+    async def deliveries(self, job: str | Job) -> builtins.list[Delivery]:
+        """The attempts to deliver the job's completion webhook (status, error, next retry), oldest first."""
+        return await self._run(_plans.deliveries(job))
+
+    async def webhook_secret(self) -> str:
+        """The caller's webhook signing secret (`whsec_...`): give it to verify_webhook."""
+        return await self._run(_plans.webhook_secret())
 
     async def limits(self) -> Limits:
         """The caller's plan, limits and use (see Client.limits)."""

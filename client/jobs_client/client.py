@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -12,7 +13,7 @@ import httpx
 
 from . import _http, _plans
 from ._plans import Call, Emit, Notify, Plan, Sleep
-from .models import Job, Limits, Page, Upload
+from .models import Delivery, Job, Limits, Page, Upload
 from .retry import RetryPolicy
 
 T = TypeVar("T")
@@ -52,6 +53,7 @@ class Client:
         idempotency_key: str | None = None,
         run_at: datetime | str | None = None,
         delay_seconds: int | None = None,
+        callback_url: str | None = None,
     ) -> Job:
         """Submit a job; with an Idempotency-Key (one is made unless given), so retries are safe.
         `run_at` (an aware datetime or RFC 3339) or `delay_seconds` schedule it for later."""
@@ -64,6 +66,7 @@ class Client:
                 idempotency_key=idempotency_key,
                 run_at=run_at,
                 delay_seconds=delay_seconds,
+                callback_url=callback_url,
             )
         )
 
@@ -123,6 +126,14 @@ class Client:
     def upload(self, path: str | os.PathLike[str], *, content_type: str | None = None) -> Upload:
         """Upload a file under the caller's input prefix; its bucket and key go in a payload."""
         return self._run(_plans.upload(path, content_type=content_type))
+
+    def deliveries(self, job: str | Job) -> builtins.list[Delivery]:
+        """The attempts to deliver the job's completion webhook (status, error, next retry), oldest first."""
+        return self._run(_plans.deliveries(job))
+
+    def webhook_secret(self) -> str:
+        """The caller's webhook signing secret (`whsec_...`): give it to verify_webhook."""
+        return self._run(_plans.webhook_secret())
 
     def limits(self) -> Limits:
         """The caller's plan, its job limits and its unfinished jobs."""

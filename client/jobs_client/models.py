@@ -186,3 +186,30 @@ class Limits:
             scheduled_jobs=usage.get("scheduledJobs", 0),
             raw=data,
         )
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One attempt to deliver a job's completion webhook (`GET /jobs/{id}/deliveries`)."""
+
+    attempt: int
+    at: datetime | None
+    #: The receiver's HTTP status; None when there was none (a timeout, a refused address).
+    status_code: int | None
+    error: str | None
+    #: When the next attempt is due; None when none follows (delivered, or given up).
+    next_retry_at: datetime | None
+
+    @property
+    def delivered(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Delivery:
+        return cls(
+            attempt=data["attempt"],
+            at=_moment(data.get("at")),
+            status_code=data.get("statusCode"),
+            error=data.get("error"),
+            next_retry_at=_moment(data.get("nextRetryAt")),
+        )

@@ -325,3 +325,38 @@ def test_the_wheel_holds_the_client_alone_and_needs_only_httpx_and_standardwebho
         if line.startswith("Requires-Dist:")
     )
     assert requires == ["httpx", "standardwebhooks"]
+
+
+def test_webhook_routes_sync_and_async():
+    made = {
+        "deliveries": [
+            {
+                "attempt": 1,
+                "at": "2026-12-02T03:00:00.000Z",
+                "statusCode": 503,
+                "error": "HTTP 503",
+                "nextRetryAt": "2026-12-02T03:00:05.000Z",
+            },
+            {"attempt": 2, "at": "2026-12-02T03:00:05.100Z", "statusCode": 204, "error": None, "nextRetryAt": None},
+        ]
+    }
+    server = Server(reply(202, view("PENDING")), reply(200, made), reply(200, {"secret": "whsec_c2VjcmV0"}))
+    jobs, _ = client(server)
+
+    jobs.submit("sleep", {}, callback_url="https://hooks.example.com/j")
+    first, second = jobs.deliveries(JOB)
+    secret = jobs.webhook_secret()
+
+    assert json.loads(server.requests[0].content)["callbackUrl"] == "https://hooks.example.com/j"
+    assert [r.url.path for r in server.requests[1:]] == [f"/jobs/{JOB}/deliveries", "/webhook-secret"]
+    assert (first.status_code, first.delivered, first.next_retry_at.second) == (503, False, 5)
+    assert (second.status_code, second.delivered, second.next_retry_at) == (204, True, None)
+    assert secret == "whsec_c2VjcmV0"
+
+    async def from_async():
+        async_server = Server(reply(200, made), reply(200, {"secret": "whsec_c2VjcmV0"}))
+        async with AsyncClient(URL, "k", transport=httpx.MockTransport(async_server)) as ajobs:
+            return await ajobs.deliveries(JOB), await ajobs.webhook_secret()
+
+    async_made, async_secret = asyncio.run(from_async())
+    assert [d.attempt for d in async_made] == [1, 2] and async_secret == secret
