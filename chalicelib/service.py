@@ -23,7 +23,7 @@ from .lifecycle import Lifecycle
 from .models import Job, JobSnapshot, JobStatus, as_utc, new_job_id, parse_job_id, utcnow
 from .objects import ObjectStore
 from .observability import logger as log
-from .queue import JobQueue
+from .queue import JobQueue, carry
 from .results import Results
 from .store import JobStore
 from .tenants import Tenant, Tenants
@@ -172,7 +172,7 @@ class JobService:
         cadence = job_type.chunk_seconds(payload)
         self._best_effort_write(job, seq=0, cadence_ms=None if cadence is None else cadence * 1000)
         try:
-            self._queue.send_job(job.id, owner=job.owner)
+            self._queue.send_job(job.id, owner=job.owner, job=carry(job))  # the worker starts it unread
         except errors.QueueUnavailable:
             # The row is the outbox: the job stays PENDING, marked unsent, and the sweeper sends it later.
             log.warning("job %s stored but not sent; the sweeper will send it", job.id, exc_info=True)

@@ -339,13 +339,18 @@ class JobStore:
         changed, _ = self._execute(sql, args)
         return changed == 1
 
-    def start(self, job_id: str, *, token: str, at) -> bool:
+    def start(self, job_id: str, *, token: str, at, attempts: int | None = None) -> bool:
         """PENDING -> RUNNING with `token` as the fence and one more attempt: `WHERE status = PENDING`.
-        True if this call started the job (False: it moved on, e.g. was cancelled)."""
+        True if this call started the job (False: it moved on, e.g. was cancelled).
+
+        With `attempts` (what a message said of the row, queue.carry), the row must also have that
+        many attempts and no durable checkpoint: a start from a message behind the row misses.
+        """
+        guard, args = ("", ()) if attempts is None else (" AND attempts = %s AND checkpoint IS NULL", (attempts,))
         changed, _ = self._execute(
             "UPDATE jobs SET status = %s, attempts = attempts + 1, lease_token = %s, started_at = %s, updated_at = %s"
-            " WHERE id = %s AND status = %s",
-            (JobStatus.RUNNING.value, token, at, at, job_id, JobStatus.PENDING.value),
+            f" WHERE id = %s AND status = %s{guard}",
+            (JobStatus.RUNNING.value, token, at, at, job_id, JobStatus.PENDING.value, *args),
         )
         return changed == 1
 

@@ -45,7 +45,7 @@ from .lifecycle import Lifecycle
 from .models import Job, JobStatus, utcnow
 from .objects import ObjectStore
 from .observability import logger as log
-from .queue import JobQueue, Message
+from .queue import JobQueue, Message, carry
 from .results import Results
 from .store import JobStore
 
@@ -154,7 +154,7 @@ class Sweeper:
         for job in found:
             if self._clock() > deadline:
                 break
-            self._queue.send_job(job.id, owner=job.owner)
+            self._queue.send_job(job.id, owner=job.owner, job=carry(job) if status is JobStatus.PENDING else None)
             sent.append(job.id)
         self._store.touch(sent, status=status, at=now)
         if sent:

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from . import batch, errors, hotstate, observability
+from . import batch, errors, hotstate, observability, queue
 from .batch import JobRecord
 from .chunks import Invocation, Run, running_chunk
 from .config import Settings
@@ -29,7 +29,7 @@ from .lifecycle import Lifecycle, describe, died_error, overdue
 from .models import Job, JobStatus, as_utc, clip_message, utcnow
 from .objects import ObjectStore
 from .observability import logger as log
-from .queue import JobQueue, Message
+from .queue import JobQueue, Message, carry
 from .results import Results, StoredResult
 from .retry import RetryPolicy
 from .slots import Slots
@@ -161,17 +161,17 @@ class Worker:
 
         Returns the status it left the job in, or None when this worker had nothing to do
         (unknown or finished job, a duplicate delivery, a lease lost to another worker).
+
+        A message that carries its job (queue.carry: a fresh job, a hand-off) is not checked against
+        the row first: the start is guarded by what it says, a hand-off by its lease and Redis's
+        checkpoint sequence. Any other message, or one those find behind, reads the row.
         """
         invocation = invocation or Invocation(None, reserve_ms=0)
-        job = self._store.get_job(message.job_id, with_checkpoint=True)
+        carried = queue.carried(message)
+        job = carried.job if carried is not None else self._row(message.job_id)
         if job is None:
-            log.error("job %s: no such row, message dropped", message.job_id)
             return None
         observability.job_owner(job.owner)
-        if job.status.terminal:
-            # A duplicate or late delivery; make sure Redis shows the final state MySQL holds.
-            self._lifecycle.publish(job)
-            return None
         # A continuation or retry inherits its sender's lease, once; anything else brings a new token.
         token, hop = message.lease or uuid.uuid4().hex, message.hop if message.lease else None
         lease = self._acquire(job, token, hop)
@@ -183,12 +183,29 @@ class Worker:
             observability.count("DuplicatesDropped")
             return None
         try:
-            if not self._slots.admit(job, token, lease, message):
+            trusted = carried is not None and _current(carried, token, lease)
+            held = job if carried is None or trusted else self._row(job.id)
+            if held is None:
+                self._lifecycle.release_quietly(job.id, token)
+                return None
+            if not self._slots.admit(held, token, lease, message):
                 return JobStatus.PENDING  # deferred: sent again for later, this record is done
-            return self._hold(job, token, lease, invocation, hop or 0)
+            return self._hold(held, token, lease, invocation, hop or 0, carried=trusted)
         except Exception:
             self._lifecycle.release_quietly(job.id, token)  # so the record's redelivery is not taken for a duplicate
             raise
+
+    def _row(self, job_id: str) -> Job | None:
+        """The job's row, if it is there and not finished (a finished one's final view is put back in Redis)."""
+        job = self._store.get_job(job_id, with_checkpoint=True)
+        if job is None:
+            log.error("job %s: no such row, message dropped", job_id)
+            return None
+        if job.status.terminal:
+            # A duplicate or late delivery; make sure Redis shows the final state MySQL holds.
+            self._lifecycle.publish(job)
+            return None
+        return job
 
     def _acquire(self, job: Job, token: str, hop: int | None) -> Lease:
         """The lease; a message without a hop finds the job busy while a hand-off of it waits in the
@@ -203,11 +220,14 @@ class Worker:
             queued_for_ms=s.pending_lost_seconds * 1000,
         )
 
-    def _hold(self, job: Job, token: str, lease: Lease, invocation: Invocation, hop: int) -> JobStatus | None:
-        fresh = job.status is JobStatus.PENDING
-        if not (self._start(job, token) if fresh else self._claim(job, token, lease)):
+    def _hold(
+        self, job: Job, token: str, lease: Lease, invocation: Invocation, hop: int, *, carried: bool = False
+    ) -> JobStatus | None:
+        taken = self._take(job, token, lease, carried=carried)
+        if taken is None:
             self._lifecycle.release_quietly(job.id, token)
             return None
+        job, fresh = taken
         if job.deaths >= self._settings.max_deaths and job.lease_token == token:
             return self._end(job, token, JobStatus.FAILED, error=died_error(job))
         try:
@@ -234,10 +254,24 @@ class Worker:
         except errors.CheckpointTooLarge as exc:  # the platform's ceiling: no retry can shrink the state
             return self._end(job, token, JobStatus.FAILED, error=describe(exc))
 
-    def _start(self, job: Job, token: str) -> bool:
-        """PENDING -> RUNNING in MySQL; False if the job moved on meanwhile (e.g. was cancelled)."""
+    def _take(self, job: Job, token: str, lease: Lease, *, carried: bool) -> tuple[Job, bool] | None:
+        """Make `token` the job's holder in MySQL: start it (PENDING) or claim it (RUNNING). Returns the
+        job held and whether this call started it, or None if it is not this worker's to run."""
+        if job.status is not JobStatus.PENDING:
+            return (job, False) if self._claim(job, token, lease) else None
+        if self._start(job, token, carried=carried):
+            return job, True
+        if not carried:
+            return None
+        # The message was behind the row (the job started, ended or ran before): the row decides.
+        row = self._row(job.id)
+        return None if row is None else self._take(row, token, lease, carried=False)
+
+    def _start(self, job: Job, token: str, *, carried: bool = False) -> bool:
+        """PENDING -> RUNNING in MySQL; False if the job moved on meanwhile (e.g. was cancelled), or,
+        `carried`, if the row is not what the message said."""
         now = utcnow()
-        if not self._store.start(job.id, token=token, at=now):
+        if not self._store.start(job.id, token=token, at=now, attempts=job.attempts if carried else None):
             return False
         job.status, job.started_at, job.updated_at, job.attempts = JobStatus.RUNNING, now, now, job.attempts + 1
         observability.count("JobsStarted")
@@ -432,7 +466,10 @@ class Worker:
         """Send the continuation (the lease, the next hop), then note it in Redis: until it is taken,
         the job is not an orphan to the sweeper and a late copy of the hop before is stale."""
         hop = run.hop + 1
-        self._queue.send_job(run.job.id, owner=run.job.owner, lease=run.token, hop=hop, delay_seconds=delay_seconds)
+        job = run.job
+        self._queue.send_job(
+            job.id, owner=job.owner, lease=run.token, hop=hop, delay_seconds=delay_seconds, job=carry(job, seq=run.seq)
+        )
         try:
             self._hot.handed_off(run.job.id, run.token, hop=hop, now_ms=int(time.time() * 1000))
         except errors.HotStateUnavailable:  # the sweeper may send it again: a duplicate, which the lease drops
@@ -503,3 +540,18 @@ class Worker:
             message=message,
         )
         return status if ended else None
+
+
+def _current(carried: queue.Carried, token: str, lease: Lease) -> bool:
+    """Whether the job a message carries may be run as it says, without reading the row.
+
+    A fresh job may (its start is guarded by the status and attempts the message names); a hand-off
+    only while it is still its sender's (the lease inherited, not taken over) and Redis holds its
+    newest checkpoint (a sequence at least the sender's: else Redis lost it, or missed a write the
+    sender made in MySQL); never once Redis shows a final view (the row tells how the job ended).
+    """
+    if lease.seq >= hotstate.FINAL_SEQ:
+        return False
+    if carried.job.status is JobStatus.PENDING:
+        return True
+    return carried.job.lease_token == token and lease.seq >= carried.seq and lease.checkpoint is not None
