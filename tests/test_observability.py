@@ -63,7 +63,9 @@ def test_the_metrics_of_a_run_are_emf_with_the_expected_names_and_counts(api, ev
     assert sum(metrics["JobsCompleted"]) == 1
     assert sum(metrics["JobsFailed"]) == 1
     assert sum(metrics["JobsCancelled"]) == 1
-    assert len(metrics["ChunkTime"]) == 3 + 1  # every chunk that finished, not the one that raised
+    assert sum(metrics["Chunks"]) == 3 + 1  # every chunk that finished, not the one that raised
+    assert len(metrics["ChunkTime"]) == 2  # one value per job run (the mean of its chunks), not per chunk
+    assert all(len(metrics[name]) == 1 for name in ("JobsSubmitted", "JobsStarted", "Chunks"))  # summed per invocation
     assert len(metrics["JobDuration"]) == 2 and len(metrics["QueueWait"]) == 2
     assert all(value >= 0 for value in metrics["QueueWait"] + metrics["JobDuration"] + metrics["ChunkTime"])
 
