@@ -23,6 +23,8 @@ from .models import Job, clip_message, utcnow
 CADENCE_WEIGHT = 0.3
 #: The time left must cover this many of the longest chunk seen, besides the hand-off reserve.
 CHUNK_SAFETY_FACTOR = 2
+#: JSON as the checkpoint keeps it; one encoder, not one made per call as json.dumps does.
+_encode = json.JSONEncoder(separators=(",", ":")).encode
 
 
 @dataclass
@@ -100,7 +102,7 @@ class Run:
         every write, to Redis and to MySQL alike, so neither ever holds a state the other refuses.
         The state is encoded once, measured and put in the text as it is.
         """
-        state = json.dumps(self.state, separators=(",", ":"))  # ASCII (ensure_ascii): characters are bytes
+        state = _encode(self.state)  # ASCII (ensure_ascii): characters are bytes
         size = len(state)
         if size > MAX_STATE_BYTES:
             raise errors.CheckpointTooLarge(
@@ -111,7 +113,7 @@ class Run:
                 limit=MAX_STATE_BYTES,
             )
         job = self.job
-        progress = json.dumps([job.progress, job.progress_detail, job.message], separators=(",", ":"))
+        progress = _encode([job.progress, job.progress_detail, job.message])
         return (
             f'{{"seq":{self.seq},"state":{state},"progress":{progress},"chunks":{self.chunks_done},'
             f'"finished":{"true" if self.finished else "false"},"waits":{self.waits}}}'

@@ -280,6 +280,7 @@ def connect(url: str, *, password: str | None = None) -> redis.Redis:
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MILLISECOND = timedelta(milliseconds=1)
+_encode_json = json.JSONEncoder(separators=(",", ":")).encode
 _MOMENTS = ("created_at", "updated_at", "started_at", "finished_at")
 _FIELDS = tuple(f.name for f in dataclasses.fields(JobSnapshot))
 
@@ -332,7 +333,7 @@ class RunningView:
             "eta_seconds": job.eta_seconds,
             "updated_at": (as_utc(updated) - _EPOCH) // _MILLISECOND,
         }
-        return f"{self._head},{json.dumps(chunk, separators=(',', ':'))[1:]}"
+        return f"{self._head},{_encode_json(chunk)[1:]}"
 
 
 @dataclass(frozen=True)
