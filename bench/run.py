@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
         if "worker" in ns.only or "compare" in ns.only:
             cost_rows, chunk = worker.costs(env, sizes=sizes.job_sizes, repeats=sizes.repeats)
             if "worker" in ns.only:
-                rows += cost_rows + worker.server_commands(env)
+                rows += cost_rows + worker.server_commands(env) + worker.chunk_profile(env)
         if "worker" in ns.only and "compare" not in ns.only:  # with compare, jobs/s is measured beside RQ and Celery
             rows += worker.throughput_rows(env, jobs=sizes.jobs, process_counts=sizes.processes)[0]
         if "compare" in ns.only:

@@ -183,18 +183,20 @@ def server_commands(env, *, small: int = 10, big: int = 100) -> list[Row]:
             with quiet():
                 _one_job(app_module, runtime, sqs, 2)  # warm: scripts loaded, connections made
 
-                def commands(action) -> int:
-                    before = _commands(server)
+                def commands(action) -> tuple[int, int]:
+                    calls, usec = _commands(server)
                     action()
-                    return _commands(server) - before - 1  # INFO itself
+                    after_calls, after_usec = _commands(server)
+                    return after_calls - calls - 1, after_usec - usec  # less INFO itself
 
-                submit = commands(lambda: submit_jobs(runtime, sqs, 1, {"steps": 1, "stepMs": 0}))
+                submit, _ = commands(lambda: submit_jobs(runtime, sqs, 1, {"steps": 1, "stepMs": 0}))
                 jobs = {n: commands(lambda n=n: _one_job(app_module, runtime, sqs, n)) for n in (small, big)}
         finally:
             runtime_module.use(None)
             services.stop(proc)
-    per_chunk = (jobs[big] - jobs[small]) / (big - small)
-    fixed = jobs[small] - small * per_chunk - submit
+    per_chunk = (jobs[big][0] - jobs[small][0]) / (big - small)
+    usec_per_chunk = (jobs[big][1] - jobs[small][1]) / (big - small)
+    fixed = jobs[small][0] - small * per_chunk - submit
     return [
         Row(
             "Redis server commands (scripts' calls included)",
@@ -202,12 +204,22 @@ def server_commands(env, *, small: int = 10, big: int = 100) -> list[Row]:
             f"INFO commandstats of a private redis-server, a {big}- minus a {small}-chunk job",
             "info",
             {"per_chunk": per_chunk, "per_job": fixed, "per_submit": submit},
-        )
+        ),
+        Row(
+            "Redis server time per chunk",
+            f"{usec_per_chunk:.0f} us",
+            "the same commandstats' EVALSHA usec: what one chunk costs Redis's single thread",
+            "info",
+            {"usec_per_chunk": usec_per_chunk},
+        ),
     ]
 
 
-def _commands(server) -> int:
-    return sum(stats["calls"] for stats in server.info("commandstats").values())
+def _commands(server) -> tuple[int, int]:
+    """Commands the server ran since it started, and the microseconds it spent in EVALSHA."""
+    stats = server.info("commandstats")
+    # A script's own calls are counted as commands too, and their time is inside the script's.
+    return sum(s["calls"] for s in stats.values()), stats.get("cmdstat_evalsha", {}).get("usec", 0)
 
 
 def _step_seconds(calls: int = 2000) -> float:
@@ -296,3 +308,77 @@ def throughput_rows(env, *, jobs: int, process_counts: list[int]) -> tuple[list[
         for n, rate in rates.items()
     ]
     return rows, rates
+
+
+def chunk_profile(env, *, calls: int = 2000) -> list[Row]:
+    """Where a chunk's overhead goes: each step of the worker's per-chunk path timed alone (median
+    of `calls`), the last against this run's Redis, as the worker makes it (hotstate.write_chunk)."""
+    from chalicelib import hotstate
+    from chalicelib.chunks import Run
+    from chalicelib.jobs import Step
+    from chalicelib.jobs.sleep import Sleep
+    from chalicelib.models import Job, JobStatus, new_job_id, utcnow
+
+    runtime = Runtime(env.settings)
+    now = utcnow()
+    job = Job(
+        id=new_job_id(),
+        owner=OWNER,
+        type="sleep",
+        status=JobStatus.RUNNING,
+        payload={"steps": 1000, "stepMs": 0},
+        created_at=now,
+        updated_at=now,
+        started_at=now,
+        max_attempts=3,
+        timeout_seconds=900,
+        attempts=1,
+    )
+    token = "t" * 32
+    run = Run(job, Sleep(), None, job.payload, {"done": 0}, 0, token)  # type: ignore[arg-type]
+    assert runtime.hot.acquire(job.id, token, lease_seconds=30).held
+    pack_args = None
+
+    def median_us(action) -> float:
+        action()
+        times = []
+        for _ in range(calls):
+            started = time.perf_counter()
+            action()
+            times.append(time.perf_counter() - started)
+        return statistics.median(times) * 1e6
+
+    def observe() -> None:
+        done = run.done + 1
+        step = Step(state={"done": done}, done=done, total=1000, finished=False, stage="sleeping", message="step")
+        run.observe(step, 0.05)
+
+    def write() -> None:
+        run.seq += 1
+        runtime.hot.write_chunk(job, run.view, seq=run.seq, checkpoint=run.checkpoint(), lease=token, lease_seconds=30)
+
+    def pack() -> None:
+        hotstate._pack(pack_args)
+
+    parts = {
+        "the step's outcome taken in (progress, ETA, cadence)": median_us(observe),
+        "checkpoint JSON (state measured)": median_us(run.checkpoint),
+        "view JSON (fixed fields once per run)": median_us(lambda: run.view.encode(job)),
+    }
+    pack_args = ["EVALSHA", "0" * 40, 2, "k" * 40, "l" * 40, 5, OWNER, run.view.encode(job), 3600, 1]
+    pack_args += [run.checkpoint(), "", token, 30000]
+    parts["command packed (RESP)"] = median_us(pack)
+    whole = median_us(write)
+    encoded = ("checkpoint JSON (state measured)", "view JSON (fixed fields once per run)", "command packed (RESP)")
+    parts["round trip: send, Redis runs the script, reply read"] = whole - sum(parts[k] for k in encoded)
+    runtime.hot.release(job.id, token)
+    return [
+        Row(
+            f"per-chunk profile: {name}",
+            f"{us:.1f} us",
+            f"median of {calls}, timed alone",
+            "info",
+            {"us": us},
+        )
+        for name, us in parts.items()
+    ]
