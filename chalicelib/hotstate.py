@@ -233,7 +233,8 @@ class _Direct:
     def _connection(self) -> Any:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = self._local.conn = self._client.connection_pool.get_connection()
+            # Made by the pool but not checked out of it: it closes when its thread ends (its __del__).
+            conn = self._local.conn = self._client.connection_pool.make_connection()
         return conn
 
     def __call__(self, keys: list[str], args: list[Any]) -> Any:
