@@ -218,12 +218,12 @@ return 1
 
 
 class _Direct:
-    """A script called after every chunk, sent the cheapest way redis-py allows: the command packed
-    here, on a connection this thread keeps out of the pool (no check-out with its `can_read` poll
-    and metrics, no client layers), with the client's own rules: one try again on a fresh
-    connection after a drop (connect's Retry), the script loaded again after NOSCRIPT (a restart).
-    Still one `send_packed_command`, one round trip. Measured here: a third of a script call's
-    time through the client (README, Performance)."""
+    """The write script, called after every chunk and at every submit and end, sent the cheapest way
+    redis-py allows: the command packed here, on a connection this thread keeps out of the pool (no
+    check-out with its `can_read` poll and metrics, no client layers), with the client's own rules:
+    one try again on a fresh connection after a drop (connect's Retry), the script loaded again
+    after NOSCRIPT (a restart). Still one `send_packed_command`, one round trip. Measured here:
+    about a third of a script call's time through the client (README, Performance)."""
 
     def __init__(self, client: redis.Redis, script: Any):
         self._client = client
@@ -420,8 +420,8 @@ class HotState:
         self._inline_result_bytes = inline_result_bytes
         self.active_ttl = active_ttl
         self.terminal_ttl = terminal_ttl
-        self._write = client.register_script(_WRITE)
-        self._write_chunk = _Direct(client, self._write)
+        #: Every write (a submission's, a chunk's, a final one) goes the direct way (_Direct).
+        self._write_direct = _Direct(client, client.register_script(_WRITE))
         self._cancel = client.register_script(_CANCEL)
         self._acquire = client.register_script(_ACQUIRE)
         self._release = client.register_script(_RELEASE)
@@ -541,7 +541,7 @@ class HotState:
         ttl = self.terminal_ttl if final else self.active_ttl
         checkpoint_arg = "-" if final else ("" if checkpoint is None else json.dumps(checkpoint, separators=(",", ":")))
         with self._translated():
-            written, cancel, lost = self._write(
+            written, cancel, lost = self._write_direct(
                 keys=[self.job_key(job.id), self.lease_key(job.id)],
                 args=[
                     seq,
@@ -572,7 +572,7 @@ class HotState:
         encodes it), its checkpoint (JSON text, measured by its maker) and the lease renewed by
         `lease`; the same script, the same refusals, the same cancel flag read."""
         with self._translated():
-            written, cancel, lost = self._write_chunk(
+            written, cancel, lost = self._write_direct(
                 keys=[self.job_key(job.id), self.lease_key(job.id)],
                 args=[
                     seq,
