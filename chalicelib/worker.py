@@ -2,7 +2,9 @@
 
 For each record the worker takes the job's lease in Redis (another live holder means a duplicate
 delivery: dropped), moves the job PENDING -> RUNNING in MySQL (or claims a RUNNING job whose
-holder's lease expired), resumes from the newest checkpoint and runs chunks. After each chunk ONE
+holder's lease expired), resumes from the newest checkpoint and runs chunks. The job comes from the
+message where it carries the row (queue.carry: a fresh job, a hand-off), else from MySQL: three
+statements per job in all (insert, start, final) and one per hand-off. After each chunk ONE
 Redis round trip writes progress and checkpoint, renews the lease and reads the cancel flag; no
 MySQL write. Before the Lambda time limit the job is handed off: its checkpoint goes to MySQL and a
 continuation message carrying the lease to SQS. A failing step is retried from its last checkpoint
