@@ -285,7 +285,7 @@ def connect(url: str, *, password: str | None = None) -> redis.Redis:
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MILLISECOND = timedelta(milliseconds=1)
 _encode_json = json.JSONEncoder(separators=(",", ":")).encode
-_MOMENTS = ("created_at", "updated_at", "started_at", "finished_at")
+_MOMENTS = ("created_at", "updated_at", "run_at", "started_at", "finished_at")
 _FIELDS = tuple(f.name for f in dataclasses.fields(JobSnapshot))
 
 
@@ -304,7 +304,7 @@ def decode(text: str) -> JobSnapshot:
     record = json.loads(text)
     record["status"] = JobStatus(record["status"])
     for name in _MOMENTS:
-        if record[name] is not None:
+        if record.get(name) is not None:  # a view written before a field existed lacks it
             record[name] = _EPOCH + timedelta(milliseconds=record[name])
     return JobSnapshot(**record)
 

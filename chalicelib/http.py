@@ -161,6 +161,7 @@ def job_view(answer: Answer, *, with_result: bool = True) -> dict[str, Any]:
         "maxAttempts": job.max_attempts,
         "cancelRequested": job.cancel_requested,
         "createdAt": isoformat(job.created_at),
+        "runAt": isoformat(job.run_at),
         "startedAt": isoformat(job.started_at),
         "finishedAt": isoformat(job.finished_at),
         "stalled": answer.stalled,
@@ -223,8 +224,9 @@ def usage_response(usage: Usage) -> Response:
         "plan": None if tenant is None else tenant.plan,
         "limits": None if tenant is None else tenant.limits.to_json(),
         "usage": {
-            "activeJobs": sum(usage.active.values()),
-            **{f"{status.value.lower()}Jobs": n for status, n in usage.active.items()},
+            "activeJobs": usage.active.total,
+            **{f"{status.value.lower()}Jobs": n for status, n in usage.active.by_status.items()},
+            "heldJobs": usage.active.held,
         },
     }
     return Response(body=body, status_code=200, headers={"Cache-Control": "no-store"})

@@ -7,7 +7,8 @@ through `Lifecycle.end`, in one order:
 1. the guarded UPDATE in MySQL, the truth: `status IN from_`, and, when a worker ends the job it
    holds, `lease_token = fenced_by`, so a late or taken-over worker cannot end it a second time;
 2. the final view in Redis (FINAL_SEQ, never replaced), which also releases the holder's lease;
-3. the Jobs<Status> metric and the "job finished" log line.
+3. the Jobs<Status> metric and the "job finished" log line;
+4. given `holds`, the release of the owner's oldest held job, the room this end made (holds.py).
 
 The final view is retried through a short outage (`HotState.ride_out`, RIDE_OUT_SECONDS). Redis
 down past that changes nothing: MySQL is final, so the end stands; a warning is logged and nothing
@@ -22,7 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import errors, observability
 from .hotstate import FINAL_SEQ, RIDE_OUT_SECONDS, HotState
@@ -30,6 +31,9 @@ from .models import Job, JobStatus, as_utc, clip_message, utcnow
 from .observability import logger as log
 from .results import StoredResult
 from .store import EncodedJson, JobStore
+
+if TYPE_CHECKING:
+    from .holds import Holds
 
 #: Longest error text kept on a FAILED job (before an "(attempt N of M)" suffix).
 MAX_ERROR_CHARS = 2000
@@ -71,9 +75,10 @@ def describe(exc: BaseException) -> str:
 class Lifecycle:
     """Writes the terminal states of jobs: MySQL first, then Redis, then the metric and the log."""
 
-    def __init__(self, store: JobStore, hot: HotState):
+    def __init__(self, store: JobStore, hot: HotState, *, holds: Holds | None = None):
         self._store = store
         self._hot = hot
+        self._holds = holds
 
     def end(
         self,
@@ -110,6 +115,8 @@ class Lifecycle:
                 result_bytes=stored.size,
                 result_key=stored.key,
             )
+        if job.held:
+            columns["held"] = False
         if fenced_by is not None:
             columns.update(progress=progress, progress_detail=job.progress_detail, message=final_message)
         elif message is not None:
@@ -119,6 +126,7 @@ class Lifecycle:
                 log.warning("job %s was finished by someone else, or another worker holds it", job.id)
                 self.release_quietly(job.id, fenced_by)
             return False
+        was_held, job.held = job.held, False
         job.status, job.result, job.error, job.message = status, result, error, final_message
         if stored is not None:
             job.result_bytes, job.result_key = stored.size, stored.key
@@ -129,6 +137,8 @@ class Lifecycle:
         if job.started_at is not None:
             observability.milliseconds("JobDuration", (now - as_utc(job.started_at)).total_seconds() * 1000)
         log.info("job finished", extra={"job_id": job.id, "status": status.value, "error": error})
+        if self._holds is not None and not was_held:  # a held job took no room: it frees none
+            self._holds.after_end(job)
         return True
 
     def time_out(self, job: Job, *, fenced_by: str | None = None) -> bool:

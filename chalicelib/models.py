@@ -14,6 +14,8 @@ from . import errors
 class JobStatus(str, Enum):
     """Where a job is in its lifecycle. Terminal states never change again."""
 
+    #: Stored in MySQL with a `runAt` ahead: its message goes out (with SQS's delay) for then.
+    SCHEDULED = "SCHEDULED"
     #: Stored in MySQL; its id is on the queue, or the sweeper will put it there.
     PENDING = "PENDING"
     #: A worker has started it; progress is checkpointed after every chunk.
@@ -22,12 +24,17 @@ class JobStatus(str, Enum):
     COMPLETED = "COMPLETED"
     #: Ended with an error (after its last attempt, a timeout, or a poison message).
     FAILED = "FAILED"
-    #: Cancelled: at once while PENDING, at the next chunk boundary while RUNNING.
+    #: Cancelled: at once while SCHEDULED or PENDING, at the next chunk boundary while RUNNING.
     CANCELLED = "CANCELLED"
 
     @property
     def terminal(self) -> bool:
         return self in TERMINAL
+
+    @property
+    def unstarted(self) -> bool:
+        """Not started yet: a worker's start moves it to RUNNING (SCHEDULED once due)."""
+        return self in (JobStatus.SCHEDULED, JobStatus.PENDING)
 
 
 TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
@@ -107,6 +114,10 @@ class Job:
     result_key: str | None = None
     error: str | None = None
     cancel_requested: bool = False
+    #: When a SCHEDULED job is to start (None: at once).
+    run_at: datetime | None = None
+    #: Waiting in MySQL for a free slot of its owner's running cap, no message sent (holds.py).
+    held: bool = False
     started_at: datetime | None = None
     finished_at: datetime | None = None
     updated_at: datetime | None = None
@@ -140,6 +151,7 @@ class Job:
             result_key=self.result_key,
             error=self.error,
             cancel_requested=self.cancel_requested,
+            run_at=None if self.run_at is None else as_utc(self.run_at),
             started_at=None if self.started_at is None else as_utc(self.started_at),
             finished_at=None if self.finished_at is None else as_utc(self.finished_at),
         )
@@ -173,5 +185,6 @@ class JobSnapshot:
     result_key: str | None = None
     error: str | None = None
     cancel_requested: bool = False
+    run_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None

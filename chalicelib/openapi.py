@@ -17,6 +17,7 @@ from .models import JobStatus
 from .service import (
     DEFAULT_LIMIT,
     MAX_ATTEMPTS,
+    MAX_DELAY_SECONDS,
     MAX_IDS,
     MAX_LIMIT,
     MAX_TIMEOUT_SECONDS,
@@ -81,6 +82,7 @@ def _job_schema(*, with_result: bool) -> dict[str, Any]:
         "maxAttempts": {"type": "integer", "minimum": 1},
         "cancelRequested": {"type": "boolean"},
         "createdAt": _TIMESTAMP,
+        "runAt": _nullable({**_TIMESTAMP, "description": "when a scheduled job starts (null: at once)"}),
         "startedAt": _nullable(_TIMESTAMP),
         "finishedAt": _nullable(_TIMESTAMP),
         "stalled": {"type": "boolean", "description": "RUNNING, but no checkpoint for longer than a lease"},
@@ -126,6 +128,18 @@ def _submission(job_type: JobType) -> dict[str, Any]:
                 "minimum": 1,
                 "maximum": MAX_TIMEOUT_SECONDS,
                 "default": defaults.default_timeout_seconds,
+            },
+            "runAt": {
+                "type": "string",
+                "format": "date-time",
+                "description": "start no earlier than this (RFC 3339 with an offset; in the future, at most a"
+                " year ahead): the job is SCHEDULED until then. Not with delaySeconds",
+            },
+            "delaySeconds": {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": MAX_DELAY_SECONDS,
+                "description": "start this many seconds from now (0: at once). Not with runAt",
             },
         },
     }
@@ -178,7 +192,11 @@ def _limits_paths() -> dict[str, Any]:
 def _limits_schemas() -> dict[str, Any]:
     count = {"type": "integer", "minimum": 0}
     limit = {"type": "integer", "minimum": 1}
-    usage = {"activeJobs": count, **{f"{s.value.lower()}Jobs": count for s in JobStatus if not s.terminal}}
+    usage = {
+        "activeJobs": count,
+        **{f"{s.value.lower()}Jobs": count for s in JobStatus if not s.terminal},
+        "heldJobs": {**count, "description": "PENDING jobs held back for a free slot of maxRunningJobs"},
+    }
     return {
         "Limits": {
             "type": "object",

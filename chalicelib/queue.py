@@ -44,6 +44,10 @@ def connect(*, endpoint_url: str | None, region: str) -> Any:
     return aws.client("sqs", endpoint_url=endpoint_url, region=region)
 
 
+#: SQS's longest DelaySeconds.
+MAX_DELAY_SECONDS = 900
+
+
 class JobQueue:
     """The jobs queue. Its client is made on first send, so routes that send nothing never import boto3."""
 
@@ -181,9 +185,12 @@ def parse_message(body: str) -> Message:
     )
 
 
-def carry(job: Job, *, seq: int = 0) -> dict[str, Any]:
+def carry(job: Job, *, seq: int = 0) -> dict[str, Any] | None:
     """What a message carries of the job's row: its fixed columns, its attempts and, once it runs,
-    its start, its deaths and `seq`, the sequence number of the newest checkpoint the sender wrote."""
+    its start, its deaths and `seq`, the sequence number of the newest checkpoint the sender wrote.
+    None for a job neither PENDING nor RUNNING (a SCHEDULED one's row says when it is due)."""
+    if job.status not in (JobStatus.PENDING, JobStatus.RUNNING):
+        return None
     fields: dict[str, Any] = {
         "status": job.status.value,
         "type": job.type,

@@ -13,6 +13,7 @@ from functools import cached_property
 
 from . import errors, hotstate, objects, queue, secrets, tenants
 from .config import Settings
+from .holds import Holds
 from .hotstate import HotState
 from .jobs import JobTypes
 from .objects import ObjectStore
@@ -102,9 +103,20 @@ class Runtime:
         return Tenants(read, ttl_seconds=s.tenants_ttl_seconds)
 
     @cached_property
+    def holds(self) -> Holds:
+        return Holds(self.store, self.queue, self.tenants)
+
+    @cached_property
     def service(self) -> JobService:
         return JobService(
-            self.store, self.hot, self.queue, self.job_types, self.objects, self.settings, tenants=self.tenants
+            self.store,
+            self.hot,
+            self.queue,
+            self.job_types,
+            self.objects,
+            self.settings,
+            tenants=self.tenants,
+            holds=self.holds,
         )
 
     @cached_property
@@ -113,12 +125,19 @@ class Runtime:
 
     @cached_property
     def sweeper(self) -> Sweeper:
-        return Sweeper(self.store, self.hot, self.queue, self.settings, objects=self.objects)
+        return Sweeper(self.store, self.hot, self.queue, self.settings, objects=self.objects, holds=self.holds)
 
     @cached_property
     def worker(self) -> Worker:
         return Worker(
-            self.store, self.hot, self.queue, self.job_types, self.objects, self.settings, tenants=self.tenants
+            self.store,
+            self.hot,
+            self.queue,
+            self.job_types,
+            self.objects,
+            self.settings,
+            tenants=self.tenants,
+            holds=self.holds,
         )
 
 

@@ -12,20 +12,22 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from . import errors, observability
 from .config import Settings
+from .holds import Holds
 from .hotstate import READ_RIDE_OUT_SECONDS, HotJob, HotState
 from .jobs import JobContext, JobType, JobTypes
 from .lifecycle import Lifecycle
 from .models import Job, JobSnapshot, JobStatus, as_utc, new_job_id, parse_job_id, utcnow
 from .objects import ObjectStore
 from .observability import logger as log
+from .queue import MAX_DELAY_SECONDS as SQS_MAX_DELAY_SECONDS
 from .queue import JobQueue, carry
 from .results import Results
-from .store import JobStore
+from .store import ActiveCounts, JobStore
 from .tenants import Tenant, Tenants
 
 #: Bounds of what a submission or a list may ask for (the OpenAPI document publishes these).
@@ -34,7 +36,10 @@ MAX_TIMEOUT_SECONDS = 7 * 86400
 DEFAULT_LIMIT, MAX_LIMIT = 20, 100
 #: Most job ids one `GET /jobs?ids=` may name.
 MAX_IDS = 100
-_SUBMIT_FIELDS = {"type", "payload", "maxAttempts", "timeoutSeconds"}
+_SUBMIT_FIELDS = {"type", "payload", "maxAttempts", "timeoutSeconds", "runAt", "delaySeconds"}
+#: How far ahead a job may be scheduled (runAt, delaySeconds): a year.
+MAX_DELAY_SECONDS = 365 * 86400
+
 # Polls are advised no faster than progress can change, and no slower than this (seconds).
 RETRY_AFTER_MIN, RETRY_AFTER_MAX = 1, 30
 #: A hot view of an active job quiet for longer than this many chunks (and this many seconds) may be
@@ -70,7 +75,7 @@ class Usage:
 
     client: str
     tenant: Tenant | None
-    active: dict[JobStatus, int]
+    active: ActiveCounts
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,35 @@ def _int_option(body: dict[str, Any], name: str, default: int, high: int) -> int
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
         raise errors.InvalidRequest(f"{name} must be an integer from 1 to {high}")
     return value
+
+
+def parse_run_at(body: dict[str, Any], now: datetime) -> datetime | None:
+    """When the submission asks its job to start: `runAt` (RFC 3339 with an offset, in the future,
+    at most MAX_DELAY_SECONDS ahead) or `delaySeconds` (0 to MAX_DELAY_SECONDS); None: at once."""
+    if "runAt" in body and "delaySeconds" in body:
+        raise errors.InvalidRequest("give runAt or delaySeconds, not both")
+    if "delaySeconds" in body:
+        delay = body["delaySeconds"]
+        if isinstance(delay, bool) or not isinstance(delay, int) or not 0 <= delay <= MAX_DELAY_SECONDS:
+            raise errors.InvalidRequest(f"delaySeconds must be an integer from 0 to {MAX_DELAY_SECONDS}")
+        return now + timedelta(seconds=delay) if delay else None
+    if "runAt" not in body:
+        return None
+    run_at = body["runAt"]
+    try:
+        moment = datetime.fromisoformat(run_at) if isinstance(run_at, str) and "T" in run_at.upper() else None
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise errors.InvalidRequest(
+            "runAt must be an RFC 3339 date-time with an offset, e.g. 2026-12-24T18:00:00+01:00"
+        )
+    moment = moment.astimezone(UTC)
+    if moment <= now:
+        raise errors.InvalidRequest("runAt must be in the future")
+    if moment - now > timedelta(seconds=MAX_DELAY_SECONDS):
+        raise errors.InvalidRequest("runAt must be at most a year ahead")
+    return moment
 
 
 def parse_job_ids(raw: str) -> list[str]:
@@ -132,6 +166,7 @@ class JobService:
         settings: Settings,
         *,
         tenants: Tenants | None = None,
+        holds: Holds | None = None,
     ):
         self._store = store
         self._hot = hot
@@ -140,39 +175,52 @@ class JobService:
         self._objects = objects
         self._settings = settings
         self._tenants = tenants or Tenants(None)
-        self._lifecycle = Lifecycle(store, hot)
+        self._holds = holds or Holds(store, queue, self._tenants)
+        self._lifecycle = Lifecycle(store, hot, holds=self._holds)
         self._results = Results(objects, settings)
 
     # --- submit ----------------------------------------------------------------------------------
     @observability.traced
     def submit(self, owner: str, body: Any, *, idempotency_key: str | None = None) -> Answer:
         """Store a new job and queue it: one MySQL insert, one Redis round trip, one SQS send; with
-        tenants, one more MySQL statement counts the client's unfinished jobs against its plan."""
+        tenants, one more MySQL statement counts the client's unfinished jobs against its plan, and a
+        job over the plan's running cap is held (one UPDATE) instead of sent (holds.py)."""
         tenant = self._tenants.of(owner)
         job_type, payload, options = self._parse_submission(owner, body, tenant)
-        request_hash = hashlib.sha256(
-            json.dumps([job_type.name, payload, options], sort_keys=True).encode()
-        ).hexdigest()
+        # What the client asked, not the moment it made of it: a retry with delaySeconds is the same request.
+        asked = [job_type.name, payload, options] + [body[k] for k in ("runAt", "delaySeconds") if k in body]
+        request_hash = hashlib.sha256(json.dumps(asked, sort_keys=True).encode()).hexdigest()
         now = utcnow()
+        run_at = parse_run_at(body, now)
+        delay = 0 if run_at is None else math.ceil((run_at - now).total_seconds())
         job = Job(
             id=new_job_id(),
             owner=owner,
             type=job_type.name,
-            status=JobStatus.PENDING,
+            status=JobStatus.PENDING if run_at is None else JobStatus.SCHEDULED,
             payload=payload,
             created_at=now,
             updated_at=now,
+            run_at=run_at,
             **options,
         )
-        stored = self._store.insert_job(job, idempotency_key=idempotency_key, request_hash=request_hash)
+        # Due within SQS's delay: sent now, with it; later ones wait in MySQL for the sweeper (sweeper.py).
+        send_now = delay <= SQS_MAX_DELAY_SECONDS
+        stored = self._store.insert_job(job, idempotency_key=idempotency_key, request_hash=request_hash, sent=send_now)
         if stored.id != job.id:
             return replace(self.get(owner, stored.id), replayed=True)
+        held = False
         if tenant is not None:
-            self._within_active_limit(job, tenant)
+            counts = self._within_active_limit(job, tenant)
+            if run_at is None and self._holds.should_hold(job, tenant, counts):  # a scheduled job waits anyway
+                held = self._holds.hold(job, tenant, counts)
         cadence = job_type.chunk_seconds(payload)
         self._best_effort_write(job, seq=0, cadence_ms=None if cadence is None else cadence * 1000)
         try:
-            self._queue.send_job(job.id, owner=job.owner, job=carry(job))  # the worker starts it unread
+            # A held job's message goes out when the owner's running cap has room (holds.py).
+            if send_now and not held:
+                # The message carries the row (not a SCHEDULED one's): the worker starts it unread.
+                self._queue.send_job(job.id, owner=job.owner, delay_seconds=delay, job=carry(job))
         except errors.QueueUnavailable:
             # The row is the outbox: the job stays PENDING, marked unsent, and the sweeper sends it later.
             log.warning("job %s stored but not sent; the sweeper will send it", job.id, exc_info=True)
@@ -188,16 +236,17 @@ class JobService:
         except errors.StoreUnavailable:
             log.warning("job %s: not marked unsent; sent after PENDING_LOST_SECONDS instead", job_id, exc_info=True)
 
-    def _within_active_limit(self, job: Job, tenant: Tenant) -> None:
-        """Refuse the job just inserted (and not yet sent) if it takes the client over maxActiveJobs.
+    def _within_active_limit(self, job: Job, tenant: Tenant) -> ActiveCounts:
+        """Refuse the job just inserted (and not yet sent) if it takes the client over maxActiveJobs;
+        else the client's unfinished jobs, this one counted.
 
         Counted after the insert, so concurrent submissions cannot all slip under the limit: each
         counts the others' rows too, and at most `maxActiveJobs` of them are kept.
         """
         limit = tenant.limits.max_active_jobs
-        active = sum(self._store.count_active(job.owner).values())
-        if active <= limit:
-            return
+        counts = self._store.count_active(job.owner)
+        if counts.total <= limit:
+            return counts
         self._store.delete_pending(job.id)
         observability.count("JobsRefused")
         raise errors.ActiveJobLimit(
@@ -350,6 +399,8 @@ class JobService:
             return retry_after(None)
 
     def _answer(self, job: JobSnapshot, poll_after: int | None = None) -> Answer:
+        if job.status is JobStatus.SCHEDULED and job.run_at is not None:  # nothing moves before then
+            poll_after = retry_after((job.run_at - utcnow()).total_seconds())
         return Answer(job, poll_after, stalled=self._stalled(job))
 
     def _stalled(self, job: JobSnapshot) -> bool:
@@ -360,7 +411,7 @@ class JobService:
     # --- cancel ----------------------------------------------------------------------------------
     @observability.traced
     def cancel(self, owner: str, raw_id: str) -> Answer:
-        """Cancel the job: at once if PENDING, at its next chunk boundary if RUNNING.
+        """Cancel the job: at once if SCHEDULED or PENDING, at its next chunk boundary if RUNNING.
 
         Returns the job; its status tells which (CANCELLED, or RUNNING with cancel_requested). A
         finished job raises JobFinished; cancelling twice is harmless.
@@ -374,9 +425,9 @@ class JobService:
             job = self._store.get_job(job_id, owner=owner)
             if job is None:
                 raise errors.JobNotFound(f"no job {job_id}")
-            if job.status is JobStatus.PENDING:
+            if job.status.unstarted:
                 if self._lifecycle.end(
-                    job, JobStatus.CANCELLED, from_=(JobStatus.PENDING,), message="cancelled before it started"
+                    job, JobStatus.CANCELLED, from_=(job.status,), message="cancelled before it started"
                 ):
                     return self._answer(job.snapshot())
                 continue

@@ -23,7 +23,7 @@ import random
 from . import errors, observability
 from .hotstate import HotState, Lease, Slot, SlotAnswer
 from .jobs import JobTypes
-from .models import Job, JobStatus, clip_message
+from .models import Job, clip_message
 from .observability import logger as log
 from .queue import JobQueue, Message
 from .tenants import Tenants
@@ -83,7 +83,7 @@ class Slots:
         caps = self.caps(job)
         if not caps:
             return True
-        answer = self._hot.take_slots(job.id, [slot for slot, _ in caps], running=job.status is not JobStatus.PENDING)
+        answer = self._hot.take_slots(job.id, [slot for slot, _ in caps], running=not job.status.unstarted)
         if answer.taken:
             return True
         why = next(reason for slot, reason in caps if slot == answer.full)

@@ -14,6 +14,7 @@ import json
 import ssl
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -21,7 +22,7 @@ import pymysql
 from pymysql.constants import CLIENT, ER
 
 from . import errors
-from .models import TERMINAL, Job, JobStatus
+from .models import TERMINAL, Job, JobStatus, utcnow
 
 # Connection-level failures after which a fresh connection may succeed: can't connect (2003),
 # server has gone away (2006), lost connection during query (2013), lost connection (2055).
@@ -32,13 +33,13 @@ _MEASURED_FROM_BYTES = 1024 * 1024
 
 _COLUMNS = (
     "id, owner, type, status, payload, result, result_bytes, result_key, error, progress, progress_detail, message,"
-    " attempts, max_attempts, timeout_seconds, cancel_requested, created_at, started_at,"
+    " attempts, max_attempts, timeout_seconds, run_at, cancel_requested, held, created_at, started_at,"
     " finished_at, updated_at"
 )
 #: Columns `transition` may set besides status; names are never taken from input.
 _SETTABLE = {
     *("result", "result_bytes", "result_key", "error", "progress", "progress_detail", "message"),
-    *("finished_at", "updated_at"),
+    *("finished_at", "updated_at", "held"),
 }
 _JSON_COLUMNS = {"payload", "result", "progress_detail", "checkpoint"}
 
@@ -101,6 +102,8 @@ def _job(row: dict[str, Any]) -> Job:
         max_attempts=row["max_attempts"],
         timeout_seconds=row["timeout_seconds"],
         cancel_requested=bool(row["cancel_requested"]),
+        held=bool(row.get("held")),
+        run_at=row.get("run_at"),
         created_at=row["created_at"],
         started_at=row["started_at"],
         finished_at=row["finished_at"],
@@ -110,6 +113,23 @@ def _job(row: dict[str, Any]) -> Job:
         deaths=row.get("deaths") or 0,
         death_chunk=row.get("death_chunk"),
     )
+
+
+@dataclass(frozen=True)
+class ActiveCounts:
+    """An owner's unfinished jobs by status, and how many of its PENDING ones are held."""
+
+    by_status: dict[JobStatus, int]
+    held: int = 0
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_status.values())
+
+    @property
+    def unheld(self) -> int:
+        """Its jobs queued (PENDING, not held) or running: what its running cap is measured against."""
+        return self.by_status.get(JobStatus.PENDING, 0) - self.held + self.by_status.get(JobStatus.RUNNING, 0)
 
 
 class JobStore:
@@ -223,16 +243,19 @@ class JobStore:
         self._execute("SELECT 1")
 
     # --- jobs ------------------------------------------------------------------------------------
-    def insert_job(self, job: Job, *, idempotency_key: str | None = None, request_hash: str | None = None) -> Job:
-        """Store a new PENDING job; with an idempotency key, return the job it already made instead.
+    def insert_job(
+        self, job: Job, *, idempotency_key: str | None = None, request_hash: str | None = None, sent: bool = True
+    ) -> Job:
+        """Store a new PENDING (or SCHEDULED) job; with an idempotency key, return the job it already
+        made instead. `sent` FALSE: no message goes out now (a job scheduled past SQS's delay).
 
         Raises IdempotencyKeyReused when the key was used by this owner with another request.
         """
         try:
             self._execute(
-                "INSERT INTO jobs (id, owner, type, status, payload, max_attempts, timeout_seconds,"
+                "INSERT INTO jobs (id, owner, type, status, payload, max_attempts, timeout_seconds, run_at, sent,"
                 " idempotency_key, request_hash, created_at, updated_at)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 (
                     job.id,
                     job.owner,
@@ -241,6 +264,8 @@ class JobStore:
                     _dump(job.payload),
                     job.max_attempts,
                     job.timeout_seconds,
+                    job.run_at,
+                    sent,
                     idempotency_key,
                     request_hash,
                     job.created_at,
@@ -340,8 +365,9 @@ class JobStore:
         return changed == 1
 
     def start(self, job_id: str, *, token: str, at, attempts: int | None = None) -> bool:
-        """PENDING -> RUNNING with `token` as the fence and one more attempt: `WHERE status = PENDING`.
-        True if this call started the job (False: it moved on, e.g. was cancelled).
+        """PENDING (or a due SCHEDULED) -> RUNNING with `token` as the fence and one more attempt; a
+        held job is not started (holds.py). True if this call started the job (False: it moved on,
+        e.g. was cancelled).
 
         With `attempts` (what a message said of the row, queue.carry), the row must also have that
         many attempts and no durable checkpoint: a start from a message behind the row misses.
@@ -349,8 +375,8 @@ class JobStore:
         guard, args = ("", ()) if attempts is None else (" AND attempts = %s AND checkpoint IS NULL", (attempts,))
         changed, _ = self._execute(
             "UPDATE jobs SET status = %s, attempts = attempts + 1, lease_token = %s, started_at = %s, updated_at = %s"
-            f" WHERE id = %s AND status = %s{guard}",
-            (JobStatus.RUNNING.value, token, at, at, job_id, JobStatus.PENDING.value, *args),
+            f" WHERE id = %s AND status IN (%s, %s) AND NOT held{guard}",
+            (JobStatus.RUNNING.value, token, at, at, job_id, JobStatus.PENDING.value, JobStatus.SCHEDULED.value, *args),
         )
         return changed == 1
 
@@ -415,13 +441,16 @@ class JobStore:
     # --- the sweeper -----------------------------------------------------------------------------
     def mark_unsent(self, job_id: str) -> None:
         """Record that the PENDING job's message did not go out (the send failed): the sweeper sends it."""
-        self._execute("UPDATE jobs SET sent = FALSE WHERE id = %s AND status = %s", (job_id, JobStatus.PENDING.value))
+        self._execute(
+            "UPDATE jobs SET sent = FALSE WHERE id = %s AND status IN (%s, %s)",
+            (job_id, JobStatus.PENDING.value, JobStatus.SCHEDULED.value),
+        )
 
     def pending(self, *, sent: bool, updated_before, limit: int) -> list[Job]:
         """PENDING jobs whose message went out (`sent`) or did not, not updated since `updated_before`,
-        oldest first (ix_jobs_status_sent_updated)."""
+        oldest first (ix_jobs_status_sent_updated); held jobs are neither."""
         _, rows = self._execute(
-            f"SELECT {_COLUMNS} FROM jobs WHERE status = %s AND sent = %s AND updated_at < %s"
+            f"SELECT {_COLUMNS} FROM jobs WHERE status = %s AND sent = %s AND NOT held AND updated_at < %s"
             " ORDER BY updated_at LIMIT %s",
             (JobStatus.PENDING.value, sent, updated_before, limit),
         )
@@ -463,18 +492,64 @@ class JobStore:
         )
         return [(row["id"], row["result_key"]) for row in rows]
 
-    def count_active(self, owner: str) -> dict[JobStatus, int]:
-        """The owner's unfinished jobs by status: one index range (ix_jobs_owner_status), as long as
-        the owner's active jobs, never its history."""
+    def count_active(self, owner: str) -> ActiveCounts:
+        """The owner's unfinished jobs by status, and how many of them are held: one index range
+        (ix_jobs_owner_status), as long as the owner's active jobs, never its history."""
         active = [s.value for s in JobStatus if not s.terminal]
         _, rows = self._execute(
-            "SELECT status, COUNT(*) AS n FROM jobs WHERE owner = %s"
+            "SELECT status, COUNT(*) AS n, CAST(SUM(held) AS UNSIGNED) AS held FROM jobs WHERE owner = %s"
             f" AND status IN ({', '.join(['%s'] * len(active))}) GROUP BY status",
             (owner, *active),
         )
         counts = dict.fromkeys((JobStatus(v) for v in active), 0)
         counts.update({JobStatus(row["status"]): row["n"] for row in rows})
-        return counts
+        return ActiveCounts(counts, held=sum(int(row["held"] or 0) for row in rows))
+
+    # --- held jobs (holds.py) --------------------------------------------------------------------
+    def hold(self, job_id: str, *, message: str) -> bool:
+        """Hold a PENDING job no message was sent for; False if it moved on."""
+        changed, _ = self._execute(
+            "UPDATE jobs SET held = TRUE, message = %s WHERE id = %s AND status = %s",
+            (message, job_id, JobStatus.PENDING.value),
+        )
+        return changed == 1
+
+    def held(self, owner: str, *, limit: int) -> list[str]:
+        """Ids of the owner's oldest held jobs (ix_jobs_held_owner)."""
+        _, rows = self._execute(
+            "SELECT id FROM jobs WHERE held AND owner = %s AND status = %s ORDER BY id LIMIT %s",
+            (owner, JobStatus.PENDING.value, limit),
+        )
+        return [row["id"] for row in rows]
+
+    def release_held(self, job_id: str) -> bool:
+        """Clear a held job's `held` (and `sent`, until its message is out); True if this call did."""
+        changed, _ = self._execute(
+            "UPDATE jobs SET held = FALSE, sent = FALSE, message = NULL, updated_at = %s"
+            " WHERE id = %s AND held AND status = %s",
+            (utcnow(), job_id, JobStatus.PENDING.value),
+        )
+        return changed == 1
+
+    def mark_sent(self, job_id: str) -> None:
+        """Record that the PENDING job's message went out."""
+        self._execute("UPDATE jobs SET sent = TRUE WHERE id = %s AND status = %s", (job_id, JobStatus.PENDING.value))
+
+    def scheduled(self, *, sent: bool, due_before, limit: int) -> list[Job]:
+        """SCHEDULED jobs whose message went out (`sent`) or not, due before `due_before`, soonest
+        first (ix_jobs_status_run_at)."""
+        _, rows = self._execute(
+            f"SELECT {_COLUMNS} FROM jobs WHERE status = %s AND sent = %s AND run_at < %s ORDER BY run_at LIMIT %s",
+            (JobStatus.SCHEDULED.value, sent, due_before, limit),
+        )
+        return [_job(row) for row in rows]
+
+    def owners_with_held(self, *, limit: int) -> list[str]:
+        """Owners that have held jobs (ix_jobs_held_owner), at most `limit`."""
+        _, rows = self._execute(
+            "SELECT DISTINCT owner FROM jobs WHERE held AND status = %s LIMIT %s", (JobStatus.PENDING.value, limit)
+        )
+        return [row["owner"] for row in rows]
 
     def delete_pending(self, job_id: str) -> bool:
         """Delete a PENDING job no message was sent for (a submission refused after its insert)."""

@@ -9,13 +9,18 @@ The sweeper runs every minute; each pass is bounded in rows (`sweep_max_rows` pe
    `pending_resend_seconds`; separately and much later, PENDING jobs whose message went out but
    that have not started for `pending_lost_seconds` (hours: their message must have been lost)
    are sent again. A backlog queued behind others is never sent twice; a job sent twice runs once;
+   SCHEDULED jobs (runAt) are sent once they are due within SQS's 900 s delay, with the delay
+   left, so they start within about a second of runAt; one sent but not started
+   `pending_lost_seconds` after its runAt is sent again;
 3. stalled jobs: RUNNING jobs whose row was not updated for `stall_after_seconds` and which have
    had no lease for at least a lease period, seen by two passes (the worker died and no message
    is in flight: a live holder re-takes a lease lost with a Redis flush at its next chunk), are
    sent again; the next worker takes the job over from its last checkpoint. A job whose hand-off
    was sent and not yet taken waits in the queue, like a sent PENDING job: it is sent again only
    once the hand-off is `pending_lost_seconds` old;
-4. retention: finished jobs (and with them their idempotency keys) older than `retention_seconds`
+4. held jobs (holds.py): an owner's held jobs are released up to its free running capacity, in
+   case a release was lost (a crash between an end and its release) or the owner's cap was raised;
+5. retention: finished jobs (and with them their idempotency keys) older than `retention_seconds`
    are deleted, their result objects in RESULTS_BUCKET first (a failed delete keeps the rows for
    the next pass; the bucket's lifecycle rule expires what is left anyway).
 
@@ -30,6 +35,7 @@ row (the count travels in the message); a job a live worker holds is left to it.
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from collections.abc import Callable
@@ -40,11 +46,13 @@ from typing import Any
 from . import batch, errors, observability
 from .chunks import running_chunk
 from .config import Settings
+from .holds import Holds
 from .hotstate import HotState
 from .lifecycle import Lifecycle
-from .models import Job, JobStatus, utcnow
+from .models import Job, JobStatus, as_utc, utcnow
 from .objects import ObjectStore
 from .observability import logger as log
+from .queue import MAX_DELAY_SECONDS as SQS_MAX_DELAY_SECONDS
 from .queue import JobQueue, Message, carry
 from .results import Results
 from .store import JobStore
@@ -59,7 +67,11 @@ class SweepReport:
     pending_sent: int = 0
     #: PENDING jobs whose message went out but must have been lost (not started after pending_lost_seconds).
     lost_sent: int = 0
+    #: SCHEDULED jobs sent as they came within SQS's delay of their runAt (or lost, sent again).
+    scheduled_sent: int = 0
     stalled_sent: int = 0
+    #: Held jobs released because their owner had room (holds.py): a lost release, a cap raised.
+    held_released: int = 0
     purged: int = 0
 
 
@@ -75,13 +87,15 @@ class Sweeper:
         *,
         clock: Callable[[], float] = time.monotonic,
         objects: ObjectStore | None = None,
+        holds: Holds | None = None,
     ):
         self._store = store
         self._hot = hot
         self._queue = queue
         self._settings = settings
         self._clock = clock
-        self._lifecycle = Lifecycle(store, hot)
+        self._holds = holds
+        self._lifecycle = Lifecycle(store, hot, holds=holds)
         self._results = None if objects is None else Results(objects, settings)
 
     def sweep(self) -> SweepReport:
@@ -92,8 +106,10 @@ class Sweeper:
         rules = (
             ("timed_out", lambda: self._time_out(now, deadline)),
             ("pending_sent", lambda: self._send_pending(now, deadline, sent=False)),
+            ("scheduled_sent", lambda: self._send_scheduled(now, deadline)),
             ("lost_sent", lambda: self._send_pending(now, deadline, sent=True)),
             ("stalled_sent", lambda: self._send_stalled(now, deadline)),
+            ("held_released", self._release_held),
             ("purged", lambda: self._purge(now - timedelta(seconds=s.retention_seconds))),
         )
         for name, rule in rules:
@@ -107,6 +123,12 @@ class Sweeper:
         for name, value in asdict(report).items():
             observability.count(f"Sweeper{name.title().replace('_', '')}", value)
         return report
+
+    def _release_held(self) -> int:
+        """Held jobs whose owner has room (a cap raised, a release lost), sent now (holds.py)."""
+        if self._holds is None:
+            return 0
+        return self._holds.release_due(max_owners=self._settings.sweep_max_rows).released
 
     def _time_out(self, now, deadline: float) -> int:
         failed = 0
@@ -148,13 +170,28 @@ class Sweeper:
             log.warning("sweeper: %d result objects left to the bucket's expiry (no RESULTS_BUCKET)", len(keys))
         return self._store.purge([job_id for job_id, _ in expired])
 
+    def _send_scheduled(self, now, deadline: float) -> int:
+        """SCHEDULED jobs due within SQS's delay, sent with the delay left (so they start about at
+        runAt, not at the next pass); and the ones sent whose message must have been lost."""
+        s = self._settings
+        due = self._store.scheduled(
+            sent=False, due_before=now + timedelta(seconds=SQS_MAX_DELAY_SECONDS), limit=s.sweep_max_rows
+        )
+        lost = self._store.scheduled(
+            sent=True, due_before=now - timedelta(seconds=s.pending_lost_seconds), limit=s.sweep_max_rows
+        )
+        return self._send(due + lost, JobStatus.SCHEDULED, now, deadline)
+
     def _send(self, found: list[Job], status: JobStatus, now, deadline: float) -> int:
-        """Send each job again (until the deadline); mark the sent ones so the next pass waits."""
+        """Send each job again (until the deadline); mark the sent ones so the next pass waits. A
+        SCHEDULED job's message carries the delay left until its runAt."""
         sent = []
         for job in found:
             if self._clock() > deadline:
                 break
-            self._queue.send_job(job.id, owner=job.owner, job=carry(job) if status is JobStatus.PENDING else None)
+            left = 0 if job.run_at is None else (as_utc(job.run_at) - now).total_seconds()
+            carried = carry(job) if status is JobStatus.PENDING else None  # the worker starts it unread
+            self._queue.send_job(job.id, owner=job.owner, delay_seconds=max(0, math.ceil(left)), job=carried)
             sent.append(job.id)
         self._store.touch(sent, status=status, at=now)
         if sent:
@@ -213,6 +250,6 @@ class Sweeper:
             f"poison message after {receives} receives: the job's message kept failing and was moved "
             "to the dead-letter queue"
         )
-        if self._lifecycle.end(job, JobStatus.FAILED, from_=(JobStatus.PENDING, JobStatus.RUNNING), error=error):
+        if self._lifecycle.end(job, JobStatus.FAILED, from_=(job.status,), error=error):
             log.warning("job %s failed: its message was dead-lettered", job.id)
             observability.count("JobsPoisoned")

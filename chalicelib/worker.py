@@ -25,12 +25,14 @@ from . import batch, errors, hotstate, observability, queue
 from .batch import JobRecord
 from .chunks import Invocation, Run, running_chunk
 from .config import Settings
+from .holds import Holds
 from .hotstate import HotState, Lease, WriteOutcome
 from .jobs import JobContext, JobTypes
 from .lifecycle import Lifecycle, describe, died_error, overdue_after
 from .models import Job, JobStatus, as_utc, clip_message, utcnow
 from .objects import ObjectStore
 from .observability import logger as log
+from .queue import MAX_DELAY_SECONDS as SQS_MAX_DELAY_SECONDS
 from .queue import JobQueue, Message, carry
 from .results import Results, StoredResult
 from .retry import RetryPolicy
@@ -55,6 +57,7 @@ class Worker:
         rng: random.Random | None = None,
         retry: RetryPolicy | None = None,
         tenants: Tenants | None = None,
+        holds: Holds | None = None,
     ):
         self._store = store
         self._hot = hot
@@ -64,7 +67,7 @@ class Worker:
         self._settings = settings
         self._clock = clock
         self._rng = rng or random.Random()
-        self._lifecycle = Lifecycle(store, hot)
+        self._lifecycle = Lifecycle(store, hot, holds=holds)
         self._results = Results(objects, settings)
         self._slots = Slots(
             hot, queue, job_types, tenants or Tenants(None), self._rng, defer_max_seconds=settings.defer_max_seconds
@@ -174,6 +177,8 @@ class Worker:
         if job is None:
             return None
         observability.job_owner(job.owner)
+        if job.status is JobStatus.SCHEDULED and not self._due(job, message):
+            return JobStatus.SCHEDULED
         # A continuation or retry inherits its sender's lease, once; anything else brings a new token.
         token, hop = message.lease or uuid.uuid4().hex, message.hop if message.lease else None
         lease = self._acquire(job, token, hop)
@@ -208,6 +213,17 @@ class Worker:
             self._lifecycle.publish(job)
             return None
         return job
+
+    def _due(self, job: Job, message: Message) -> bool:
+        """Whether a SCHEDULED job's runAt has come; if not (a message early, or stray), it is sent
+        again for then (at most SQS's longest delay later) and this record is done."""
+        assert job.run_at is not None
+        early = (as_utc(job.run_at) - utcnow()).total_seconds()
+        if early <= 0:
+            return True
+        self._queue.send_job(job.id, owner=job.owner, delay_seconds=min(SQS_MAX_DELAY_SECONDS, math.ceil(early)))
+        log.info("job %s is scheduled for %s: sent again for then", job.id, job.run_at)
+        return False
 
     def _acquire(self, job: Job, token: str, hop: int | None) -> Lease:
         """The lease; a message without a hop finds the job busy while a hand-off of it waits in the
@@ -259,7 +275,7 @@ class Worker:
     def _take(self, job: Job, token: str, lease: Lease, *, carried: bool) -> tuple[Job, bool] | None:
         """Make `token` the job's holder in MySQL: start it (PENDING) or claim it (RUNNING). Returns the
         job held and whether this call started it, or None if it is not this worker's to run."""
-        if job.status is not JobStatus.PENDING:
+        if not job.status.unstarted:
             return (job, False) if self._claim(job, token, lease) else None
         if self._start(job, token, carried=carried):
             return job, True
@@ -277,7 +293,7 @@ class Worker:
             return False
         job.status, job.started_at, job.updated_at, job.attempts = JobStatus.RUNNING, now, now, job.attempts + 1
         observability.count("JobsStarted")
-        observability.milliseconds("QueueWait", (now - as_utc(job.created_at)).total_seconds() * 1000)
+        observability.milliseconds("QueueWait", (now - as_utc(job.run_at or job.created_at)).total_seconds() * 1000)
         log.info("job started", extra={"job_type": job.type, "attempt": job.attempts})
         return True
 

@@ -97,7 +97,9 @@ def status_counts(jobs: Iterable[Job]) -> str:
 
 def limits_text(limits: Limits) -> str:
     """`client demo, plan basic: 3 of 50 unfinished jobs (1 pending, 2 running); ...` from GET /limits."""
-    counts = f"{limits.pending_jobs} pending, {limits.running_jobs} running"
+    held = f" of which {limits.held_jobs} held for a free slot" if limits.held_jobs else ""
+    scheduled = f"{limits.scheduled_jobs} scheduled, " if limits.scheduled_jobs else ""
+    counts = f"{scheduled}{limits.pending_jobs} pending{held}, {limits.running_jobs} running"
     if limits.max_active_jobs is None:
         return f"client {limits.client}: {limits.active_jobs} unfinished jobs ({counts}); no limits"
     return (
@@ -184,6 +186,9 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument("--max-attempts", type=int)
     submit.add_argument("--timeout-seconds", type=int)
     submit.add_argument("--idempotency-key", help="default: one made for this submission (its retries are safe)")
+    when = submit.add_mutually_exclusive_group()
+    when.add_argument("--at", metavar="RFC3339", help="start no earlier than this, e.g. 2026-12-24T18:00:00+01:00")
+    when.add_argument("--delay", type=int, metavar="SECONDS", help="start this many seconds from now")
     submit.add_argument("--wait", action="store_true", help="show progress until the job ends, then its result")
     submit.add_argument("--input", metavar="FILE", help="upload FILE and set the payload's bucket and key to it")
     commands.add_parser("upload", help="upload a file for jobs to read; prints its key").add_argument("file")
@@ -221,6 +226,8 @@ def _submit(client: Client, ns: argparse.Namespace) -> int:
         max_attempts=ns.max_attempts,
         timeout_seconds=ns.timeout_seconds,
         idempotency_key=ns.idempotency_key,
+        run_at=ns.at,
+        delay_seconds=ns.delay,
     )
     if not ns.wait:
         print(json.dumps(job.raw, indent=2))

@@ -28,6 +28,7 @@ FIELDS = {
     "maxAttempts",
     "cancelRequested",
     "createdAt",
+    "runAt",
     "startedAt",
     "finishedAt",
     "stalled",

@@ -58,5 +58,6 @@ def test_key_b_limits_count_none_of_key_a_jobs(api, jobs_of_a):
     theirs = api.request("GET", "/limits", key="key-b").json["usage"]
     mine = api.request("GET", "/limits", key="key-a").json["usage"]
 
-    assert theirs == {"activeJobs": 0, "pendingJobs": 0, "runningJobs": 0}
-    assert mine == {"activeJobs": 1, "pendingJobs": 1, "runningJobs": 0}
+    nothing = {"scheduledJobs": 0, "pendingJobs": 0, "runningJobs": 0, "heldJobs": 0}
+    assert theirs == {"activeJobs": 0, **nothing}
+    assert mine == {**nothing, "activeJobs": 1, "pendingJobs": 1}

@@ -14,6 +14,7 @@ import pytest
 
 from chalicelib.store import connect_args
 from local import services
+from tests.conftest import wait_until
 from tests.support.runtime import ALICE, BOB, DEMO, REAL_PLANS, ROOT, LocalRuntime, call, wait_for
 
 
@@ -117,6 +118,20 @@ def test_cli_submit_wait_prints_the_result_and_exits_0(local_runtime):
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {"steps": 3, "sleptMs": 60}
     assert "100%" in result.stderr and "COMPLETED" in result.stderr
+
+
+def test_cli_submit_delay_schedules_the_job_and_the_local_runtime_starts_it_then(local_runtime):
+    submitted = _cli(local_runtime, "submit", "sleep", "--payload", '{"steps": 1, "stepMs": 0}', "--delay", "2")
+    assert submitted.returncode == 0, submitted.stderr
+    job = json.loads(submitted.stdout)
+    assert job["status"] == "SCHEDULED" and job["runAt"] is not None
+
+    def finished():
+        view = json.loads(_cli(local_runtime, "status", job["jobId"]).stdout)
+        return view if view["status"] == "COMPLETED" else None
+
+    done = wait_until(finished, timeout=30, interval=0.5)
+    assert done["startedAt"] >= job["runAt"]  # the same ISO format: text order is time order
 
 
 def test_cli_submit_wait_on_a_failing_job_exits_non_zero(local_runtime):

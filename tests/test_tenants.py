@@ -133,9 +133,15 @@ def test_limits_shows_the_plan_and_the_unfinished_jobs(tenanted, api, events):
         "client": "acme",
         "plan": "small",
         "limits": {"maxActiveJobs": 3, "maxRunningJobs": 1, "maxTimeoutSeconds": 600},
-        "usage": {"activeJobs": 2, "pendingJobs": 2, "runningJobs": 0},
+        "usage": {"activeJobs": 2, "scheduledJobs": 0, "pendingJobs": 2, "runningJobs": 0, "heldJobs": 0},
     }
-    assert after.json["usage"] == {"activeJobs": 0, "pendingJobs": 0, "runningJobs": 0}
+    assert after.json["usage"] == {
+        "activeJobs": 0,
+        "scheduledJobs": 0,
+        "pendingJobs": 0,
+        "runningJobs": 0,
+        "heldJobs": 0,
+    }
 
 
 def test_without_tenants_the_key_is_the_owner_and_nothing_is_limited(api):

@@ -183,7 +183,9 @@ async function submitJob(event) {
 async function loadLimits() {
   const { data } = await api("GET", "limits");
   const usage = data.usage;
-  const counts = `${usage.pendingJobs} pending, ${usage.runningJobs} running`;
+  const held = usage.heldJobs ? ` of which ${usage.heldJobs} held for a free slot` : "";
+  const scheduled = usage.scheduledJobs ? `${usage.scheduledJobs} scheduled, ` : "";
+  const counts = `${scheduled}${usage.pendingJobs} pending${held}, ${usage.runningJobs} running`;
   $("#limits").textContent = data.limits
     ? `Client ${data.client}, plan ${data.plan}: ${usage.activeJobs} of ${data.limits.maxActiveJobs} unfinished jobs ` +
       `(${counts}), at most ${data.limits.maxRunningJobs} running at once.`
@@ -352,7 +354,7 @@ function renderDetail(view) {
   $("#detail-id").textContent = job.jobId;
   const fields = [["Type", job.type], ["Status", job.status], ["Progress", `${job.progress}%`], ["Message", job.message],
     ["Error", job.error], ["Attempts", `${job.attempts} of ${job.maxAttempts}`], ["Created", job.createdAt],
-    ["Started", job.startedAt], ["Finished", job.finishedAt], ["Updated", job.updatedAt], ["ETA", job.etaSeconds === null ? null : `${job.etaSeconds} s`]];
+    ["Run at", job.runAt], ["Started", job.startedAt], ["Finished", job.finishedAt], ["Updated", job.updatedAt], ["ETA", job.etaSeconds === null ? null : `${job.etaSeconds} s`]];
   $("#detail-fields").replaceChildren(...fields.filter(([, value]) => value !== null && value !== undefined && value !== "").flatMap(([name, value]) =>
     [Object.assign(document.createElement("dt"), { textContent: name }), Object.assign(document.createElement("dd"), { textContent: String(value) })]));
   const box = $("#detail-result");

@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -97,12 +98,18 @@ def submit(
     max_attempts: int | None,
     timeout_seconds: int | None,
     idempotency_key: str | None,
+    run_at: datetime | str | None = None,
+    delay_seconds: int | None = None,
 ) -> Plan[Job]:
     body: dict[str, Any] = {"type": job_type, "payload": payload or {}}
     if max_attempts is not None:
         body["maxAttempts"] = max_attempts
     if timeout_seconds is not None:
         body["timeoutSeconds"] = timeout_seconds
+    if run_at is not None:  # an aware datetime, or RFC 3339 text as it is
+        body["runAt"] = run_at.isoformat() if isinstance(run_at, datetime) else run_at
+    if delay_seconds is not None:
+        body["delaySeconds"] = delay_seconds
     # A key of its own unless given: every retry of this submission then returns the same one job.
     key = idempotency_key or f"jobs-client-{uuid.uuid4()}"
     response = yield Call("POST", "/jobs", json=body, headers={"Idempotency-Key": key}, ok=(202,))

@@ -6,6 +6,7 @@ import asyncio
 import inspect
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from datetime import datetime
 from typing import Any, TypeVar
 
 import httpx
@@ -45,6 +46,8 @@ class AsyncClient:
         max_attempts: int | None = None,
         timeout_seconds: int | None = None,
         idempotency_key: str | None = None,
+        run_at: datetime | str | None = None,
+        delay_seconds: int | None = None,
     ) -> Job:
         """Submit a job (see Client.submit)."""
         return await self._run(
@@ -54,6 +57,8 @@ class AsyncClient:
                 max_attempts=max_attempts,
                 timeout_seconds=timeout_seconds,
                 idempotency_key=idempotency_key,
+                run_at=run_at,
+                delay_seconds=delay_seconds,
             )
         )
 

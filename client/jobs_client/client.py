@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
 from typing import Any, TypeVar
 
 import httpx
@@ -49,8 +50,11 @@ class Client:
         max_attempts: int | None = None,
         timeout_seconds: int | None = None,
         idempotency_key: str | None = None,
+        run_at: datetime | str | None = None,
+        delay_seconds: int | None = None,
     ) -> Job:
-        """Submit a job; with an Idempotency-Key (one is made unless given), so retries are safe."""
+        """Submit a job; with an Idempotency-Key (one is made unless given), so retries are safe.
+        `run_at` (an aware datetime or RFC 3339) or `delay_seconds` schedule it for later."""
         return self._run(
             _plans.submit(
                 job_type,
@@ -58,6 +62,8 @@ class Client:
                 max_attempts=max_attempts,
                 timeout_seconds=timeout_seconds,
                 idempotency_key=idempotency_key,
+                run_at=run_at,
+                delay_seconds=delay_seconds,
             )
         )
 

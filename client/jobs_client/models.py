@@ -13,7 +13,7 @@ class JobStatus(str, Enum):
 
     #: Stored and queued (or waiting for a worker slot).
     PENDING = "PENDING"
-    #: Waiting for its `runAt` (routes to come: the server may send it).
+    #: Waiting for its `runAt` (submit with `run_at` or `delay_seconds`).
     SCHEDULED = "SCHEDULED"
     #: Waiting for the jobs it depends on (routes to come).
     WAITING = "WAITING"
@@ -73,6 +73,8 @@ class Job:
     stalled: bool = False
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    #: When a scheduled job starts (None: at once).
+    run_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
     #: The result when inline (None for list items, unfinished jobs, and results kept in S3).
@@ -110,6 +112,7 @@ class Job:
             stalled=bool(data.get("stalled")),
             created_at=_moment(data.get("createdAt")),
             updated_at=_moment(data.get("updatedAt")),
+            run_at=_moment(data.get("runAt")),
             started_at=_moment(data.get("startedAt")),
             finished_at=_moment(data.get("finishedAt")),
             result=data.get("result"),
@@ -161,6 +164,10 @@ class Limits:
     active_jobs: int
     pending_jobs: int
     running_jobs: int
+    #: PENDING jobs held back until the plan's running cap has room (no message sent yet).
+    held_jobs: int = 0
+    #: Jobs waiting for their runAt.
+    scheduled_jobs: int = 0
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -175,5 +182,7 @@ class Limits:
             active_jobs=usage["activeJobs"],
             pending_jobs=usage.get("pendingJobs", 0),
             running_jobs=usage.get("runningJobs", 0),
+            held_jobs=usage.get("heldJobs", 0),
+            scheduled_jobs=usage.get("scheduledJobs", 0),
             raw=data,
         )
