@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-AREAS = ("api", "worker", "compare", "coldstart", "memory", "results", "fairness")
+AREAS = ("api", "worker", "compare", "coldstart", "memory", "results", "fairness", "scheduled")
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,7 @@ class Sizes:
     large_result: int  #: bytes of the large result offloaded and fetched
     result_repeats: int  #: offloads of the large result (the median is kept)
     fairness: tuple[int, int, int, float]  #: tenant A's jobs, their chunks, tenant B's jobs, the window (s)
+    scheduled: int  #: jobs submitted for 2-5 s ahead
 
 
 FULL = Sizes(
@@ -50,6 +51,7 @@ FULL = Sizes(
     large_result=50_000_000,
     result_repeats=5,
     fairness=(500, 20, 10, 10.0),
+    scheduled=20,
 )
 QUICK = Sizes(
     calls=100,
@@ -65,6 +67,7 @@ QUICK = Sizes(
     large_result=2_000_000,
     result_repeats=3,
     fairness=(24, 20, 4, 2.0),
+    scheduled=4,
 )
 
 
@@ -100,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     ns = parse_args(argv)
     sizes = QUICK if ns.quick else FULL
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from bench import api, coldstart, compare, fairness, memory, results, worker
+    from bench import api, coldstart, compare, fairness, memory, results, scheduled, worker
     from bench.env import BenchEnv, Row, dumps, silence_libraries
 
     silence_libraries()
@@ -130,6 +133,8 @@ def main(argv: list[str] | None = None) -> None:
         if "fairness" in ns.only:
             a_jobs, a_chunks, b_jobs, window = sizes.fairness
             rows += fairness.run(env, a_jobs=a_jobs, a_chunks=a_chunks, b_jobs=b_jobs, window_seconds=window)
+        if "scheduled" in ns.only:
+            rows += scheduled.run(env, jobs=sizes.scheduled)
     if "coldstart" in ns.only:
         rows += coldstart.run(runs=sizes.imports)
     print(f"\nbench ({'quick' if ns.quick else 'full'}) on {machine(servers)}; {time.monotonic() - started:.0f} s\n")

@@ -29,8 +29,6 @@ End: one indexed SELECT for the oldest held job; a release, two UPDATEs and one 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from . import errors, observability
 from .models import Job, JobStatus, clip_message
 from .observability import logger as log
@@ -54,14 +52,6 @@ def waiting_message(running: int, tenant: Tenant, *, queued: int) -> str:
     return clip_message(text) or text
 
 
-@dataclass
-class HoldReport:
-    """What the sweeper's pass released."""
-
-    owners: int = 0
-    released: int = 0
-
-
 class Holds:
     """Holds an owner's jobs over its running cap at submit and releases them as others end."""
 
@@ -70,9 +60,10 @@ class Holds:
         self._queue = queue
         self._tenants = tenants
 
-    def should_hold(self, job: Job, tenant: Tenant, counts: ActiveCounts) -> bool:
-        """Whether the job just inserted (counted in `counts`) finds its owner's running and queued
-        jobs at the cap and QUEUED_BEYOND_CAP more."""
+    @staticmethod
+    def should_hold(tenant: Tenant, counts: ActiveCounts) -> bool:
+        """Whether a job just inserted (counted in `counts`) finds its owner's running and queued
+        jobs already at `room`."""
         return counts.unheld > room(tenant)
 
     def hold(self, job: Job, tenant: Tenant, counts: ActiveCounts) -> bool:
@@ -114,14 +105,14 @@ class Holds:
             observability.count("HeldJobsReleased", len(released))
         return released
 
-    def release_due(self, *, max_owners: int) -> HoldReport:
-        """The sweeper's rule: release every owner's held jobs up to its free running capacity."""
-        report = HoldReport()
+    def release_due(self, *, max_owners: int) -> int:
+        """The sweeper's rule: release every owner's held jobs up to its room; how many it released.
+        An owner no longer on a plan has no cap: all of its held jobs go."""
+        released = 0
         for owner in self._store.owners_with_held(limit=max_owners):
             tenant = self._tenants.of(owner)
             counts = self._store.count_active(owner)
             free = counts.held if tenant is None else room(tenant) - counts.unheld
             if free > 0:
-                report.owners += 1
-                report.released += len(self.release(owner, min(free, counts.held)))
-        return report
+                released += len(self.release(owner, min(free, counts.held)))
+        return released

@@ -102,22 +102,17 @@ class Runtime:
         read = None if s.tenants_url is None else tenants.s3_reader(s.tenants_url, self.objects)
         return Tenants(read, ttl_seconds=s.tenants_ttl_seconds)
 
+    def _job_parts(self) -> tuple[JobStore, HotState, JobQueue, JobTypes, ObjectStore, Settings]:
+        """What the service and the worker are both made of, in their constructors' order."""
+        return self.store, self.hot, self.queue, self.job_types, self.objects, self.settings
+
     @cached_property
     def holds(self) -> Holds:
         return Holds(self.store, self.queue, self.tenants)
 
     @cached_property
     def service(self) -> JobService:
-        return JobService(
-            self.store,
-            self.hot,
-            self.queue,
-            self.job_types,
-            self.objects,
-            self.settings,
-            tenants=self.tenants,
-            holds=self.holds,
-        )
+        return JobService(*self._job_parts(), tenants=self.tenants, holds=self.holds)
 
     @cached_property
     def uploads(self) -> Uploads:
@@ -129,16 +124,7 @@ class Runtime:
 
     @cached_property
     def worker(self) -> Worker:
-        return Worker(
-            self.store,
-            self.hot,
-            self.queue,
-            self.job_types,
-            self.objects,
-            self.settings,
-            tenants=self.tenants,
-            holds=self.holds,
-        )
+        return Worker(*self._job_parts(), tenants=self.tenants, holds=self.holds)
 
 
 _current: Runtime | None = None

@@ -192,7 +192,8 @@ class JobService:
         request_hash = hashlib.sha256(json.dumps(asked, sort_keys=True).encode()).hexdigest()
         now = utcnow()
         run_at = parse_run_at(body, now)
-        delay = 0 if run_at is None else math.ceil((run_at - now).total_seconds())
+        # Whole seconds down: the message comes at most a second early and the worker waits that out.
+        delay = 0 if run_at is None else int((run_at - now).total_seconds())
         job = Job(
             id=new_job_id(),
             owner=owner,
@@ -212,7 +213,7 @@ class JobService:
         held = False
         if tenant is not None:
             counts = self._within_active_limit(job, tenant)
-            if run_at is None and self._holds.should_hold(job, tenant, counts):  # a scheduled job waits anyway
+            if run_at is None and self._holds.should_hold(tenant, counts):  # a scheduled job waits anyway
                 held = self._holds.hold(job, tenant, counts)
         cadence = job_type.chunk_seconds(payload)
         self._best_effort_write(job, seq=0, cadence_ms=None if cadence is None else cadence * 1000)

@@ -35,7 +35,6 @@ row (the count travels in the message); a job a live worker holds is left to it.
 
 from __future__ import annotations
 
-import math
 import time
 import uuid
 from collections.abc import Callable
@@ -56,6 +55,9 @@ from .queue import MAX_DELAY_SECONDS as SQS_MAX_DELAY_SECONDS
 from .queue import JobQueue, Message, carry
 from .results import Results
 from .store import JobStore
+
+#: Every state a job has before it ends.
+ACTIVE = tuple(status for status in JobStatus if not status.terminal)
 
 
 @dataclass
@@ -128,7 +130,7 @@ class Sweeper:
         """Held jobs whose owner has room (a cap raised, a release lost), sent now (holds.py)."""
         if self._holds is None:
             return 0
-        return self._holds.release_due(max_owners=self._settings.sweep_max_rows).released
+        return self._holds.release_due(max_owners=self._settings.sweep_max_rows)
 
     def _time_out(self, now, deadline: float) -> int:
         failed = 0
@@ -191,7 +193,8 @@ class Sweeper:
                 break
             left = 0 if job.run_at is None else (as_utc(job.run_at) - now).total_seconds()
             carried = carry(job) if status is JobStatus.PENDING else None  # the worker starts it unread
-            self._queue.send_job(job.id, owner=job.owner, delay_seconds=max(0, math.ceil(left)), job=carried)
+            delay = max(0, int(left))  # see JobService.submit
+            self._queue.send_job(job.id, owner=job.owner, delay_seconds=delay, job=carried)
             sent.append(job.id)
         self._store.touch(sent, status=status, at=now)
         if sent:
@@ -250,6 +253,6 @@ class Sweeper:
             f"poison message after {receives} receives: the job's message kept failing and was moved "
             "to the dead-letter queue"
         )
-        if self._lifecycle.end(job, JobStatus.FAILED, from_=(job.status,), error=error):
+        if self._lifecycle.end(job, JobStatus.FAILED, from_=ACTIVE, error=error):
             log.warning("job %s failed: its message was dead-lettered", job.id)
             observability.count("JobsPoisoned")

@@ -73,3 +73,6 @@ def test_quick_bench_prints_the_table_and_keeps_the_counted_budgets(tmp_path, ru
     # A job start's slots (tenant limits) are one Redis round trip; the fairness rows are printed
     assert rows["slots: a job start's owner and type slots, 19 others running"]["data"]["round_trips"] == 1
     assert sum(figure.startswith(("fairness: ", "moto: one ReceiveMessage")) for figure in rows) == 4
+    # A scheduled job never starts before its runAt (how soon after is a time: printed, not held here)
+    [scheduled] = [row for figure, row in rows.items() if figure.startswith("scheduled: start - runAt")]
+    assert scheduled["data"]["jobs"] == 4 and scheduled["data"]["earliest_s"] >= 0
