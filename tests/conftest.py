@@ -1,7 +1,9 @@
 """Fixtures: every test talks to real MariaDB, real Redis and moto's server over HTTP.
 
 Each run gets its own database (`jobs_test_<run>`), Redis key prefix (`test:<run>:`) and queue,
-cleaned before every test and dropped at the end, so runs never collide. A missing MySQL or Redis
+cleaned before every test and dropped at the end, so runs never collide. Under pytest-xdist
+(`make test` runs `-n 2`) each worker is a run of its own: `<run>` is the run's id and the worker's
+(`1a2b3c4d_gw0`), and each worker starts its own moto server. A missing MySQL or Redis
 skips the tests on a laptop and fails them in CI (CI=true).
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -28,12 +31,26 @@ from chalicelib.tenants import DOCUMENT_KEY
 from local import services
 from local.eventsource import EventSource
 
-RUN_ID = uuid.uuid4().hex[:8]
+_PROCESS_RUN = uuid.uuid4().hex[:8]
 #: The test job type, loaded as a deployment loads its own types (JOB_TYPES).
 PROBE_MODULE = "tests.support.probe"
 MYSQL_SERVER = os.environ.get("TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 services.use_fake_aws_credentials()
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Every test its own node id. pytest-xdist's file scheduling keys tests by id and runs only one
+    of several that share it: schemathesis names its cases `test_fuzzing...[GET /jobs]` but gives
+    them all the function's id, and 10 of the 11 fuzzed operations were silently skipped."""
+    counts = Counter(item.nodeid for item in items)
+    for item in items:
+        if counts[item.nodeid] > 1:
+            # pytest 9 keeps the id as a NodeId built from the function's name; no public way to set it.
+            item._id = type(item._id).parse(f"{item.nodeid.rpartition('::')[0]}::{item.name}")
+    shared = [nodeid for nodeid, n in Counter(item.nodeid for item in items).items() if n > 1]
+    if shared:
+        raise pytest.UsageError(f"tests share a node id, so pytest-xdist would run only one of each: {shared}")
 
 
 def _require(what: str, check) -> None:
@@ -55,22 +72,34 @@ def moto_url():
 
 
 @pytest.fixture(scope="session")
-def run_settings(moto_url) -> Settings:
+def run_id() -> str:
+    """This run's name: under pytest-xdist the run's id and the worker's (`1a2b3c4d_gw0`).
+
+    Read in a fixture, not at import: xdist sets these variables after a worker has loaded conftest.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker:
+        return f"{os.environ['PYTEST_XDIST_TESTRUNUID'][:8]}_{worker}"
+    return _PROCESS_RUN
+
+
+@pytest.fixture(scope="session")
+def run_settings(moto_url, run_id) -> Settings:
     """This run's database and key prefix (the queue comes per test, from `settings`)."""
-    mysql_url = f"{MYSQL_SERVER.rstrip('/')}/jobs_test_{RUN_ID}"
+    mysql_url = f"{MYSQL_SERVER.rstrip('/')}/jobs_test_{run_id}"
     _require("MySQL", lambda: migrate(mysql_url, create_database=True))
     _require("Redis", lambda: redis.Redis.from_url(REDIS_URL).ping())
     yield Settings(
         mysql_url=mysql_url,
         redis_url=REDIS_URL,
-        redis_prefix=f"test:{RUN_ID}:",
+        redis_prefix=f"test:{run_id}:",
         aws_endpoint_url=moto_url,
         job_types=(PROBE_MODULE,),
     )
     conn = pymysql.connect(**{**connect_args(mysql_url), "database": None})
     with conn, conn.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS `jobs_test_{RUN_ID}`")
-    _delete_prefix(redis.Redis.from_url(REDIS_URL), f"test:{RUN_ID}:")
+        cur.execute(f"DROP DATABASE IF EXISTS `jobs_test_{run_id}`")
+    _delete_prefix(redis.Redis.from_url(REDIS_URL), f"test:{run_id}:")
 
 
 def _delete_prefix(client: redis.Redis, prefix: str) -> None:
@@ -80,14 +109,14 @@ def _delete_prefix(client: redis.Redis, prefix: str) -> None:
 
 
 @pytest.fixture(autouse=True)
-def settings(run_settings, sqs, request) -> Settings:
+def settings(run_settings, run_id, sqs, request) -> Settings:
     """Every test starts with no jobs, no hot state and a queue of its own."""
     conn = pymysql.connect(**connect_args(run_settings.mysql_url))
     with conn, conn.cursor() as cur:
         cur.execute("DELETE FROM jobs")
     _delete_prefix(redis.Redis.from_url(run_settings.redis_url), run_settings.redis_prefix)
     # A queue per test: SQS allows one PurgeQueue a minute, and leftovers must not leak across tests.
-    queue_url = services.create_jobs_queue(sqs, f"jobs-{RUN_ID}-{uuid.uuid4().hex[:8]}")
+    queue_url = services.create_jobs_queue(sqs, f"jobs-{run_id}-{uuid.uuid4().hex[:8]}")
     yield replace(run_settings, jobs_queue_url=queue_url)
     runtime_module.use(None)
     sqs.delete_queue(QueueUrl=queue_url)

@@ -20,6 +20,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 pytest.importorskip("rq")
 pytest.importorskip("celery")
+#: `make test` runs it after the parallel part, by itself: it starts many processes of its own and
+#: its timeouts assume the machine is not shared with another worker of the suite.
+pytestmark = pytest.mark.alone
 
 
 @pytest.mark.timeout(300)

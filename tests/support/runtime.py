@@ -100,4 +100,18 @@ class LocalRuntime:
         return [int(pid) for pid in out.split()]
 
     def stop(self) -> None:
+        """Stop it and wait for its children too: they hold connections to the run's database,
+        which the next test file may count (tests/test_connections.py)."""
+        children = self.children() if self.proc.poll() is None else []
         services.stop(self.proc)
+        deadline = time.monotonic() + 10
+        while any(_running(pid) for pid in children) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+def _running(pid: int) -> bool:
+    """Whether the process exists and is not a zombie (a zombie has closed its sockets)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
