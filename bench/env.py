@@ -106,6 +106,8 @@ class IoCount:
     redis: int = 0
     mysql: list[str] = field(default_factory=list)
     aws: list[str] = field(default_factory=list)
+    #: Seconds spent in MySQL statements (sent to answered).
+    mysql_seconds: float = 0.0
 
     @property
     def mysql_writes(self) -> list[str]:
@@ -140,9 +142,14 @@ def install_counters() -> None:
 
     def counted_execute(self, query, args=None):
         count = getattr(_counting, "count", None)
-        if count is not None:
-            count.mysql.append(query)
-        return execute(self, query, args)
+        if count is None:
+            return execute(self, query, args)
+        count.mysql.append(query)
+        started = time.perf_counter()
+        try:
+            return execute(self, query, args)
+        finally:
+            count.mysql_seconds += time.perf_counter() - started
 
     def counted_api_call(self, operation_name, api_params):
         count = getattr(_counting, "count", None)
@@ -187,12 +194,20 @@ def quiet() -> Iterator[None]:
 
 
 class RecordingSqs:
-    """Stands in for the SQS client of a JobQueue: keeps each message as ReceiveMessage would give it."""
+    """Stands in for the SQS client of a JobQueue: keeps each message as ReceiveMessage would give it,
+    takes deletes, and counts each as the SQS request it stands for (IoCount.aws)."""
 
     def __init__(self) -> None:
         self.messages: list[dict[str, Any]] = []
+        self.deleted: list[str] = []
+
+    def delete_message(self, *, QueueUrl: str, ReceiptHandle: str) -> dict:
+        _count_request("DeleteMessage")
+        self.deleted.append(ReceiptHandle)
+        return {}
 
     def send_message(self, *, QueueUrl: str, MessageBody: str, DelaySeconds: int = 0, **_: Any) -> dict:
+        _count_request("SendMessage")
         now = str(int(time.time() * 1000))
         message = {
             "MessageId": str(uuid.uuid4()),
@@ -208,6 +223,12 @@ class RecordingSqs:
         }
         self.messages.append(message)
         return {"MessageId": message["MessageId"]}
+
+
+def _count_request(operation: str) -> None:
+    count = getattr(_counting, "count", None)
+    if count is not None:
+        count.aws.append(operation)
 
 
 def recording_runtime(settings: Settings) -> tuple[Runtime, RecordingSqs]:

@@ -26,6 +26,7 @@ class Sizes:
     repeats: int  #: jobs of each size
     jobs: int  #: jobs in each throughput run
     processes: list[int]  #: worker process counts
+    compare_processes: list[int]  #: process counts at which RQ and Celery run beside ours
     polls: int  #: RQ / Celery status polls and progress updates
     imports: int  #: `-X importtime` runs (the median is kept)
     chunk_mib: list[int]  #: csv-stats chunk sizes whose peak memory is measured
@@ -43,6 +44,7 @@ FULL = Sizes(
     repeats=5,
     jobs=1000,
     processes=[1, max(2, os.cpu_count() or 2)],
+    compare_processes=[1, max(2, os.cpu_count() or 2)],
     polls=1000,
     imports=5,
     chunk_mib=[1, 4, 16, 64],
@@ -58,6 +60,7 @@ QUICK = Sizes(
     repeats=2,
     jobs=200,
     processes=[1, max(2, os.cpu_count() or 2)],
+    compare_processes=[max(2, os.cpu_count() or 2)],
     polls=200,
     imports=3,
     chunk_mib=[1, 4],
@@ -118,19 +121,12 @@ def main(argv: list[str] | None = None) -> None:
         if "worker" in ns.only or "compare" in ns.only:
             cost_rows, chunk = worker.costs(env, sizes=sizes.job_sizes, repeats=sizes.repeats)
             if "worker" in ns.only:
-                rows += cost_rows
-        rates = {}
-        if "worker" in ns.only:
-            tp_rows, rates = worker.throughput_rows(env, jobs=sizes.jobs, process_counts=sizes.processes)
-            rows += tp_rows
+                rows += cost_rows + worker.server_commands(env) + worker.chunk_profile(env)
+        if "worker" in ns.only and "compare" not in ns.only:  # with compare, jobs/s is measured beside RQ and Celery
+            rows += worker.throughput_rows(env, jobs=sizes.jobs, process_counts=sizes.processes)[0]
         if "compare" in ns.only:
             rows += compare.run(
-                env,
-                polls=sizes.polls,
-                jobs=sizes.jobs,
-                processes=max(sizes.processes),
-                ours_chunk=chunk,
-                ours_rate=rates.get(max(sizes.processes)),
+                env, polls=sizes.polls, jobs=sizes.jobs, processes=sizes.compare_processes, ours_chunk=chunk
             )
         if "memory" in ns.only:
             rows += memory.run(env, chunk_mib=sizes.chunk_mib, shapes_at_max=sizes.shapes_at_max)

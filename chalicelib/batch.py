@@ -19,7 +19,7 @@ What is left to write is the few lines below.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .observability import logger as log
@@ -49,6 +49,9 @@ def job_records(records: list[dict[str, Any]], *, source: str) -> list[JobRecord
             log.error("%s %s is not a job message: dropped", source, record.get("messageId"))
             continue
         receives = int(record.get("attributes", {}).get("ApproximateReceiveCount", 1))
+        if receives > 1 and message.job is not None:
+            # It came back (a crash, a time limit): the row it carries may be behind; the worker reads it.
+            message = replace(message, job=None)
         found.append(
             JobRecord(
                 record["messageId"],

@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import errors
+from .hotstate import RunningView
 from .jobs import MAX_STATE_BYTES, JobContext, JobType, Step
 from .models import Job, clip_message, utcnow
 
@@ -22,6 +23,8 @@ from .models import Job, clip_message, utcnow
 CADENCE_WEIGHT = 0.3
 #: The time left must cover this many of the longest chunk seen, besides the hand-off reserve.
 CHUNK_SAFETY_FACTOR = 2
+#: JSON as the checkpoint keeps it; one encoder, not one made per call as json.dumps does.
+_encode = json.JSONEncoder(separators=(",", ":")).encode
 
 
 @dataclass
@@ -47,6 +50,8 @@ class Run:
     longest_ms: float = 0.0
     #: Chunks run in this run, and by the job in all its runs (kept in the checkpoint).
     chunks: int = 0
+    #: Milliseconds the chunks of this run took, together (its ChunkTime metric is their mean).
+    chunks_ms: float = 0.0
     chunks_done: int = 0
     #: The last chunk ran, but the end is not written yet (its dependency was down): only `finish` is left.
     finished: bool = False
@@ -54,6 +59,8 @@ class Run:
     waits: int = 0
     #: The number of the hand-off this run took in the chain of its token (0: none); the next is one more.
     hop: int = 0
+    #: Encodes the job's view for each chunk's write (its fixed fields once).
+    view: RunningView = field(default_factory=RunningView, repr=False)
 
     @classmethod
     def resume(
@@ -88,13 +95,15 @@ class Run:
             waits=newest.get("waits", 0),
         )
 
-    def checkpoint(self) -> dict[str, Any]:
-        """What a later run resumes from: the sequence number, the type's state, the progress.
+    def checkpoint(self) -> str:
+        """What a later run resumes from, as JSON: the sequence number, the type's state, the progress.
 
         Raises CheckpointTooLarge when the state is over MAX_STATE_BYTES of JSON: checked before
         every write, to Redis and to MySQL alike, so neither ever holds a state the other refuses.
+        The state is encoded once, measured and put in the text as it is.
         """
-        size = len(json.dumps(self.state, separators=(",", ":")).encode())
+        state = _encode(self.state)  # ASCII (ensure_ascii): characters are bytes
+        size = len(state)
         if size > MAX_STATE_BYTES:
             raise errors.CheckpointTooLarge(
                 f"the state after chunk {self.chunks_done} is {size} bytes of JSON, over the checkpoint ceiling"
@@ -104,14 +113,11 @@ class Run:
                 limit=MAX_STATE_BYTES,
             )
         job = self.job
-        return {
-            "seq": self.seq,
-            "state": self.state,
-            "progress": [job.progress, job.progress_detail, job.message],
-            "chunks": self.chunks_done,
-            "finished": self.finished,
-            "waits": self.waits,
-        }
+        progress = _encode([job.progress, job.progress_detail, job.message])
+        return (
+            f'{{"seq":{self.seq},"state":{state},"progress":{progress},"chunks":{self.chunks_done},'
+            f'"finished":{"true" if self.finished else "false"},"waits":{self.waits}}}'
+        )
 
     def observe(self, step: Step, elapsed_ms: float) -> None:
         """Take in a chunk's outcome: next state, progress, chunk cadence, units per second and ETA."""
@@ -119,6 +125,7 @@ class Run:
         self.state, self.chunks, self.chunks_done = step.state, self.chunks + 1, self.chunks_done + 1
         self.finished, self.waits = step.finished, 0
         self.longest_ms = max(self.longest_ms, elapsed_ms)
+        self.chunks_ms += elapsed_ms
         self.cadence_ms = _average(self.cadence_ms, elapsed_ms)
         if elapsed_ms > 0 and step.done >= self.done:
             self.units_per_second = _average(self.units_per_second, (step.done - self.done) * 1000 / elapsed_ms)

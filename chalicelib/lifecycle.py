@@ -22,6 +22,7 @@ while the sweeper failed a job, GET showed it RUNNING for the view's whole TTL (
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -45,6 +46,14 @@ def overdue(job: Job, *, now: datetime | None = None) -> bool:
     """Whether the job has run longer than its timeoutSeconds (store.overdue asks MySQL the same)."""
     now = now or utcnow()
     return job.started_at is not None and now - as_utc(job.started_at) > timedelta(seconds=job.timeout_seconds)
+
+
+def overdue_after(job: Job) -> float:
+    """The moment (epoch seconds) after which the job is `overdue`; infinity for one never started.
+    The worker reads it once per run and compares the clock with it after each chunk."""
+    if job.started_at is None:
+        return math.inf
+    return as_utc(job.started_at).timestamp() + job.timeout_seconds
 
 
 def timeout_error(job: Job) -> str:

@@ -12,16 +12,31 @@ standard queue SQS takes the group for the tenant of its fair queues, and when o
 disproportionate share of the messages in flight it returns the others' first
 (../shared/notes/lambda-sqs-limits.md; moto accepts the id but reorders nothing, so only the caps
 of the tenant limits can be shown here). Re-sends of a received message keep it.
+
+A message may also carry what the worker needs of its job's row (`job`: `carry`), so that the
+worker starts a job, or takes a hand-off on, without reading MySQL first: three statements per job
+in all (the insert, the start, the final write). Only the two hot paths trust it, and each is
+checked against the truth for free: a start is an UPDATE guarded by the status and the attempts
+the message names, and a hand-off's lease and checkpoint sequence are Redis's; anything else (a
+take-over, a job that ended, a message that came back) reads the row (worker.py). The row is
+carried only while the message stays within one SQS request (CARRY_MAX_BYTES).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from . import aws, errors
+from .models import Job, JobStatus, as_utc
+
+#: A message whose body would be longer than this goes without its job's row (the worker reads it):
+#: SQS bills a message per 64 KiB, and the body limit is 256 KiB.
+CARRY_MAX_BYTES = 64 * 1024
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def connect(*, endpoint_url: str | None, region: str) -> Any:
@@ -58,15 +73,20 @@ class JobQueue:
         dead_letters: int = 0,
         deferrals: int = 0,
         delay_seconds: int = 0,
+        job: dict[str, Any] | None = None,
     ) -> str:
         """Ask a worker to run (or carry on with) the job; returns the SQS message id.
 
         `owner` is the job's (its fair-queue group); `lease` hands the sender's lease to the
         invocation that receives it, `hop` numbers that hand-off; `dead_letters` counts the times
         the dead-letter handler sent the job again, `deferrals` the times a worker put off its start
-        (no free slot); `delay_seconds` (at most SQS's 900) keeps the message invisible that long.
+        (no free slot); `delay_seconds` (at most SQS's 900) keeps the message invisible that long;
+        `job` (from `carry`) is the row the worker starts from, left out if the body grows too long.
         """
-        body = Message(job_id, lease, hop, dead_letters, owner, deferrals).body()
+        message = Message(job_id, lease, hop, dead_letters, owner, deferrals, job)
+        body = message.body()
+        if job is not None and len(body) > CARRY_MAX_BYTES:
+            body = replace(message, job=None).body()
         group = {"MessageGroupId": owner} if owner else {}
         try:
             reply = self._sqs.send_message(QueueUrl=self.url, MessageBody=body, DelaySeconds=delay_seconds, **group)
@@ -83,6 +103,7 @@ class JobQueue:
             hop=message.hop,
             dead_letters=message.dead_letters if dead_letters is None else dead_letters,
             deferrals=message.deferrals,
+            job=message.job,
         )
 
     def delete(self, receipt_handle: str, *, queue_arn: str) -> None:
@@ -126,6 +147,8 @@ class Message:
     owner: str | None = None
     #: How often a worker put the job's start off for want of a free slot (the next wait grows).
     deferrals: int = 0
+    #: What the worker needs of the job's row, as `carry` wrote it (None: it reads the row).
+    job: dict[str, Any] | None = None
 
     def body(self) -> str:
         fields: dict[str, Any] = {"jobId": self.job_id}
@@ -139,6 +162,8 @@ class Message:
             fields["deadLetters"] = self.dead_letters
         if self.deferrals:
             fields["deferrals"] = self.deferrals
+        if self.job is not None:
+            fields["job"] = self.job
         return json.dumps(fields, separators=(",", ":"))
 
 
@@ -156,7 +181,78 @@ def parse_message(body: str) -> Message:
         _count(message.get("deadLetters")),
         owner if isinstance(owner, str) and owner else None,
         _count(message.get("deferrals")),
+        message.get("job") if isinstance(message.get("job"), dict) else None,
     )
+
+
+def carry(job: Job, *, seq: int = 0) -> dict[str, Any] | None:
+    """What a message carries of the job's row: its fixed columns, its attempts and, once it runs,
+    its start, its deaths and `seq`, the sequence number of the newest checkpoint the sender wrote.
+    None for a job neither PENDING nor RUNNING (a SCHEDULED one's row says when it is due)."""
+    if job.status not in (JobStatus.PENDING, JobStatus.RUNNING):
+        return None
+    fields: dict[str, Any] = {
+        "status": job.status.value,
+        "type": job.type,
+        "payload": job.payload,
+        "maxAttempts": job.max_attempts,
+        "timeoutSeconds": job.timeout_seconds,
+        "attempts": job.attempts,
+        "createdAt": _ms(job.created_at),
+    }
+    if job.status is JobStatus.RUNNING:
+        fields.update(startedAt=_ms(job.started_at), deaths=job.deaths, deathChunk=job.death_chunk, seq=seq)
+        if job.error is not None:
+            fields["error"] = job.error
+    return fields
+
+
+@dataclass(frozen=True)
+class Carried:
+    """The job a message carries, as the row would read (no checkpoint: Redis has it, else MySQL)."""
+
+    job: Job
+    #: The sequence number of the newest checkpoint the sender wrote (0 for a job not started).
+    seq: int = 0
+
+
+def carried(message: Message) -> Carried | None:
+    """The job `message` carries, with the lease it hands on as the fence; None if it carries none
+    (or not in a shape `carry` writes: the worker then reads the row)."""
+    fields = message.job
+    if fields is None or message.owner is None:
+        return None
+    try:
+        status = JobStatus(fields["status"])
+        if status not in (JobStatus.PENDING, JobStatus.RUNNING) or (status is JobStatus.RUNNING) != bool(message.lease):
+            return None
+        job = Job(
+            id=message.job_id,
+            owner=message.owner,
+            type=str(fields["type"]),
+            status=status,
+            payload=dict(fields["payload"]),
+            created_at=_moment(fields["createdAt"]),
+            updated_at=_moment(fields["createdAt"]),
+            max_attempts=int(fields["maxAttempts"]),
+            timeout_seconds=int(fields["timeoutSeconds"]),
+            attempts=int(fields["attempts"]),
+        )
+        if status is JobStatus.RUNNING:
+            job.started_at = job.updated_at = _moment(fields["startedAt"])
+            job.lease_token, job.deaths, job.death_chunk = message.lease, int(fields["deaths"]), fields["deathChunk"]
+            job.error = fields.get("error")
+        return Carried(job, int(fields.get("seq", 0)))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _ms(moment: datetime | None) -> int | None:
+    return None if moment is None else (as_utc(moment) - _EPOCH) // timedelta(milliseconds=1)
+
+
+def _moment(ms: Any) -> datetime:
+    return _EPOCH + timedelta(milliseconds=int(ms))
 
 
 def _count(value: Any) -> int:

@@ -25,7 +25,7 @@ from .models import Job, JobSnapshot, JobStatus, as_utc, new_job_id, parse_job_i
 from .objects import ObjectStore
 from .observability import logger as log
 from .queue import MAX_DELAY_SECONDS as SQS_MAX_DELAY_SECONDS
-from .queue import JobQueue
+from .queue import JobQueue, carry
 from .results import Results
 from .store import ActiveCounts, JobStore
 from .tenants import Tenant, Tenants
@@ -226,7 +226,8 @@ class JobService:
         try:
             # A held job's message goes out when the owner's running cap has room (holds.py).
             if send_now and not held:
-                self._queue.send_job(job.id, owner=job.owner, delay_seconds=delay)
+                # The message carries the row (not a SCHEDULED one's): the worker starts it unread.
+                self._queue.send_job(job.id, owner=job.owner, delay_seconds=delay, job=carry(job))
         except errors.QueueUnavailable:
             # The row is the outbox: the job stays PENDING, marked unsent, and the sweeper sends it later.
             log.warning("job %s stored but not sent; the sweeper will send it", job.id, exc_info=True)

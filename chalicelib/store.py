@@ -369,14 +369,19 @@ class JobStore:
         changed, _ = self._execute(sql, args)
         return changed == 1
 
-    def start(self, job_id: str, *, token: str, at) -> bool:
+    def start(self, job_id: str, *, token: str, at, attempts: int | None = None) -> bool:
         """PENDING (or a due SCHEDULED) -> RUNNING with `token` as the fence and one more attempt; a
         held job is not started (holds.py). True if this call started the job (False: it moved on,
-        e.g. was cancelled)."""
+        e.g. was cancelled).
+
+        With `attempts` (what a message said of the row, queue.carry), the row must also have that
+        many attempts and no durable checkpoint: a start from a message behind the row misses.
+        """
+        guard, args = ("", ()) if attempts is None else (" AND attempts = %s AND checkpoint IS NULL", (attempts,))
         changed, _ = self._execute(
             "UPDATE jobs SET status = %s, attempts = attempts + 1, lease_token = %s, started_at = %s, updated_at = %s"
-            " WHERE id = %s AND status IN (%s, %s) AND NOT held",
-            (JobStatus.RUNNING.value, token, at, at, job_id, JobStatus.PENDING.value, JobStatus.SCHEDULED.value),
+            f" WHERE id = %s AND status IN (%s, %s) AND NOT held{guard}",
+            (JobStatus.RUNNING.value, token, at, at, job_id, JobStatus.PENDING.value, JobStatus.SCHEDULED.value, *args),
         )
         return changed == 1
 

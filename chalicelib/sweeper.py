@@ -55,7 +55,7 @@ from .models import Job, JobStatus, as_utc, utcnow
 from .objects import ObjectStore
 from .observability import logger as log
 from .queue import MAX_DELAY_SECONDS as SQS_MAX_DELAY_SECONDS
-from .queue import JobQueue, Message
+from .queue import JobQueue, Message, carry
 from .results import Results
 from .store import JobStore
 from .webhooks.outbox import Outbox
@@ -213,7 +213,9 @@ class Sweeper:
             if self._clock() > deadline:
                 break
             left = 0 if job.run_at is None else (as_utc(job.run_at) - now).total_seconds()
-            self._queue.send_job(job.id, owner=job.owner, delay_seconds=max(0, int(left)))  # see JobService.submit
+            carried = carry(job) if status is JobStatus.PENDING else None  # the worker starts it unread
+            delay = max(0, int(left))  # see JobService.submit
+            self._queue.send_job(job.id, owner=job.owner, delay_seconds=delay, job=carried)
             sent.append(job.id)
         self._store.touch(sent, status=status, at=now)
         if sent:

@@ -2,7 +2,9 @@
 
 For each record the worker takes the job's lease in Redis (another live holder means a duplicate
 delivery: dropped), moves the job PENDING -> RUNNING in MySQL (or claims a RUNNING job whose
-holder's lease expired), resumes from the newest checkpoint and runs chunks. After each chunk ONE
+holder's lease expired), resumes from the newest checkpoint and runs chunks. The job comes from the
+message where it carries the row (queue.carry: a fresh job, a hand-off), else from MySQL: three
+statements per job in all (insert, start, final) and one per hand-off. After each chunk ONE
 Redis round trip writes progress and checkpoint, renews the lease and reads the cancel flag; no
 MySQL write. Before the Lambda time limit the job is handed off: its checkpoint goes to MySQL and a
 continuation message carrying the lease to SQS. A failing step is retried from its last checkpoint
@@ -19,23 +21,23 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from . import batch, errors, hotstate, observability
+from . import batch, errors, hotstate, observability, queue
 from .batch import JobRecord
 from .chunks import Invocation, Run, running_chunk
 from .config import Settings
 from .holds import Holds
 from .hotstate import HotState, Lease, WriteOutcome
 from .jobs import JobContext, JobTypes
-from .lifecycle import Lifecycle, describe, died_error, overdue
+from .lifecycle import Lifecycle, describe, died_error, overdue_after
 from .models import Job, JobStatus, as_utc, clip_message, utcnow
 from .objects import ObjectStore
 from .observability import logger as log
 from .queue import MAX_DELAY_SECONDS as SQS_MAX_DELAY_SECONDS
-from .queue import JobQueue, Message
+from .queue import JobQueue, Message, carry
 from .results import Results, StoredResult
 from .retry import RetryPolicy
 from .slots import Slots
-from .store import JobStore
+from .store import EncodedJson, JobStore
 from .tenants import Tenants
 from .webhooks.outbox import Outbox
 
@@ -169,17 +171,17 @@ class Worker:
 
         Returns the status it left the job in, or None when this worker had nothing to do
         (unknown or finished job, a duplicate delivery, a lease lost to another worker).
+
+        A message that carries its job (queue.carry: a fresh job, a hand-off) is not checked against
+        the row first: the start is guarded by what it says, a hand-off by its lease and Redis's
+        checkpoint sequence. Any other message, or one those find behind, reads the row.
         """
         invocation = invocation or Invocation(None, reserve_ms=0)
-        job = self._store.get_job(message.job_id, with_checkpoint=True)
+        carried = queue.carried(message)
+        job = carried.job if carried is not None else self._row(message.job_id)
         if job is None:
-            log.error("job %s: no such row, message dropped", message.job_id)
             return None
         observability.job_owner(job.owner)
-        if job.status.terminal:
-            # A duplicate or late delivery; make sure Redis shows the final state MySQL holds.
-            self._lifecycle.publish(job)
-            return None
         if job.status is JobStatus.SCHEDULED and not self._due(job, message):
             return JobStatus.SCHEDULED
         # A continuation or retry inherits its sender's lease, once; anything else brings a new token.
@@ -193,12 +195,29 @@ class Worker:
             observability.count("DuplicatesDropped")
             return None
         try:
-            if not self._slots.admit(job, token, lease, message):
+            trusted = carried is not None and _current(carried, token, lease)
+            held = job if carried is None or trusted else self._row(job.id)
+            if held is None:
+                self._lifecycle.release_quietly(job.id, token)
+                return None
+            if not self._slots.admit(held, token, lease, message):
                 return JobStatus.PENDING  # deferred: sent again for later, this record is done
-            return self._hold(job, token, lease, invocation, hop or 0)
+            return self._hold(held, token, lease, invocation, hop or 0, carried=trusted)
         except Exception:
             self._lifecycle.release_quietly(job.id, token)  # so the record's redelivery is not taken for a duplicate
             raise
+
+    def _row(self, job_id: str) -> Job | None:
+        """The job's row, if it is there and not finished (a finished one's final view is put back in Redis)."""
+        job = self._store.get_job(job_id, with_checkpoint=True)
+        if job is None:
+            log.error("job %s: no such row, message dropped", job_id)
+            return None
+        if job.status.terminal:
+            # A duplicate or late delivery; make sure Redis shows the final state MySQL holds.
+            self._lifecycle.publish(job)
+            return None
+        return job
 
     def _due(self, job: Job, message: Message) -> bool:
         """Whether a SCHEDULED job's runAt has come. SQS's delays are whole seconds, rounded down
@@ -227,11 +246,14 @@ class Worker:
             queued_for_ms=s.pending_lost_seconds * 1000,
         )
 
-    def _hold(self, job: Job, token: str, lease: Lease, invocation: Invocation, hop: int) -> JobStatus | None:
-        fresh = job.status.unstarted
-        if not (self._start(job, token) if fresh else self._claim(job, token, lease)):
+    def _hold(
+        self, job: Job, token: str, lease: Lease, invocation: Invocation, hop: int, *, carried: bool = False
+    ) -> JobStatus | None:
+        taken = self._take(job, token, lease, carried=carried)
+        if taken is None:
             self._lifecycle.release_quietly(job.id, token)
             return None
+        job, fresh = taken
         if job.deaths >= self._settings.max_deaths and job.lease_token == token:
             return self._end(job, token, JobStatus.FAILED, error=died_error(job))
         try:
@@ -258,10 +280,24 @@ class Worker:
         except errors.CheckpointTooLarge as exc:  # the platform's ceiling: no retry can shrink the state
             return self._end(job, token, JobStatus.FAILED, error=describe(exc))
 
-    def _start(self, job: Job, token: str) -> bool:
-        """PENDING -> RUNNING in MySQL; False if the job moved on meanwhile (e.g. was cancelled)."""
+    def _take(self, job: Job, token: str, lease: Lease, *, carried: bool) -> tuple[Job, bool] | None:
+        """Make `token` the job's holder in MySQL: start it (PENDING) or claim it (RUNNING). Returns the
+        job held and whether this call started it, or None if it is not this worker's to run."""
+        if not job.status.unstarted:
+            return (job, False) if self._claim(job, token, lease) else None
+        if self._start(job, token, carried=carried):
+            return job, True
+        if not carried:
+            return None
+        # The message was behind the row (the job started, ended or ran before): the row decides.
+        row = self._row(job.id)
+        return None if row is None else self._take(row, token, lease, carried=False)
+
+    def _start(self, job: Job, token: str, *, carried: bool = False) -> bool:
+        """PENDING -> RUNNING in MySQL; False if the job moved on meanwhile (e.g. was cancelled), or,
+        `carried`, if the row is not what the message said."""
         now = utcnow()
-        if not self._store.start(job.id, token=token, at=now):
+        if not self._store.start(job.id, token=token, at=now, attempts=job.attempts if carried else None):
             return False
         job.status, job.started_at, job.updated_at, job.attempts = JobStatus.RUNNING, now, now, job.attempts + 1
         observability.count("JobsStarted")
@@ -329,9 +365,19 @@ class Worker:
         )
 
     def _loop(self, run: Run, invocation: Invocation) -> JobStatus | None:
+        try:
+            return self._chunks(run, invocation)
+        finally:
+            # One metric per run, not per chunk (an EMF entry costs about as much as the rest of a chunk).
+            if run.chunks:
+                observability.count("Chunks", run.chunks)
+                observability.milliseconds("ChunkTime", run.chunks_ms / run.chunks)
+
+    def _chunks(self, run: Run, invocation: Invocation) -> JobStatus | None:
         job = run.job
+        ends = overdue_after(job)
         while True:
-            if overdue(job):
+            if time.time() > ends:
                 return JobStatus.FAILED if self._lifecycle.time_out(job, fenced_by=run.token) else None
             # The first chunk of an invocation always runs (the record was started with time for
             # it), so a job whose chunk is longer than the margin still moves forward.
@@ -348,7 +394,6 @@ class Worker:
                 return self._after_step_error(run, exc)
             elapsed_ms = (self._clock() - started) * 1000
             invocation.longest_ms = max(invocation.longest_ms, elapsed_ms)
-            observability.milliseconds("ChunkTime", elapsed_ms)
             run.observe(step, elapsed_ms)
             if step.finished:
                 return self._complete(run)
@@ -369,8 +414,9 @@ class Worker:
     def _checkpoint(self, run: Run, *, lease_seconds: float | None = None) -> WriteOutcome:
         """The one Redis round trip of a chunk: snapshot, state, heartbeat and lease out, cancel flag in."""
         run.seq += 1
-        return self._hot.write(
-            run.job.snapshot(),
+        return self._hot.write_chunk(
+            run.job,
+            run.view,
             seq=run.seq,
             cadence_ms=run.cadence_ms,
             checkpoint=run.checkpoint(),
@@ -456,7 +502,10 @@ class Worker:
         """Send the continuation (the lease, the next hop), then note it in Redis: until it is taken,
         the job is not an orphan to the sweeper and a late copy of the hop before is stale."""
         hop = run.hop + 1
-        self._queue.send_job(run.job.id, owner=run.job.owner, lease=run.token, hop=hop, delay_seconds=delay_seconds)
+        job = run.job
+        self._queue.send_job(
+            job.id, owner=job.owner, lease=run.token, hop=hop, delay_seconds=delay_seconds, job=carry(job, seq=run.seq)
+        )
         try:
             self._hot.handed_off(run.job.id, run.token, hop=hop, now_ms=int(time.time() * 1000))
         except errors.HotStateUnavailable:  # the sweeper may send it again: a duplicate, which the lease drops
@@ -469,7 +518,7 @@ class Worker:
         if self._store.save_checkpoint(
             job.id,
             fenced_by=run.token,
-            checkpoint=run.checkpoint(),
+            checkpoint=EncodedJson(run.checkpoint()),
             checkpoint_seq=run.seq,
             progress=job.progress,
             progress_detail=job.progress_detail,
@@ -527,3 +576,18 @@ class Worker:
             message=message,
         )
         return status if ended else None
+
+
+def _current(carried: queue.Carried, token: str, lease: Lease) -> bool:
+    """Whether the job a message carries may be run as it says, without reading the row.
+
+    A fresh job may (its start is guarded by the status and attempts the message names); a hand-off
+    only while it is still its sender's (the lease inherited, not taken over) and Redis holds its
+    newest checkpoint (a sequence at least the sender's: else Redis lost it, or missed a write the
+    sender made in MySQL); never once Redis shows a final view (the row tells how the job ended).
+    """
+    if lease.seq >= hotstate.FINAL_SEQ:
+        return False
+    if carried.job.status is JobStatus.PENDING:
+        return True
+    return carried.job.lease_token == token and lease.seq >= carried.seq and lease.checkpoint is not None

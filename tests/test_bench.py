@@ -48,6 +48,12 @@ def test_quick_bench_prints_the_table_and_keeps_the_counted_budgets(tmp_path, ru
     assert rows["GET /jobs?ids= of 100 hot jobs: MySQL statements"]["data"]["value"] == 0
     writes = rows["worker: MySQL writes per job (10 / 100 chunks)"]["data"]["writes"]
     assert writes["10"] == writes["100"]
+    # Three statements per job in all (insert, start, final), whatever its chunks, alone or in a batch
+    statements = rows["worker: MySQL statements per job, submit to end (10 / 100 chunks)"]["data"]["statements"]
+    assert statements == {"10": 3, "100": 3}
+    batch = rows["per job of a batch of 10 ten-chunk jobs, submit to end"]["data"]
+    assert (batch["mysql"], batch["sqs_ops"]) == (3, {"SendMessage": 10, "DeleteMessage": 9})
+    assert rows["Redis server commands (scripts' calls included)"]["data"]["per_chunk"] > 0
     assert rows["worker: Redis round trips per chunk"]["data"]["value"] == 1
     assert any(
         figure.startswith("jobs/s") and "RQ" in row["reference"] and "Celery" in row["reference"]

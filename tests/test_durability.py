@@ -133,7 +133,8 @@ def test_a_job_that_kills_its_worker_at_the_same_chunk_every_time_fails_after_ma
 def test_a_job_whose_worker_dies_at_different_chunks_keeps_going(api, events, settings, sqs, mysql):
     # Deaths count in a row at one chunk: progress between them starts the count again.
     _use(settings, lease_seconds=1, max_deaths=2)
-    job_id = api.submit("probe", {"tag": "moving", "steps": 4}).json["jobId"]
+    # The first pass runs from the message, which carries the payload as submitted; the others read the row.
+    job_id = api.submit("probe", {"tag": "moving", "steps": 4, "crashAtStep": 2}).json["jobId"]
     runtime = runtime_module.get()
     for crash_at in (2, 3, 4):
         Probe.started.pop("moving", None)
@@ -202,6 +203,29 @@ def test_after_redis_is_flushed_between_invocations_the_job_completes_from_the_m
     assert Probe.started["flushed"] == list(range(1, 13))  # resumed exactly where the checkpoint was
 
 
+def test_a_hand_off_whose_newest_checkpoint_redis_missed_resumes_from_the_mysql_one(
+    api, sqs, settings, private_redis, mysql
+):
+    runtime = _use(settings, redis_url=private_redis, handoff_reserve_ms=100)
+    source = EventSource(sqs, settings.jobs_queue_url, app_module.run_jobs, function_timeout=0.4)
+    job_id = api.submit("probe", {"tag": "behind", "steps": 12, "stepMs": 40}).json["jobId"]
+    source.poll_once()  # runs a few chunks, then hands off (its message carries the job and its sequence)
+    seq = _row(mysql, job_id)["checkpoint_seq"]
+    # Redis one chunk behind MySQL, as after a checkpoint that reached MySQL only (a Redis blip).
+    redis, key = redis_connect(private_redis), runtime.hot.job_key(job_id)
+    newest = json.loads(redis.hget(key, "ckpt"))
+    state = newest["state"]
+    older = {**newest, "seq": seq - 1, "chunks": newest["chunks"] - 1}
+    older["state"] = {**state, "done": state["done"] - 1, "sum": state["sum"] - state["done"]}
+    redis.hset(key, mapping={"seq": seq - 1, "ckpt": json.dumps(older)})
+
+    _drain(source)
+
+    job = api.get(job_id).json
+    assert job["status"] == "COMPLETED" and {k: job["result"][k] for k in ("done", "sum")} == _expected(12)
+    assert Probe.started["behind"] == list(range(1, 13))  # the chunk Redis missed is not run again
+
+
 def test_a_redis_flush_in_the_middle_of_a_run_does_not_stop_or_corrupt_the_job(api, events, settings, private_redis):
     _use(settings, redis_url=private_redis)
     job_id = api.submit("probe", {"tag": "flush-mid", "steps": 30, "stepMs": 20}).json["jobId"]
@@ -236,6 +260,7 @@ def test_the_time_limit_hands_the_job_off_and_the_result_equals_an_uninterrupted
     assert {k: job["result"][k] for k in ("done", "sum")} == {k: reference["result"][k] for k in ("done", "sum")}
     assert Probe.started["handed"] == list(range(1, 21))  # no chunk lost or repeated across hand-offs
     assert len(io_counts.mysql_writes) == 2 + (invocations - 1)  # start, finish, one per hand-off
+    assert len(io_counts.mysql_statements) == len(io_counts.mysql_writes)  # a hand-off's message carries the job
     assert job["attempts"] == 1  # a hand-off is not a failed attempt
 
 
@@ -323,10 +348,16 @@ def test_full_jitter_stays_under_an_exponential_ceiling_capped_at_900_seconds(rt
     assert max(policy.backoff(20, rng) for _ in range(200)) > 450  # jitter spreads over the whole range
 
 
-def test_a_bad_payload_fails_at_once_without_retries(api, events, mysql):
+def test_a_bad_payload_fails_at_once_without_retries(api, events, mysql, monkeypatch):
+    from chalicelib import errors
+    from chalicelib.jobs.sleep import Sleep
+
     job_id = api.submit("sleep", {"steps": 1}, maxAttempts=5).json["jobId"]
-    with mysql.cursor() as cur:  # a payload that passed then but not now (e.g. a newer schema)
-        cur.execute("UPDATE jobs SET payload = '{\"steps\": 0}' WHERE id = %s", (job_id,))
+
+    def newer_rule(self, payload, ctx):  # a payload that passed then but not now (e.g. a newer schema)
+        raise errors.InvalidPayload("payload.steps must be at least 2")
+
+    monkeypatch.setattr(Sleep, "validate", newer_rule)
 
     events.drain()
 

@@ -63,9 +63,23 @@ def test_the_metrics_of_a_run_are_emf_with_the_expected_names_and_counts(api, ev
     assert sum(metrics["JobsCompleted"]) == 1
     assert sum(metrics["JobsFailed"]) == 1
     assert sum(metrics["JobsCancelled"]) == 1
-    assert len(metrics["ChunkTime"]) == 3 + 1  # every chunk that finished, not the one that raised
+    assert sum(metrics["Chunks"]) == 3 + 1  # every chunk that finished, not the one that raised
+    assert len(metrics["ChunkTime"]) == 2  # one value per job run (the mean of its chunks), not per chunk
     assert len(metrics["JobDuration"]) == 2 and len(metrics["QueueWait"]) == 2
     assert all(value >= 0 for value in metrics["QueueWait"] + metrics["JobDuration"] + metrics["ChunkTime"])
+
+
+def test_counters_are_summed_into_one_value_per_invocation(capsys):
+    from chalicelib import observability
+
+    for _ in range(3):
+        observability.count("JobsStarted")
+    observability.count("Chunks", 10)
+    observability.count("Chunks", 5)
+    observability.flush()
+
+    metrics = _emf_metrics(_json_lines(capsys.readouterr().out))
+    assert metrics["JobsStarted"] == [3] and metrics["Chunks"] == [15]
 
 
 def test_health_is_200_when_every_dependency_answers(api):

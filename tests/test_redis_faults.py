@@ -378,3 +378,49 @@ def test_a_write_sent_again_after_a_lost_reply_is_taken_and_an_older_one_is_not(
     assert not anonymous.written
     stored = redis_client.hget(rt.hot.job_key(job_id), hotstate.CHECKPOINT_FIELD)
     assert stored == '{"n":7}'
+
+
+def test_a_chunks_view_reads_back_as_the_snapshot_it_stands_for(api, rt):
+    # Given a running job whose view a run encodes for each chunk (its fixed fields once)
+    job_id = api.submit("sleep", {"steps": 3}).json["jobId"]
+    job = rt.store.get_job(job_id)
+    job.status, job.started_at, job.attempts = JobStatus.RUNNING, utcnow(), 1
+    view = hotstate.RunningView()
+    for done, attempts in ((1, 1), (2, 1), (2, 2)):
+        # When a chunk moves the progress (and, the last time, a retry the attempts and the error)
+        job.progress, job.progress_detail, job.message = done * 33, {"done": done, "total": 3}, f"step {done}"
+        job.attempts, job.error = attempts, "Boom: again" if attempts > 1 else None
+        job.eta_seconds, job.updated_at = 3 - done, utcnow()
+        # Then its text decodes to the very snapshot the whole encoding gives
+        assert hotstate.decode(view.encode(job)) == hotstate.decode(hotstate.encode(job.snapshot()))
+
+
+def test_a_chunks_write_loads_its_script_again_after_a_flush_and_reconnects_after_a_drop(
+    api, settings, private_redis, io_counts
+):
+    # Given a worker's hot state on a Redis of this test, whose lease it holds
+    runtime = Runtime(replace(settings, redis_url=private_redis))
+    job_id = api.submit("sleep", {"steps": 3}).json["jobId"]
+    job = runtime.store.get_job(job_id)
+    job.status = JobStatus.RUNNING
+    assert runtime.hot.acquire(job_id, "holder", lease_seconds=30).held
+    view, server = hotstate.RunningView(), redis.Redis.from_url(private_redis, decode_responses=True)
+
+    def write(seq):
+        return runtime.hot.write_chunk(
+            job, view, seq=seq, checkpoint=f'{{"seq":{seq}}}', lease="holder", lease_seconds=30
+        )
+
+    assert write(1).written
+    io_counts.reset()
+    assert write(2).written and io_counts.redis_round_trips == 1  # one round trip per chunk
+    # When the server forgets its scripts (a restart), and then drops the worker's connection
+    server.script_flush()
+    third = write(3)
+    server.execute_command("CLIENT", "KILL", "TYPE", "normal")  # a server of this test alone
+    fourth = write(4)
+
+    # Then each write still lands, in order, with its checkpoint
+    assert third.written and fourth.written and not fourth.lease_lost
+    assert server.hget(runtime.hot.job_key(job_id), hotstate.CHECKPOINT_FIELD) == '{"seq":4}'
+    assert hotstate.decode(server.hget(runtime.hot.job_key(job_id), "job")).status is JobStatus.RUNNING

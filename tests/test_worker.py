@@ -87,6 +87,36 @@ def test_each_chunk_costs_one_redis_round_trip_and_no_mysql_write(api, events, i
     assert len(writes_5) == len(writes_25) == 2  # start and finish, whatever the chunk count
 
 
+def test_a_job_costs_three_mysql_statements_in_all_whatever_its_chunks(api, events, io_counts):
+    def run(steps):
+        io_counts.reset()
+        job_id = api.submit("sleep", {"steps": steps, "stepMs": 0}).json["jobId"]
+        events.drain()
+        statements = [s.split()[0].upper() for s in io_counts.mysql_statements]
+        assert api.get(job_id).json["status"] == "COMPLETED"
+        return statements
+
+    run(1)  # warm up: connections, script loading
+
+    # The insert, the start, the final write: the message carries what the start needs, so no read.
+    assert run(5) == run(50) == ["INSERT", "UPDATE", "UPDATE"]
+
+
+def test_a_first_message_delivered_again_after_its_job_finished_runs_nothing(api, events, sqs, settings, io_counts):
+    job_id = api.submit("probe", {"steps": 2, "tag": "carried-late"}).json["jobId"]
+    first = events.receive()
+    events.invoke(first)
+    io_counts.reset()
+    # SQS delivers a message at least once: the same body (it carries the row as it was at submit) again.
+    sqs.send_message(QueueUrl=settings.jobs_queue_url, MessageBody=first[0]["Body"])
+
+    events.drain()
+
+    assert Probe.started["carried-late"] == [1, 2]
+    assert api.get(job_id).json["status"] == "COMPLETED"
+    assert [s.split()[0].upper() for s in io_counts.mysql_statements] == ["SELECT"]  # the row said it ended
+
+
 def test_a_duplicate_delivery_of_a_finished_job_runs_nothing(api, events, sqs, settings):
     job_id = api.submit("probe", {"steps": 2, "tag": "dup-finished"}).json["jobId"]
     events.drain()

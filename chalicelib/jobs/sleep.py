@@ -52,7 +52,8 @@ class Sleep(JobType):
 
     def step(self, payload: dict[str, Any], state: dict[str, int], ctx: JobContext) -> Step:
         current = state["done"] + 1
-        time.sleep(payload["stepMs"] / 1000)
+        if payload["stepMs"]:  # 0: a no-op chunk, as the benchmarks' RQ and Celery tasks are (no system call)
+            time.sleep(payload["stepMs"] / 1000)
         if payload.get("failAtStep") == current:
             raise StepFailed(f"failed at step {current} as the payload asked")
         steps = payload["steps"]
