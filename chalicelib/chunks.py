@@ -27,6 +27,10 @@ CHUNK_SAFETY_FACTOR = 2
 _encode = json.JSONEncoder(separators=(",", ":")).encode
 
 
+#: Longest ETA shown: beyond it (a year) the estimate says nothing.
+MAX_ETA_SECONDS = 365 * 86400
+
+
 @dataclass
 class Run:
     """One invocation's hold on a job: the row, the type's state, the checkpoint sequence, the token.
@@ -134,8 +138,10 @@ class Run:
         job.progress_detail = {"done": step.done, "total": step.total, "stage": step.stage}
         job.message = clip_message(step.message)
         if step.total and self.units_per_second:
-            # The type's own units (bytes, rows, steps) at the rate they were observed to go.
-            job.eta_seconds = math.ceil(max(0, step.total - step.done) / self.units_per_second)
+            # The type's own units (bytes, rows, steps) at the rate they were observed to go; a rate
+            # that decayed towards nothing (chunk after chunk without progress) says no ETA at all.
+            eta = max(0, step.total - step.done) / self.units_per_second
+            job.eta_seconds = math.ceil(eta) if eta < MAX_ETA_SECONDS else None
         job.updated_at = utcnow()
 
 

@@ -361,3 +361,34 @@ def test_a_types_log_lines_carry_the_jobs_id_and_owner(settings, user_dir, sqs, 
 
     [line] = [json.loads(raw) for raw in log_output.getvalue().splitlines() if "chatty step ran" in raw]
     assert line["job_id"] == job_id and line["owner"] == "key-b"
+
+
+def test_chunk_after_chunk_without_progress_ends_in_no_eta_not_an_overflow():
+    # The averaged rate decays towards zero when no unit is done; past ~2,000 such chunks the ETA
+    # was math.ceil(inf) and the worker raised OverflowError (found in issue 20's review).
+    from datetime import UTC, datetime
+
+    from chalicelib.chunks import Run
+    from chalicelib.jobs import Step
+    from chalicelib.models import Job, JobStatus
+
+    now = datetime.now(UTC)
+    job = Job(
+        id="01M8T9BV1FHTZ0CHVTCGRQ6549",
+        owner="o",
+        type="t",
+        status=JobStatus.RUNNING,
+        payload={},
+        created_at=now,
+        updated_at=now,
+        max_attempts=1,
+        timeout_seconds=60,
+    )
+    run = Run(job=job, job_type=None, ctx=None, payload={}, state=None, seq=0, token="t")  # type: ignore[arg-type]
+    run.observe(Step(state=None, done=1, total=100), elapsed_ms=10)
+    assert job.eta_seconds == 1  # 99 units at 100 a second
+
+    for _ in range(5000):
+        run.observe(Step(state=None, done=1, total=100), elapsed_ms=10)
+
+    assert job.eta_seconds is None and job.progress == 1
