@@ -200,6 +200,8 @@ def carry(job: Job, *, seq: int = 0) -> dict[str, Any] | None:
         "attempts": job.attempts,
         "createdAt": _ms(job.created_at),
     }
+    if job.callback_url is not None:  # its final write is the webhook's outbox (lifecycle.py)
+        fields["callbackUrl"] = job.callback_url
     if job.status is JobStatus.RUNNING:
         fields.update(startedAt=_ms(job.started_at), deaths=job.deaths, deathChunk=job.death_chunk, seq=seq)
         if job.error is not None:
@@ -237,6 +239,7 @@ def carried(message: Message) -> Carried | None:
             max_attempts=int(fields["maxAttempts"]),
             timeout_seconds=int(fields["timeoutSeconds"]),
             attempts=int(fields["attempts"]),
+            callback_url=fields.get("callbackUrl"),
         )
         if status is JobStatus.RUNNING:
             job.started_at = job.updated_at = _moment(fields["startedAt"])

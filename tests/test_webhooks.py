@@ -25,21 +25,21 @@ from chalicelib.webhooks.delivery import Deliverer, Schedule
 from chalicelib.webhooks.transport import Transport
 from local import worker_process
 from local.eventsource import EventSource
-from tests.conftest import RUN_ID, wait_until
+from tests.conftest import wait_until
 from tests.support.webhooks import LoopbackOnly, Receiver
 
 QUICK = {"steps": 1, "stepMs": 0}
 
 
 @pytest.fixture
-def settings(settings, sqs):
+def settings(settings, sqs, run_id):
     """The tests' settings with a webhooks queue of this test, a secret prefix of its own, loopback
     and http allowed (as the local runtime allows them) and 1 s timeouts."""
-    url = sqs.create_queue(QueueName=f"webhooks-{RUN_ID}-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    url = sqs.create_queue(QueueName=f"webhooks-{run_id}-{uuid.uuid4().hex[:8]}")["QueueUrl"]
     yield replace(
         settings,
         webhooks_queue_url=url,
-        webhook_secret_prefix=f"test/{RUN_ID}/{uuid.uuid4().hex[:8]}/",
+        webhook_secret_prefix=f"test/{run_id}/{uuid.uuid4().hex[:8]}/",
         webhook_allow_http=True,
         webhook_allow_loopback=True,
         webhook_timeout_seconds=1,
