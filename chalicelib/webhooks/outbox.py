@@ -48,24 +48,18 @@ class Outbox:
 
     def sweep_waiting(self, now: datetime, *, after_seconds: int, limit: int) -> int:
         """Queue the webhooks of jobs that ended `after_seconds` ago or more and are still WAITING."""
-        if not self._queue.configured:
-            return 0
-        due = self._store.callbacks_due(
-            CallbackState.WAITING, due_before=now - timedelta(seconds=after_seconds), limit=limit
-        )
-        sent = self._send(due)
-        self._store.callback_queued(sent, at=now)
-        return len(sent)
+        return self._sweep(CallbackState.WAITING, now, after_seconds, limit, mark=self._store.callback_queued)
 
     def sweep_lost(self, now: datetime, *, after_seconds: int, limit: int) -> int:
         """Queue again the next attempt of webhooks QUEUED and past due by `after_seconds`."""
+        return self._sweep(CallbackState.QUEUED, now, after_seconds, limit, mark=self._store.touch_callbacks)
+
+    def _sweep(self, state: CallbackState, now: datetime, after_seconds: int, limit: int, *, mark) -> int:
         if not self._queue.configured:
             return 0
-        due = self._store.callbacks_due(
-            CallbackState.QUEUED, due_before=now - timedelta(seconds=after_seconds), limit=limit
-        )
+        due = self._store.callbacks_due(state, due_before=now - timedelta(seconds=after_seconds), limit=limit)
         sent = self._send(due)
-        self._store.touch_callbacks(sent, at=now)
+        mark(sent, at=now)
         return len(sent)
 
     def _send(self, due: Sequence[tuple[str, str, int]]) -> list[str]:
