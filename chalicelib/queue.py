@@ -48,6 +48,15 @@ def connect(*, endpoint_url: str | None, region: str) -> Any:
 MAX_DELAY_SECONDS = 900
 
 
+def seconds_until(moment: datetime | None, now: datetime) -> int:
+    """Whole seconds from `now` to `moment`, rounded down, never below 0 (0 for no moment): the
+    delay a scheduled job's message is sent with, so it comes at most a second early and the worker
+    waits the rest out (worker._due). Not capped: above MAX_DELAY_SECONDS it waits in MySQL."""
+    if moment is None:
+        return 0
+    return max(0, int((as_utc(moment) - now).total_seconds()))
+
+
 class JobQueue:
     """The jobs queue. Its client is made on first send, so routes that send nothing never import boto3."""
 

@@ -25,7 +25,7 @@ from .models import Job, JobSnapshot, JobStatus, as_utc, new_job_id, parse_job_i
 from .objects import ObjectStore
 from .observability import logger as log
 from .queue import MAX_DELAY_SECONDS as SQS_MAX_DELAY_SECONDS
-from .queue import JobQueue, carry
+from .queue import JobQueue, carry, seconds_until
 from .results import Results
 from .store import ActiveCounts, JobStore
 from .tenants import Tenant, Tenants
@@ -199,7 +199,7 @@ class JobService:
         now = utcnow()
         run_at = parse_run_at(body, now)
         # Whole seconds down: the message comes at most a second early and the worker waits that out.
-        delay = 0 if run_at is None else int((run_at - now).total_seconds())
+        delay = seconds_until(run_at, now)
         job = Job(
             id=new_job_id(),
             owner=owner,

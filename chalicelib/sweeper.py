@@ -51,11 +51,11 @@ from .config import Settings
 from .holds import Holds
 from .hotstate import HotState
 from .lifecycle import Lifecycle
-from .models import Job, JobStatus, as_utc, utcnow
+from .models import Job, JobStatus, utcnow
 from .objects import ObjectStore
 from .observability import logger as log
 from .queue import MAX_DELAY_SECONDS as SQS_MAX_DELAY_SECONDS
-from .queue import JobQueue, Message, carry
+from .queue import JobQueue, Message, carry, seconds_until
 from .results import Results
 from .store import JobStore
 from .webhooks.outbox import Outbox
@@ -212,9 +212,8 @@ class Sweeper:
         for job in found:
             if self._clock() > deadline:
                 break
-            left = 0 if job.run_at is None else (as_utc(job.run_at) - now).total_seconds()
             carried = carry(job) if status is JobStatus.PENDING else None  # the worker starts it unread
-            delay = max(0, int(left))  # see JobService.submit
+            delay = seconds_until(job.run_at, now)
             self._queue.send_job(job.id, owner=job.owner, delay_seconds=delay, job=carried)
             sent.append(job.id)
         self._store.touch(sent, status=status, at=now)

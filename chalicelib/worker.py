@@ -229,7 +229,8 @@ class Worker:
         if early <= EARLY_WAIT_SECONDS:
             time.sleep(max(0.0, early))
             return True
-        self._queue.send_job(job.id, owner=job.owner, delay_seconds=min(SQS_MAX_DELAY_SECONDS, int(early)))
+        delay = min(SQS_MAX_DELAY_SECONDS, queue.seconds_until(job.run_at, utcnow()))
+        self._queue.send_job(job.id, owner=job.owner, delay_seconds=delay)
         log.info("job %s is scheduled for %s: sent again for then", job.id, job.run_at)
         return False
 
