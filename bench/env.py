@@ -200,20 +200,35 @@ class RecordingSqs:
     def __init__(self) -> None:
         self.messages: list[dict[str, Any]] = []
         self.deleted: list[str] = []
+        #: Every request made of it, from any thread (IoCount counts only the counting thread's).
+        self.requests: list[str] = []
 
     def delete_message(self, *, QueueUrl: str, ReceiptHandle: str) -> dict:
-        _count_request("DeleteMessage")
+        self._request("DeleteMessage")
         self.deleted.append(ReceiptHandle)
         return {}
 
+    def send_message_batch(self, *, QueueUrl: str, Entries: list[dict[str, Any]]) -> dict:
+        self._request("SendMessageBatch")
+        for entry in Entries:
+            self._keep(entry["MessageBody"])
+        return {"Successful": [{"Id": entry["Id"]} for entry in Entries], "Failed": []}
+
     def send_message(self, *, QueueUrl: str, MessageBody: str, DelaySeconds: int = 0, **_: Any) -> dict:
-        _count_request("SendMessage")
+        self._request("SendMessage")
+        return {"MessageId": self._keep(MessageBody)}
+
+    def _request(self, operation: str) -> None:
+        self.requests.append(operation)
+        _count_request(operation)
+
+    def _keep(self, body: str) -> str:
         now = str(int(time.time() * 1000))
         message = {
             "MessageId": str(uuid.uuid4()),
             "ReceiptHandle": uuid.uuid4().hex,
-            "Body": MessageBody,
-            "MD5OfBody": hashlib.md5(MessageBody.encode()).hexdigest(),
+            "Body": body,
+            "MD5OfBody": hashlib.md5(body.encode()).hexdigest(),
             "Attributes": {
                 "ApproximateReceiveCount": "1",
                 "SentTimestamp": now,
@@ -222,7 +237,7 @@ class RecordingSqs:
             },
         }
         self.messages.append(message)
-        return {"MessageId": message["MessageId"]}
+        return message["MessageId"]
 
 
 def _count_request(operation: str) -> None:

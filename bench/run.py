@@ -16,7 +16,19 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-AREAS = ("api", "worker", "compare", "coldstart", "memory", "results", "fairness", "scheduled", "webhooks")
+AREAS = (
+    "api",
+    "worker",
+    "compare",
+    "coldstart",
+    "memory",
+    "results",
+    "fairness",
+    "scheduled",
+    "priorities",
+    "webhooks",
+    "batches",
+)
 
 
 @dataclass(frozen=True)
@@ -35,7 +47,11 @@ class Sizes:
     result_repeats: int  #: offloads of the large result (the median is kept)
     fairness: tuple[int, int, int, float]  #: tenant A's jobs, their chunks, tenant B's jobs, the window (s)
     scheduled: int  #: jobs submitted for 2-5 s ahead
+    #: due schedules and SCHEDULED jobs waiting, for the sweeper's cost per pass
+    schedules: tuple[int, int] = (1000, 10_000)
     webhooks: int = 100  #: jobs whose webhook latency is measured
+    priorities: tuple[int, int] = (1000, 20)  #: normal jobs queued, high jobs submitted during their backlog
+    batch: int = 500  #: jobs of the batch submitted against as many single submits
 
 
 FULL = Sizes(
@@ -69,7 +85,10 @@ QUICK = Sizes(
     result_repeats=3,
     fairness=(24, 20, 4, 2.0),
     scheduled=4,
+    schedules=(100, 1000),
     webhooks=20,
+    priorities=(150, 4),
+    batch=50,
 )
 
 
@@ -105,7 +124,19 @@ def main(argv: list[str] | None = None) -> None:
     ns = parse_args(argv)
     sizes = QUICK if ns.quick else FULL
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from bench import api, coldstart, compare, fairness, memory, results, scheduled, webhooks, worker
+    from bench import (
+        api,
+        batches,
+        coldstart,
+        compare,
+        fairness,
+        memory,
+        priorities,
+        results,
+        scheduled,
+        webhooks,
+        worker,
+    )
     from bench.env import BenchEnv, Row, dumps, silence_libraries
 
     silence_libraries()
@@ -137,8 +168,14 @@ def main(argv: list[str] | None = None) -> None:
             rows += fairness.run(env, a_jobs=a_jobs, a_chunks=a_chunks, b_jobs=b_jobs, window_seconds=window)
         if "scheduled" in ns.only:
             rows += scheduled.run(env, jobs=sizes.scheduled)
+            rows += scheduled.sweep_cost(env, schedules=sizes.schedules[0], jobs=sizes.schedules[1])
+        if "priorities" in ns.only:
+            normal_jobs, high_jobs = sizes.priorities
+            rows += priorities.run(env, normal_jobs=normal_jobs, high_jobs=high_jobs)
         if "webhooks" in ns.only:
             rows += webhooks.run(env, jobs=sizes.webhooks)
+        if "batches" in ns.only:
+            rows += batches.run(env, jobs=sizes.batch)
     if "coldstart" in ns.only:
         rows += coldstart.run(runs=sizes.imports)
     print(f"\nbench ({'quick' if ns.quick else 'full'}) on {machine(servers)}; {time.monotonic() - started:.0f} s\n")

@@ -11,6 +11,7 @@ one delivery attempt costs.
 
 from __future__ import annotations
 
+import json
 import statistics
 import threading
 import time
@@ -34,8 +35,8 @@ class _Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):  # noqa: N802
                 now = time.time()
-                self.rfile.read(int(self.headers.get("content-length", 0)))
-                receiver.arrived[self.headers["webhook-id"].removeprefix("msg_")] = now
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                receiver.arrived[json.loads(body)["data"]["jobId"]] = now  # the envelope names its job
                 self.send_response(204)
                 self.end_headers()
 

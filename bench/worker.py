@@ -62,15 +62,18 @@ class BatchCost:
 
 
 def _batch_cost(app_module, runtime: Runtime, sqs, chunks: int = 10) -> BatchCost:
+    first = len(sqs.requests)
     with counted() as count:
         _, records = submit_jobs(runtime, sqs, BATCH, {"steps": chunks, "stepMs": 0})
         reply = app_module.run_jobs(sqs_event(records), LambdaContext(timeout_seconds=900))
     if reply["batchItemFailures"]:
         raise RuntimeError(f"a batch failed: {reply}")
+    # SQS's requests from every thread: the worker's deletes go out on the queue's own thread.
+    requests = sqs.requests[first:]
     ops: dict[str, int] = {}
-    for op in count.aws:
+    for op in requests:
         ops[op] = ops.get(op, 0) + 1
-    return BatchCost(len(count.mysql) / BATCH, count.redis / BATCH, len(count.aws) / BATCH, ops)
+    return BatchCost(len(count.mysql) / BATCH, count.redis / BATCH, len(requests) / BATCH, ops)
 
 
 def costs(env, *, sizes: list[int], repeats: int) -> tuple[list[Row], dict[str, float]]:
@@ -266,6 +269,10 @@ def throughput(env, *, jobs: int, processes: int, chunks: int = 10) -> float:
     owner = f"{OWNER}-tp{processes}-{jobs}"
     with quiet():
         ids, records = submit_jobs(runtime, sqs, jobs, {"steps": chunks, "stepMs": 0}, owner=owner)
+    # From the run's own queue, as Lambda's would be: each done record's DeleteMessage goes to moto's
+    # server, as in AWS (a record from a queue the worker does not know costs a GetQueueUrl first).
+    arn = env.sqs.get_queue_attributes(QueueUrl=env.settings.jobs_queue_url, AttributeNames=["QueueArn"])
+    records = [{**record, "eventSourceARN": arn["Attributes"]["QueueArn"]} for record in records]
     ctx = multiprocessing.get_context("spawn")
     ready, start, done = ctx.Barrier(processes + 1), ctx.Event(), ctx.Queue()
     shares = [records[i::processes] for i in range(processes)]
@@ -308,6 +315,36 @@ def throughput_rows(env, *, jobs: int, process_counts: list[int]) -> tuple[list[
         for n, rate in rates.items()
     ]
     return rows, rates
+
+
+def _round_trip_floor(runtime: Runtime, median_us, pack_args: list) -> dict[str, float]:
+    """What any one Redis round trip costs on this machine, below which no chunk's overhead can go:
+    a bare PING on a raw socket (no client at all), and a script that returns at once, sent the
+    worker's way (hotstate's direct path) with a chunk's arguments."""
+    import socket
+    from urllib.parse import urlsplit
+
+    from chalicelib import hotstate
+
+    where = urlsplit(runtime.settings.redis_url)
+    with socket.create_connection((where.hostname, where.port or 6379)) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+        def ping() -> None:
+            sock.sendall(b"*1\r\n$4\r\nPING\r\n")
+            sock.recv(64)
+
+        floor = {"floor: a bare PING over loopback, raw socket, no client": median_us(ping)}
+    client = hotstate.connect(runtime.settings.redis_url)
+    trivial = client.register_script("return {1, '0', false, false}")
+    client.script_load(trivial.script)
+    direct = hotstate._Direct(client, trivial)
+    keys, args = pack_args[3:5], pack_args[5:]
+    floor["floor: a script returning at once, the worker's path, a chunk's arguments"] = median_us(
+        lambda: direct(keys=keys, args=args)
+    )
+    client.close()
+    return floor
 
 
 def chunk_profile(env, *, calls: int = 2000) -> list[Row]:
@@ -372,6 +409,7 @@ def chunk_profile(env, *, calls: int = 2000) -> list[Row]:
     encoded = ("checkpoint JSON (state measured)", "view JSON (fixed fields once per run)", "command packed (RESP)")
     parts["round trip: send, Redis runs the script, reply read"] = whole - sum(parts[k] for k in encoded)
     runtime.hot.release(job.id, token)
+    parts.update(_round_trip_floor(runtime, median_us, pack_args))
     return [
         Row(
             f"per-chunk profile: {name}",

@@ -29,6 +29,12 @@ def _on_off(value: bool) -> str:
     return "on" if value else "off"
 
 
+def tracing_on(env=None) -> bool:
+    """TRACING (Settings.tracing), read without building the whole of the settings: each traced
+    method asks at import."""
+    return _flag(os.environ if env is None else env, "TRACING")
+
+
 def _flag(env, name: str) -> bool:
     raw = (env.get(name) or "off").lower()
     if raw not in ("on", "off", "true", "false", "1", "0"):
@@ -59,6 +65,12 @@ class Settings:
     jobs_queue_name: str = "jobs"
     #: The dead-letter queue's name, for the DLQ handler's trigger (default: `<jobs queue>-dlq`).
     jobs_dlq_name: str = "jobs-dlq"
+    #: The high-priority queue (jobs submitted with `priority: "high"`), its name (default
+    #: `<jobs queue>-high`) and its dead-letter queue's (default `<high queue>-dlq`), for their
+    #: triggers in app.py. No URL: high jobs share the jobs queue.
+    jobs_high_queue_url: str = ""
+    jobs_high_queue_name: str = "jobs-high"
+    jobs_high_dlq_name: str = "jobs-high-dlq"
     #: The webhooks queue (completion webhooks: webhooks/) and its name (default `<jobs queue>-webhooks`),
     #: for the delivery function's trigger in app.py. No URL: nothing is delivered (rows stay WAITING).
     webhooks_queue_url: str = ""
@@ -155,6 +167,7 @@ class Settings:
         """Build settings from environment variables, falling back to local defaults."""
         env = os.environ if env is None else env
         d = cls()
+        high_queue_name = env.get("JOBS_HIGH_QUEUE_NAME") or f"{env.get('JOBS_QUEUE_NAME', d.jobs_queue_name)}-high"
         return cls(
             mysql_url=env.get("MYSQL_URL", d.mysql_url),
             mysql_secret_arn=env.get("MYSQL_SECRET_ARN") or None,
@@ -167,6 +180,9 @@ class Settings:
             jobs_queue_url=env.get("JOBS_QUEUE_URL", d.jobs_queue_url),
             jobs_queue_name=env.get("JOBS_QUEUE_NAME", d.jobs_queue_name),
             jobs_dlq_name=env.get("JOBS_DLQ_NAME") or f"{env.get('JOBS_QUEUE_NAME', d.jobs_queue_name)}-dlq",
+            jobs_high_queue_url=env.get("JOBS_HIGH_QUEUE_URL", d.jobs_high_queue_url),
+            jobs_high_queue_name=high_queue_name,
+            jobs_high_dlq_name=env.get("JOBS_HIGH_DLQ_NAME") or f"{high_queue_name}-dlq",
             webhooks_queue_url=env.get("WEBHOOKS_QUEUE_URL", d.webhooks_queue_url),
             webhooks_queue_name=env.get("WEBHOOKS_QUEUE_NAME")
             or f"{env.get('JOBS_QUEUE_NAME', d.jobs_queue_name)}-webhooks",
@@ -207,7 +223,7 @@ class Settings:
             retention_seconds=_retention(env, d.retention_seconds),
             sweep_max_rows=_int(env, "SWEEP_MAX_ROWS", d.sweep_max_rows),
             sweep_max_seconds=_int(env, "SWEEP_MAX_SECONDS", d.sweep_max_seconds),
-            tracing=_flag(env, "TRACING"),
+            tracing=tracing_on(env),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -224,6 +240,9 @@ class Settings:
             "JOBS_QUEUE_URL": self.jobs_queue_url,
             "JOBS_QUEUE_NAME": self.jobs_queue_name,
             "JOBS_DLQ_NAME": self.jobs_dlq_name,
+            "JOBS_HIGH_QUEUE_URL": self.jobs_high_queue_url,
+            "JOBS_HIGH_QUEUE_NAME": self.jobs_high_queue_name,
+            "JOBS_HIGH_DLQ_NAME": self.jobs_high_dlq_name,
             "WEBHOOKS_QUEUE_URL": self.webhooks_queue_url,
             "WEBHOOKS_QUEUE_NAME": self.webhooks_queue_name,
             "WEBHOOK_SECRET_PREFIX": self.webhook_secret_prefix,

@@ -102,6 +102,18 @@ class JobNotFound(NotFound):
     code = "JobNotFound"
 
 
+class ScheduleNotFound(NotFound):
+    """No schedule of this caller has that id."""
+
+    code = "ScheduleNotFound"
+
+
+class BatchNotFound(NotFound):
+    """No batch of this caller has that id."""
+
+    code = "BatchNotFound"
+
+
 class ActiveJobLimit(ClientError):
     """The client has as many unfinished jobs as its plan allows (maxActiveJobs): a 429."""
 
@@ -124,6 +136,18 @@ class JobNotCompleted(Conflict):
     """The job has no result: it has not completed (yet, or ever)."""
 
     code = "JobNotCompleted"
+
+
+class JobNotRetryable(Conflict):
+    """Only a FAILED or CANCELLED job can be retried; the answer names the job's status."""
+
+    code = "JobNotRetryable"
+
+
+class ScheduleLimit(Conflict):
+    """The client has as many schedules as its plan allows (maxSchedules): a 409, as waiting frees none."""
+
+    code = "ScheduleLimit"
 
 
 class IdempotencyKeyReused(Conflict):

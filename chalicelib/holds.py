@@ -80,21 +80,25 @@ class Holds:
 
     def after_end(self, job: Job) -> None:
         """A job of the owner that was not held ended: release the owner's oldest held job."""
+        self.after_ends(job.owner, 1)
+
+    def after_ends(self, owner: str, count: int) -> None:
+        """`count` jobs of the owner that were not held ended: release as many of its oldest held ones."""
         try:
-            if self._tenants.of(job.owner) is not None:
-                self.release(job.owner, 1)
+            if count and self._tenants.of(owner) is not None:
+                self.release(owner, count)
         except errors.DependencyUnavailable:
-            # The end stands; the sweeper's pass releases what this one could not.
-            log.warning("held jobs of %s not released after %s ended", job.owner, job.id, exc_info=True)
+            # The ends stand; the sweeper's pass releases what this one could not.
+            log.warning("held jobs of %s not released after %d ended", owner, count, exc_info=True)
 
     def release(self, owner: str, count: int) -> list[str]:
         """Release up to `count` of the owner's oldest held jobs; returns the ids this call released."""
         released = []
-        for job_id in self._store.held(owner, limit=count):
+        for job_id, priority in self._store.held(owner, limit=count):
             if not self._store.release_held(job_id):
                 continue  # released by someone else, or cancelled
             try:
-                self._queue.send_job(job_id, owner=owner)
+                self._queue.send_job(job_id, owner=owner, priority=priority)
             except errors.QueueUnavailable:
                 log.warning("held job %s released but not sent; the sweeper will send it", job_id, exc_info=True)
                 continue  # `sent` is FALSE: the outbox rule sends it

@@ -11,6 +11,10 @@ Every key and TTL is built here and nowhere else (tests and benchmarks name keys
                                out_hop + out_at (the newest hand-off sent, and when)
     {prefix}lease:{id}  string the token of the worker that holds the job; expires unless renewed
     {prefix}orphan:{id} string when the sweeper first found the RUNNING job without a lease (ms)
+    {prefix}waiters:{id} set    the ids of the jobs waiting for this one to end (dependsOn, a
+                               batch's `then`); a final write returns them
+    {prefix}batch:{id}  hash   meta (the batch's row as JSON), members (its job ids, `then` last),
+                               checked (ms: when a poll last asked MySQL about it)
     {prefix}slots:owner:{owner}, {prefix}slots:type:{type}
                         set    the ids of the owner's (the type's) jobs holding a running slot
 
@@ -46,7 +50,7 @@ import dataclasses
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -57,7 +61,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from . import errors
-from .models import Job, JobSnapshot, JobStatus, as_utc
+from .models import Job, JobSnapshot, JobStatus, Priority, as_utc
 
 #: Sequence number of a terminal state: nothing written after it replaces it.
 FINAL_SEQ = 2**50
@@ -77,7 +81,9 @@ T = TypeVar("T")
 
 # One round trip: refuse a writer whose lease was taken over and an older write (but the same holder's
 # same write again: a retry), else store the job and checkpoint with their TTL and renew (or, final,
-# release) the lease; in every case report the cancel flag. A chunk's write is five calls (HMGET,
+# release) the lease; in every case report the cancel flag and, for a final write given the job's
+# waiters set (KEYS[3]), the jobs that wait for this one (dependencies.py), even when a first try of
+# the same final write got there before. A chunk's write is five calls (HMGET,
 # GET, HSET, SET, EXPIRE): the fewer, the less of Redis's one thread. A script called directly is one
 # round trip (EVALSHA) once loaded; inside a pipeline it would cost two on every execute(), as redis-py's
 # Pipeline.load_scripts sends SCRIPT EXISTS first
@@ -86,12 +92,14 @@ _WRITE = """
 local stored = redis.call('HMGET', KEYS[1], 'cancel', 'seq')
 local cancel = stored[1] or ''
 local token, final = ARGV[8], ARGV[6] == '-'
+local waiters = {}
+if final and KEYS[3] then waiters = redis.call('SMEMBERS', KEYS[3]) end
 local holder = false
 if token ~= '' then holder = redis.call('GET', KEYS[2]) end
-if holder and holder ~= token and not final then return {0, cancel, 1} end
+if holder and holder ~= token and not final then return {0, cancel, 1, waiters} end
 local current, seq = tonumber(stored[2]), tonumber(ARGV[1])
 if current and (current > seq or (current == seq and (final or not holder))) then
-  return {0, cancel, 0}
+  return {0, cancel, 0, waiters}
 end
 local fields = {'seq', ARGV[1], 'owner', ARGV[2], 'job', ARGV[3]}
 if ARGV[5] ~= '' then table.insert(fields, 'cadence'); table.insert(fields, ARGV[5]) end
@@ -105,7 +113,7 @@ elseif token ~= '' then
   redis.call('SET', KEYS[2], token, 'PX', ARGV[9])
 end
 redis.call('EXPIRE', KEYS[1], ARGV[4])
-return {1, cancel, 0}
+return {1, cancel, 0, waiters}
 """
 
 # Take (or, for the same token, renew) the lease unless another token holds it; in the same round
@@ -201,6 +209,61 @@ for _, key in ipairs(KEYS) do
   redis.call('EXPIRE', key, ARGV[4])
 end
 return {1, 0, 0}
+"""
+
+# A batch as polls read it, in one round trip, counted here so the reply stays small: its `meta`,
+# `checked` and `members` fields, how many of its jobs Redis has no view of (the caller then reads
+# MySQL), the sum of the members' progress, the `then` job's status ('' for none), then each status
+# of the members with its count. The views are matched, not decoded: `encode` writes `"status":"X"`
+# and `"progress":N` without spaces. The jobs' keys are named here, as _TAKE_SLOTS names leases.
+_BATCH = """
+local fields = redis.call('HMGET', KEYS[1], 'meta', 'members', 'checked', 'then')
+if not fields[1] then return {} end
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+local missing, progress, counts = 0, 0, {}
+for id in string.gmatch(fields[2] or '', '[^,]+') do
+  local view = redis.call('HGET', ARGV[1] .. id, 'job')
+  if view then
+    local status = string.match(view, '"status":"(%u+)"')
+    counts[status] = (counts[status] or 0) + 1
+    progress = progress + tonumber(string.match(view, '"progress":(%d+)'))
+  else
+    missing = missing + 1
+  end
+end
+local then_status = ''
+if fields[4] and fields[4] ~= '' then
+  local view = redis.call('HGET', ARGV[1] .. fields[4], 'job')
+  if view then then_status = string.match(view, '"status":"(%u+)"') else missing = missing + 1 end
+end
+local out = {fields[1], fields[3] or '', fields[2] or '', missing, progress, then_status}
+for status, n in pairs(counts) do
+  out[#out + 1] = status
+  out[#out + 1] = n
+end
+return out
+"""
+
+# New jobs' views (KEYS[1..n], ARGV: ttl, n, m, then n (owner, view) pairs), the waiters of
+# dependencies (KEYS[n+1..n+m]: a dependency's waiters set, ARGV: the waiter ids) and, if ARGV[4]
+# is '1', a new batch's hash (the last key; its meta, members and then the last three ARGV). One command:
+# the 500 jobs of a batch cost one round trip and no per-command packing.
+_NEW = """
+local ttl, n, m = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+for i = 1, n do
+  redis.call('HSET', KEYS[i], 'seq', 0, 'owner', ARGV[4 + 2 * i - 1], 'job', ARGV[4 + 2 * i])
+  redis.call('EXPIRE', KEYS[i], ttl)
+end
+for j = 1, m do
+  redis.call('SADD', KEYS[n + j], ARGV[4 + 2 * n + j])
+  redis.call('EXPIRE', KEYS[n + j], ttl)
+end
+if ARGV[4] == '1' then
+  local key = KEYS[n + m + 1]
+  redis.call('HSET', key, 'meta', ARGV[#ARGV - 2], 'members', ARGV[#ARGV - 1], 'then', ARGV[#ARGV])
+  redis.call('EXPIRE', key, ttl)
+end
+return 1
 """
 
 _RELEASE = """
@@ -303,6 +366,7 @@ def decode(text: str) -> JobSnapshot:
     """The snapshot `encode` wrote."""
     record = json.loads(text)
     record["status"] = JobStatus(record["status"])
+    record["priority"] = Priority(record.get("priority", Priority.NORMAL))  # absent in a view older than it
     for name in _MOMENTS:
         if record.get(name) is not None:  # a view written before a field existed lacks it
             record[name] = _EPOCH + timedelta(milliseconds=record[name])
@@ -369,6 +433,30 @@ class HotJob:
 
 
 @dataclass(frozen=True)
+class BatchRecord:
+    """What a batch's hash keeps: its row as JSON (`meta`), its members' ids, its `then` job's id."""
+
+    batch_id: str
+    meta: str
+    members: list[str]
+    then: str | None = None
+
+
+@dataclass(frozen=True)
+class HotBatch:
+    """A batch as Redis has it: its meta, its members counted by status and their progress summed."""
+
+    meta: str
+    checked_ms: int | None
+    members: list[str]
+    #: Jobs of the batch Redis has no view of: the counts are then not to be trusted.
+    missing: int
+    progress_sum: int
+    then_status: JobStatus | None
+    counts: dict[JobStatus, int]
+
+
+@dataclass(frozen=True)
 class WriteOutcome:
     """What a hot-state write did, and what it read in the same round trip."""
 
@@ -376,6 +464,8 @@ class WriteOutcome:
     cancel: bool
     #: Another worker holds the job's lease now: this one must stop.
     lease_lost: bool = False
+    #: For a final write: the ids of the jobs registered as waiting for this one (`add_waiters`).
+    waiters: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -420,8 +510,10 @@ class HotState:
         self._inline_result_bytes = inline_result_bytes
         self.active_ttl = active_ttl
         self.terminal_ttl = terminal_ttl
-        #: Every write (a submission's, a chunk's, a final one) goes the direct way (_Direct).
-        self._write_direct = _Direct(client, client.register_script(_WRITE))
+        #: Every write (a submission's, a chunk's, a final one) goes the direct way (_Direct); a bulk
+        #: cancel's final views go in a pipeline.
+        self._write_script = client.register_script(_WRITE)
+        self._write_direct = _Direct(client, self._write_script)
         self._cancel = client.register_script(_CANCEL)
         self._acquire = client.register_script(_ACQUIRE)
         self._release = client.register_script(_RELEASE)
@@ -430,6 +522,8 @@ class HotState:
         self._checked = client.register_script(_CHECKED)
         self._first_found = client.register_script(_FIRST_FOUND)
         self._take_slots = client.register_script(_TAKE_SLOTS)
+        self._batch = client.register_script(_BATCH)
+        self._new = _Direct(client, client.register_script(_NEW))
         #: When this process's calls began to fail without a success since (monotonic), if they do.
         self._failing_since: float | None = None
 
@@ -444,6 +538,14 @@ class HotState:
     def orphan_key(self, job_id: str) -> str:
         """When the sweeper first found the RUNNING job without a lease."""
         return f"{self._prefix}orphan:{job_id}"
+
+    def waiters_key(self, job_id: str) -> str:
+        """The ids of the jobs that wait for this one to end (dependsOn, a batch's `then`)."""
+        return f"{self._prefix}waiters:{job_id}"
+
+    def batch_key(self, batch_id: str) -> str:
+        """A batch's hash: `meta` (its row as JSON), `members` (its job ids), `checked` (ms)."""
+        return f"{self._prefix}batch:{batch_id}"
 
     def slot_key(self, name: str) -> str:
         """The set of the jobs holding a slot of `name` (`owner:<owner>`, `type:<type>`)."""
@@ -529,6 +631,17 @@ class HotState:
         snapshot (seq FINAL_SEQ) gets the terminal TTL and drops the checkpoint. A result over
         `inline_result_bytes` is left out and the hash marked `external`: readers take it from MySQL.
         """
+        options = {"cadence_ms": cadence_ms, "checkpoint": checkpoint, "lease": lease, "lease_seconds": lease_seconds}
+        with self._translated():
+            written, cancel, lost, waiters = self._write_direct(*self._write_args(job, seq, **options))
+        return WriteOutcome(
+            written=bool(written), cancel=cancel == "1", lease_lost=bool(lost), waiters=tuple(waiters or ())
+        )
+
+    def _write_args(self, job: JobSnapshot, seq: int, **options: Any) -> tuple[list[str], list[Any]]:
+        """The keys and arguments of the write script for `write`'s arguments (`options`: its keywords)."""
+        cadence_ms, checkpoint = options.get("cadence_ms"), options.get("checkpoint")
+        lease, lease_seconds = options.get("lease"), options.get("lease_seconds", 0)
         final = seq >= FINAL_SEQ
         result_external = False
         if job.result is not None:
@@ -540,22 +653,43 @@ class HotState:
                 job, result_external = replace(job, result=None), True
         ttl = self.terminal_ttl if final else self.active_ttl
         checkpoint_arg = "-" if final else ("" if checkpoint is None else json.dumps(checkpoint, separators=(",", ":")))
+        # A final write reads the waiters set too (KEYS[3]: the jobs that wait for this one).
+        keys = [self.job_key(job.id), self.lease_key(job.id)] + ([self.waiters_key(job.id)] if final else [])
+        return keys, [
+            seq,
+            job.owner,
+            encode(job),
+            ttl,
+            "" if cadence_ms is None else int(cadence_ms),
+            checkpoint_arg,
+            "1" if result_external else "",
+            lease or "",
+            max(1, int(lease_seconds * 1000)),
+        ]
+
+    def write_final_many(self, jobs: list[JobSnapshot]) -> list[str]:
+        """`write` of several jobs' final views (FINAL_SEQ, no lease) in one pipeline: a bulk cancel's;
+        returns the jobs registered as waiting for any of them. Two round trips: redis-py asks
+        SCRIPT EXISTS before a pipeline that calls a script."""
+        if not jobs:
+            return []
         with self._translated():
-            written, cancel, lost = self._write_direct(
-                keys=[self.job_key(job.id), self.lease_key(job.id)],
-                args=[
-                    seq,
-                    job.owner,
-                    encode(job),
-                    ttl,
-                    "" if cadence_ms is None else int(cadence_ms),
-                    checkpoint_arg,
-                    "1" if result_external else "",
-                    lease or "",
-                    max(1, int(lease_seconds * 1000)),
-                ],
-            )
-        return WriteOutcome(written=bool(written), cancel=cancel == "1", lease_lost=bool(lost))
+            pipe = self._redis.pipeline(transaction=False)
+            for job in jobs:
+                keys, args = self._write_args(job, FINAL_SEQ)
+                self._write_script(keys=keys, args=args, client=pipe)
+            replies = pipe.execute()
+        return [waiter for *_, waiters in replies for waiter in waiters or ()]
+
+    def reset(self, job_id: str, *, keep_lease: bool = False) -> None:
+        """Forget the job's hot state (view, checkpoint, cancel flag, hand-offs, orphan mark and, unless
+        `keep_lease`, lease): the one deliberate replacement of a final view, for a retry, which
+        writes its new view next. A late writer of the run before finds no sequence to be refused
+        by, but no longer its fence in MySQL either, and its lease taken by the new run's worker or
+        given up at its next end."""
+        keys = [self.job_key(job_id), self.orphan_key(job_id)] + ([] if keep_lease else [self.lease_key(job_id)])
+        with self._translated():
+            self._redis.delete(*keys)
 
     def write_chunk(
         self,
@@ -572,7 +706,7 @@ class HotState:
         encodes it), its checkpoint (JSON text, measured by its maker) and the lease renewed by
         `lease`; the same script, the same refusals, the same cancel flag read."""
         with self._translated():
-            written, cancel, lost = self._write_direct(
+            written, cancel, lost, _ = self._write_direct(
                 keys=[self.job_key(job.id), self.lease_key(job.id)],
                 args=[
                     seq,
@@ -587,6 +721,61 @@ class HotState:
                 ],
             )
         return WriteOutcome(written=bool(written), cancel=cancel == "1", lease_lost=bool(lost))
+
+    def publish_new(
+        self,
+        jobs: list[JobSnapshot],
+        *,
+        waiters: Sequence[tuple[str, str]] = (),
+        batch: BatchRecord | None = None,
+    ) -> None:
+        """Views of jobs just inserted (nobody else writes them yet: no message is out), the jobs that
+        wait for others (`waiters`: (waiter, dependency) pairs) and a new batch's hash, in one round
+        trip (one script)."""
+        keys = [self.job_key(job.id) for job in jobs] + [self.waiters_key(dep) for _, dep in waiters]
+        args: list[Any] = [self.active_ttl, len(jobs), len(waiters), "" if batch is None else "1"]
+        for job in jobs:
+            args += (job.owner, encode(job))
+        args += [waiter for waiter, _ in waiters]
+        if batch is not None:
+            keys.append(self.batch_key(batch.batch_id))
+            args += (batch.meta, ",".join(batch.members), batch.then or "")
+        with self._translated():
+            self._new(keys=keys, args=args)
+
+    def add_waiters(self, waiters: list[tuple[str, str]]) -> None:
+        """Register (waiter, dependency) pairs: the dependency's final write returns its waiters."""
+        self.publish_new([], waiters=waiters)
+
+    def batch(self, batch_id: str) -> HotBatch | None:
+        """A batch as Redis has it, its members counted by status, in one round trip; None when Redis
+        has no record of the batch."""
+        with self._translated():
+            reply = self._batch(keys=[self.batch_key(batch_id)], args=[self.job_key(""), self.active_ttl])
+        if not reply:
+            return None
+        meta, checked, members, missing, progress, then_status, *pairs = reply
+        return HotBatch(
+            meta=meta,
+            checked_ms=int(checked) if checked else None,
+            members=members.split(",") if members else [],
+            missing=int(missing),
+            progress_sum=int(progress),
+            then_status=JobStatus(then_status) if then_status else None,
+            counts={JobStatus(pairs[i]): int(pairs[i + 1]) for i in range(0, len(pairs), 2)},
+        )
+
+    def put_batch(self, record: BatchRecord, *, checked_ms: int) -> None:
+        """The batch's hash again, from MySQL (after a flush, an expiry, a quiet check)."""
+        with self._translated():
+            key = self.batch_key(record.batch_id)
+            pipe = self._redis.pipeline(transaction=False)
+            members = ",".join(record.members)
+            pipe.hset(
+                key, mapping={"meta": record.meta, "members": members, "then": record.then or "", "checked": checked_ms}
+            )
+            pipe.expire(key, self.active_ttl)
+            pipe.execute()
 
     def acquire(
         self,
@@ -696,8 +885,21 @@ class HotState:
 
     def request_cancel(self, job_id: str) -> None:
         """Raise the job's cancel flag; the worker reads it at its next chunk boundary."""
+        self.request_cancel_many([job_id])
+
+    def request_cancel_many(self, job_ids: list[str]) -> None:
+        """`request_cancel` of several jobs: one round trip for one (the script called directly), two
+        for more (a pipeline, after redis-py's SCRIPT EXISTS)."""
+        if not job_ids:
+            return
         with self._translated():
-            self._cancel(keys=[self.job_key(job_id)], args=[self.active_ttl])
+            if len(job_ids) == 1:
+                self._cancel(keys=[self.job_key(job_ids[0])], args=[self.active_ttl])
+                return
+            pipe = self._redis.pipeline(transaction=False)
+            for job_id in job_ids:
+                self._cancel(keys=[self.job_key(job_id)], args=[self.active_ttl], client=pipe)
+            pipe.execute()
 
     def ping(self) -> None:
         """One cheap round trip, for health checks."""

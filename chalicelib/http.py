@@ -11,16 +11,22 @@ import json
 import os
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalice import Response
 
 from . import dashboard, errors
 from .models import isoformat
 from .observability import logger as log
-from .service import Answer, JobResult, Page, Usage
-from .tenants import Tenants
-from .uploads import Upload
+
+if TYPE_CHECKING:  # the shapes of the answers: their modules load with the services that make them
+    from .batches import BatchView, Submitted
+    from .bulk import Cancelled
+    from .schedule_store import Schedule
+    from .schedules import SchedulePage
+    from .service import Answer, JobResult, Page, Usage
+    from .tenants import Tenants
+    from .uploads import Upload
 
 #: HTTP status of each error class; the first match in this order wins.
 STATUS = (
@@ -33,6 +39,10 @@ STATUS = (
     (errors.DependencyUnavailable, 503),
     (errors.Misconfigured, 503),
 )
+#: A batch's body may be this many times MAX_BODY_BYTES (500 job specs in one request).
+BATCH_BODY_FACTOR = 4
+#: Seconds between useful polls of an active batch.
+BATCH_RETRY_AFTER = 1
 #: Seconds a client should wait after a 503.
 UNAVAILABLE_RETRY_AFTER = 5
 #: Seconds a client at its maxActiveJobs waits before submitting again (the 429's Retry-After).
@@ -44,6 +54,9 @@ _API_KEY = re.compile(r"[\x21-\x7e]{1,128}")
 #: Printable ASCII, 1-255 characters (the OpenAPI document publishes this pattern).
 IDEMPOTENCY_KEY_PATTERN = r"^[\x20-\x7e]{1,255}$"
 _IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
+#: The keys of schedules' occurrence jobs (schedules.occurrence_key): never a client's, so none can
+#: take an occurrence's key before the sweeper does.
+RESERVED_KEY_PREFIX = "schedule:"
 
 
 def error_response(exc: errors.JobsError) -> Response:
@@ -104,12 +117,15 @@ def owner(request: Any, tenants: Tenants, *, on_aws: bool = ON_AWS) -> str:
     return caller
 
 
-def json_body(request: Any, *, max_bytes: int) -> Any:
-    """The request's JSON body; InvalidJson or PayloadTooLarge when it is not usable."""
+def json_body(request: Any, *, max_bytes: int, required: bool = True) -> Any:
+    """The request's JSON body (None for none, where it is not `required`); InvalidJson or
+    PayloadTooLarge when it is not usable."""
     raw = request.raw_body or b""
     if len(raw) > max_bytes:
         raise errors.PayloadTooLarge(f"the body is over {max_bytes} bytes")
     if not raw.strip():
+        if not required:
+            return None
         raise errors.InvalidJson("a JSON body is required")
     try:
         return json.loads(raw, parse_constant=_reject_constant)
@@ -137,6 +153,10 @@ def idempotency_key(request: Any) -> str | None:
         return None
     if not _IDEMPOTENCY_KEY.fullmatch(key):
         raise errors.InvalidRequest("Idempotency-Key must be 1 to 255 printable ASCII characters")
+    if key.startswith(RESERVED_KEY_PREFIX):
+        raise errors.InvalidRequest(
+            f"Idempotency-Key must not start with {RESERVED_KEY_PREFIX!r}: schedules' jobs use it"
+        )
     return key
 
 
@@ -157,11 +177,15 @@ def job_view(answer: Answer, *, with_result: bool = True) -> dict[str, Any]:
         "resultUrl": answer.result_url,
         "resultBytes": job.result_bytes,
         "error": errors.sanitise(job.error),
+        "previousError": errors.sanitise(job.previous_error),
         "attempts": job.attempts,
         "maxAttempts": job.max_attempts,
         "cancelRequested": job.cancel_requested,
         "createdAt": isoformat(job.created_at),
         "runAt": isoformat(job.run_at),
+        "priority": job.priority.value,
+        "batchId": job.batch_id,
+        "dependsOn": job.depends_on,
         "startedAt": isoformat(job.started_at),
         "finishedAt": isoformat(job.finished_at),
         "stalled": answer.stalled,
@@ -183,6 +207,21 @@ def job_response(answer: Answer, *, status: int = 200, location: bool = False) -
     return Response(body=job_view(answer), status_code=status, headers=headers)
 
 
+def batch_submitted(submitted: Submitted) -> Response:
+    """`POST /batches`: 202 with the batch's id, its jobs' ids in the order given, its `then` job's."""
+    headers: dict[str, str | list[str]] = {"Location": f"/batches/{submitted.batch_id}"}
+    if submitted.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    body = {"batchId": submitted.batch_id, "jobIds": submitted.job_ids, "thenJobId": submitted.then_job_id}
+    return Response(body=body, status_code=202, headers=headers)
+
+
+def batch_response(view: BatchView) -> Response:
+    """A batch's view; while it is active, Retry-After paces the polls."""
+    headers: dict[str, str | list[str]] = {} if view.status.terminal else {"Retry-After": str(BATCH_RETRY_AFTER)}
+    return Response(body=view.body(), status_code=200, headers=headers)
+
+
 def result_response(found: JobResult) -> Response:
     """`GET /jobs/{id}/result`: the JSON itself (200), or a 303 to the presigned URL of its object."""
     if found.url is not None:
@@ -201,6 +240,11 @@ def page_response(page: Page) -> Response:
     if page.retry_after is not None:
         headers["Retry-After"] = str(page.retry_after)
     return Response(body=body, status_code=200, headers=headers)
+
+
+def cancelled_response(done: Cancelled) -> Response:
+    """`POST /jobs/cancel`: `200 {"cancelled": n, "nextCursor"}` (null: nothing more matched)."""
+    return Response(body={"cancelled": done.cancelled, "nextCursor": done.next_cursor}, status_code=200)
 
 
 def upload_response(upload: Upload) -> Response:
@@ -267,3 +311,40 @@ def deliveries_response(deliveries: list[dict[str, Any]]) -> Response:
 def secret_response(secret: str) -> Response:
     """`200` with the caller's webhook signing secret; never cached."""
     return Response(body={"secret": secret}, status_code=200, headers={"Cache-Control": "no-store"})
+
+
+def schedule_view(schedule: Schedule) -> dict[str, Any]:
+    """The API's JSON of a schedule, as `GET /schedules/{id}` answers it."""
+    return {
+        "scheduleId": schedule.id,
+        "cron": schedule.cron,
+        "timezone": schedule.timezone,
+        "job": schedule.job,
+        "overlap": schedule.overlap.value,
+        "paused": schedule.paused,
+        "nextRunAt": isoformat(schedule.next_run_at),
+        "lastRunAt": isoformat(schedule.last_run_at),
+        "lastJobId": schedule.last_job_id,
+        "skipped": schedule.skipped,
+        "lastSkippedAt": isoformat(schedule.last_skipped_at),
+        "lastSkipReason": errors.sanitise(schedule.last_skip_reason),
+        "createdAt": isoformat(schedule.created_at),
+        "updatedAt": isoformat(schedule.updated_at),
+    }
+
+
+def schedule_response(schedule: Schedule, *, status: int = 200) -> Response:
+    """A schedule's view; a new one (201) with its Location."""
+    headers: dict[str, str | list[str]] = {"Location": f"/schedules/{schedule.id}"} if status == 201 else {}
+    return Response(body=schedule_view(schedule), status_code=status, headers=headers)
+
+
+def schedules_response(page: SchedulePage) -> Response:
+    """A page of schedules as `GET /schedules` answers it: `{"schedules": [...], "nextCursor"}`."""
+    body = {"schedules": [schedule_view(s) for s in page.schedules], "nextCursor": page.next_cursor}
+    return Response(body=body, status_code=200)
+
+
+def no_content_response() -> Response:
+    """`204` and no body (a deleted schedule)."""
+    return Response(body="", status_code=204)

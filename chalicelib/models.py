@@ -16,6 +16,9 @@ class JobStatus(str, Enum):
 
     #: Stored in MySQL with a `runAt` ahead: its message goes out (with SQS's delay) for then.
     SCHEDULED = "SCHEDULED"
+    #: Stored in MySQL, no message: it waits for the jobs it depends on (`dependsOn`, a batch's
+    #: members for its `then`) to end; the last one's end makes it PENDING, or CANCELLED (dependencies.py).
+    WAITING = "WAITING"
     #: Stored in MySQL; its id is on the queue, or the sweeper will put it there.
     PENDING = "PENDING"
     #: A worker has started it; progress is checkpointed after every chunk.
@@ -24,7 +27,7 @@ class JobStatus(str, Enum):
     COMPLETED = "COMPLETED"
     #: Ended with an error (after its last attempt, a timeout, or a poison message).
     FAILED = "FAILED"
-    #: Cancelled: at once while SCHEDULED or PENDING, at the next chunk boundary while RUNNING.
+    #: Cancelled: at once while SCHEDULED, WAITING or PENDING, at the next chunk boundary while RUNNING.
     CANCELLED = "CANCELLED"
 
     @property
@@ -33,11 +36,22 @@ class JobStatus(str, Enum):
 
     @property
     def unstarted(self) -> bool:
-        """Not started yet: a worker's start moves it to RUNNING (SCHEDULED once due)."""
-        return self in (JobStatus.SCHEDULED, JobStatus.PENDING)
+        """Not started yet: a worker's start moves it to RUNNING (SCHEDULED once due; WAITING never:
+        it becomes PENDING first)."""
+        return self in (JobStatus.SCHEDULED, JobStatus.WAITING, JobStatus.PENDING)
 
 
 TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+class Priority(str, Enum):
+    """Which queue a job's messages go to: high jobs have their own queue and workers, so a backlog
+    of normal ones never delays them."""
+
+    #: The jobs queue, shared by every normal job.
+    NORMAL = "normal"
+    #: The high-priority queue (JOBS_HIGH_QUEUE_URL), with its own dead-letter queue and concurrency.
+    HIGH = "high"
 
 
 class CallbackState(str, Enum):
@@ -123,6 +137,12 @@ class Job:
     max_attempts: int
     timeout_seconds: int
     attempts: int = 0
+    #: The batch the job is a member (or the `then`) of.
+    batch_id: str | None = None
+    #: The ids the job was submitted with in `dependsOn` (a `then` job's are its batch's members).
+    depends_on: list[str] | None = None
+    #: A WAITING job that runs even when a dependency failed (a `then` with thenOnFailure "run").
+    run_on_failure: bool = field(default=False, repr=False)
     progress: int = 0
     progress_detail: dict[str, Any] | None = None
     message: str | None = None
@@ -131,9 +151,13 @@ class Job:
     result_bytes: int | None = None
     result_key: str | None = None
     error: str | None = None
+    #: The error of the run before a retry (POST /jobs/{id}/retry), kept while this run goes on.
+    previous_error: str | None = None
     cancel_requested: bool = False
     #: When a SCHEDULED job is to start (None: at once).
     run_at: datetime | None = None
+    #: The queue its messages go to (queue.JobQueue picks it).
+    priority: Priority = Priority.NORMAL
     #: Waiting in MySQL for a free slot of its owner's running cap, no message sent (holds.py).
     held: bool = False
     started_at: datetime | None = None
@@ -162,6 +186,8 @@ class Job:
             updated_at=as_utc(self.updated_at or self.created_at),
             max_attempts=self.max_attempts,
             attempts=self.attempts,
+            batch_id=self.batch_id,
+            depends_on=self.depends_on,
             progress=self.progress,
             progress_detail=self.progress_detail,
             message=self.message,
@@ -170,8 +196,10 @@ class Job:
             result_bytes=self.result_bytes,
             result_key=self.result_key,
             error=self.error,
+            previous_error=self.previous_error,
             cancel_requested=self.cancel_requested,
             run_at=None if self.run_at is None else as_utc(self.run_at),
+            priority=self.priority,
             started_at=None if self.started_at is None else as_utc(self.started_at),
             finished_at=None if self.finished_at is None else as_utc(self.finished_at),
         )
@@ -194,6 +222,8 @@ class JobSnapshot:
     updated_at: datetime
     max_attempts: int
     attempts: int = 0
+    batch_id: str | None = None
+    depends_on: list[str] | None = None
     progress: int = 0
     progress_detail: dict[str, Any] | None = None
     message: str | None = None
@@ -204,7 +234,10 @@ class JobSnapshot:
     result_bytes: int | None = None
     result_key: str | None = None
     error: str | None = None
+    #: The error of the run before a retry.
+    previous_error: str | None = None
     cancel_requested: bool = False
     run_at: datetime | None = None
+    priority: Priority = Priority.NORMAL
     started_at: datetime | None = None
     finished_at: datetime | None = None

@@ -18,7 +18,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
-from .config import Settings
+from .config import tracing_on
 
 SERVICE = "jobs"
 NAMESPACE = "Jobs"
@@ -99,7 +99,7 @@ def flush() -> None:
 def traced(method: Callable) -> Callable:
     """A subsegment per call when tracing is on; responses are not recorded (they may hold results)."""
     global _tracer
-    if not Settings.from_env().tracing:
+    if not tracing_on():
         return method
     if _tracer is None:
         from aws_lambda_powertools import Tracer

@@ -9,11 +9,15 @@ from __future__ import annotations
 from typing import Any
 
 from . import dashboard
+from .batches import MAX_BATCH_JOBS
+from .bulk import CANCELLABLE, MAX_BULK_CANCEL
 from .config import Settings
+from .dependencies import MAX_DEPENDENCIES
 from .http import IDEMPOTENCY_KEY_PATTERN
 from .jobs import JobType, JobTypes
 from .models import JOB_ID_PATTERN as CANONICAL_JOB_ID
-from .models import JobStatus
+from .models import JobStatus, Priority
+from .schedule_store import DEFAULT_TIMEZONE, MAX_CRON_CHARS, MAX_ZONE_CHARS, Overlap
 from .service import (
     DEFAULT_LIMIT,
     MAX_ATTEMPTS,
@@ -55,7 +59,46 @@ _COMMON_ERRORS = {
     "429": _error("throttled by the usage plan (API Gateway)"),
     "503": _error("a dependency is down; try again", **{"Retry-After": {"schema": {"type": "integer"}}}),
 }
+#: The errors of a route that takes a JSON body.
+_BODY_ERRORS = {"413": _error("the body is too large"), "415": _error("the body is not JSON")}
+
+
+def _json_request(schema: str, *, required: bool = True) -> dict[str, Any]:
+    """A JSON request body of the named component schema."""
+    return {
+        "required": required,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
+    }
+
+
+#: `limit` and `cursor` of a list (keyset pagination: the cursor is the last id of the page before).
+_PAGE_PARAMETERS = [
+    {
+        "name": "limit",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+    },
+    {
+        "name": "cursor",
+        "in": "query",
+        "schema": {"type": "string", "pattern": JOB_ID_PATTERN},
+        "description": "nextCursor of the previous page",
+    },
+]
+_IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN},
+}
 _JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string", "pattern": JOB_ID_PATTERN}}
+
+
+_PRIORITY = {
+    "type": "string",
+    "enum": [p.value for p in Priority],
+    "description": "high: the job's own queue and workers, so a backlog of normal jobs never delays it",
+}
 
 
 def _job_schema(*, with_result: bool) -> dict[str, Any]:
@@ -79,11 +122,23 @@ def _job_schema(*, with_result: bool) -> dict[str, Any]:
         "etaSeconds": _nullable({"type": "integer", "minimum": 0}),
         "updatedAt": _TIMESTAMP,
         "error": _nullable({"type": "string"}),
+        "previousError": _nullable({"type": "string", "description": "the error of the run before a retry"}),
         "attempts": {"type": "integer", "minimum": 0},
         "maxAttempts": {"type": "integer", "minimum": 1},
         "cancelRequested": {"type": "boolean"},
         "createdAt": _TIMESTAMP,
         "runAt": _nullable({**_TIMESTAMP, "description": "when a scheduled job starts (null: at once)"}),
+        "priority": _PRIORITY,
+        "batchId": _nullable(
+            {"type": "string", "pattern": JOB_ID_PATTERN, "description": "the batch it is a member or the then of"}
+        ),
+        "dependsOn": _nullable(
+            {
+                "type": "array",
+                "items": {"type": "string", "pattern": JOB_ID_PATTERN},
+                "description": "the jobs it waits for (WAITING until all completed)",
+            }
+        ),
         "startedAt": _nullable(_TIMESTAMP),
         "finishedAt": _nullable(_TIMESTAMP),
         "stalled": {"type": "boolean", "description": "RUNNING, but no checkpoint for longer than a lease"},
@@ -108,10 +163,22 @@ def _job_schema(*, with_result: bool) -> dict[str, Any]:
     return {"type": "object", "required": sorted(properties), "properties": properties}
 
 
-def _submission(job_type: JobType) -> dict[str, Any]:
+_DEPENDS_ON = (
+    "wait for these jobs (the caller's own) to complete: the job is WAITING until then, and is"
+    " CANCELLED with error `dependency <id> FAILED` when one of them does not complete. Not with runAt"
+)
+
+
+def _submission(job_type: JobType, *, place: str = "job") -> dict[str, Any]:
+    """The spec of a job of this type: `job` (POST /jobs), `member` (of a batch: dependsOn may name an
+    earlier member by its index) or `then` (a batch's fan-in, a schedule's template: no runAt,
+    delaySeconds or dependsOn)."""
     # An absent payload is {}: required only when its schema requires fields.
     defaults = Settings()
-    return {
+    dependency: dict[str, Any] = {"type": "string", "pattern": JOB_ID_PATTERN}
+    if place == "member":
+        dependency = {"oneOf": [dependency, {"type": "integer", "minimum": 0, "maximum": MAX_BATCH_JOBS - 1}]}
+    spec: dict[str, Any] = {
         "type": "object",
         "additionalProperties": False,
         "required": ["type", "payload"] if job_type.payload_schema.get("required") else ["type"],
@@ -130,6 +197,7 @@ def _submission(job_type: JobType) -> dict[str, Any]:
                 "maximum": MAX_TIMEOUT_SECONDS,
                 "default": defaults.default_timeout_seconds,
             },
+            "priority": {**_PRIORITY, "default": Priority.NORMAL.value},
             "runAt": {
                 "type": "string",
                 "format": "date-time",
@@ -151,6 +219,261 @@ def _submission(job_type: JobType) -> dict[str, Any]:
                 " day; https only (http only where the deployment allows it), to a public address: a host that"
                 " is a private, loopback, link-local, CGNAT, multicast or metadata address is a 400, a name"
                 " resolving to one is refused at delivery (see GET /jobs/{id}/deliveries); null: none",
+            },
+            "dependsOn": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": MAX_DEPENDENCIES,
+                "items": dependency,
+                "description": _DEPENDS_ON
+                + (" (an integer: the index of an earlier job of the batch)" if place == "member" else ""),
+            },
+        },
+    }
+    if place == "then":
+        for name in ("runAt", "delaySeconds", "dependsOn"):
+            del spec["properties"][name]
+    return spec
+
+
+def _batch_paths() -> dict[str, Any]:
+    batch = {"application/json": {"schema": {"$ref": "#/components/schemas/Batch"}}}
+    batch_id = {
+        "name": "batch_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "pattern": JOB_ID_PATTERN},
+    }
+    return {
+        "/batches": {
+            "post": {
+                "operationId": "submitBatch",
+                "summary": f"Submit up to {MAX_BATCH_JOBS} jobs at once, with an optional fan-in job (then)",
+                "parameters": [_IDEMPOTENCY_KEY],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/BatchSubmission"}}},
+                },
+                "responses": {
+                    "202": {
+                        "description": "stored and queued, all or none (or the earlier batch of this Idempotency-Key)",
+                        "headers": {"Location": {"schema": {"type": "string"}}},
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/BatchSubmitted"}}},
+                    },
+                    "400": _error("a malformed batch, or invalid job specs: `errors` lists each by index"),
+                    "409": _error("this Idempotency-Key was used with another request"),
+                    "413": _error("the body is too large"),
+                    "415": _error("the body is not JSON"),
+                    **_COMMON_ERRORS,
+                    "429": _error(
+                        "throttled by the usage plan, or code ActiveJobLimit: the batch would take the caller over"
+                        " its plan's maxActiveJobs",
+                        **{"Retry-After": {"schema": {"type": "integer"}}},
+                    ),
+                },
+            }
+        },
+        "/batches/{batch_id}": {
+            "parameters": [batch_id],
+            "get": {
+                "operationId": "getBatch",
+                "summary": "A batch's status, counts by status, mean progress, then job and a page of its job ids",
+                "parameters": [
+                    {"name": "cursor", "in": "query", "schema": {"type": "string", "pattern": JOB_ID_PATTERN}},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
+                ],
+                "responses": {
+                    "200": {"description": "the batch", "headers": {"Retry-After": _RETRY_AFTER}, "content": batch},
+                    "400": _error("a bad cursor or limit"),
+                    "404": _error("no batch of the caller has this id"),
+                    **_COMMON_ERRORS,
+                },
+            },
+            "delete": {
+                "operationId": "cancelBatch",
+                "summary": "Cancel every unfinished job of the batch (its then first)",
+                "responses": {
+                    "200": {"description": "the batch, cancelled", "content": batch},
+                    "404": _error("no batch of the caller has this id"),
+                    **_COMMON_ERRORS,
+                },
+            },
+        },
+    }
+
+
+def _batch_schemas(job_types: JobTypes) -> dict[str, Any]:
+    names = job_types.names()
+    counts = {"type": "integer", "minimum": 0}
+    return {
+        "BatchSubmission": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["jobs"],
+            "properties": {
+                "jobs": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": MAX_BATCH_JOBS,
+                    "items": {"oneOf": [_submission(job_types.get(n), place="member") for n in names]},
+                },
+                "then": {"oneOf": [_submission(job_types.get(n), place="then") for n in names]},
+                "thenOnFailure": {
+                    "type": "string",
+                    "enum": ["cancel", "run"],
+                    "default": "cancel",
+                    "description": "when a member did not complete: cancel then (with the reason), or run it anyway",
+                },
+                "callbackUrl": {"type": "string", "nullable": True, "format": "uri", "maxLength": MAX_URL_CHARS},
+            },
+        },
+        "BatchSubmitted": {
+            "type": "object",
+            "required": ["batchId", "jobIds", "thenJobId"],
+            "properties": {
+                "batchId": {"type": "string", "pattern": JOB_ID_PATTERN},
+                "jobIds": {"type": "array", "items": {"type": "string", "pattern": JOB_ID_PATTERN}},
+                "thenJobId": _nullable({"type": "string", "pattern": JOB_ID_PATTERN}),
+            },
+        },
+        "Batch": {
+            "type": "object",
+            "required": [
+                *("batchId", "status", "counts", "progress", "then", "thenJobId", "jobIds", "nextCursor"),
+                *("createdAt", "cancelled"),
+            ],
+            "properties": {
+                "batchId": {"type": "string", "pattern": JOB_ID_PATTERN},
+                "status": {
+                    "type": "string",
+                    "enum": ["PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED"],
+                    "description": "PENDING before any job started; RUNNING while one is active; then CANCELLED"
+                    " after a DELETE, COMPLETED when every member and then completed, FAILED otherwise",
+                },
+                "counts": {
+                    "type": "object",
+                    "required": [s.value for s in JobStatus],
+                    "properties": {s.value: counts for s in JobStatus},
+                    "description": "the members by status (then is reported beside them)",
+                },
+                "progress": {"type": "integer", "minimum": 0, "maximum": 100, "description": "the members' mean"},
+                "then": _nullable(
+                    {
+                        "type": "object",
+                        "required": ["jobId", "status"],
+                        "properties": {
+                            "jobId": {"type": "string", "pattern": JOB_ID_PATTERN},
+                            "status": {"type": "string", "enum": [s.value for s in JobStatus]},
+                        },
+                    }
+                ),
+                "thenJobId": _nullable({"type": "string", "pattern": JOB_ID_PATTERN}),
+                "jobIds": {"type": "array", "items": {"type": "string", "pattern": JOB_ID_PATTERN}},
+                "nextCursor": _nullable({"type": "string", "pattern": JOB_ID_PATTERN}),
+                "createdAt": _TIMESTAMP,
+                "cancelled": {"type": "boolean"},
+            },
+        },
+    }
+
+
+def _rerun_paths() -> dict[str, Any]:
+    job_json = {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}}
+    return {
+        "/jobs/{job_id}/retry": {
+            "parameters": [_JOB_ID],
+            "post": {
+                "operationId": "retryJob",
+                "summary": "Run a FAILED or CANCELLED job again under its id, from its last durable checkpoint",
+                "requestBody": _json_request("RetryRequest", required=False),
+                "responses": {
+                    "202": {
+                        "description": "PENDING again (WAITING while a job it depends on has not ended):"
+                        " attempts 0, the error before as previousError",
+                        "headers": {"Retry-After": _RETRY_AFTER},
+                        "content": job_json,
+                    },
+                    "400": _error("not a job id, not JSON, an unknown field, or a query parameter"),
+                    "404": _error("no job of the caller has this id"),
+                    "409": _error(
+                        "code JobNotRetryable: the job is neither FAILED nor CANCELLED (its status named), or a"
+                        " job it depends on FAILED or was CANCELLED (named: retry that one first)"
+                    ),
+                    **_BODY_ERRORS,
+                    **_COMMON_ERRORS,
+                    "429": _error(
+                        "throttled by the usage plan (API Gateway), or code ActiveJobLimit: as many"
+                        " unfinished jobs as the plan's maxActiveJobs",
+                        **{"Retry-After": {"schema": {"type": "integer"}}},
+                    ),
+                },
+            },
+        },
+        "/jobs/cancel": {
+            "post": {
+                "operationId": "cancelJobs",
+                "summary": f"Cancel the caller's unfinished jobs that match a filter, at most {MAX_BULK_CANCEL} a call",
+                "requestBody": _json_request("CancelFilter"),
+                "responses": {
+                    "200": {
+                        "description": "how many were cancelled (unstarted ones) or asked to stop (RUNNING ones)",
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Cancelled"}}},
+                    },
+                    "400": _error("not JSON, an empty filter, an unknown field, status, type, batchId or cursor"),
+                    **_BODY_ERRORS,
+                    **_COMMON_ERRORS,
+                },
+            }
+        },
+    }
+
+
+def _rerun_schemas(job_types: JobTypes) -> dict[str, Any]:
+    return {
+        "RetryRequest": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "fromStart": {
+                    "type": "boolean",
+                    "default": False,
+                    "description": "discard the checkpoint and the progress: every chunk runs again",
+                }
+            },
+        },
+        "CancelFilter": {
+            "type": "object",
+            "additionalProperties": False,
+            "minProperties": 1,
+            "anyOf": [{"required": ["status"]}, {"required": ["type"]}, {"required": ["batchId"]}],
+            "description": "status, type, batchId or several (an empty filter is a 400: it would cancel everything)",
+            "properties": {
+                "status": {"type": "string", "enum": [s.value for s in CANCELLABLE]},
+                "type": {"type": "string", "enum": job_types.names()},
+                "batchId": {
+                    "type": "string",
+                    "pattern": JOB_ID_PATTERN,
+                    "description": "the jobs of this batch (its then included); another client's batch matches none",
+                },
+                "cursor": {
+                    "type": "string",
+                    "pattern": JOB_ID_PATTERN,
+                    "description": "nextCursor of the previous call",
+                },
+            },
+        },
+        "Cancelled": {
+            "type": "object",
+            "required": ["cancelled", "nextCursor"],
+            "properties": {
+                "cancelled": {"type": "integer", "minimum": 0, "maximum": MAX_BULK_CANCEL},
+                "nextCursor": _nullable(
+                    {
+                        "type": "string",
+                        "pattern": JOB_ID_PATTERN,
+                        "description": "more jobs matched than one call cancels: send the filter again with it",
+                    }
+                ),
             },
         },
     }
@@ -229,18 +552,14 @@ def _upload_paths() -> dict[str, Any]:
             "post": {
                 "operationId": "createUpload",
                 "summary": "A presigned upload of one input file, under the caller's own prefix",
-                "requestBody": {
-                    "required": True,
-                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/UploadRequest"}}},
-                },
+                "requestBody": _json_request("UploadRequest"),
                 "responses": {
                     "201": {
                         "description": "POST `fields`, then the file as the form's last field `file`, to `uploadUrl`",
                         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Upload"}}},
                     },
                     "400": _error("not JSON, an unknown field, a filename with a path, bytes over the limit"),
-                    "413": _error("the body is too large"),
-                    "415": _error("the body is not JSON"),
+                    **_BODY_ERRORS,
                     **_COMMON_ERRORS,
                 },
             }
@@ -285,9 +604,10 @@ def _limits_schemas() -> dict[str, Any]:
                 "limits": _nullable(
                     {
                         "type": "object",
-                        "required": ["maxActiveJobs", "maxRunningJobs", "maxTimeoutSeconds"],
+                        "required": ["maxActiveJobs", "maxRunningJobs", "maxTimeoutSeconds", "maxSchedules"],
                         "properties": {
                             "maxActiveJobs": {**limit, "description": "unfinished jobs at once; over it, 429"},
+                            "maxSchedules": {**limit, "description": "schedules at once; over it, 409"},
                             "maxRunningJobs": {**limit, "description": "jobs RUNNING at once"},
                             "maxTimeoutSeconds": {**limit, "description": "the largest timeoutSeconds; over it, 400"},
                         },
@@ -296,6 +616,158 @@ def _limits_schemas() -> dict[str, Any]:
                 "usage": {"type": "object", "required": sorted(usage), "properties": usage},
             },
         }
+    }
+
+
+_SCHEDULE_ID = {
+    "name": "schedule_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": JOB_ID_PATTERN},
+}
+
+
+def _schedule_paths() -> dict[str, Any]:
+    schedule_json = {"application/json": {"schema": {"$ref": "#/components/schemas/Schedule"}}}
+    body_errors = {
+        "413": _error("the body is too large"),
+        "415": _error("the body is not JSON"),
+    }
+    return {
+        "/schedules": {
+            "post": {
+                "operationId": "createSchedule",
+                "summary": "A recurring schedule: a job made for each occurrence of a cron expression in a zone",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ScheduleRequest"}}},
+                },
+                "responses": {
+                    "201": {
+                        "description": "stored, with its first occurrence (nextRunAt)",
+                        "headers": {"Location": {"schema": {"type": "string"}}},
+                        "content": schedule_json,
+                    },
+                    "400": _error("not JSON, a bad cron or time zone, a job template a submission could not be"),
+                    "409": _error("code ScheduleLimit: as many schedules as the plan's maxSchedules"),
+                    **body_errors,
+                    **_COMMON_ERRORS,
+                },
+            },
+            "get": {
+                "operationId": "listSchedules",
+                "summary": "The caller's schedules, newest first",
+                "parameters": _PAGE_PARAMETERS,
+                "responses": {
+                    "200": {
+                        "description": "a page of schedules",
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ScheduleList"}}},
+                    },
+                    "400": _error("a bad limit or cursor"),
+                    **_COMMON_ERRORS,
+                },
+            },
+        },
+        "/schedules/{schedule_id}": {
+            "parameters": [_SCHEDULE_ID],
+            "get": {
+                "operationId": "getSchedule",
+                "summary": "A schedule, its next and last occurrence",
+                "responses": {
+                    "200": {"description": "the schedule", "content": schedule_json},
+                    "400": _error("a query parameter (this route takes none)"),
+                    "404": _error("no schedule of the caller has this id"),
+                    **_COMMON_ERRORS,
+                },
+            },
+            "patch": {
+                "operationId": "updateSchedule",
+                "summary": "Pause, resume or change a schedule",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SchedulePatch"}}},
+                },
+                "responses": {
+                    "200": {"description": "the schedule as changed", "content": schedule_json},
+                    "400": _error("not JSON, a bad field (as for POST /schedules)"),
+                    "404": _error("no schedule of the caller has this id"),
+                    **body_errors,
+                    **_COMMON_ERRORS,
+                },
+            },
+            "delete": {
+                "operationId": "deleteSchedule",
+                "summary": "Delete a schedule (its next job, made ahead and not yet due, is cancelled)",
+                "responses": {
+                    "204": {"description": "deleted"},
+                    "400": _error("a query parameter (this route takes none)"),
+                    "404": _error("no schedule of the caller has this id"),
+                    **_COMMON_ERRORS,
+                },
+            },
+        },
+    }
+
+
+def _schedule_schemas(job_types: JobTypes) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "cron": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_CRON_CHARS,
+            "example": "*/5 * * * *",
+            "description": "5 fields: minute hour day-of-month month day-of-week (at most once a minute)",
+        },
+        "timezone": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_ZONE_CHARS,
+            "default": DEFAULT_TIMEZONE,
+            "example": "Europe/Berlin",
+            "description": "the IANA zone the expression is read in (DST: see the README)",
+        },
+        # A schedule's job template: a job with no time of its own, like a batch's then.
+        "job": {"oneOf": [_submission(job_types.get(name), place="then") for name in job_types.names()]},
+        "overlap": {
+            "type": "string",
+            "enum": [o.value for o in Overlap],
+            "default": Overlap.SKIP.value,
+            "description": "skip: an occurrence while the previous job is still active is skipped (and counted)",
+        },
+        "paused": {"type": "boolean", "default": False},
+    }
+    view: dict[str, Any] = {
+        "scheduleId": {"type": "string", "pattern": JOB_ID_PATTERN},
+        **{name: {k: v for k, v in fields[name].items() if k != "default"} for name in ("cron", "timezone")},
+        "job": {"type": "object", "description": "the job template as given"},
+        "overlap": {"type": "string", "enum": [o.value for o in Overlap]},
+        "paused": {"type": "boolean"},
+        "nextRunAt": _nullable({**_TIMESTAMP, "description": "the next occurrence; null while paused"}),
+        "lastRunAt": _nullable({**_TIMESTAMP, "description": "the occurrence of the last job made"}),
+        "lastJobId": _nullable({"type": "string", "pattern": JOB_ID_PATTERN}),
+        "skipped": {"type": "integer", "minimum": 0, "description": "occurrences skipped (overlap, limits)"},
+        "lastSkippedAt": _nullable(_TIMESTAMP),
+        "lastSkipReason": _nullable({"type": "string"}),
+        "createdAt": _TIMESTAMP,
+        "updatedAt": _TIMESTAMP,
+    }
+    return {
+        "ScheduleRequest": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["cron", "job"],
+            "properties": fields,
+        },
+        "SchedulePatch": {"type": "object", "additionalProperties": False, "properties": fields},
+        "Schedule": {"type": "object", "required": sorted(view), "properties": view},
+        "ScheduleList": {
+            "type": "object",
+            "required": ["schedules", "nextCursor"],
+            "properties": {
+                "schedules": {"type": "array", "items": {"$ref": "#/components/schemas/Schedule"}},
+                "nextCursor": _nullable({"type": "string", "pattern": JOB_ID_PATTERN}),
+            },
+        },
     }
 
 
@@ -350,18 +822,12 @@ def document(job_types: JobTypes, *, upload_max_bytes: int = Settings.upload_max
         },
         "security": [{"apiKey": []}],
         "paths": {
+            **_batch_paths(),
             "/jobs": {
                 "post": {
                     "operationId": "submitJob",
                     "summary": "Submit a job; answers at once with its id",
-                    "parameters": [
-                        {
-                            "name": "Idempotency-Key",
-                            "in": "header",
-                            "required": False,
-                            "schema": {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN},
-                        }
-                    ],
+                    "parameters": [_IDEMPOTENCY_KEY],
                     "requestBody": {
                         "required": True,
                         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Submission"}}},
@@ -394,17 +860,7 @@ def document(job_types: JobTypes, *, upload_max_bytes: int = Settings.upload_max
                             "schema": {"type": "string", "enum": [s.value for s in JobStatus]},
                         },
                         {"name": "type", "in": "query", "schema": {"type": "string", "enum": job_types.names()}},
-                        {
-                            "name": "limit",
-                            "in": "query",
-                            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
-                        },
-                        {
-                            "name": "cursor",
-                            "in": "query",
-                            "schema": {"type": "string", "pattern": JOB_ID_PATTERN},
-                            "description": "nextCursor of the previous page",
-                        },
+                        *_PAGE_PARAMETERS,
                         {
                             "name": "ids",
                             "in": "query",
@@ -475,8 +931,10 @@ def document(job_types: JobTypes, *, upload_max_bytes: int = Settings.upload_max
                 },
             },
             **_upload_paths(),
+            **_schedule_paths(),
             **_limits_paths(),
             **_webhook_paths(),
+            **_rerun_paths(),
             "/jobs/{job_id}/result": {
                 "parameters": [_JOB_ID],
                 "get": {
@@ -580,8 +1038,11 @@ def document(job_types: JobTypes, *, upload_max_bytes: int = Settings.upload_max
                     },
                 },
                 **_upload_schemas(upload_max_bytes),
+                **_schedule_schemas(job_types),
                 **_limits_schemas(),
                 **_webhook_schemas(),
+                **_rerun_schemas(job_types),
+                **_batch_schemas(job_types),
                 "Error": {
                     "type": "object",
                     "required": ["code", "message"],

@@ -20,6 +20,14 @@ checked against the truth for free: a start is an UPDATE guarded by the status a
 the message names, and a hand-off's lease and checkpoint sequence are Redis's; anything else (a
 take-over, a job that ended, a message that came back) reads the row (worker.py). The row is
 carried only while the message stays within one SQS request (CARRY_MAX_BYTES).
+
+A job has a priority (models.Priority), and every message of a high job goes to the high-priority
+queue, which has its own dead-letter queue, event source mapping and reserved concurrency: a backlog
+of normal jobs never delays it. JobQueue picks the queue by the priority each send names, so no
+sender knows a queue URL; the message says its priority too (`priority`, only when high), so a
+re-send of a received message (a deferral, a record with no time left, a dead letter sent again)
+goes back to its job's own queue without the row. Without a high-priority queue configured
+(JOBS_HIGH_QUEUE_URL empty) every job shares the jobs queue.
 """
 
 from __future__ import annotations
@@ -28,10 +36,13 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import aws, errors
-from .models import Job, JobStatus, as_utc
+from .models import Job, JobStatus, Priority, as_utc
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 #: A message whose body would be longer than this goes without its job's row (the worker reads it):
 #: SQS bills a message per 64 KiB, and the body limit is 256 KiB.
@@ -46,6 +57,10 @@ def connect(*, endpoint_url: str | None, region: str) -> Any:
 
 #: SQS's longest DelaySeconds.
 MAX_DELAY_SECONDS = 900
+#: Most messages of one SendMessageBatch, and most bytes of their bodies together.
+BATCH_SIZE, BATCH_MAX_BYTES = 10, 256 * 1024
+#: SendMessageBatch requests of one `send_jobs` in flight at once (a 500-job batch is 50 requests).
+SEND_CONCURRENCY = 8
 
 
 def seconds_until(moment: datetime | None, now: datetime) -> int:
@@ -58,13 +73,21 @@ def seconds_until(moment: datetime | None, now: datetime) -> int:
 
 
 class JobQueue:
-    """The jobs queue. Its client is made on first send, so routes that send nothing never import boto3."""
+    """The jobs queue and the high-priority one. Its client is made on first send, so routes that
+    send nothing never import boto3."""
 
-    def __init__(self, connect: Callable[[], Any], queue_url: str):
+    def __init__(self, connect: Callable[[], Any], queue_url: str, *, high_url: str = ""):
         self._connect = connect
         self._client: Any = None
         self.url = queue_url
+        #: The high-priority queue; empty: high jobs share the jobs queue.
+        self.high_url = high_url
         self._urls: dict[str, str] = {}
+        self._deleter: ThreadPoolExecutor | None = None
+
+    def url_for(self, priority: Priority) -> str:
+        """The queue a job of this priority is sent to."""
+        return self.high_url if priority is Priority.HIGH and self.high_url else self.url
 
     @property
     def _sqs(self) -> Any:
@@ -77,6 +100,7 @@ class JobQueue:
         job_id: str,
         *,
         owner: str | None = None,
+        priority: Priority = Priority.NORMAL,
         lease: str | None = None,
         hop: int | None = None,
         dead_letters: int = 0,
@@ -86,28 +110,66 @@ class JobQueue:
     ) -> str:
         """Ask a worker to run (or carry on with) the job; returns the SQS message id.
 
-        `owner` is the job's (its fair-queue group); `lease` hands the sender's lease to the
-        invocation that receives it, `hop` numbers that hand-off; `dead_letters` counts the times
-        the dead-letter handler sent the job again, `deferrals` the times a worker put off its start
-        (no free slot); `delay_seconds` (at most SQS's 900) keeps the message invisible that long;
-        `job` (from `carry`) is the row the worker starts from, left out if the body grows too long.
+        `owner` is the job's (its fair-queue group); `priority` is the job's, and picks the queue;
+        `lease` hands the sender's lease to the invocation that receives it, `hop` numbers that
+        hand-off; `dead_letters` counts the times the dead-letter handler sent the job again,
+        `deferrals` the times a worker put off its start (no free slot); `delay_seconds` (at most
+        SQS's 900) keeps the message invisible that long; `job` (from `carry`) is the row the worker
+        starts from, left out if the body grows too long.
         """
-        message = Message(job_id, lease, hop, dead_letters, owner, deferrals, job)
+        message = Message(job_id, lease, hop, dead_letters, owner, deferrals, job, priority)
         body = message.body()
         if job is not None and len(body) > CARRY_MAX_BYTES:
             body = replace(message, job=None).body()
         group = {"MessageGroupId": owner} if owner else {}
+        url = self.url_for(priority)
         try:
-            reply = self._sqs.send_message(QueueUrl=self.url, MessageBody=body, DelaySeconds=delay_seconds, **group)
+            reply = self._sqs.send_message(QueueUrl=url, MessageBody=body, DelaySeconds=delay_seconds, **group)
         except Exception as exc:  # botocore's ClientError, EndpointConnectionError, timeouts...
             raise errors.QueueUnavailable(f"SQS: {exc}") from exc
         return reply["MessageId"]
+
+    def send_jobs(self, jobs: list[tuple[Job, int]]) -> list[str]:
+        """Send a message for each (job, delay in seconds), up to ten and 256 KiB to a request
+        (SendMessageBatch's limits), SEND_CONCURRENCY requests at a time (a boto3 client is
+        thread-safe), each to its job's queue (a request goes to one queue); returns the ids of the
+        jobs whose message did not go out."""
+        by_queue: dict[str, list[tuple[Job, int, str]]] = {}
+        for job, delay in jobs:
+            by_queue.setdefault(self.url_for(job.priority), []).append((job, delay, self._body(job)))
+        groups = [(url, group) for url, items in by_queue.items() for group in _batches(items)]
+        if len(groups) <= 1:
+            return [job_id for url, group in groups for job_id in self._send_batch(url, group)]
+        from concurrent.futures import ThreadPoolExecutor  # only a batch's submit needs it: off the cold start
+
+        sqs = self._sqs  # made once, before the threads share it
+        with ThreadPoolExecutor(max_workers=min(SEND_CONCURRENCY, len(groups))) as pool:
+            sent = pool.map(lambda queued: self._send_batch(queued[0], queued[1], sqs), groups)
+            return [job_id for failed in sent for job_id in failed]
+
+    def _send_batch(self, url: str, group: list[tuple[Job, int, str]], sqs: Any = None) -> list[str]:
+        """One SendMessageBatch to the queue at `url`; the ids of the jobs it did not send."""
+        entries = [
+            {"Id": str(i), "MessageBody": body, "DelaySeconds": delay, "MessageGroupId": job.owner}
+            for i, (job, delay, body) in enumerate(group)
+        ]
+        try:
+            reply = (sqs or self._sqs).send_message_batch(QueueUrl=url, Entries=entries)
+        except Exception:  # botocore's ClientError, EndpointConnectionError, timeouts...
+            return [job.id for job, _, _ in group]
+        return [group[int(entry["Id"])][0].id for entry in reply.get("Failed", [])]
+
+    @staticmethod
+    def _body(job: Job) -> str:
+        body = Message(job.id, owner=job.owner, job=carry(job), priority=job.priority).body()
+        return body if len(body) <= CARRY_MAX_BYTES else Message(job.id, owner=job.owner, priority=job.priority).body()
 
     def resend(self, message: Message, *, owner: str | None = None, dead_letters: int | None = None) -> str:
         """Send a received message again as a new one (its lease, hop and counts kept)."""
         return self.send_job(
             message.job_id,
             owner=owner or message.owner,
+            priority=message.priority,
             lease=message.lease,
             hop=message.hop,
             dead_letters=message.dead_letters if dead_letters is None else dead_letters,
@@ -115,31 +177,52 @@ class JobQueue:
             job=message.job,
         )
 
-    def delete(self, receipt_handle: str, *, queue_arn: str) -> None:
+    def delete_soon(self, receipt_handle: str, *, queue_arn: str) -> Future[None]:
         """Delete a received message (one DeleteMessage), so that a later crash of the invocation
-        that received it cannot bring it back; Lambda's own delete of it later is harmless."""
+        that received it cannot bring it back (Lambda's own delete of it later is harmless). The
+        request goes out on a thread of the queue's own while the caller goes on (the worker, to its
+        next record); the future raises QueueUnavailable when SQS refused, and whoever asks waits
+        for it before the invocation returns (Lambda freezes a container's threads in between)."""
+        from concurrent.futures import Future, ThreadPoolExecutor  # only the worker deletes: off the API's cold start
+
+        try:  # the client and the URL made in the caller's thread, before the thread shares them
+            sqs, url = self._sqs, self._url_of(queue_arn)
+        except Exception as exc:
+            refused: Future[None] = Future()
+            refused.set_exception(errors.QueueUnavailable(f"SQS: {exc}"))
+            return refused
+        if self._deleter is None:
+            self._deleter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqs-delete")
+        return self._deleter.submit(self._delete, sqs, url, receipt_handle)
+
+    @staticmethod
+    def _delete(sqs: Any, url: str, receipt_handle: str) -> None:
         try:
-            self._sqs.delete_message(QueueUrl=self._url_of(queue_arn), ReceiptHandle=receipt_handle)
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=receipt_handle)
         except Exception as exc:
             raise errors.QueueUnavailable(f"SQS: {exc}") from exc
 
     def _url_of(self, queue_arn: str) -> str:
-        """The URL of the queue a record came from (its eventSourceARN): ours without a request, any
-        other (a future second queue) from one GetQueueUrl, kept for the container's life."""
+        """The URL of the queue a record came from (its eventSourceARN): ours (the jobs queue, the
+        high-priority one) without a request, any other from one GetQueueUrl, kept for the
+        container's life."""
         account, name = queue_arn.split(":")[4:6]  # arn:aws:sqs:<region>:<account>:<name>
-        if self.url.rstrip("/").rsplit("/", 1)[-1] == name:
-            return self.url
+        for url in (self.url, self.high_url):
+            if url and url.rstrip("/").rsplit("/", 1)[-1] == name:
+                return url
         if queue_arn not in self._urls:
             reply = self._sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)
             self._urls[queue_arn] = reply["QueueUrl"]
         return self._urls[queue_arn]
 
     def ping(self) -> None:
-        """One cheap call, for health checks."""
-        try:
-            self._sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=["QueueArn"])
-        except Exception as exc:
-            raise errors.QueueUnavailable(f"SQS: {exc}") from exc
+        """One cheap call per queue a submission may go to (the high-priority one too, when set), for
+        health checks."""
+        for url in filter(None, (self.url, self.high_url)):
+            try:
+                self._sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+            except Exception as exc:
+                raise errors.QueueUnavailable(f"SQS: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -158,6 +241,8 @@ class Message:
     deferrals: int = 0
     #: What the worker needs of the job's row, as `carry` wrote it (None: it reads the row).
     job: dict[str, Any] | None = None
+    #: The job's priority: the queue a re-send of this message goes to.
+    priority: Priority = Priority.NORMAL
 
     def body(self) -> str:
         fields: dict[str, Any] = {"jobId": self.job_id}
@@ -171,9 +256,25 @@ class Message:
             fields["deadLetters"] = self.dead_letters
         if self.deferrals:
             fields["deferrals"] = self.deferrals
+        if self.priority is not Priority.NORMAL:
+            fields["priority"] = self.priority.value
         if self.job is not None:
             fields["job"] = self.job
         return json.dumps(fields, separators=(",", ":"))
+
+
+def _batches(items: list[tuple[Job, int, str]]) -> list[list[tuple[Job, int, str]]]:
+    """The items in order, in groups of at most BATCH_SIZE whose bodies sum to at most BATCH_MAX_BYTES."""
+    groups: list[list[tuple[Job, int, str]]] = []
+    size = 0
+    for item in items:
+        length = len(item[2])
+        if not groups or len(groups[-1]) == BATCH_SIZE or size + length > BATCH_MAX_BYTES:
+            groups.append([])
+            size = 0
+        groups[-1].append(item)
+        size += length
+    return groups
 
 
 def parse_message(body: str) -> Message:
@@ -191,6 +292,7 @@ def parse_message(body: str) -> Message:
         owner if isinstance(owner, str) and owner else None,
         _count(message.get("deferrals")),
         message.get("job") if isinstance(message.get("job"), dict) else None,
+        Priority.HIGH if message.get("priority") == Priority.HIGH.value else Priority.NORMAL,
     )
 
 
@@ -211,6 +313,12 @@ def carry(job: Job, *, seq: int = 0) -> dict[str, Any] | None:
     }
     if job.callback_url is not None:  # its final write is the webhook's outbox (lifecycle.py)
         fields["callbackUrl"] = job.callback_url
+    if job.previous_error is not None:  # a retried job's views keep showing it
+        fields["previousError"] = job.previous_error
+    if job.batch_id is not None:  # shown in its views
+        fields["batchId"] = job.batch_id
+    if job.depends_on is not None:
+        fields["dependsOn"] = job.depends_on
     if job.status is JobStatus.RUNNING:
         fields.update(startedAt=_ms(job.started_at), deaths=job.deaths, deathChunk=job.death_chunk, seq=seq)
         if job.error is not None:
@@ -249,6 +357,10 @@ def carried(message: Message) -> Carried | None:
             timeout_seconds=int(fields["timeoutSeconds"]),
             attempts=int(fields["attempts"]),
             callback_url=fields.get("callbackUrl"),
+            previous_error=fields.get("previousError"),
+            priority=message.priority,
+            batch_id=fields.get("batchId"),
+            depends_on=fields.get("dependsOn"),
         )
         if status is JobStatus.RUNNING:
             job.started_at = job.updated_at = _moment(fields["startedAt"])

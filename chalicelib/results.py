@@ -54,6 +54,10 @@ class Results:
         self._objects.put(s.results_bucket, key, text.encode(), content_type="application/json")
         return StoredResult(size, None, key)
 
+    def read(self, key: str) -> Any:
+        """The result kept in the object `key` (one GetObject)."""
+        return json.loads(self._objects.get(self._bucket(), key))
+
     def url(self, key: str) -> str:
         """A fresh presigned GET of the result object, valid RESULT_URL_SECONDS."""
         bucket = self._bucket()

@@ -2,36 +2,43 @@
 delivery once per container.
 
 Nothing connects at import or construction: each dependency is made on first use and then reused
-by every later invocation of the same container. The job types (built-ins and JOB_TYPES) are
-imported once, on first use; a bad JOB_TYPES is logged once, naming the module, and every later
-use answers the same `errors.Misconfigured` (a 503, not a stack trace per request). Tests install
-their own Runtime with `use()`.
+by every later invocation of the same container. Its module is imported then too, so a function
+loads only what it uses: the API function never the worker's modules, the worker never the routes'
+services (`preload` imports them all where Lambda initialises ahead of events). The job types
+(built-ins and JOB_TYPES) are imported once, on first use; a bad JOB_TYPES is logged once, naming
+the module, and every later use answers the same `errors.Misconfigured` (a 503, not a stack trace
+per request). Tests install their own Runtime with `use()`.
 """
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-from . import aws, errors, hotstate, objects, queue, secrets, tenants
+from . import errors
 from .config import Settings
-from .holds import Holds
-from .hotstate import HotState
-from .jobs import JobTypes
-from .objects import ObjectStore
 from .observability import logger as log
-from .queue import DeliveryQueue, JobQueue
-from .service import JobService
-from .store import JobStore
-from .sweeper import Sweeper
-from .tenants import Tenants
-from .uploads import Uploads
-from .webhooks.outbox import Outbox
-from .webhooks.signing import SigningSecrets
-from .worker import Worker
 
 if TYPE_CHECKING:
+    from .batches import Batches
+    from .dependencies import Dependencies
+    from .holds import Holds
+    from .hotstate import HotState
+    from .jobs import JobTypes
+    from .objects import ObjectStore
+    from .queue import DeliveryQueue, JobQueue
+    from .schedules import ScheduleService
+    from .service import JobService
+    from .store import JobStore
+    from .sweeper import Sweeper
+    from .tenants import Tenants
+    from .uploads import Uploads
     from .webhooks.delivery import Deliverer
+    from .webhooks.outbox import Outbox
+    from .webhooks.signing import SigningSecrets
+    from .worker import Worker
 
 
 class Runtime:
@@ -45,6 +52,8 @@ class Runtime:
     def job_types(self) -> JobTypes:
         """The built-in types and those of the JOB_TYPES modules, imported once."""
         if self._job_types is None:
+            from .jobs import JobTypes
+
             try:
                 self._job_types = JobTypes.load(self.settings.job_types)
             except errors.Misconfigured as exc:
@@ -72,6 +81,9 @@ class Runtime:
 
     @cached_property
     def store(self) -> JobStore:
+        from . import secrets
+        from .store import JobStore
+
         s = self.settings
         credentials = None
         if s.mysql_secret_arn:
@@ -81,11 +93,13 @@ class Runtime:
 
     @cached_property
     def hot(self) -> HotState:
+        from . import hotstate, secrets
+
         s = self.settings
         token = s.redis_auth_token
         if token is None and s.redis_auth_secret_arn:
             token = secrets.read(s.redis_auth_secret_arn, endpoint_url=s.aws_endpoint_url, region=s.aws_region)
-        return HotState(
+        return hotstate.HotState(
             hotstate.connect(s.redis_url, password=token),
             prefix=s.redis_prefix,
             active_ttl=s.active_ttl_seconds,
@@ -95,22 +109,35 @@ class Runtime:
 
     @cached_property
     def queue(self) -> JobQueue:
+        from . import queue
+
         s = self.settings
-        return JobQueue(lambda: queue.connect(endpoint_url=s.aws_endpoint_url, region=s.aws_region), s.jobs_queue_url)
+        return queue.JobQueue(
+            lambda: queue.connect(endpoint_url=s.aws_endpoint_url, region=s.aws_region),
+            s.jobs_queue_url,
+            high_url=s.jobs_high_queue_url,
+        )
 
     @cached_property
     def delivery_queue(self) -> DeliveryQueue:
+        from . import queue
+
         s = self.settings
-        return DeliveryQueue(
+        return queue.DeliveryQueue(
             lambda: queue.connect(endpoint_url=s.aws_endpoint_url, region=s.aws_region), s.webhooks_queue_url
         )
 
     @cached_property
     def outbox(self) -> Outbox:
+        from .webhooks.outbox import Outbox
+
         return Outbox(self.store, self.delivery_queue)
 
     @cached_property
     def signing_secrets(self) -> SigningSecrets:
+        from . import aws
+        from .webhooks.signing import SigningSecrets
+
         s = self.settings
         return SigningSecrets(
             lambda: aws.client("secretsmanager", endpoint_url=s.aws_endpoint_url, region=s.aws_region),
@@ -128,14 +155,18 @@ class Runtime:
 
     @cached_property
     def objects(self) -> ObjectStore:
+        from . import objects
+
         s = self.settings
-        return ObjectStore(lambda: objects.connect(endpoint_url=s.aws_endpoint_url, region=s.aws_region))
+        return objects.ObjectStore(lambda: objects.connect(endpoint_url=s.aws_endpoint_url, region=s.aws_region))
 
     @cached_property
     def tenants(self) -> Tenants:
+        from . import tenants
+
         s = self.settings
         read = None if s.tenants_url is None else tenants.s3_reader(s.tenants_url, self.objects)
-        return Tenants(read, ttl_seconds=s.tenants_ttl_seconds)
+        return tenants.Tenants(read, ttl_seconds=s.tenants_ttl_seconds)
 
     def _job_parts(self) -> tuple[JobStore, HotState, JobQueue, JobTypes, ObjectStore, Settings]:
         """What the service and the worker are both made of, in their constructors' order."""
@@ -143,25 +174,101 @@ class Runtime:
 
     @cached_property
     def holds(self) -> Holds:
+        from .holds import Holds
+
         return Holds(self.store, self.queue, self.tenants)
 
     @cached_property
+    def dependencies(self) -> Dependencies:
+        from .dependencies import Dependencies
+
+        return Dependencies(self.store, self.hot, self.queue)
+
+    @cached_property
     def service(self) -> JobService:
-        return JobService(*self._job_parts(), tenants=self.tenants, outbox=self.outbox, holds=self.holds)
+        from .service import JobService
+
+        return JobService(
+            *self._job_parts(),
+            tenants=self.tenants,
+            outbox=self.outbox,
+            holds=self.holds,
+            dependencies=self.dependencies,
+        )
+
+    @cached_property
+    def batches(self) -> Batches:
+        from .batches import Batches
+
+        return Batches(
+            self.store,
+            self.hot,
+            self.queue,
+            self.service,
+            tenants=self.tenants,
+            stall_after_seconds=self.settings.stall_after_seconds,
+        )
+
+    @cached_property
+    def schedules(self) -> ScheduleService:
+        from .schedule_store import ScheduleStore
+        from .schedules import ScheduleService  # cronsim and zoneinfo: only schedules' routes and the sweeper
+
+        return ScheduleService(ScheduleStore(self.store.execute), self.service, self.store, self.tenants)
 
     @cached_property
     def uploads(self) -> Uploads:
+        from .uploads import Uploads
+
         return Uploads(self.objects, self.settings)
 
     @cached_property
     def sweeper(self) -> Sweeper:
+        from .sweeper import Sweeper
+
         return Sweeper(
-            self.store, self.hot, self.queue, self.settings, objects=self.objects, outbox=self.outbox, holds=self.holds
+            self.store,
+            self.hot,
+            self.queue,
+            self.settings,
+            objects=self.objects,
+            outbox=self.outbox,
+            holds=self.holds,
+            schedules=self.schedules,
+            dependencies=self.dependencies,
         )
 
     @cached_property
     def worker(self) -> Worker:
-        return Worker(*self._job_parts(), tenants=self.tenants, outbox=self.outbox, holds=self.holds)
+        from .worker import Worker
+
+        return Worker(
+            *self._job_parts(),
+            tenants=self.tenants,
+            outbox=self.outbox,
+            holds=self.holds,
+            dependencies=self.dependencies,
+        )
+
+
+#: The modules the properties above import on first use (openapi: its route's own).
+_ON_FIRST_USE = (
+    *("store", "hotstate", "queue", "objects", "tenants", "holds", "dependencies", "service", "batches"),
+    *("schedule_store", "schedules", "uploads", "sweeper", "worker", "webhooks.delivery", "openapi"),
+)
+#: Lambda's AWS_LAMBDA_INITIALIZATION_TYPE for an environment initialised before any event comes.
+_AHEAD_OF_EVENTS = ("provisioned-concurrency", "snap-start")
+
+
+def preload(environ: Mapping[str, str]) -> bool:
+    """In an environment Lambda initialises ahead of its events (provisioned concurrency, SnapStart),
+    import now every module a first event would, so that no event pays for one; on demand, nothing
+    (each function then loads only what it uses). Whether it loaded them."""
+    if environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") not in _AHEAD_OF_EVENTS:
+        return False
+    for name in _ON_FIRST_USE:
+        importlib.import_module(f"{__package__}.{name}")
+    return True
 
 
 _current: Runtime | None = None

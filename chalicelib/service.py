@@ -16,18 +16,20 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from . import errors, observability
+from .bulk import BulkCancel, Cancelled, parse_filter
 from .config import Settings
+from .dependencies import MAX_DEPENDENCIES, Dependencies
 from .holds import Holds
-from .hotstate import READ_RIDE_OUT_SECONDS, HotJob, HotState
+from .hotstate import READ_RIDE_OUT_SECONDS, RIDE_OUT_SECONDS, HotJob, HotState
 from .jobs import JobContext, JobType, JobTypes
 from .lifecycle import Lifecycle
-from .models import Job, JobSnapshot, JobStatus, as_utc, new_job_id, parse_job_id, utcnow
+from .models import Job, JobSnapshot, JobStatus, Priority, as_utc, new_job_id, parse_job_id, utcnow
 from .objects import ObjectStore
 from .observability import logger as log
 from .queue import MAX_DELAY_SECONDS as SQS_MAX_DELAY_SECONDS
 from .queue import JobQueue, carry, seconds_until
 from .results import Results
-from .store import ActiveCounts, JobStore
+from .store import ActiveCounts, DependencyState, JobStore
 from .tenants import Tenant, Tenants
 from .webhooks import guard
 from .webhooks.outbox import Outbox
@@ -38,7 +40,13 @@ MAX_TIMEOUT_SECONDS = 7 * 86400
 DEFAULT_LIMIT, MAX_LIMIT = 20, 100
 #: Most job ids one `GET /jobs?ids=` may name.
 MAX_IDS = 100
-_SUBMIT_FIELDS = {"type", "payload", "maxAttempts", "timeoutSeconds", "runAt", "delaySeconds", "callbackUrl"}
+_SUBMIT_FIELDS = {
+    *("type", "payload", "maxAttempts", "timeoutSeconds", "runAt", "delaySeconds", "callbackUrl", "dependsOn"),
+    "priority",
+}
+#: What a schedule's job template may not set (its occurrence gives the time), and what it may.
+_UNSCHEDULABLE = frozenset({"runAt", "delaySeconds", "dependsOn"})
+_TEMPLATE_FIELDS = frozenset(_SUBMIT_FIELDS - _UNSCHEDULABLE)
 #: How far ahead a job may be scheduled (runAt, delaySeconds): a year.
 MAX_DELAY_SECONDS = 365 * 86400
 
@@ -108,6 +116,58 @@ def _int_option(body: dict[str, Any], name: str, default: int, high: int) -> int
     return value
 
 
+#: The states a retry starts from.
+RETRYABLE = (JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+def _from_start(body: Any) -> bool:
+    """A retry's `fromStart` (false when there is no body)."""
+    if body is None:
+        return False
+    if not isinstance(body, dict) or set(body) - {"fromStart"} or not isinstance(body.get("fromStart", False), bool):
+        raise errors.InvalidRequest('the body must be {"fromStart": true|false} or empty')
+    return body.get("fromStart", False)
+
+
+def _not_retryable(job: Job) -> errors.JobNotRetryable:
+    return errors.JobNotRetryable(
+        f"job {job.id} is {job.status.value}: only a FAILED or CANCELLED job can be retried", status=job.status.value
+    )
+
+
+def _retried_status(job: Job, dependencies: DependencyState | None) -> JobStatus:
+    """What a retry makes of the job: PENDING, or WAITING again while a job it depends on has not
+    ended (its `dependsOn`, or a `then`'s members); a 409 while one ended without completing, since
+    it would only be cancelled again: that one is to be retried first."""
+    if dependencies is None or dependencies.total == 0:
+        return JobStatus.PENDING
+    if dependencies.failed is not None and not dependencies.run_on_failure:
+        failed_id, failed_status = dependencies.failed
+        raise errors.JobNotRetryable(
+            f"job {job.id} depends on {failed_id}, which is {failed_status.value}: retry that job first",
+            status=job.status.value,
+        )
+    return JobStatus.WAITING if dependencies.active else JobStatus.PENDING
+
+
+def _as_retried(job: Job, *, status: JobStatus, from_start: bool, at: datetime, message: str) -> None:
+    """`job` (its row before the retry) as store.retry left the row."""
+    job.status, job.previous_error, job.error = status, job.error or job.previous_error, None
+    job.attempts, job.cancel_requested, job.held, job.message = 0, False, False, message
+    job.result = job.result_bytes = job.result_key = job.run_at = job.started_at = job.finished_at = None
+    job.lease_token, job.deaths, job.death_chunk, job.updated_at, job.eta_seconds = None, 0, None, at, None
+    if from_start:
+        job.checkpoint, job.progress, job.progress_detail = None, 0, None
+
+
+def parse_priority(body: dict[str, Any]) -> Priority:
+    """The submission's `priority`: "high" or "normal" (the default when it names none)."""
+    raw = body.get("priority", Priority.NORMAL.value)
+    if raw not in (Priority.HIGH.value, Priority.NORMAL.value):
+        raise errors.InvalidRequest('priority must be "high" or "normal"')
+    return Priority(raw)
+
+
 def parse_run_at(body: dict[str, Any], now: datetime) -> datetime | None:
     """When the submission asks its job to start: `runAt` (RFC 3339 with an offset, in the future,
     at most MAX_DELAY_SECONDS ahead) or `delaySeconds` (0 to MAX_DELAY_SECONDS); None: at once."""
@@ -137,6 +197,88 @@ def parse_run_at(body: dict[str, Any], now: datetime) -> datetime | None:
     return moment
 
 
+def new_job(
+    owner: str,
+    spec: dict[str, Any],
+    job_type: JobType,
+    payload: dict[str, Any],
+    options: dict[str, Any],
+    now: datetime,
+    *,
+    depends_on: list[str],
+    job_id: str | None = None,
+    batch_id: str | None = None,
+) -> tuple[Job, int]:
+    """The job of a checked spec (`parse_submission`'s parts): WAITING when it depends on others,
+    SCHEDULED when it has a runAt (or delaySeconds), else PENDING; and the whole seconds until it is
+    due, rounded down (the message comes at most a second early and the worker waits that out)."""
+    run_at = parse_run_at(spec, now)
+    if depends_on and run_at is not None:
+        raise errors.InvalidRequest("give dependsOn or runAt/delaySeconds, not both")
+    status = JobStatus.WAITING if depends_on else JobStatus.PENDING if run_at is None else JobStatus.SCHEDULED
+    job = job_of(
+        owner,
+        job_type,
+        payload,
+        options,
+        now,
+        status=status,
+        job_id=job_id,
+        run_at=run_at,
+        batch_id=batch_id,
+        depends_on=depends_on or None,
+    )
+    return job, seconds_until(run_at, now)
+
+
+def job_of(
+    owner: str,
+    job_type: JobType,
+    payload: dict[str, Any],
+    options: dict[str, Any],
+    now: datetime,
+    *,
+    status: JobStatus,
+    job_id: str | None = None,
+    **fields: Any,
+) -> Job:
+    """A new job of `parse_submission`'s parts, created now, in `status` (a fresh id unless given)."""
+    return Job(
+        id=job_id or new_job_id(),
+        owner=owner,
+        type=job_type.name,
+        status=status,
+        payload=payload,
+        created_at=now,
+        updated_at=now,
+        **fields,
+        **options,
+    )
+
+
+def parse_depends_on(raw: Any, *, indices_below: int = 0) -> list[str]:
+    """The distinct job ids of a `dependsOn` list (empty for none), in canonical form; a 400 for
+    anything else. Inside a batch (`indices_below`: the member's own index) an integer names an
+    earlier member: those come back as `#<index>` for the batch to resolve."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_DEPENDENCIES:
+        raise errors.InvalidRequest(f"dependsOn must be a list of 1 to {MAX_DEPENDENCIES} job ids")
+    ids = []
+    for item in raw:
+        if isinstance(item, int) and not isinstance(item, bool) and 0 <= item < indices_below:
+            ids.append(f"#{item}")
+            continue
+        try:
+            ids.append(parse_job_id(item if isinstance(item, str) else ""))
+        except errors.InvalidJobId:
+            earlier = (
+                f" or the index of an earlier job of the batch (0 to {indices_below - 1})" if indices_below else ""
+            )
+            raise errors.InvalidRequest(f"dependsOn: {str(item)[:40]!r} is not a job id{earlier}") from None
+    return list(dict.fromkeys(ids))
+
+
 def parse_job_ids(raw: str) -> list[str]:
     """The distinct job ids of a comma-separated list, in canonical form; a 400 when there are none,
     more than MAX_IDS, or one is not a job id (so a malformed id never reaches Redis or MySQL)."""
@@ -146,6 +288,17 @@ def parse_job_ids(raw: str) -> list[str]:
     return list(dict.fromkeys(parse_job_id(part) for part in parts))
 
 
+def parse_limit(limit: str | None, *, default: int) -> int:
+    """A list's page size: the query's `limit` (1 to MAX_LIMIT), or `default`; else a 400."""
+    try:
+        page_size = default if limit is None else int(limit)
+    except ValueError:
+        page_size = 0
+    if not 1 <= page_size <= MAX_LIMIT:
+        raise errors.InvalidRequest(f"limit must be an integer from 1 to {MAX_LIMIT}")
+    return page_size
+
+
 def decode_cursor(cursor: str) -> str:
     """The job id a page starts after. Cursors are job ids: the query is scoped to the owner,
     so a forged cursor can only move within the caller's own jobs."""
@@ -153,6 +306,18 @@ def decode_cursor(cursor: str) -> str:
         return parse_job_id(cursor)
     except errors.InvalidJobId:
         raise errors.InvalidRequest("cursor is not one this API returned") from None
+
+
+def _refused(tenant: Tenant, *, adding: int = 1) -> errors.ActiveJobLimit:
+    """The 429 of `adding` jobs (a submission, a batch's, a retry) that would take the client over
+    its maxActiveJobs."""
+    observability.count("JobsRefused", adding)
+    limit = tenant.limits.max_active_jobs
+    return errors.ActiveJobLimit(
+        f"plan {tenant.plan} allows {limit} unfinished jobs at once (maxActiveJobs); "
+        + ("submit again when one has finished" if adding == 1 else f"this batch would add {adding}"),
+        maxActiveJobs=limit,
+    )
 
 
 class JobService:
@@ -170,6 +335,7 @@ class JobService:
         tenants: Tenants | None = None,
         outbox: Outbox | None = None,
         holds: Holds | None = None,
+        dependencies: Dependencies | None = None,
     ):
         self._store = store
         self._hot = hot
@@ -179,7 +345,10 @@ class JobService:
         self._settings = settings
         self._tenants = tenants or Tenants(None)
         self._holds = holds or Holds(store, queue, self._tenants)
-        self._lifecycle = Lifecycle(store, hot, outbox, holds=self._holds)
+        self._dependencies = dependencies or Dependencies(store, hot, queue)
+        self._lifecycle = Lifecycle(store, hot, outbox, holds=self._holds, dependencies=self._dependencies)
+        #: POST /jobs/cancel (its `limit` is the most jobs one call cancels).
+        self.bulk = BulkCancel(store, hot, self._lifecycle)
         self._webhook_policy = guard.Policy.of(
             allow_http=settings.webhook_allow_http, allow_loopback=settings.webhook_allow_loopback
         )
@@ -192,82 +361,99 @@ class JobService:
         tenants, one more MySQL statement counts the client's unfinished jobs against its plan, and a
         job over the plan's running cap is held (one UPDATE) instead of sent (holds.py)."""
         tenant = self._tenants.of(owner)
-        job_type, payload, options = self._parse_submission(owner, body, tenant)
+        job_type, payload, options = self.parse_submission(owner, body, tenant)
         # What the client asked, not the moment it made of it: a retry with delaySeconds is the same request.
-        asked = [job_type.name, payload, options] + [body[k] for k in ("runAt", "delaySeconds") if k in body]
-        request_hash = hashlib.sha256(json.dumps(asked, sort_keys=True).encode()).hexdigest()
+        asked = [job_type.name, payload, options] + [
+            body[k] for k in ("runAt", "delaySeconds", "dependsOn") if k in body
+        ]
+        request_hash = hashlib.sha256(json.dumps(asked, sort_keys=True, default=str).encode()).hexdigest()
         now = utcnow()
-        run_at = parse_run_at(body, now)
-        # Whole seconds down: the message comes at most a second early and the worker waits that out.
-        delay = seconds_until(run_at, now)
-        job = Job(
-            id=new_job_id(),
-            owner=owner,
-            type=job_type.name,
-            status=JobStatus.PENDING if run_at is None else JobStatus.SCHEDULED,
-            payload=payload,
-            created_at=now,
-            updated_at=now,
-            run_at=run_at,
-            **options,
+        depends_on = self.check_dependencies(owner, parse_depends_on(body.get("dependsOn")))
+        job, delay = new_job(owner, body, job_type, payload, options, now, depends_on=depends_on)
+        status = job.status
+        # Due within SQS's delay: sent now, with it; later ones wait in MySQL for the sweeper (sweeper.py);
+        # a waiting one is sent when its dependencies have completed (dependencies.py).
+        send_now = delay <= SQS_MAX_DELAY_SECONDS and not depends_on
+        stored = self._store.insert_job(
+            job, idempotency_key=idempotency_key, request_hash=request_hash, sent=send_now, dependencies=depends_on
         )
-        # Due within SQS's delay: sent now, with it; later ones wait in MySQL for the sweeper (sweeper.py).
-        send_now = delay <= SQS_MAX_DELAY_SECONDS
-        stored = self._store.insert_job(job, idempotency_key=idempotency_key, request_hash=request_hash, sent=send_now)
         if stored.id != job.id:
             return replace(self.get(owner, stored.id), replayed=True)
         held = False
         if tenant is not None:
-            counts = self._within_active_limit(job, tenant)
-            if run_at is None and self._holds.should_hold(tenant, counts):  # a scheduled job waits anyway
+            counts = self.within_active_limit([job.id], owner, tenant)
+            if status is JobStatus.PENDING and self._holds.should_hold(tenant, counts):  # the others wait anyway
                 held = self._holds.hold(job, tenant, counts)
         cadence = job_type.chunk_seconds(payload)
         self._best_effort_write(job, seq=0, cadence_ms=None if cadence is None else cadence * 1000)
+        if depends_on:
+            # Registered before the check, so the last dependency's end cannot slip between (dependencies.py).
+            self._dependencies.register([(job.id, dependency) for dependency in depends_on])
+            self._dependencies.settle([job.id], self._lifecycle.cancel_waiter)
         try:
             # A held job's message goes out when the owner's running cap has room (holds.py).
             if send_now and not held:
                 # The message carries the row (not a SCHEDULED one's): the worker starts it unread.
-                self._queue.send_job(job.id, owner=job.owner, delay_seconds=delay, job=carry(job))
+                self._queue.send_job(
+                    job.id, owner=job.owner, priority=job.priority, delay_seconds=delay, job=carry(job)
+                )
         except errors.QueueUnavailable:
             # The row is the outbox: the job stays PENDING, marked unsent, and the sweeper sends it later.
             log.warning("job %s stored but not sent; the sweeper will send it", job.id, exc_info=True)
-            self._mark_unsent(job.id)
+            self.mark_unsent(job.id)
         observability.count("JobsSubmitted")
         log.info("job submitted", extra={"job_id": job.id, "job_type": job.type})
+        if depends_on:  # settled at once, maybe: its dependencies had completed (or one had failed)
+            return self.get(owner, job.id)
         return self._answer(job.snapshot(), retry_after(cadence))
 
-    def _mark_unsent(self, job_id: str) -> None:
+    def check_dependencies(self, owner: str, job_ids: list[str]) -> list[str]:
+        """The ids, if every one is a job of the owner's (one MySQL statement); else a 400 naming the
+        first that is not (another owner's job reads as an unknown one: no oracle across owners)."""
+        if not job_ids:
+            return job_ids
+        found = {job.id for job in self._store.get_jobs(job_ids, owner=owner)}
+        for job_id in job_ids:
+            if job_id not in found:
+                raise errors.InvalidRequest(f"dependsOn: no job {job_id}")
+        return job_ids
+
+    def mark_unsent(self, job_id: str) -> None:
         """Clear the row's optimistic `sent`; if MySQL fails too, the sweeper's lost-message rule sends it later."""
         try:
             self._store.mark_unsent(job_id)
         except errors.StoreUnavailable:
             log.warning("job %s: not marked unsent; sent after PENDING_LOST_SECONDS instead", job_id, exc_info=True)
 
-    def _within_active_limit(self, job: Job, tenant: Tenant) -> ActiveCounts:
-        """Refuse the job just inserted (and not yet sent) if it takes the client over maxActiveJobs;
-        else the client's unfinished jobs, this one counted.
+    def within_active_limit(self, job_ids: list[str], owner: str, tenant: Tenant) -> ActiveCounts:
+        """Refuse the jobs just inserted (and not yet sent) if they take the client over
+        maxActiveJobs; else the client's unfinished jobs, these counted.
 
         Counted after the insert, so concurrent submissions cannot all slip under the limit: each
         counts the others' rows too, and at most `maxActiveJobs` of them are kept.
         """
         limit = tenant.limits.max_active_jobs
-        counts = self._store.count_active(job.owner)
+        counts = self._store.count_active(owner)
         if counts.total <= limit:
             return counts
-        self._store.delete_pending(job.id)
-        observability.count("JobsRefused")
-        raise errors.ActiveJobLimit(
-            f"plan {tenant.plan} allows {limit} unfinished jobs at once (maxActiveJobs); "
-            "submit again when one has finished",
-            maxActiveJobs=limit,
-        )
+        self._store.delete_unsent(job_ids)
+        raise _refused(tenant, adding=len(job_ids))
 
-    def _parse_submission(
-        self, owner: str, body: Any, tenant: Tenant | None = None
+    def parse_submission(
+        self,
+        owner: str,
+        body: Any,
+        tenant: Tenant | None = None,
+        *,
+        fields: frozenset[str] | None = None,
+        context: JobContext | None = None,
     ) -> tuple[JobType, dict[str, Any], dict[str, Any]]:
+        """The type, checked payload and options (Job's fields) of a job spec, or the 400 that says
+        what is wrong with it. `fields`: the names the spec may have (those of POST /jobs by default);
+        `context`: the owner's `submit_context`, made once for many specs."""
         if not isinstance(body, dict):
             raise errors.InvalidJson("the body must be a JSON object")
-        unknown = set(body) - _SUBMIT_FIELDS
+        unknown = set(body) - (_SUBMIT_FIELDS if fields is None else fields)
         if unknown:
             raise errors.InvalidRequest(f"unknown fields: {', '.join(sorted(unknown))}")
         if not isinstance(body.get("type"), str):
@@ -287,10 +473,66 @@ class JobService:
             "timeout_seconds": _int_option(body, "timeoutSeconds", default_timeout, max_timeout),
         }
         if body.get("callbackUrl") is not None:
-            options["callback_url"] = guard.check_url(body["callbackUrl"], self._webhook_policy)
-        return job_type, self._job_types.check_payload(job_type, payload, self._submit_context(owner)), options
+            options["callback_url"] = self.check_callback_url(body["callbackUrl"])
+        priority = parse_priority(body)
+        if priority is not Priority.NORMAL:  # a normal job's request hash stays what it was before priorities
+            options["priority"] = priority
+        context = context or self.submit_context(owner)
+        return job_type, self._job_types.check_payload(job_type, payload, context), options
 
-    def _submit_context(self, owner: str) -> JobContext:
+    def check_callback_url(self, url: Any) -> str:
+        """A `callbackUrl` this deployment may deliver to, or the 400 that says why not."""
+        return guard.check_url(url, self._webhook_policy)
+
+    # --- schedules (schedules.py) ----------------------------------------------------------------
+    def check_template(self, owner: str, template: Any) -> None:
+        """Validate a schedule's job template exactly as a submission is validated (the same 400s)."""
+        self._parse_template(owner, template, self._tenants.of(owner))
+
+    def _parse_template(
+        self, owner: str, template: Any, tenant: Tenant | None
+    ) -> tuple[JobType, dict[str, Any], dict[str, Any]]:
+        if isinstance(template, dict):
+            timed = sorted(set(template) & _UNSCHEDULABLE)
+            if timed:
+                raise errors.InvalidRequest(
+                    f"job: {', '.join(timed)} cannot be set: a schedule's job runs at each occurrence"
+                )
+        return self.parse_submission(owner, template, tenant, fields=_TEMPLATE_FIELDS)
+
+    def create_occurrence(self, owner: str, template: Any, *, run_at: datetime, key: str) -> tuple[Job, bool]:
+        """Store the SCHEDULED job of one occurrence of a schedule, unsent: the sweeper's scheduled rule
+        sends it with the delay left (sweeper.py), so it starts at `run_at` like any job with a runAt.
+
+        `key` names the occurrence (its Idempotency-Key): (the job, True) when this call made it, (the
+        job made earlier under the key, False) otherwise. Raises the template's 400s, and
+        ActiveJobLimit (keeping nothing) when the job takes the owner over maxActiveJobs, counted
+        after the insert as a submission is."""
+        tenant = self._tenants.of(owner)
+        job_type, payload, options = self._parse_template(owner, template, tenant)
+        now = utcnow()
+        job = job_of(owner, job_type, payload, options, now, status=JobStatus.SCHEDULED, run_at=run_at)
+        # The hash is of the key, not the template: a template changed between a killed pass and its
+        # retry still names the same occurrence, whose job is found rather than refused.
+        request_hash = hashlib.sha256(key.encode()).hexdigest()
+        stored = self._store.insert_job(job, idempotency_key=key, request_hash=request_hash, sent=False)
+        if stored.id != job.id:
+            return stored, False
+        if tenant is not None:
+            self.within_active_limit([job.id], owner, tenant)
+        return job, True
+
+    def withdraw(self, owner: str, job_id: str, *, reason: str) -> bool:
+        """Cancel the job if it is SCHEDULED and not yet due (a paused, changed or deleted schedule's
+        occurrence made ahead of time); True if this call did."""
+        job = self._store.get_job(job_id, owner=owner)
+        if job is None or job.status is not JobStatus.SCHEDULED or job.run_at is None:
+            return False
+        if as_utc(job.run_at) <= utcnow():
+            return False  # due: its message is out and it starts now, like a job the schedule ran
+        return self._lifecycle.end(job, JobStatus.CANCELLED, from_=(JobStatus.SCHEDULED,), message=reason)
+
+    def submit_context(self, owner: str) -> JobContext:
         """The context a type's `validate` sees at submit: the owner, and its inputs' rules (the one
         request: `check_input`'s HeadObject of an input under the owner's prefix)."""
         s = self._settings
@@ -456,6 +698,97 @@ class JobService:
                 )
         raise errors.StoreUnavailable(f"job {job_id} changed state during the cancel; try again")
 
+    @observability.traced
+    def cancel_many(self, owner: str, body: Any) -> Cancelled:
+        """Cancel the owner's unfinished jobs that match the body's filter, a bounded number per call (bulk.py)."""
+        return self.bulk.cancel(owner, parse_filter(body, self._job_types, decode_cursor=decode_cursor))
+
+    # --- retry -----------------------------------------------------------------------------------
+    @observability.traced
+    def retry(self, owner: str, raw_id: str, body: Any) -> Answer:
+        """Run a FAILED or CANCELLED job again under its id, from its durable checkpoint (chunks done
+        are not redone) or, with `{"fromStart": true}`, from the start; JobNotRetryable otherwise.
+
+        It is a submission again: counted against maxActiveJobs (429, nothing changed), held over the
+        running cap (holds.py), sent, its hot view replaced (`HotState.reset`: the final view is the
+        one a write never replaces). Two statements (the read, the guarded UPDATE: of two retries at
+        once one wins), two more with tenants (the status claimed first, then the count: see
+        `_claim_retry`), one SQS send, two Redis round trips.
+
+        A job that waits for others (`dependsOn`, a batch's `then`) is asked where they are (one
+        statement more): while one has not ended it is WAITING again, unsent, registered with them
+        and settled as at its submit; once they have all completed it runs; while one FAILED or was
+        CANCELLED it is a 409 naming that one (unless it runs on failure).
+        """
+        job_id = parse_job_id(raw_id)
+        from_start = _from_start(body)
+        log.thread_safe_append_keys(job_id=job_id)
+        job = self._store.get_job(job_id, owner=owner, with_checkpoint=True)
+        if job is None:
+            raise errors.JobNotFound(f"no job {job_id}")
+        if job.status not in RETRYABLE:
+            raise _not_retryable(job)
+        cadence = self._job_types.get(job.type).chunk_seconds(job.payload)  # a type since removed: 400
+        waits = job.depends_on or job.batch_id  # a `then` has no dependsOn: its members are its dependencies
+        status = _retried_status(job, self._store.dependency_state(job_id) if waits else None)
+        tenant = self._tenants.of(owner)
+        counts = None if tenant is None else self._claim_retry(job, tenant, status)
+        now = utcnow()
+        message = "retried from the start" if from_start else "retried: resumes from its last checkpoint"
+        retried = self._store.retry(
+            job_id,
+            owner=owner,
+            from_start=from_start,
+            at=now,
+            message=message,
+            status=status,
+            claimed=counts is not None,
+        )
+        if not retried:
+            raise _not_retryable(self._store.get_job(job_id, owner=owner) or job)  # another retry won
+        _as_retried(job, status=status, from_start=from_start, at=now, message=message)
+        held = False
+        if status is JobStatus.PENDING and tenant is not None and counts is not None:
+            held = self._holds.should_hold(tenant, counts) and self._holds.hold(job, tenant, counts)
+        try:
+            self._hot.ride_out(lambda: self._hot.reset(job_id), seconds=RIDE_OUT_SECONDS)
+        except errors.HotStateUnavailable:
+            # The worker that starts it replaces the stale final view (worker._hold); until then GET may show it.
+            log.warning("job %s retried, its old view is still in Redis", job_id, exc_info=True)
+        else:
+            self._best_effort_write(job, seq=0, cadence_ms=None if cadence is None else cadence * 1000)
+        if status is JobStatus.WAITING:
+            # Registered before the settle, as at submit: a dependency's end cannot slip between.
+            self._dependencies.register([(job.id, dependency) for dependency in self._store.dependencies_of(job.id)])
+            self._dependencies.settle([job.id], self._lifecycle.cancel_waiter)
+        elif not held:
+            # A job with a durable checkpoint is sent without its row: the worker reads it, checkpoint
+            # included, and resumes as after a hand-off (a carried start is guarded by `checkpoint IS NULL`).
+            carried = carry(job) if job.checkpoint is None else None
+            try:
+                self._queue.send_job(job.id, owner=owner, priority=job.priority, job=carried)
+            except errors.QueueUnavailable:
+                log.warning("job %s retried but not sent; the sweeper will send it", job.id, exc_info=True)
+                self.mark_unsent(job.id)
+        observability.count("JobsRetried")
+        log.info("job retried", extra={"job_id": job.id, "from_start": from_start})
+        if status is JobStatus.WAITING:  # settled at once, maybe: its last dependency ended meanwhile
+            return self.get(owner, job.id)
+        return self._answer(job.snapshot(), retry_after(cadence))
+
+    def _claim_retry(self, job: Job, tenant: Tenant, status: JobStatus) -> ActiveCounts:
+        """Count a retry against maxActiveJobs as a submission is, after it took its place: the row
+        is `status` first (that and `held` alone), then the owner's unfinished jobs are counted, this one with
+        them, so concurrent retries cannot all slip under the limit; over it, the status is put back
+        and the retry is a 429 with nothing changed. The counts, with this job, when it is in."""
+        if not self._store.claim_retry(job.id, owner=job.owner, status=status):
+            raise _not_retryable(self._store.get_job(job.id, owner=job.owner) or job)  # another retry won
+        counts = self._store.count_active(job.owner)
+        if counts.total > tenant.limits.max_active_jobs:
+            self._store.unclaim_retry(job, claimed=status)
+            raise _refused(tenant)
+        return counts
+
     # --- webhooks --------------------------------------------------------------------------------
     @observability.traced
     def deliveries(self, owner: str, raw_id: str) -> list[dict[str, Any]]:
@@ -491,12 +824,7 @@ class JobService:
         if type is not None:
             self._job_types.get(type)
         job_ids = None if ids is None else parse_job_ids(ids)
-        try:
-            page_size = (len(job_ids) if job_ids else DEFAULT_LIMIT) if limit is None else int(limit)
-        except ValueError:
-            page_size = 0
-        if not 1 <= page_size <= MAX_LIMIT:
-            raise errors.InvalidRequest(f"limit must be an integer from 1 to {MAX_LIMIT}")
+        page_size = parse_limit(limit, default=len(job_ids) if job_ids else DEFAULT_LIMIT)
         before_id = None if cursor is None else decode_cursor(cursor)
         if job_ids is not None:
             return self._page_of_ids(owner, job_ids, wanted_status, type, page_size, before_id)

@@ -98,7 +98,7 @@ class Slots:
         # The view at the sequence Redis holds, as this lease's holder: the start's first write is newer.
         self._hot.write(job.snapshot(), seq=lease.seq, lease=token, lease_seconds=_WRITE_LEASE_SECONDS)
         self._hot.release(job.id, token)
-        self._queue.send_job(job.id, owner=job.owner, deferrals=deferrals, delay_seconds=delay)
+        self._queue.send_job(job.id, owner=job.owner, priority=job.priority, deferrals=deferrals, delay_seconds=delay)
         kind = answer.full.name.split(":", 1)[0]
         dimensions = {"Reason": kind, **({"Owner": job.owner} if kind == "owner" else {"Type": job.type})}
         observability.count_by("JobsDeferred", dimensions=dimensions)

@@ -12,6 +12,8 @@ The sweeper runs every minute; each pass is bounded in rows (`sweep_max_rows` pe
    SCHEDULED jobs (runAt) are sent once they are due within SQS's 900 s delay, with the delay
    left, so they start within about a second of runAt; one sent but not started
    `pending_lost_seconds` after its runAt is sent again;
+   before them, recurring schedules (schedules.py) make the SCHEDULED job of each occurrence due
+   within a minute and a half, exactly once per occurrence, which the rule above then sends;
 3. stalled jobs: RUNNING jobs whose row was not updated for `stall_after_seconds` and which have
    had no lease for at least a lease period, seen by two passes (the worker died and no message
    is in flight: a live holder re-takes a lease lost with a Redis flush at its next chunk), are
@@ -23,7 +25,10 @@ The sweeper runs every minute; each pass is bounded in rows (`sweep_max_rows` pe
    are queued again;
 5. held jobs (holds.py): an owner's held jobs are released up to its free running capacity, in
    case a release was lost (a crash between an end and its release) or the owner's cap was raised;
-6. retention: finished jobs (and with them their idempotency keys) older than `retention_seconds`
+6. waiting jobs (dependencies.py): WAITING jobs not updated for `pending_resend_seconds` are
+   settled again (released, or cancelled when a dependency failed): a release lost to a crash
+   between a dependency's end and its settle, or to Redis (a flush, an outage at the final write);
+7. retention: finished jobs (and with them their idempotency keys) older than `retention_seconds`
    are deleted, their result objects in RESULTS_BUCKET first (a failed delete keeps the rows for
    the next pass; the bucket's lifecycle rule expires what is left anyway).
 
@@ -43,11 +48,12 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import batch, errors, observability
 from .chunks import running_chunk
 from .config import Settings
+from .dependencies import Dependencies
 from .holds import Holds
 from .hotstate import HotState
 from .lifecycle import Lifecycle
@@ -58,6 +64,9 @@ from .queue import MAX_DELAY_SECONDS as SQS_MAX_DELAY_SECONDS
 from .queue import JobQueue, Message, carry, seconds_until
 from .results import Results
 from .store import JobStore
+
+if TYPE_CHECKING:
+    from .schedules import ScheduleService
 from .webhooks.outbox import Outbox
 
 #: Every state a job has before it ends.
@@ -75,6 +84,9 @@ class SweepReport:
     lost_sent: int = 0
     #: SCHEDULED jobs sent as they came within SQS's delay of their runAt (or lost, sent again).
     scheduled_sent: int = 0
+    #: Jobs made for the occurrences of recurring schedules (schedules.py), and occurrences skipped.
+    schedules_fired: int = 0
+    schedules_skipped: int = 0
     stalled_sent: int = 0
     #: Ended jobs' webhooks that were not on the webhooks queue (the ender died, or SQS refused), queued now.
     webhooks_sent: int = 0
@@ -82,6 +94,8 @@ class SweepReport:
     webhooks_lost: int = 0
     #: Held jobs released because their owner had room (holds.py): a lost release, a cap raised.
     held_released: int = 0
+    #: WAITING jobs settled (released or cancelled) whose last dependency's end did not (dependencies.py).
+    waiting_settled: int = 0
     purged: int = 0
 
 
@@ -99,15 +113,19 @@ class Sweeper:
         objects: ObjectStore | None = None,
         outbox: Outbox | None = None,
         holds: Holds | None = None,
+        schedules: ScheduleService | None = None,
+        dependencies: Dependencies | None = None,
     ):
         self._store = store
+        self._schedules = schedules
         self._outbox = outbox
         self._hot = hot
         self._queue = queue
         self._settings = settings
         self._clock = clock
         self._holds = holds
-        self._lifecycle = Lifecycle(store, hot, outbox, holds=holds)
+        self._dependencies = dependencies or Dependencies(store, hot, queue)
+        self._lifecycle = Lifecycle(store, hot, outbox, holds=holds, dependencies=self._dependencies)
         self._results = None if objects is None else Results(objects, settings)
 
     def sweep(self) -> SweepReport:
@@ -118,12 +136,14 @@ class Sweeper:
         rules = (
             ("timed_out", lambda: self._time_out(now, deadline)),
             ("pending_sent", lambda: self._send_pending(now, deadline, sent=False)),
+            ("schedules_fired", lambda: self._fire_schedules(now, deadline, report)),
             ("scheduled_sent", lambda: self._send_scheduled(now, deadline)),
             ("lost_sent", lambda: self._send_pending(now, deadline, sent=True)),
             ("stalled_sent", lambda: self._send_stalled(now, deadline)),
             ("webhooks_sent", lambda: self._send_webhooks(now, lost=False)),
             ("webhooks_lost", lambda: self._send_webhooks(now, lost=True)),
             ("held_released", self._release_held),
+            ("waiting_settled", self._settle_waiting),
             ("purged", lambda: self._purge(now - timedelta(seconds=s.retention_seconds))),
         )
         for name, rule in rules:
@@ -143,6 +163,13 @@ class Sweeper:
         if self._holds is None:
             return 0
         return self._holds.release_due(max_owners=self._settings.sweep_max_rows)
+
+    def _settle_waiting(self) -> int:
+        """WAITING jobs quiet for `pending_resend_seconds`, settled again (a release lost to a crash or to Redis)."""
+        s = self._settings
+        return self._dependencies.settle_stale(
+            self._lifecycle.cancel_waiter, quiet_seconds=s.pending_resend_seconds, limit=s.sweep_max_rows
+        )
 
     def _time_out(self, now, deadline: float) -> int:
         failed = 0
@@ -193,6 +220,16 @@ class Sweeper:
             log.warning("sweeper: %d result objects left to the bucket's expiry (no RESULTS_BUCKET)", len(keys))
         return self._store.purge([job_id for job_id, _ in expired])
 
+    def _fire_schedules(self, now, deadline: float, report: SweepReport) -> int:
+        """Make the jobs of the schedules' occurrences due soon (schedules.py), before they are sent."""
+        if self._schedules is None:
+            return 0
+        fired = self._schedules.fire_due(
+            now, limit=self._settings.sweep_max_rows, stop=lambda: self._clock() > deadline
+        )
+        report.schedules_skipped = fired.skipped
+        return fired.fired
+
     def _send_scheduled(self, now, deadline: float) -> int:
         """SCHEDULED jobs due within SQS's delay, sent with the delay left (so they start about at
         runAt, not at the next pass); and the ones sent whose message must have been lost."""
@@ -214,7 +251,7 @@ class Sweeper:
                 break
             carried = carry(job) if status is JobStatus.PENDING else None  # the worker starts it unread
             delay = seconds_until(job.run_at, now)
-            self._queue.send_job(job.id, owner=job.owner, delay_seconds=delay, job=carried)
+            self._queue.send_job(job.id, owner=job.owner, priority=job.priority, delay_seconds=delay, job=carried)
             sent.append(job.id)
         self._store.touch(sent, status=status, at=now)
         if sent:

@@ -7,7 +7,8 @@ one JSON document naming each client's key ids, plan and job limits (`TENANTS_UR
 of the results bucket; `make run` writes the same document to moto's S3):
 
     {"clients": {"demo": {"plan": "basic", "keyIds": ["a1b2c3"],
-                          "limits": {"maxActiveJobs": 50, "maxRunningJobs": 2, "maxTimeoutSeconds": 3600}}}}
+                          "limits": {"maxActiveJobs": 50, "maxRunningJobs": 2, "maxTimeoutSeconds": 3600,
+                                     "maxSchedules": 20}}}}
 
 A container reads it on first use and again after `TENANTS_TTL_SECONDS`, or at once (at most every
 few seconds) when a key id it does not know calls: a new key works as soon as the deploy wrote it.
@@ -29,6 +30,8 @@ from .objects import ObjectStore
 
 #: Where the tenants document lives in the results bucket (infra/service.yaml's TenantsUrl says the same).
 DOCUMENT_KEY = "config/tenants.json"
+#: maxSchedules of a plan (and of a tenants document written before plans had it).
+DEFAULT_MAX_SCHEDULES = 20
 #: A key id nobody knows makes the document be read again, but not more often than this (seconds).
 UNKNOWN_KEY_RELOAD_SECONDS = 5
 
@@ -43,12 +46,15 @@ class Limits:
     max_running_jobs: int
     #: The largest timeoutSeconds a job of the client may ask for.
     max_timeout_seconds: int
+    #: Recurring schedules (POST /schedules) the client may have at once.
+    max_schedules: int = DEFAULT_MAX_SCHEDULES
 
     def to_json(self) -> dict[str, int]:
         return {
             "maxActiveJobs": self.max_active_jobs,
             "maxRunningJobs": self.max_running_jobs,
             "maxTimeoutSeconds": self.max_timeout_seconds,
+            "maxSchedules": self.max_schedules,
         }
 
 
@@ -79,13 +85,19 @@ def parse(raw: Any) -> tuple[dict[str, Tenant], dict[str, str]]:
         for name, spec in raw["clients"].items():
             limits = spec["limits"]
             values = {field: limits[field] for field in ("maxActiveJobs", "maxRunningJobs", "maxTimeoutSeconds")}
+            values["maxSchedules"] = limits.get("maxSchedules", DEFAULT_MAX_SCHEDULES)
             for field, value in values.items():
                 if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                     raise ValueError(f"clients/{name}/limits/{field} must be an integer of at least 1")
             tenants[name] = Tenant(
                 client=name,
                 plan=spec["plan"],
-                limits=Limits(values["maxActiveJobs"], values["maxRunningJobs"], values["maxTimeoutSeconds"]),
+                limits=Limits(
+                    values["maxActiveJobs"],
+                    values["maxRunningJobs"],
+                    values["maxTimeoutSeconds"],
+                    values["maxSchedules"],
+                ),
             )
             for key_id in spec["keyIds"]:
                 if keys.setdefault(key_id, name) != name:

@@ -19,12 +19,13 @@ import random
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import batch, errors, hotstate, observability, queue
 from .batch import JobRecord
 from .chunks import Invocation, Run, running_chunk
 from .config import Settings
+from .dependencies import Dependencies
 from .holds import Holds
 from .hotstate import HotState, Lease, WriteOutcome
 from .jobs import JobContext, JobTypes
@@ -40,6 +41,9 @@ from .slots import Slots
 from .store import EncodedJson, JobStore
 from .tenants import Tenants
 from .webhooks.outbox import Outbox
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 #: How early a scheduled job's message may come and still be started (after waiting the rest out).
 EARLY_WAIT_SECONDS = 1.0
@@ -63,6 +67,7 @@ class Worker:
         tenants: Tenants | None = None,
         outbox: Outbox | None = None,
         holds: Holds | None = None,
+        dependencies: Dependencies | None = None,
     ):
         self._store = store
         self._hot = hot
@@ -72,7 +77,8 @@ class Worker:
         self._settings = settings
         self._clock = clock
         self._rng = rng or random.Random()
-        self._lifecycle = Lifecycle(store, hot, outbox, holds=holds)
+        self._dependencies = dependencies or Dependencies(store, hot, queue)
+        self._lifecycle = Lifecycle(store, hot, outbox, holds=holds, dependencies=self._dependencies)
         self._results = Results(objects, settings)
         self._slots = Slots(
             hot, queue, job_types, tenants or Tenants(None), self._rng, defer_max_seconds=settings.defer_max_seconds
@@ -99,28 +105,40 @@ class Worker:
         invocation = Invocation(context, reserve_ms=self._settings.handoff_reserve_ms)
         found = batch.job_records(records, source="message")
         back = [record for record in found if record.receive_count > 1]
-        kept = self._defer(back[1:])
+        deleting: list[tuple[JobRecord, Future[None]]] = []
+        kept = self._defer(back[1:], deleting)
         order = back[:1] + [r for r in found if r.receive_count <= 1] + kept
         failed, unstarted = [], []
-        for position, record in enumerate(order, start=1):
-            if not invocation.has_time_for(invocation.longest_ms):
-                unstarted.append(record)
-            elif not self._run_record(record.message, invocation):
-                failed.append(record)
-            elif position < len(order):
-                self._delete(record)
+        try:
+            for position, record in enumerate(order, start=1):
+                if not invocation.has_time_for(invocation.longest_ms):
+                    unstarted.append(record)
+                elif not self._run_record(record.message, invocation):
+                    failed.append(record)
+                elif position < len(order):
+                    self._delete(record, deleting)
+        finally:
+            self._deleted(deleting)
         return batch.response(failed + self._send_again(unstarted))
 
-    def _delete(self, record: JobRecord) -> None:
-        """Delete a done record's message now, so that a later crash of this invocation cannot bring it back."""
-        if not (record.receipt_handle and record.queue_arn):  # a record built by hand: nothing to delete
-            return
-        try:
-            self._queue.delete(record.receipt_handle, queue_arn=record.queue_arn)
-        except errors.QueueUnavailable:
-            log.warning("job %s: message not deleted; Lambda deletes it at the end", record.message.job_id)
+    def _delete(self, record: JobRecord, deleting: list[tuple[JobRecord, Future[None]]]) -> None:
+        """Delete a done record's message now, so that a later crash of this invocation cannot bring
+        it back: the request goes out on the queue's own thread while the next record runs (a
+        DeleteMessage is about as long as a short job), and `_deleted` waits for it."""
+        if record.receipt_handle and record.queue_arn:  # a record built by hand: nothing to delete
+            deleting.append((record, self._queue.delete_soon(record.receipt_handle, queue_arn=record.queue_arn)))
 
-    def _defer(self, records: list[JobRecord]) -> list[JobRecord]:
+    @staticmethod
+    def _deleted(deleting: list[tuple[JobRecord, Future[None]]]) -> None:
+        """Wait for the invocation's deletes (a thread's work is frozen with the container between
+        invocations); one that failed is Lambda's to delete at the end, or SQS's to deliver again."""
+        for record, done in deleting:
+            try:
+                done.result()
+            except errors.QueueUnavailable:
+                log.warning("job %s: message not deleted; Lambda deletes it at the end", record.message.job_id)
+
+    def _defer(self, records: list[JobRecord], deleting: list[tuple[JobRecord, Future[None]]]) -> list[JobRecord]:
         """Send records that came back again as fresh messages and delete them; returns those that
         could not be sent (they run in this invocation instead)."""
         kept = []
@@ -131,7 +149,7 @@ class Worker:
             except errors.QueueUnavailable:
                 kept.append(record)
                 continue
-            self._delete(record)
+            self._delete(record, deleting)
         if len(kept) < len(records):
             log.info("%d records that came back were sent again as fresh messages", len(records) - len(kept))
             observability.count("RecordsDeferred", len(records) - len(kept))
@@ -230,7 +248,7 @@ class Worker:
             time.sleep(max(0.0, early))
             return True
         delay = min(SQS_MAX_DELAY_SECONDS, queue.seconds_until(job.run_at, utcnow()))
-        self._queue.send_job(job.id, owner=job.owner, delay_seconds=delay)
+        self._queue.send_job(job.id, owner=job.owner, priority=job.priority, delay_seconds=delay)
         log.info("job %s is scheduled for %s: sent again for then", job.id, job.run_at)
         return False
 
@@ -269,8 +287,12 @@ class Worker:
             # evicted checkpoint refused three takeovers' writes): write above it.
             run.seq = max(run.seq, lease.seq)
         if job.cancel_requested or lease.cancel:
-            return self._end(job, token, JobStatus.CANCELLED, message="cancelled while running")
+            return self._end(job, token, JobStatus.CANCELLED, message="cancelled while running", run=run)
         try:
+            if fresh and lease.seq >= hotstate.FINAL_SEQ:
+                # A job MySQL has just started has not ended: this final view is the run's before a
+                # retry whose reset missed Redis (service.retry). Its writes would all be refused.
+                self._hot.reset(job.id, keep_lease=True)
             if fresh:
                 outcome = self._checkpoint_riding_out(run)  # polls see RUNNING before the first chunk ends
                 if not outcome.written or outcome.cancel:
@@ -344,7 +366,8 @@ class Worker:
         waited_ms = now_ms - self._hot.first_found_unheld(job.id, now_ms=now_ms, keep_ms=10 * lease_ms)
         if waited_ms >= lease_ms:
             return True
-        self._queue.send_job(job.id, owner=job.owner, delay_seconds=max(1, math.ceil((lease_ms - waited_ms) / 1000)))
+        delay = max(1, math.ceil((lease_ms - waited_ms) / 1000))
+        self._queue.send_job(job.id, owner=job.owner, priority=job.priority, delay_seconds=delay)
         log.info("job %s: Redis lost its state; a live holder gets a lease period to come back", job.id)
         return False
 
@@ -362,8 +385,26 @@ class Worker:
             owner=job.owner, job_id=job.id, input_buckets=s.input_buckets, work_bucket=s.work_bucket
         )
         return JobContext(
-            job_id=job.id, owner=job.owner, objects=objects, log=log, _remaining_ms=invocation.remaining_ms
+            job_id=job.id,
+            owner=job.owner,
+            objects=objects,
+            log=log,
+            _remaining_ms=invocation.remaining_ms,
+            _dependency_results=lambda after, limit: self._dependency_results(job.id, after, limit),
         )
+
+    def _dependency_results(self, job_id: str, after: str | None, limit: int) -> list[dict[str, Any]]:
+        """A page of the outcomes of the jobs `job_id` waited for, as JobContext.dependency_results gives them."""
+        page = self._store.dependency_results(job_id, after=after, limit=limit)
+        return [
+            {
+                "jobId": row["id"],
+                "status": row["status"].value,
+                "result": self._results.read(row["result_key"]) if row["result_key"] else row["result"],
+                "error": row["error"],
+            }
+            for row in page
+        ]
 
     def _loop(self, run: Run, invocation: Invocation) -> JobStatus | None:
         try:
@@ -379,7 +420,8 @@ class Worker:
         ends = overdue_after(job)
         while True:
             if time.time() > ends:
-                return JobStatus.FAILED if self._lifecycle.time_out(job, fenced_by=run.token) else None
+                timed_out = self._lifecycle.time_out(job, fenced_by=run.token, checkpoint=_kept(run))
+                return JobStatus.FAILED if timed_out else None
             # The first chunk of an invocation always runs (the record was started with time for
             # it), so a job whose chunk is longer than the margin still moves forward.
             if run.chunks and not invocation.has_time_for(run.longest_ms):
@@ -408,7 +450,7 @@ class Worker:
             log.warning("job %s: another worker holds the lease now, stopping this run", run.job.id)
             return None
         if outcome.cancel:
-            return self._end(run.job, run.token, JobStatus.CANCELLED, message="cancelled while running")
+            return self._end(run.job, run.token, JobStatus.CANCELLED, message="cancelled while running", run=run)
         log.warning("job %s: a newer writer is ahead (a final state), stopping this run", run.job.id)
         return None
 
@@ -461,7 +503,7 @@ class Worker:
         decision = self.retry.after_step_error(job, run.job_type, exc, self._rng)
         if not decision.retry:
             log.warning("job %s failed on attempt %d", job.id, job.attempts, exc_info=True)
-            return self._end(job, run.token, JobStatus.FAILED, error=decision.error)
+            return self._end(job, run.token, JobStatus.FAILED, error=decision.error, run=run)
         delay = decision.delay_seconds
         log.warning("job %s: attempt %d failed, retrying in %d s", job.id, job.attempts, delay, exc_info=True)
         job.attempts += 1
@@ -505,7 +547,13 @@ class Worker:
         hop = run.hop + 1
         job = run.job
         self._queue.send_job(
-            job.id, owner=job.owner, lease=run.token, hop=hop, delay_seconds=delay_seconds, job=carry(job, seq=run.seq)
+            job.id,
+            owner=job.owner,
+            priority=job.priority,
+            lease=run.token,
+            hop=hop,
+            delay_seconds=delay_seconds,
+            job=carry(job, seq=run.seq),
         )
         try:
             self._hot.handed_off(run.job.id, run.token, hop=hop, now_ms=int(time.time() * 1000))
@@ -564,8 +612,10 @@ class Worker:
         stored: StoredResult | None = None,
         error: str | None = None,
         message: str | None = None,
+        run: Run | None = None,
     ) -> JobStatus | None:
-        """End the job this worker holds (fenced by its token); None if someone else ended or took it."""
+        """End the job this worker holds (fenced by its token); None if someone else ended or took it.
+        Given its `run`, a job that did not complete keeps the run's checkpoint (a retry resumes there)."""
         ended = self._lifecycle.end(
             job,
             status,
@@ -575,8 +625,18 @@ class Worker:
             stored=stored,
             error=error,
             message=message,
+            checkpoint=None if run is None or status is JobStatus.COMPLETED else _kept(run),
         )
         return status if ended else None
+
+
+def _kept(run: Run) -> tuple[int, str] | None:
+    """The run's newest checkpoint for its final write, unless it is over the ceiling (then the
+    row keeps the durable one it has)."""
+    try:
+        return run.seq, run.checkpoint()
+    except errors.CheckpointTooLarge:
+        return None
 
 
 def _current(carried: queue.Carried, token: str, lease: Lease) -> bool:

@@ -38,6 +38,7 @@ def deploy(ns: argparse.Namespace) -> dict:
     """Deploy every step of the stage; returns what was deployed (also printed as JSON)."""
     config = json.loads((ns.project_dir / ".chalice" / "config.json").read_text())
     worker = stage_config.worker_settings(config, ns.stage)
+    high_worker = stage_config.worker_settings(config, ns.stage, stage_config.HIGH_WORKER_FUNCTION)
     names = stage_config.function_names(config["app_name"], ns.stage)
     plans = usage_plans.load(ns.usage_plans)  # a bad definition stops the deploy before it changes anything
     parameters = _stack_parameters(ns.stage)
@@ -69,11 +70,14 @@ def deploy(ns: argparse.Namespace) -> dict:
         INFRA / "service.yaml",
         {
             "QueueName": f"{config['app_name']}-{ns.stage}",
-            "VisibilityTimeoutSeconds": str(worker.queue_visibility_timeout),
+            # One for both jobs queues: six times the longer of their functions' timeouts.
+            "VisibilityTimeoutSeconds": str(max(worker.queue_visibility_timeout, high_worker.queue_visibility_timeout)),
             "DeadLetterVisibilityTimeoutSeconds": str(stage_config.dead_letter_visibility_timeout(config, ns.stage)),
             "ApiFunctionName": names[stage_config.API_FUNCTION],
             "WorkerFunctionName": names[stage_config.WORKER_FUNCTION],
             "DeadLetterFunctionName": names[stage_config.DEAD_LETTER_FUNCTION],
+            "HighWorkerFunctionName": names[stage_config.HIGH_WORKER_FUNCTION],
+            "HighDeadLetterFunctionName": names[stage_config.HIGH_DEAD_LETTER_FUNCTION],
             "SweeperFunctionName": names[stage_config.SWEEP_FUNCTION],
             "MigrateFunctionName": names[stage_config.MIGRATE_FUNCTION],
             "DeliveryFunctionName": names[stage_config.DELIVERY_FUNCTION],
@@ -86,10 +90,12 @@ def deploy(ns: argparse.Namespace) -> dict:
 
     rendered = stage_config.render(config, ns.stage, outputs, extra_env=dict(ns.env))
     prepare_build_dir(ns.project_dir, ns.build_dir, rendered)
-    # app.py names the queues of its SQS triggers from JOBS_QUEUE_NAME and JOBS_DLQ_NAME when Chalice imports it.
+    # app.py names the queues of its SQS triggers from these names when Chalice imports it.
     queue_env = {
         "JOBS_QUEUE_NAME": outputs["JobsQueueName"],
         "JOBS_DLQ_NAME": outputs["DeadLetterQueueName"],
+        "JOBS_HIGH_QUEUE_NAME": outputs["HighJobsQueueName"],
+        "JOBS_HIGH_DLQ_NAME": outputs["HighDeadLetterQueueName"],
         "WEBHOOKS_QUEUE_NAME": outputs["WebhooksQueueName"],
     }
     awslambda = _client("lambda")
@@ -107,22 +113,23 @@ def deploy(ns: argparse.Namespace) -> dict:
     if schema is None:
         schema = invoke_migrate(awslambda, migrate_function)
 
-    # Both SQS handlers answer with batchItemFailures; only the worker's batching is configured.
-    worker_mapping = _sqs_mapping(deployed, names[stage_config.WORKER_FUNCTION], outputs["JobsQueueName"])
-    awslambda.update_event_source_mapping(
-        UUID=worker_mapping["event_uuid"],
-        FunctionResponseTypes=REPORT_BATCH_ITEM_FAILURES,
-        BatchSize=worker.batch_size,
-        MaximumBatchingWindowInSeconds=worker.batching_window_seconds,
-    )
-    dlq_mapping = _sqs_mapping(deployed, names[stage_config.DEAD_LETTER_FUNCTION], outputs["DeadLetterQueueName"])
-    awslambda.update_event_source_mapping(
-        UUID=dlq_mapping["event_uuid"], FunctionResponseTypes=REPORT_BATCH_ITEM_FAILURES
-    )
-    delivery_mapping = _sqs_mapping(deployed, names[stage_config.DELIVERY_FUNCTION], outputs["WebhooksQueueName"])
-    awslambda.update_event_source_mapping(
-        UUID=delivery_mapping["event_uuid"], FunctionResponseTypes=REPORT_BATCH_ITEM_FAILURES
-    )
+    # Every SQS handler answers with batchItemFailures; only the workers' batching is configured.
+    for function, queue_output, batching in (
+        (stage_config.WORKER_FUNCTION, "JobsQueueName", worker),
+        (stage_config.HIGH_WORKER_FUNCTION, "HighJobsQueueName", high_worker),
+        (stage_config.DEAD_LETTER_FUNCTION, "DeadLetterQueueName", None),
+        (stage_config.HIGH_DEAD_LETTER_FUNCTION, "HighDeadLetterQueueName", None),
+        (stage_config.DELIVERY_FUNCTION, "WebhooksQueueName", None),
+    ):
+        mapping = _sqs_mapping(deployed, names[function], outputs[queue_output])
+        sizes = (
+            {}
+            if batching is None
+            else {"BatchSize": batching.batch_size, "MaximumBatchingWindowInSeconds": batching.batching_window_seconds}
+        )
+        awslambda.update_event_source_mapping(
+            UUID=mapping["event_uuid"], FunctionResponseTypes=REPORT_BATCH_ITEM_FAILURES, **sizes
+        )
     rest_api = _resource(deployed, "rest_api")
     api_stage = stage_config.stage_of(rendered, ns.stage).get("api_gateway_stage", "api")
     key_ids = api_keys.bind(
@@ -140,6 +147,7 @@ def deploy(ns: argparse.Namespace) -> dict:
         "rest_api_id": rest_api["rest_api_id"],
         "api_key_ids": key_ids,
         "queue_url": outputs["JobsQueueUrl"],
+        "high_queue_url": outputs["HighJobsQueueUrl"],
         "input_bucket": outputs["InputBucketName"],
         "results_bucket": outputs["ResultsBucketName"],
         "webhooks_queue_url": outputs["WebhooksQueueUrl"],

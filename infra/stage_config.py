@@ -20,6 +20,9 @@ OUTPUT_ENV = {
     "JobsQueueUrl": "JOBS_QUEUE_URL",
     "JobsQueueName": "JOBS_QUEUE_NAME",
     "DeadLetterQueueName": "JOBS_DLQ_NAME",
+    "HighJobsQueueUrl": "JOBS_HIGH_QUEUE_URL",
+    "HighJobsQueueName": "JOBS_HIGH_QUEUE_NAME",
+    "HighDeadLetterQueueName": "JOBS_HIGH_DLQ_NAME",
     "InputBucketName": "INPUT_BUCKETS",
     "ResultsBucketName": "RESULTS_BUCKET",
     "WorkBucketName": "WORK_BUCKET",
@@ -32,6 +35,10 @@ OUTPUT_ENV = {
 API_FUNCTION = "api_handler"
 WORKER_FUNCTION = "run_jobs"
 DEAD_LETTER_FUNCTION = "fail_dead_letters"
+#: The high-priority queue's worker and dead-letter handler (app.run_high_jobs, app.fail_high_dead_letters):
+#: the same code and roles as the normal ones, their own mappings and reserved concurrency.
+HIGH_WORKER_FUNCTION = "run_high_jobs"
+HIGH_DEAD_LETTER_FUNCTION = "fail_high_dead_letters"
 SWEEP_FUNCTION = "sweep"
 #: Applies the schema's migrations from inside the VPC; infra/deploy.py invokes it.
 MIGRATE_FUNCTION = "migrate"
@@ -42,6 +49,8 @@ ROLE_OUTPUTS = {
     API_FUNCTION: "ApiFunctionRoleArn",
     WORKER_FUNCTION: "WorkerFunctionRoleArn",
     DEAD_LETTER_FUNCTION: "DeadLetterFunctionRoleArn",
+    HIGH_WORKER_FUNCTION: "WorkerFunctionRoleArn",
+    HIGH_DEAD_LETTER_FUNCTION: "DeadLetterFunctionRoleArn",
     SWEEP_FUNCTION: "SweeperFunctionRoleArn",
     MIGRATE_FUNCTION: "MigrateFunctionRoleArn",
     DELIVERY_FUNCTION: "DeliveryFunctionRoleArn",
@@ -83,11 +92,12 @@ def stage_of(config: dict, stage: str) -> dict:
         raise SystemExit(f"stage {stage!r} is not in .chalice/config.json (has: {known})") from None
 
 
-def worker_settings(config: dict, stage: str) -> WorkerSettings:
-    """Timeout and batching of the worker in `stage`, with Chalice's fallbacks (function, stage, top)."""
-    worker = stage_of(config, stage).get("lambda_functions", {}).get(WORKER_FUNCTION, {})
+def worker_settings(config: dict, stage: str, function: str = WORKER_FUNCTION) -> WorkerSettings:
+    """Timeout and batching of a worker function (the normal or the high-priority one) in `stage`,
+    with Chalice's fallbacks (function, stage, top)."""
+    worker = stage_of(config, stage).get("lambda_functions", {}).get(function, {})
     return WorkerSettings(
-        timeout_seconds=function_timeout(config, stage, WORKER_FUNCTION),
+        timeout_seconds=function_timeout(config, stage, function),
         batch_size=int(worker.get(BATCH_SIZE_KEY, 10)),
         batching_window_seconds=int(worker.get(BATCH_WINDOW_KEY, 0)),
     )

@@ -39,6 +39,8 @@ class Plan:
     max_running_jobs: int
     max_timeout_seconds: int
     description: str = ""
+    #: Recurring schedules a client may have at once (optional in the file: tenants.DEFAULT_MAX_SCHEDULES).
+    max_schedules: int = 20
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,9 @@ def tenants_document(plans: UsagePlans, key_ids: dict[str, list[str]]) -> dict:
     clients = {}
     for client in plans.clients.values():
         plan = plans.plans[client.plan]
-        limits = tenants.Limits(plan.max_active_jobs, plan.max_running_jobs, plan.max_timeout_seconds)
+        limits = tenants.Limits(
+            plan.max_active_jobs, plan.max_running_jobs, plan.max_timeout_seconds, plan.max_schedules
+        )
         clients[client.name] = (plan.name, key_ids.get(client.name, []), limits)
     return tenants.document(clients)
 
@@ -112,6 +116,7 @@ def _plan(name: str, spec: dict) -> Plan:
         max_active_jobs=spec["maxActiveJobs"],
         max_running_jobs=spec["maxRunningJobs"],
         max_timeout_seconds=spec["maxTimeoutSeconds"],
+        max_schedules=spec.get("maxSchedules", Plan.max_schedules),
         description=spec.get("description", ""),
     )
 

@@ -2,13 +2,19 @@
 
     jobs submit TYPE [--payload JSON] [--wait]   submit; with --wait, a live progress bar, then the result
     jobs submit TYPE --input FILE ...            upload FILE first, then submit with its bucket and key
+    jobs submit TYPE --depends-on ID ...         WAITING until that job completed (repeatable)
+    jobs batch FILE.jsonl [--then JSON] [--wait] one job spec a line, as one batch; --wait: one live bar
+    jobs batch-status ID | jobs batch-cancel ID  a batch's status and counts; cancel its unfinished jobs
     jobs upload FILE                             upload a file for jobs to read; prints its key
     jobs status ID [ID ...] | jobs cancel ID     one job (its JSON, and its webhook's deliveries); several: a table
+    jobs cancel --status S [--type T] | --type T  cancel all your unfinished jobs that match; prints how many
+    jobs retry ID [--from-start] [--wait]        run a FAILED or CANCELLED job again, from its last checkpoint
     jobs deliveries ID                           the attempts to deliver a job's webhook, as JSON
     jobs webhook-secret                          your webhook signing secret (whsec_...)
     jobs list [--status S] [--type T] [--limit N | --all]   your jobs, newest first, page after page
     jobs watch [--once]                          a live table of your recent jobs, with counts by status
     jobs limits                                  your plan's job limits and your unfinished jobs
+    jobs schedule add|list|pause|resume|rm       recurring schedules (cron in a time zone): local/schedule_cli.py
     jobs demo                                    submit a few jobs, cancel one, show the outcome
     jobs check-type MODULE:NAME --payload JSON   prove a job type is safe to redo (local, no API)
 
@@ -26,12 +32,13 @@ import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
-from jobs_client import ApiError, Client, Delivery, Job, JobsError, JobStatus, Limits
+from jobs_client import ApiError, Batch, Client, Delivery, Job, JobsError, JobStatus, Limits
 
-from local import checktype
+from local import checktype, schedule_cli
 
 #: Seconds `demo` waits for its last job to start before cancelling it anyway (it may queue for a slot).
 DEMO_START_SECONDS = 30
@@ -58,14 +65,27 @@ def progress_line(job: Job, width: int = 30) -> str:
     return "  ".join(parts)
 
 
+def batch_line(batch: Batch, width: int = 30) -> str:
+    """`[#########.....................]  30%  RUNNING  3 of 10 ended (2 completed, 1 failed)  then WAITING`"""
+    filled = batch.progress * width // 100
+    total = sum(batch.counts.values())
+    ended = {name.lower(): n for name, n in batch.counts.items() if n and JobStatus(name).terminal}
+    detail = ", ".join(f"{n} {name}" for name, n in ended.items())
+    parts = [f"[{'#' * filled}{'.' * (width - filled)}] {batch.progress:3d}%", batch.status.value]
+    parts.append(f"{sum(ended.values())} of {total} ended" + (f" ({detail})" if detail else ""))
+    if batch.then_status is not None:
+        parts.append(f"then {batch.then_status.value}")
+    return "  ".join(parts)
+
+
 class ProgressBar:
-    """Draws a job's progress on stderr as `wait` reports it: one line redrawn on a terminal."""
+    """Draws a job's (or a batch's) progress on stderr as `wait` reports it: one line redrawn on a terminal."""
 
-    def __init__(self) -> None:
-        self.tty, self.last = sys.stderr.isatty(), None
+    def __init__(self, line: Callable[[Any], str] = progress_line) -> None:
+        self.tty, self.last, self.line = sys.stderr.isatty(), None, line
 
-    def __call__(self, job: Job) -> None:
-        line = progress_line(job)
+    def __call__(self, job: Job | Batch) -> None:
+        line = self.line(job)
         if line != self.last:
             sys.stderr.write(("\r\x1b[2K" + line) if self.tty else line + "\n")
             sys.stderr.flush()
@@ -101,6 +121,7 @@ def limits_text(limits: Limits) -> str:
     """`client demo, plan basic: 3 of 50 unfinished jobs (1 pending, 2 running); ...` from GET /limits."""
     held = f" of which {limits.held_jobs} held for a free slot" if limits.held_jobs else ""
     scheduled = f"{limits.scheduled_jobs} scheduled, " if limits.scheduled_jobs else ""
+    scheduled += f"{limits.waiting_jobs} waiting, " if limits.waiting_jobs else ""
     counts = f"{scheduled}{limits.pending_jobs} pending{held}, {limits.running_jobs} running"
     if limits.max_active_jobs is None:
         return f"client {limits.client}: {limits.active_jobs} unfinished jobs ({counts}); no limits"
@@ -145,8 +166,13 @@ def demo(client: Client) -> int:
     while last.status is JobStatus.PENDING and time.monotonic() < deadline:
         time.sleep(last.retry_after or 1)
         last = client.get(last)
-    cancelled = client.cancel(last)
-    print(f"cancel requested for {last.id} (status {cancelled.status.value}); waiting for all to end...")
+    try:
+        cancelled = client.cancel(last)
+        print(f"cancel requested for {last.id} (status {cancelled.status.value}); waiting for all to end...")
+    except ApiError as exc:  # it ran to its end while it waited for a slot: nothing left to cancel
+        if exc.code != "JobFinished":
+            raise
+        print(f"{last.id} finished before the cancel ({exc.message}); waiting for all to end...")
     ended = client.wait_all(jobs)
     print()
     print(table(ended))
@@ -166,15 +192,16 @@ def main(argv: list[str] | None = None) -> int:
     except JobsError as exc:
         print(f"jobs: {describe(exc)}", file=sys.stderr)
         return 1
-    except (OSError, UsageError) as exc:  # a file to upload that cannot be read; a bad --payload
+    except (OSError, UsageError) as exc:  # a file that cannot be read; a bad --payload
         print(f"jobs: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
 
 
-class UsageError(Exception):
-    """An argument the command cannot use."""
+#: An argument a command cannot use (a bad --payload): printed, exit 1.
+UsageError = schedule_cli.UsageError
+_json_arg = schedule_cli.json_arg
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -194,10 +221,30 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument("--wait", action="store_true", help="show progress until the job ends, then its result")
     submit.add_argument("--input", metavar="FILE", help="upload FILE and set the payload's bucket and key to it")
     submit.add_argument("--callback-url", help="where a signed webhook goes when the job ends")
+    submit.add_argument(
+        "--priority", choices=("high", "normal"), help="high: its own queue, ahead of a backlog (default normal)"
+    )
+    submit.add_argument(
+        "--depends-on", action="append", metavar="ID", help="wait for this job to complete first (repeatable)"
+    )
+    batch = commands.add_parser("batch", help="submit the job specs of a JSON-lines file as one batch")
+    batch.add_argument("file", help='one job spec per line: {"type": ..., "payload": ..., "dependsOn": [index]}')
+    batch.add_argument("--then", metavar="JSON", help="a job spec run once after every job of the batch ended")
+    batch.add_argument("--then-on-failure", choices=("cancel", "run"), help="when a job failed (default: cancel)")
+    batch.add_argument("--wait", action="store_true", help="one live bar for the batch until it ends")
+    commands.add_parser("batch-status", help="a batch's JSON (status, counts, then)").add_argument("id")
+    commands.add_parser("batch-cancel", help="cancel every unfinished job of a batch").add_argument("id")
     commands.add_parser("upload", help="upload a file for jobs to read; prints its key").add_argument("file")
     status = commands.add_parser("status", help="one job's JSON; of several ids, a table (one GET /jobs?ids=)")
     status.add_argument("id", nargs="+")
-    commands.add_parser("cancel", help="cancel one job").add_argument("id")
+    cancel = commands.add_parser("cancel", help="cancel one job, or all of yours that match --status/--type")
+    cancel.add_argument("id", nargs="?")
+    cancel.add_argument("--status", help="cancel your unfinished jobs in this status (PENDING, SCHEDULED, RUNNING)")
+    cancel.add_argument("--type", help="cancel your unfinished jobs of this type")
+    retry = commands.add_parser("retry", help="run a FAILED or CANCELLED job again under its id")
+    retry.add_argument("id")
+    retry.add_argument("--from-start", action="store_true", help="discard its checkpoint: run every chunk again")
+    retry.add_argument("--wait", action="store_true", help="show progress until the job ends, then its result")
     commands.add_parser("deliveries", help="the attempts to deliver a job's webhook, as JSON").add_argument("id")
     commands.add_parser("webhook-secret", help="your webhook signing secret, to verify deliveries")
     listing = commands.add_parser("list", help="your jobs, newest first, page after page")
@@ -212,15 +259,13 @@ def _parser() -> argparse.ArgumentParser:
     watch.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes (two requests each)")
     watch.add_argument("--limit", type=int, default=15)
     watch.add_argument("--once", action="store_true", help="print one screen and exit")
+    schedule_cli.add_parser(commands)
     checktype.add_parser(commands)
     return parser
 
 
 def _submit(client: Client, ns: argparse.Namespace) -> int:
-    try:
-        payload = json.loads(ns.payload)
-    except ValueError as exc:
-        raise UsageError(f"--payload is not JSON: {exc}") from None
+    payload = _json_arg(ns.payload, "--payload")
     if ns.input:
         upload = client.upload(ns.input)
         print(f"uploaded {ns.input} to s3://{upload.bucket}/{upload.key}", file=sys.stderr)
@@ -234,8 +279,16 @@ def _submit(client: Client, ns: argparse.Namespace) -> int:
         run_at=ns.at,
         delay_seconds=ns.delay,
         callback_url=ns.callback_url,
+        priority=ns.priority,
+        depends_on=ns.depends_on,
     )
-    if not ns.wait:
+    return _shown(client, job, wait=ns.wait)
+
+
+def _shown(client: Client, job: Job, *, wait: bool) -> int:
+    """Print the job's JSON; with `wait`, a progress bar until it ends, then its result (exit 1 if
+    it did not complete)."""
+    if not wait:
         print(json.dumps(job.raw, indent=2))
         return 0
     print(f"job {job.id}", file=sys.stderr)
@@ -245,6 +298,22 @@ def _submit(client: Client, ns: argparse.Namespace) -> int:
         return 0
     print(f"jobs: job {job.id} {job.status.value}: {job.error or job.message or ''}", file=sys.stderr)
     return 1
+
+
+def _batch(client: Client, ns: argparse.Namespace) -> int:
+    with open(ns.file) as lines:
+        specs = [_json_arg(line, f"{ns.file} line {n}") for n, line in enumerate(lines, 1) if line.strip()]
+    then = None if ns.then is None else _json_arg(ns.then, "--then")
+    submitted = client.submit_batch(specs, then=then, then_on_failure=ns.then_on_failure)
+    if not ns.wait:
+        print(
+            json.dumps({"batchId": submitted.batch_id, "jobIds": submitted.job_ids, "thenJobId": submitted.then_job_id})
+        )
+        return 0
+    print(f"batch {submitted.batch_id} of {len(submitted.job_ids)} jobs", file=sys.stderr)
+    batch = client.wait_batch(submitted.batch_id, on_progress=ProgressBar(batch_line))
+    print(json.dumps(batch.raw, indent=2))
+    return 0 if batch.status is JobStatus.COMPLETED else 1
 
 
 def _status(client: Client, ns: argparse.Namespace) -> int:
@@ -295,8 +364,19 @@ def _deliveries(client: Client, ns: argparse.Namespace) -> int:
 
 
 def _cancel(client: Client, ns: argparse.Namespace) -> int:
-    print(json.dumps(client.cancel(ns.id).raw, indent=2))
+    if ns.id is not None and (ns.status or ns.type):
+        raise UsageError("give a job id or --status/--type, not both")
+    if ns.id is not None:
+        print(json.dumps(client.cancel(ns.id).raw, indent=2))
+        return 0
+    if not (ns.status or ns.type):
+        raise UsageError("give a job id, or --status and/or --type to cancel all that match")
+    print(f"cancelled {client.cancel_many(status=ns.status, type=ns.type)} jobs")
     return 0
+
+
+def _retry(client: Client, ns: argparse.Namespace) -> int:
+    return _shown(client, client.retry_job(ns.id, from_start=ns.from_start), wait=ns.wait)
 
 
 def _list(client: Client, ns: argparse.Namespace) -> int:
@@ -344,13 +424,18 @@ COMMANDS = {
     "submit": _submit,
     "status": _status,
     "cancel": _cancel,
+    "retry": _retry,
     "list": _list,
     "limits": _limits,
     "demo": lambda client, ns: demo(client),
     "upload": _upload,
     "watch": _watch,
     "deliveries": _deliveries,
+    "batch": _batch,
+    "batch-status": lambda client, ns: print(json.dumps(client.batch(ns.id).raw, indent=2)) or 0,
+    "batch-cancel": lambda client, ns: print(json.dumps(client.cancel_batch(ns.id).raw, indent=2)) or 0,
     "webhook-secret": lambda client, ns: print(client.webhook_secret()) or 0,
+    "schedule": schedule_cli.run,
 }
 
 

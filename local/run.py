@@ -10,7 +10,9 @@
   infra/usage-plans.json, the file infra/ deploys.
 - The SQS -> Lambda event source mapping: long polls, batches of the worker's configured size,
   several invocations at once, a context with the function's configured timeout, partial batch
-  responses honoured. The same for the dead-letter queue's handler.
+  responses honoured. The same for the dead-letter queue's handler. The high-priority queue (and
+  its dead-letter queue) has a mapping of its own: its own pollers (--high-concurrency), so a
+  backlog of normal jobs never delays a high one.
 - The webhooks queue and the delivery function fed from it (completion webhooks), which may reach
   http:// and loopback receivers here (WEBHOOK_ALLOW_HTTP / WEBHOOK_ALLOW_LOOPBACK, on unless set):
   a receiver on this machine can take them. Each client's signing secret is made in moto's Secrets
@@ -62,11 +64,12 @@ SAMPLE_CSV = "samples/sales.csv"
 log = logging.getLogger("local.run")
 
 
-def worker_config(stage: str) -> dict[str, int]:
-    """The worker function's timeout and SQS batch size in .chalice/config.json's stage."""
+def worker_config(stage: str, name: str = "run_jobs") -> dict[str, int]:
+    """A worker function's timeout and SQS batch size in .chalice/config.json's stage (`run_jobs`,
+    or the high-priority `run_high_jobs`)."""
     config = json.loads((ROOT / ".chalice" / "config.json").read_text())
     stage_config = config.get("stages", {}).get(stage, {})
-    function = stage_config.get("lambda_functions", {}).get("run_jobs", {})
+    function = stage_config.get("lambda_functions", {}).get(name, {})
     return {
         "timeout": function.get("lambda_timeout", stage_config.get("lambda_timeout", config.get("lambda_timeout", 60))),
         "batch_size": function.get("sqs_batch_size", 10),
@@ -106,8 +109,15 @@ def _aws(settings: Settings, ns: argparse.Namespace, stack: contextlib.ExitStack
         stack.callback(services.stop, proc)
         settings = replace(settings, aws_endpoint_url=endpoint)
     sqs = services.sqs_client(settings.aws_endpoint_url, settings.aws_region)
-    queue_url = settings.jobs_queue_url or services.create_jobs_queue(
-        sqs, settings.jobs_queue_name, visibility_timeout=ns.visibility_timeout, max_receive_count=ns.max_receive_count
+    queue_url, high_url = (
+        url
+        or services.create_jobs_queue(
+            sqs, name, visibility_timeout=ns.visibility_timeout, max_receive_count=ns.max_receive_count
+        )
+        for url, name in (
+            (settings.jobs_queue_url, settings.jobs_queue_name),
+            (settings.jobs_high_queue_url, settings.jobs_high_queue_name),
+        )
     )
     webhooks_url = (
         settings.webhooks_queue_url
@@ -130,6 +140,7 @@ def _aws(settings: Settings, ns: argparse.Namespace, stack: contextlib.ExitStack
     return replace(
         settings,
         jobs_queue_url=queue_url,
+        jobs_high_queue_url=high_url,
         webhooks_queue_url=webhooks_url,
         input_buckets=settings.input_buckets or (BUCKET,),
         results_bucket=results_bucket,
@@ -204,6 +215,8 @@ def _banner(
         f"   results {settings.results_bucket}\n"
         f"worker:   {ns.concurrency} concurrent invocations, batches of {ns.batch_size}, "
         f"timeout {ns.function_timeout} s; dead-letter handler; sweeper every {ns.sweep_interval:g} s\n"
+        f"high:     queue {settings.jobs_high_queue_url}: {ns.high_concurrency} concurrent invocations of its own, "
+        f"batches of {ns.high_batch_size}; its dead-letter handler\n"
         f"webhooks: queue {settings.webhooks_queue_url}; delivery function; callbackUrl may be "
         f"{' and '.join(allowed) or 'https to public addresses only'}\n"
         f"webhook signing secrets (GET /webhook-secret gives a client its own):\n{signing}\n"
@@ -217,12 +230,16 @@ def _banner(
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    worker = worker_config("dev")
+    worker, high = worker_config("dev"), worker_config("dev", "run_high_jobs")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--concurrency", type=int, default=2, help="worker invocations at once (default 2)")
     parser.add_argument("--batch-size", type=int, default=worker["batch_size"])
+    parser.add_argument(
+        "--high-concurrency", type=int, default=1, help="invocations at once for the high-priority queue (default 1)"
+    )
+    parser.add_argument("--high-batch-size", type=int, default=high["batch_size"])
     parser.add_argument(
         "--function-timeout",
         type=float,
@@ -259,7 +276,8 @@ def main(argv=None) -> None:
         settings = _local_webhooks(_aws(settings, ns, stack))
         migrate(settings.mysql_url, create_database=True)
 
-        from app import app, deliver_webhooks, fail_dead_letters, run_jobs, sweep  # after the settings are final
+        # After the settings are final: app.py names its queues from them.
+        from app import app, deliver_webhooks, fail_dead_letters, fail_high_dead_letters, run_high_jobs, run_jobs, sweep
 
         wiring = Runtime(settings)
         # A bad JOB_TYPES stops the start here, naming the module (errors.Misconfigured).
@@ -271,16 +289,39 @@ def main(argv=None) -> None:
         server = devserver.make_server(app, ns.host, ns.port, keyring=keyring)
         stack.callback(server.server.server_close)
         sqs = services.sqs_client(settings.aws_endpoint_url, settings.aws_region)
-        source = EventSource(
-            sqs, settings.jobs_queue_url, run_jobs, batch_size=ns.batch_size, function_timeout=ns.function_timeout
-        )
-        dlq_url = sqs.get_queue_url(QueueName=settings.jobs_dlq_name)["QueueUrl"]
-        dead_letters = EventSource(sqs, dlq_url, fail_dead_letters, batch_size=10, function_timeout=60)
-        pollers = [
-            threading.Thread(target=_poll, args=(source, stop), name=f"invocation-{i}", daemon=True)
-            for i in range(ns.concurrency)
-        ]
-        pollers.append(threading.Thread(target=_poll, args=(dead_letters, stop), name="dead-letters", daemon=True))
+        pollers = []
+        # Two event source mappings of the jobs queues, each with its own concurrency, each queue's
+        # dead letters with their handler.
+        for prefix, url, handler, dlq_name, dead_handler, concurrency, batch_size in (
+            (
+                "",
+                settings.jobs_queue_url,
+                run_jobs,
+                settings.jobs_dlq_name,
+                fail_dead_letters,
+                ns.concurrency,
+                ns.batch_size,
+            ),
+            (
+                "high-",
+                settings.jobs_high_queue_url,
+                run_high_jobs,
+                settings.jobs_high_dlq_name,
+                fail_high_dead_letters,
+                ns.high_concurrency,
+                ns.high_batch_size,
+            ),
+        ):
+            source = EventSource(sqs, url, handler, batch_size=batch_size, function_timeout=ns.function_timeout)
+            pollers += [
+                threading.Thread(target=_poll, args=(source, stop), name=f"{prefix}invocation-{i}", daemon=True)
+                for i in range(concurrency)
+            ]
+            dlq_url = sqs.get_queue_url(QueueName=dlq_name)["QueueUrl"]
+            dead_letters = EventSource(sqs, dlq_url, dead_handler, batch_size=10, function_timeout=60)
+            pollers.append(
+                threading.Thread(target=_poll, args=(dead_letters, stop), name=f"{prefix}dead-letters", daemon=True)
+            )
         webhooks = EventSource(sqs, settings.webhooks_queue_url, deliver_webhooks, batch_size=10, function_timeout=60)
         pollers.append(threading.Thread(target=_poll, args=(webhooks, stop), name="webhooks", daemon=True))
         pollers.append(

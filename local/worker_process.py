@@ -10,6 +10,8 @@ at-least-once delivery may, and logs "continuation duplicated" for each. DIE_AFT
 kills the process (os._exit) right after the first final UPDATE of a job that it wins, before
 anything else is done about the job's end (its webhook queued, above all).
 
+With `--priority high` it is the high-priority worker (`run_high_jobs`), fed from the high-priority queue.
+
     JOB_TYPES=tests.support.probe python -m local.worker_process --function-timeout 60
 """
 
@@ -33,9 +35,16 @@ def environment(settings: Settings, **extra: str) -> dict[str, str]:
 
 
 def start(
-    settings: Settings, *, function_timeout: float = 60.0, batch_size: int = 10, output: Path | None = None, **env: str
+    settings: Settings,
+    *,
+    function_timeout: float = 60.0,
+    batch_size: int = 10,
+    priority: str = "normal",
+    output: Path | None = None,
+    **env: str,
 ) -> subprocess.Popen:
-    """A worker process polling the settings' queue; the caller stops (or kills) it.
+    """A worker process polling the settings' queue (the high-priority one for `priority` "high");
+    the caller stops (or kills) it.
 
     `output` receives its stdout and stderr (JSON log lines and EMF metrics), else they are dropped;
     `env` adds variables.
@@ -49,6 +58,8 @@ def start(
         str(function_timeout),
         "--batch-size",
         str(batch_size),
+        "--priority",
+        priority,
     ]
     return subprocess.Popen(command, cwd=ROOT, env=environment(settings, **env), stdout=sink, stderr=subprocess.STDOUT)
 
@@ -122,6 +133,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--function-timeout", type=float, default=60.0)
     parser.add_argument("--batch-size", type=int, default=10)
+    parser.add_argument("--priority", choices=("normal", "high"), default="normal")
     ns = parser.parse_args()
     from local import services
     from local.eventsource import EventSource
@@ -137,9 +149,12 @@ def main() -> None:
         _die_after_final_write()
     settings = Settings.from_env()
     sqs = services.sqs_client(settings.aws_endpoint_url, settings.aws_region)
-    source = EventSource(
-        sqs, settings.jobs_queue_url, app.run_jobs, batch_size=ns.batch_size, function_timeout=ns.function_timeout
+    url, handler = (
+        (settings.jobs_high_queue_url, app.run_high_jobs)
+        if ns.priority == "high"
+        else (settings.jobs_queue_url, app.run_jobs)
     )
+    source = EventSource(sqs, url, handler, batch_size=ns.batch_size, function_timeout=ns.function_timeout)
     while True:
         source.poll_once(wait_seconds=1)
 

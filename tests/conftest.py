@@ -113,7 +113,8 @@ def settings(run_settings, run_id, sqs, request) -> Settings:
     """Every test starts with no jobs, no hot state and a queue of its own."""
     conn = pymysql.connect(**connect_args(run_settings.mysql_url))
     with conn, conn.cursor() as cur:
-        cur.execute("DELETE FROM jobs")
+        for table in ("jobs", "batches", "job_dependencies", "schedules"):
+            cur.execute(f"DELETE FROM {table}")
     _delete_prefix(redis.Redis.from_url(run_settings.redis_url), run_settings.redis_prefix)
     # A queue per test: SQS allows one PurgeQueue a minute, and leftovers must not leak across tests.
     queue_url = services.create_jobs_queue(sqs, f"jobs-{run_id}-{uuid.uuid4().hex[:8]}")

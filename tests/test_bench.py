@@ -59,7 +59,7 @@ def test_quick_bench_prints_the_table_and_keeps_the_counted_budgets(tmp_path, ru
         figure.startswith("jobs/s") and "RQ" in row["reference"] and "Celery" in row["reference"]
         for figure, row in rows.items()
     )
-    assert any(figure.startswith("cold start: import app") for figure in rows)
+    assert any(figure.startswith("cold start: API function") for figure in rows)
     # Nothing of boto3, the tests, the local runtime or the Python client (client/) in the Lambda zip.
     assert rows["deployment package leaves out boto3 and test-only code"]["data"]["shipped"] == []
     # Peak memory is a measurement, not a time: a 4 MiB chunk sits far inside a quarter of the worker
@@ -79,9 +79,27 @@ def test_quick_bench_prints_the_table_and_keeps_the_counted_budgets(tmp_path, ru
     # A scheduled job never starts before its runAt (how soon after is a time: printed, not held here)
     [scheduled] = [row for figure, row in rows.items() if figure.startswith("scheduled: start - runAt")]
     assert scheduled["data"]["jobs"] == 4 and scheduled["data"]["earliest_s"] >= 0
+    [swept] = [row for figure, row in rows.items() if figure.startswith("scheduled (past SQS's 15 minutes)")]
+    assert swept["data"]["jobs"] == 4 and swept["data"]["earliest_s"] >= 0
+    # Schedules: a pass is one indexed range and two statements per schedule fired; none due, one statement
+    [fired] = [row for figure, row in rows.items() if figure.startswith("schedules: passes making")]
+    assert (fired["verdict"], fired["data"]["made"], fired["data"]["statements"]) == ("ok", 100, 201)
+    [idle] = [row for figure, row in rows.items() if figure.startswith("schedules: a pass with none due")]
+    assert (idle["data"]["statements"], idle["data"]["key"]) == (1, "ix_schedules_next_run")
+    # Priorities: every high job was measured, and the normal backlog moved meanwhile (a count, not a time)
+    [high] = [row for figure, row in rows.items() if figure.startswith("priorities: queue wait of 4 high jobs")]
+    assert high["data"]["high_jobs"] == 4 and high["data"]["normal_done_during"] > 0
+    assert any(figure.startswith("priorities: the same high jobs without a queue of their own") for figure in rows)
     # Webhooks: a job with a callback is one MySQL write more in the worker; an attempt is two statements
     assert rows["worker, MySQL writes per job with a callbackUrl (start, finish, webhook queued)"]["data"]["value"] == 3
     attempt = rows["webhook delivery, MySQL statements per attempt (read the row, record the attempt)"]["data"]
     assert [s.split()[0] for s in attempt["mysql"]] == ["SELECT", "UPDATE"] and attempt["aws"] == []
     latency = rows["webhook latency from the final write to the receiver, p50 / p95 (local: moto SQS, loopback)"]
     assert len(latency["data"]["samples_ms"]) == 20 and latency["data"]["p50_ms"] <= latency["data"]["p95_ms"]
+    # A batch of 50: the batch's row and one multi-row insert of its jobs, five SendMessageBatch, one
+    # Redis round trip; its hot GET one round trip and no MySQL
+    cost = rows["batch submit: what 50 jobs cost, batch vs singles"]["data"]
+    assert (cost["batch_mysql"], cost["batch_redis"], cost["batch_sqs"]) == (2, 1, 5)
+    assert (cost["single_mysql"], cost["single_sqs"]) == (50, 50)
+    poll = rows["GET /batches/{id} of a hot 50-job batch"]["data"]
+    assert (poll["redis"], poll["mysql"]) == (1, 0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import subprocess
 import sys
 
@@ -20,7 +21,7 @@ from jobs_client import (
     NotFound,
 )
 
-from tests.support.runtime import ALICE, ROOT, LocalRuntime
+from tests.support.runtime import ALICE, BOB, ROOT, LocalRuntime
 
 #: Results above this many bytes go to S3, so `result()` meets both kinds (a sleep result is ~25 bytes).
 INLINE_RESULT_BYTES = 100
@@ -99,6 +100,30 @@ def test_get_many_list_and_cancel(jobs, runtime):
     assert pages == [("GET", "/jobs")] * 3  # three pages of two
     assert cancelled.status is JobStatus.CANCELLED or cancelled.cancel_requested
     assert jobs.wait(long).status is JobStatus.CANCELLED
+
+
+def test_retry_and_cancel_many_sync_and_async(jobs, runtime):
+    scheduled = [jobs.submit("sleep", {"steps": 1}, delay_seconds=600) for _ in range(3)]
+    cancelled = jobs.cancel(jobs.submit("sleep", {"steps": 2, "stepMs": 50}, delay_seconds=600))
+
+    assert jobs.cancel_many(status="SCHEDULED", type="sleep") == 3
+    assert {jobs.get(job).status for job in scheduled} == {JobStatus.CANCELLED}
+    again = jobs.retry_job(cancelled)
+    assert (again.status, again.attempts, again.previous_error) == (JobStatus.PENDING, 0, None)
+    assert jobs.wait(again).status is JobStatus.COMPLETED
+    with pytest.raises(Conflict) as refused:
+        jobs.retry_job(again)
+    assert refused.value.code == "JobNotRetryable" and refused.value.body["status"] == "COMPLETED"
+
+    async def main():
+        async with AsyncClient(runtime.url, ALICE) as client:
+            waiting = await client.submit("sleep", {"steps": 1}, delay_seconds=600)
+            count = await client.cancel_many(type="sleep")
+            retried = await client.retry_job(waiting, from_start=True)
+            return count, retried, await client.wait(retried)
+
+    count, retried, done = asyncio.run(main())
+    assert count == 1 and retried.status is JobStatus.PENDING and done.status is JobStatus.COMPLETED
 
 
 def test_an_uploaded_csv_is_read_by_a_job_and_its_large_result_is_fetched_from_s3(jobs, tmp_path):
@@ -204,3 +229,88 @@ def test_the_server_never_imports_the_client():
     done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
     assert "httpx" not in (ROOT / "requirements.txt").read_text()
+
+
+def test_a_batch_with_a_then_and_a_dependent_job_sync_async_and_from_the_cli(jobs, runtime, tmp_path, capsys):
+    from local import cli
+
+    first = jobs.submit("sleep", {"steps": 5, "stepMs": 300})  # still running when the next is submitted
+    after = jobs.submit("sleep", {"steps": 1, "stepMs": 0}, depends_on=[first])
+    submitted = jobs.submit_batch(
+        [{"type": "sleep", "payload": {"steps": 2, "stepMs": 50}}] * 3, then={"type": "sleep", "payload": {"steps": 1}}
+    )
+    seen = []
+    batch = jobs.wait_batch(submitted.batch_id, on_progress=seen.append, timeout=60)
+
+    assert after.status is JobStatus.WAITING and after.depends_on == [first.id]
+    assert jobs.wait(after, timeout=30).status is JobStatus.COMPLETED
+    assert batch.status is JobStatus.COMPLETED and batch.counts["COMPLETED"] == 3 and batch.progress == 100
+    assert batch.then_job_id == submitted.then_job_id and batch.then_status is JobStatus.COMPLETED
+    assert [view.progress for view in seen] == sorted(view.progress for view in seen)
+    assert jobs.get(submitted.job_ids[0]).batch_id == submitted.batch_id
+
+    async def main():
+        async with AsyncClient(runtime.url, ALICE) as client:
+            made = await client.submit_batch([{"type": "sleep", "payload": {"steps": 1}}] * 2)
+            return await client.wait_batch(made.batch_id, timeout=60)
+
+    assert asyncio.run(main()).counts["COMPLETED"] == 2
+
+    specs = tmp_path / "jobs.jsonl"
+    specs.write_text('{"type": "sleep", "payload": {"steps": 1}}\n\n{"type": "sleep", "dependsOn": [0]}\n')
+    code = cli.main(
+        ["--url", runtime.url, "--key", ALICE, "batch", str(specs), "--then", '{"type": "sleep"}', "--wait"]
+    )
+    out = capsys.readouterr()
+    assert code == 0 and json.loads(out.out)["status"] == "COMPLETED"
+    assert "100%  COMPLETED  2 of 2 ended (2 completed)  then COMPLETED" in out.err
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"type": "nope"}\n')
+    assert cli.main(["--url", runtime.url, "--key", ALICE, "batch", str(bad)]) == 1
+    assert "400: InvalidRequest 1 of the batch's job specs are invalid" in capsys.readouterr().err
+
+
+def test_schedules_from_the_client_and_the_cli_sync_and_async(jobs, runtime, capsys):
+    from local import cli
+
+    made = jobs.create_schedule("0 6 * * 1-5", {"type": "sleep", "payload": {"steps": 1}}, timezone="Europe/Berlin")
+    paused = jobs.pause_schedule(made)
+    resumed = jobs.resume_schedule(made.id)
+    listed = [s.id for s in jobs.schedules(page_size=1)]
+    with pytest.raises(BadRequest) as refused:
+        jobs.create_schedule("* * * * * *", {"type": "sleep"})
+    assert made.cron == "0 6 * * 1-5" and made.timezone == "Europe/Berlin" and made.next_run_at.hour in (4, 5)
+    assert paused.paused and paused.next_run_at is None
+    assert not resumed.paused and resumed.next_run_at == made.next_run_at
+    assert made.id in listed and refused.value.code == "InvalidRequest"
+    with pytest.raises(NotFound):
+        Client(runtime.url, BOB).get_schedule(made)  # another client's: unknown
+    jobs.delete_schedule(made)
+    with pytest.raises(NotFound):
+        jobs.get_schedule(made)
+
+    base = ["--url", runtime.url, "--key", ALICE, "schedule"]
+    assert cli.main([*base, "add", "*/15 * * * *", "sleep", "--payload", '{"steps": 1}', "--overlap", "allow"]) == 0
+    schedule_id = json.loads(capsys.readouterr().out)["scheduleId"]
+    assert cli.main([*base, "pause", schedule_id]) == 0 and json.loads(capsys.readouterr().out)["paused"] is True
+    assert cli.main([*base, "list"]) == 0
+    listing = capsys.readouterr().out.splitlines()
+    assert listing[0].split()[:3] == ["SCHEDULE", "CRON", "TIMEZONE"]
+    row = next(line for line in listing if line.startswith(schedule_id))
+    assert "*/15 * * * *" in row and "paused" in row and " UTC " in row
+    assert cli.main([*base, "resume", schedule_id]) == 0 and json.loads(capsys.readouterr().out)["paused"] is False
+    assert cli.main([*base, "add", "nope", "sleep"]) == 1
+    assert "400: InvalidRequest cron 'nope' must have 5 fields" in capsys.readouterr().err
+    assert cli.main([*base, "rm", schedule_id]) == 0 and cli.main([*base, "rm", schedule_id]) == 1
+
+    async def main():
+        async with AsyncClient(runtime.url, ALICE) as client:
+            schedule = await client.create_schedule("30 2 * * *", {"type": "sleep"}, overlap="allow", paused=True)
+            ids = [s.id async for s in client.schedules()]
+            changed = await client.update_schedule(schedule, cron="45 3 * * *", paused=False)
+            await client.delete_schedule(schedule)
+            return schedule, ids, changed
+
+    schedule, ids, changed = asyncio.run(main())
+    assert schedule.paused and schedule.id in ids and changed.cron == "45 3 * * *"
+    assert changed.next_run_at.minute == 45 and changed.overlap == "allow"

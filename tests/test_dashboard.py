@@ -33,7 +33,7 @@ SCREENSHOTS = ROOT / "test-output"
 #: GET /jobs/{id}: the job id is the last segment of the path (models.parse_job_id owns its form).
 JOB_GET = re.compile(r"/jobs/([^/?]+)$")
 #: Requests that need a key, so the usage plan counts them (the page's own files and /openapi.json do not).
-KEYED = re.compile(r"/(jobs|limits|uploads)(/|$)")
+KEYED = re.compile(r"/(jobs|limits|uploads|batches)(/|$)")
 
 
 def polled_ids(url: str) -> list[str] | None:
@@ -81,6 +81,25 @@ def submit(page, job_type, **payload):
     page.click("#submit-form button[type=submit]")
     sync_api.expect(page.locator("#notice")).to_contain_text("Submitted job")
     return page.locator("#notice").inner_text().split()[-1].rstrip(".")
+
+
+def test_a_job_submitted_with_priority_high_is_marked_high_in_the_table_and_its_detail(page, runtime):
+    enter_key(page, ALICE)
+    page.select_option("#job-priority", "high")
+    job_id = submit(page, "sleep", steps=1, stepMs=0)
+    row = page.locator(f'tr[data-id="{job_id}"]')
+
+    sync_api.expect(row.locator("td.col-type .priority")).to_have_text("high")
+    sync_api.expect(row.locator(".status")).to_have_text("COMPLETED", timeout=15000)
+    row.locator("td.col-id a").click()
+    sync_api.expect(page.locator("#detail-fields")).to_contain_text("Priorityhigh")
+    assert Client(runtime.url, ALICE).get(job_id).priority == "high"  # what the API stored
+    page.select_option("#job-priority", "normal")
+    page.click("#submit-form button[type=submit]")
+    sync_api.expect(page.locator("#notice")).not_to_contain_text(job_id)  # the next job's notice
+    plain = page.locator("#notice").inner_text().split()[-1].rstrip(".")
+    assert Client(runtime.url, ALICE).get(plain).priority == "normal"
+    sync_api.expect(page.locator(f'tr[data-id="{plain}"] td.col-type')).to_have_text("sleep")  # no mark
 
 
 def test_submit_a_job_and_watch_its_bar_reach_100_percent(page):
@@ -151,7 +170,8 @@ def test_a_finished_jobs_detail_shows_its_webhook_deliveries(page, runtime):
             job = jobs.wait(jobs.submit("sleep", {"steps": 1, "stepMs": 0}, callback_url=receiver.url))
             plain = jobs.wait(jobs.submit("sleep", {"steps": 1, "stepMs": 0}))
             deadline = time.monotonic() + 60  # the retry comes 2.5-5 s after the 503
-            while len(jobs.deliveries(job)) < 2 and time.monotonic() < deadline:
+            while len(jobs.deliveries(job)) < 2:
+                assert time.monotonic() < deadline, jobs.deliveries(job)
                 time.sleep(0.2)
     finally:
         receiver.close()
@@ -168,6 +188,55 @@ def test_a_finished_jobs_detail_shows_its_webhook_deliveries(page, runtime):
     sync_api.expect(page.locator("#detail-webhook")).to_be_hidden()  # no callback: no section
 
 
+def test_a_finished_jobs_detail_read_while_throttled_is_read_again_after_retry_after(page, runtime):
+    with Client(runtime.url, ALICE) as jobs:
+        job = jobs.wait(jobs.submit("sleep", {"steps": 1, "stepMs": 0}))
+    enter_key(page, ALICE)
+    refused = []
+
+    def throttle_once(route):
+        if refused:
+            return route.continue_()
+        refused.append(route.request.url)
+        route.fulfill(
+            status=429, headers={"Retry-After": "1"}, json={"code": "TooManyRequests", "message": "slow down"}
+        )
+
+    page.route(f"**/jobs/{job.id}", throttle_once)
+    page.locator(f'tr[data-id="{job.id}"] td.col-id a').click()
+    sync_api.expect(page.locator("#detail-result")).to_contain_text("429")
+    sync_api.expect(page.locator("#detail-result")).to_contain_text('"sleptMs": 0', timeout=10000)
+    assert len(refused) == 1
+
+
+def test_a_batch_shows_its_counts_bar_then_and_members_and_a_members_detail_its_batch(page, runtime):
+    with Client(runtime.url, ALICE) as client:
+        first = client.submit("sleep", {"steps": 1, "stepMs": 0})
+        waiter = client.submit("sleep", {"steps": 1, "stepMs": 0}, depends_on=[first])
+        submitted = client.submit_batch(
+            [{"type": "sleep", "payload": {"steps": 2, "stepMs": 100}}] * 3, then={"type": "sleep", "payload": {}}
+        )
+    enter_key(page, ALICE)
+    page.fill("#batch-id", submitted.batch_id)
+    page.click("#batch-form button")
+
+    sync_api.expect(page.locator("#batch-status")).to_have_text("COMPLETED", timeout=30000)
+    sync_api.expect(page.locator("#batch-summary")).to_have_text("3 of 3 ended (3 completed)")
+    sync_api.expect(page.locator("#batch-pct")).to_have_text("100%")
+    sync_api.expect(page.locator("#batch-then")).to_have_text(f"Then: {submitted.then_job_id} COMPLETED")
+    assert page.locator("#batch-members a").all_inner_texts() == submitted.job_ids
+    sync_api.expect(page.locator("#batch-cancel")).to_be_disabled()
+
+    page.click(f"#batch-members a >> text={submitted.job_ids[1]}")
+    sync_api.expect(page.locator("#detail-id")).to_have_text(submitted.job_ids[1])
+    sync_api.expect(page.locator("#detail-fields")).to_contain_text(f"Batch{submitted.batch_id}")
+    page.fill("#batch-id", "")
+    page.click(f"#detail-fields a >> text={submitted.batch_id}")
+    sync_api.expect(page.locator("#batch-id")).to_have_value(submitted.batch_id)
+    page.evaluate(f"showJob('{waiter.id}')")
+    sync_api.expect(page.locator("#detail-fields")).to_contain_text(f"Depends on{first.id}")
+
+
 def test_cancel_a_running_job_and_see_cancelled(page):
     enter_key(page, ALICE)
     job_id = submit(page, "sleep", steps=300, stepMs=100)
@@ -178,6 +247,43 @@ def test_cancel_a_running_job_and_see_cancelled(page):
 
     sync_api.expect(row.locator(".status")).to_have_text("CANCELLED", timeout=15000)
     assert int(row.locator(".bar").get_attribute("aria-valuenow")) < 100
+
+
+def test_retry_a_failed_job_from_its_row_and_see_the_previous_error(page, runtime):
+    with Client(runtime.url, ALICE) as jobs:
+        failing = {"steps": 2, "stepMs": 0, "failAtStep": 2}
+        failed = jobs.wait(jobs.submit("sleep", failing, max_attempts=1))
+        done = jobs.wait(jobs.submit("sleep", {"steps": 1, "stepMs": 0}))
+    enter_key(page, ALICE)
+    row = page.locator(f'tr[data-id="{failed.id}"]')
+    sync_api.expect(row.locator(".status")).to_have_text("FAILED")
+    assert page.locator(f'tr[data-id="{done.id}"] button.retry').count() == 0  # only FAILED and CANCELLED
+
+    row.locator("button.retry").click()
+
+    sync_api.expect(page.locator("#notice")).to_contain_text(f"Job {failed.id} runs again.")
+    sync_api.expect(row.locator(".status")).to_have_text("FAILED", timeout=15000)  # its payload fails again
+    row.locator("td.col-id a").click()
+    sync_api.expect(page.locator("#detail-fields")).to_contain_text("Previous error")
+    sync_api.expect(page.locator("#detail-fields")).to_contain_text("failed at step 2")
+
+
+def test_cancel_all_scheduled_jobs_of_a_type_from_the_list(page, runtime):
+    with Client(runtime.url, ALICE) as jobs:
+        later = [jobs.submit("sleep", {"steps": 1}, delay_seconds=600).id for _ in range(3)]
+    page.on("dialog", lambda dialog: dialog.accept())
+    enter_key(page, ALICE)
+    button = page.locator("#cancel-matching")
+    assert button.is_hidden()  # no type chosen: nothing to cancel in bulk
+
+    page.select_option("#filter-type", "sleep")
+    page.select_option("#filter-status", "SCHEDULED")
+    sync_api.expect(button).to_have_text("Cancel all scheduled sleep jobs")
+    button.click()
+
+    sync_api.expect(page.locator("#notice")).to_contain_text("Cancelled 3 sleep jobs")
+    with Client(runtime.url, ALICE) as jobs:
+        assert {job.status.value for job in jobs.get_many(later)} == {"CANCELLED"}
 
 
 def test_the_clients_plan_and_unfinished_jobs_are_shown_above_the_table(page):
@@ -342,3 +448,32 @@ def _wait_for(page, found, *, timeout: float = 15.0):
             return value
         page.wait_for_timeout(100)
     pytest.fail(f"not seen within {timeout}s")
+
+
+def test_schedules_are_listed_with_their_next_run_and_paused_resumed_and_made_from_the_page(page, runtime):
+    with Client(runtime.url, ALICE) as client:
+        made = client.create_schedule("0 6 * * *", {"type": "sleep", "payload": {"steps": 1}}, timezone="Europe/Berlin")
+    enter_key(page, ALICE)
+    row = page.locator(f'#schedule-rows tr[data-id="{made.id}"]')
+
+    sync_api.expect(row.locator(".col-cron")).to_have_text("0 6 * * *")
+    sync_api.expect(row.locator(".col-zone")).to_have_text("Europe/Berlin")
+    assert row.locator(".col-next").inner_text() not in ("", "-", "paused")
+    row.locator("button.toggle").click()
+    sync_api.expect(row.locator(".col-next")).to_have_text("paused")
+    sync_api.expect(row.locator("button.toggle")).to_have_text("Resume")
+    with Client(runtime.url, ALICE) as client:
+        assert client.get_schedule(made).paused
+    row.locator("button.toggle").click()
+    sync_api.expect(row.locator("button.toggle")).to_have_text("Pause")
+
+    page.select_option("#job-type", "sleep")
+    page.fill("#schedule-cron", "*/10 * * * *")
+    page.click("#schedule-form button[type=submit]")
+    sync_api.expect(page.locator("#notice")).to_contain_text("Scheduled")
+    new_id = page.locator("#notice").inner_text().split()[1].rstrip(":")
+    sync_api.expect(page.locator(f'#schedule-rows tr[data-id="{new_id}"] .col-cron')).to_have_text("*/10 * * * *")
+    page.locator(f'#schedule-rows tr[data-id="{new_id}"] button.delete').click()
+    sync_api.expect(page.locator(f'#schedule-rows tr[data-id="{new_id}"]')).to_have_count(0)
+    with Client(runtime.url, ALICE) as client:
+        client.delete_schedule(made)

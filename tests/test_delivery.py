@@ -125,11 +125,13 @@ def test_a_batch_killed_again_and_again_after_its_first_job_fails_only_the_kille
     finally:
         services.stop(proc, timeout=5)
 
-    # Then the finished job's message was gone at the first crash (3 left: the killer's and the two
-    # innocents'), the innocent jobs never reached the dead-letter queue and completed, each chunk
-    # once, and only the killer FAILED
+    # Then the finished job had ended before the first crash, and its message was gone (3 left: the
+    # killer's and the two innocents') unless the crash came while its delete was still out (the
+    # delete overlaps the next record): then it came back and was dropped, its step never run again.
+    # The innocent jobs never reached the dead-letter queue and completed, each chunk once, and only
+    # the killer FAILED
     statuses = {job_id: api.get(job_id).json for job_id in [first, killer, *innocents]}
-    assert after_first_death == (3, "COMPLETED")
+    assert after_first_death in [(3, "COMPLETED"), (4, "COMPLETED")]
     assert deaths >= 2
     assert [statuses[j]["status"] for j in innocents] == ["COMPLETED", "COMPLETED"]
     assert statuses[first]["status"] == "COMPLETED"
@@ -154,6 +156,34 @@ def test_each_finished_record_but_the_last_is_deleted_by_the_worker_one_request_
     # The first two are deleted as they finish; the last is left to Lambda, which deletes it at once.
     assert counting.count("delete_message") == 2
     assert counting.calls == ["delete_message", "delete_message"]
+
+
+def test_the_next_record_runs_while_the_previous_ones_delete_is_out_and_the_invocation_waits_for_it(
+    api, rt, events, sqs, settings
+):
+    job_ids = [api.submit("probe", {"tag": f"overlap-{i}", "steps": 1}).json["jobId"] for i in range(3)]
+    messages = _receive(events, 3)
+    counting = _count_requests(rt)
+    answered: list[str] = []
+    real_delete = counting.__getattr__("delete_message")
+
+    def delete_after_the_next_start(**kwargs):
+        # Held until the next job's step has started: a delete the worker waited for would hold it 5 s.
+        nxt = f"overlap-{len(answered) + 1}"
+        deadline = time.monotonic() + 5
+        while nxt not in Probe.started and time.monotonic() < deadline:
+            time.sleep(0.01)
+        answered.append("after the next start" if nxt in Probe.started else "before it")
+        return real_delete(**kwargs)
+
+    counting.delete_message = delete_after_the_next_start
+    failed = events.invoke(messages)
+
+    assert failed == []
+    assert [api.get(job_id).json["status"] for job_id in job_ids] == ["COMPLETED"] * 3
+    # Both deletes were answered before the invocation returned (none left to a frozen thread).
+    assert answered == ["after the next start"] * 2
+    assert counting.calls == ["delete_message"] * 2  # one request each, the last record left to Lambda
 
 
 def test_of_the_records_that_came_back_only_the_first_runs_and_the_others_go_out_fresh(api, rt, events, sqs, settings):

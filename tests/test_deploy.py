@@ -109,8 +109,17 @@ def test_deploy_twice_creates_the_stage_once_and_teardown_removes_it(aws, tmp_pa
 
     outputs = summary["stack_outputs"]
     _assert_functions(clients["lambda"], config, outputs)
-    _assert_queue_mapping(clients["lambda"], clients["sqs"], config, outputs)
-    _assert_dead_letter_mapping(clients["lambda"], clients["sqs"], config, outputs)
+    # Two jobs queues (normal, high priority), each with its worker's mapping and its own dead letters.
+    for prefix, function in (("", "run_jobs"), ("High", "run_high_jobs")):
+        _assert_queue_mapping(clients["lambda"], clients["sqs"], config, outputs, prefix=prefix, function=function)
+    for prefix, function in (("", "fail_dead_letters"), ("High", "fail_high_dead_letters")):
+        _assert_dead_letter_mapping(
+            clients["lambda"], clients["sqs"], config, outputs, prefix=prefix, function=function
+        )
+    # Five SQS triggers in all: the two workers', the two dead-letter handlers' and the delivery function's.
+    mappings = clients["lambda"].list_event_source_mappings()["EventSourceMappings"]
+    assert len(mappings) == 5
+    assert [m["FunctionResponseTypes"] for m in mappings] == [["ReportBatchItemFailures"]] * 5
     _assert_webhooks(clients["lambda"], clients["sqs"], clients["secretsmanager"], config, outputs, summary)
     secrets_after = {
         name: clients["secretsmanager"].get_secret_value(SecretId=name)["SecretString"] for name in secrets_before
@@ -152,7 +161,9 @@ def test_deploy_twice_creates_the_stage_once_and_teardown_removes_it(aws, tmp_pa
 FUNCTIONS = {
     "api_handler": "ApiFunctionRoleArn",
     "run_jobs": "WorkerFunctionRoleArn",
+    "run_high_jobs": "WorkerFunctionRoleArn",
     "fail_dead_letters": "DeadLetterFunctionRoleArn",
+    "fail_high_dead_letters": "DeadLetterFunctionRoleArn",
     "sweep": "SweeperFunctionRoleArn",
     "migrate": "MigrateFunctionRoleArn",
     "deliver_webhooks": "DeliveryFunctionRoleArn",
@@ -175,6 +186,9 @@ def _assert_functions(awslambda, config, outputs):
         assert env["JOBS_QUEUE_URL"] == outputs["JobsQueueUrl"]
         assert env["JOBS_QUEUE_NAME"] == f"jobs-{STAGE}"
         assert env["JOBS_DLQ_NAME"] == f"jobs-{STAGE}-dlq" == outputs["DeadLetterQueueName"]
+        assert env["JOBS_HIGH_QUEUE_URL"] == outputs["HighJobsQueueUrl"]
+        assert env["JOBS_HIGH_QUEUE_NAME"] == f"jobs-{STAGE}-high" == outputs["HighJobsQueueName"]
+        assert env["JOBS_HIGH_DLQ_NAME"] == f"jobs-{STAGE}-high-dlq" == outputs["HighDeadLetterQueueName"]
         assert env["INPUT_BUCKETS"] == outputs["InputBucketName"]
         assert env["RESULTS_BUCKET"] == outputs["ResultsBucketName"]
         assert env["WORK_BUCKET"] == outputs["WorkBucketName"] == outputs["ResultsBucketName"]
@@ -191,9 +205,9 @@ def _assert_functions(awslambda, config, outputs):
         assert function["VpcConfig"]["SecurityGroupIds"] == [outputs[group]]
         assert env["WEBHOOKS_QUEUE_URL"] == outputs["WebhooksQueueUrl"]
         assert env["WEBHOOK_SECRET_PREFIX"] == f"jobs-{STAGE}/webhook-secret/" == outputs["WebhookSecretPrefix"]
-    worker = awslambda.get_function_configuration(FunctionName=_function_name("run_jobs"))
-    concurrency = awslambda.get_function_concurrency(FunctionName=worker["FunctionName"])
-    assert concurrency["ReservedConcurrentExecutions"] == config["lambda_functions"]["run_jobs"]["reserved_concurrency"]
+    for name in ("run_jobs", "run_high_jobs"):  # each worker its own concurrency: neither takes the other's
+        concurrency = awslambda.get_function_concurrency(FunctionName=_function_name(name))
+        assert concurrency["ReservedConcurrentExecutions"] == config["lambda_functions"][name]["reserved_concurrency"]
 
 
 def _assert_migrate_function(awslambda, config, build_dir: Path):
@@ -210,28 +224,29 @@ def _assert_migrate_function(awslambda, config, build_dir: Path):
     assert not any(name.startswith(("tests/", "bench/", "infra/", "local/", "boto3/")) for name in names)
 
 
-def _assert_queue_mapping(awslambda, sqs, config, outputs):
-    worker = config["lambda_functions"]["run_jobs"]
-    [mapping] = awslambda.list_event_source_mappings(EventSourceArn=outputs["JobsQueueArn"])["EventSourceMappings"]
-    assert mapping["FunctionArn"].endswith(f":function:jobs-{STAGE}-run_jobs")
+def _assert_queue_mapping(awslambda, sqs, config, outputs, *, prefix: str, function: str):
+    worker = config["lambda_functions"][function]
+    queue_arn = outputs[f"{prefix}JobsQueueArn"]
+    [mapping] = awslambda.list_event_source_mappings(EventSourceArn=queue_arn)["EventSourceMappings"]
+    assert mapping["FunctionArn"].endswith(f":function:jobs-{STAGE}-{function}")
     assert mapping["BatchSize"] == worker["sqs_batch_size"]
     assert mapping["MaximumBatchingWindowInSeconds"] == worker["sqs_maximum_batching_window_in_seconds"]
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
-    attributes = sqs.get_queue_attributes(QueueUrl=outputs["JobsQueueUrl"], AttributeNames=["All"])["Attributes"]
-    assert int(attributes["VisibilityTimeout"]) >= 6 * worker["lambda_timeout"]
-    assert json.loads(attributes["RedrivePolicy"])["deadLetterTargetArn"] == outputs["DeadLetterQueueArn"]
+    attributes = sqs.get_queue_attributes(QueueUrl=outputs[f"{prefix}JobsQueueUrl"], AttributeNames=["All"])
+    assert int(attributes["Attributes"]["VisibilityTimeout"]) >= 6 * worker["lambda_timeout"]
+    redrive = json.loads(attributes["Attributes"]["RedrivePolicy"])
+    assert redrive["deadLetterTargetArn"] == outputs[f"{prefix}DeadLetterQueueArn"]
 
 
-def _assert_dead_letter_mapping(awslambda, sqs, config, outputs):
-    mappings = awslambda.list_event_source_mappings(EventSourceArn=outputs["DeadLetterQueueArn"])
+def _assert_dead_letter_mapping(awslambda, sqs, config, outputs, *, prefix: str, function: str):
+    mappings = awslambda.list_event_source_mappings(EventSourceArn=outputs[f"{prefix}DeadLetterQueueArn"])
     [mapping] = mappings["EventSourceMappings"]
-    assert mapping["FunctionArn"].endswith(f":function:jobs-{STAGE}-fail_dead_letters")
+    assert mapping["FunctionArn"].endswith(f":function:jobs-{STAGE}-{function}")
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert mapping["BatchSize"] == 10  # app.py's decorator
-    attributes = sqs.get_queue_attributes(QueueUrl=outputs["DeadLetterQueueUrl"], AttributeNames=["All"])["Attributes"]
+    dlq_url = sqs.get_queue_url(QueueName=outputs[f"{prefix}DeadLetterQueueArn"].rsplit(":", 1)[1])["QueueUrl"]
+    attributes = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["All"])["Attributes"]
     assert int(attributes["VisibilityTimeout"]) == 6 * config["lambda_functions"]["fail_dead_letters"]["lambda_timeout"]
-    # Three SQS triggers in all: the worker's, this one and the delivery function's.
-    assert len(awslambda.list_event_source_mappings()["EventSourceMappings"]) == 3
 
 
 def _assert_webhooks(awslambda, sqs, secretsmanager, config, outputs, summary):
@@ -287,6 +302,7 @@ def _assert_tenants(s3, awslambda, summary):
                 "maxActiveJobs": plan.max_active_jobs,
                 "maxRunningJobs": plan.max_running_jobs,
                 "maxTimeoutSeconds": plan.max_timeout_seconds,
+                "maxSchedules": plan.max_schedules,
             },
         }
     api = awslambda.get_function_configuration(FunctionName=_function_name("api_handler"))
@@ -301,11 +317,13 @@ def _assert_roles(iam, outputs):
     """Each function's role reaches only its own log group, its queue and (the worker; the API for
     uploads and the check at submit, under inputs/) the input bucket."""
     jobs_queue, dlq, webhooks = outputs["JobsQueueArn"], outputs["DeadLetterQueueArn"], outputs["WebhooksQueueArn"]
+    high_queue, high_dlq = outputs["HighJobsQueueArn"], outputs["HighDeadLetterQueueArn"]
+    jobs_queues = tuple(sorted((jobs_queue, high_queue)))
     bucket = f"arn:aws:s3:::{outputs['InputBucketName']}"
     results = f"arn:aws:s3:::{outputs['ResultsBucketName']}/results/*"
     expected = {
         "api_handler": {
-            (("sqs:SendMessage",), tuple(sorted((jobs_queue, webhooks)))),
+            (("sqs:SendMessage",), tuple(sorted((jobs_queue, high_queue, webhooks)))),
             (("s3:GetObject", "s3:PutObject"), (f"{bucket}/inputs/*",)),
             (("s3:ListBucket",), (bucket,)),
             (("s3:GetObject",), (results,)),
@@ -320,7 +338,7 @@ def _assert_roles(iam, outputs):
                     "sqs:ReceiveMessage",
                     "sqs:SendMessage",
                 ),
-                (jobs_queue,),
+                jobs_queues,
             ),
             (("s3:GetObject",), (f"{bucket}/*",)),
             (("s3:ListBucket",), (bucket,)),
@@ -331,11 +349,12 @@ def _assert_roles(iam, outputs):
             (("sqs:SendMessage",), (webhooks,)),
         },
         "fail_dead_letters": {
-            (("sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"), (dlq,)),
-            (("sqs:SendMessage",), tuple(sorted((jobs_queue, webhooks)))),  # an innocent job goes out again
+            (("sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"), tuple(sorted((dlq, high_dlq)))),
+            # an innocent job goes out again, to its own queue
+            (("sqs:SendMessage",), tuple(sorted((jobs_queue, high_queue, webhooks)))),
         },
         "sweep": {
-            (("sqs:GetQueueAttributes", "sqs:SendMessage"), (jobs_queue,)),
+            (("sqs:GetQueueAttributes", "sqs:SendMessage"), jobs_queues),
             (("sqs:SendMessage",), (webhooks,)),
             (("s3:DeleteObject",), (results,)),
         },
@@ -345,13 +364,17 @@ def _assert_roles(iam, outputs):
             (("s3:GetObject",), (results,)),
         },
     }
+    # The high-priority worker and dead-letter handler share the normal ones' roles (and rights).
+    expected["run_high_jobs"], expected["fail_high_dead_letters"] = expected["run_jobs"], expected["fail_dead_letters"]
     for function, role_output in FUNCTIONS.items():
         grants = _grants(iam, outputs[role_output])
         [logs] = [g for g in grants if g[0] == ("logs:CreateLogStream", "logs:PutLogEvents")]
-        # AWS's LogGroup.Arn ends in `:*` (the group's streams); moto's does not.
-        assert [arn.removesuffix(":*") for arn in logs[1]] == [
-            f"arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/{_function_name(function)}"
-        ]
+        # AWS's LogGroup.Arn ends in `:*` (the group's streams); moto's does not. A role's groups are
+        # those of the functions that have it.
+        sharing = [name for name, output in FUNCTIONS.items() if output == role_output]
+        assert sorted(arn.removesuffix(":*") for arn in logs[1]) == sorted(
+            f"arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/{_function_name(name)}" for name in sharing
+        )
         # Network interfaces (VPC) and the stage's secrets are common to all four; the rest is each one's own.
         assert any(g[0][0].startswith("ec2:") for g in grants), f"{function} cannot attach to the VPC"
         own = {g for g in grants if g != logs and not g[0][0].startswith(("ec2:", "secretsmanager:"))}

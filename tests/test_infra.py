@@ -37,6 +37,9 @@ SAMPLE_OUTPUTS = {
     "JobsQueueUrl": "https://sqs.us-east-1.amazonaws.com/123456789012/jobs-prod",
     "JobsQueueName": "jobs-prod",
     "DeadLetterQueueName": "jobs-prod-dlq",
+    "HighJobsQueueUrl": "https://sqs.us-east-1.amazonaws.com/123456789012/jobs-prod-high",
+    "HighJobsQueueName": "jobs-prod-high",
+    "HighDeadLetterQueueName": "jobs-prod-high-dlq",
     "InputBucketName": "jobs-prod-service-inputbucket-0123456789ab",
     "ResultsBucketName": "jobs-prod-service-resultsbucket-0123456789ab",
     "WorkBucketName": "jobs-prod-service-resultsbucket-0123456789ab",
@@ -98,9 +101,10 @@ def test_input_bucket_takes_browser_uploads_by_post_only_and_the_api_signs_under
     }
 
 
-def test_the_dead_letter_handler_may_send_to_the_jobs_queue_and_only_consume_its_own():
-    # It sends an innocent job again (sweeper.py), and a poisoned job's webhook; it receives and
-    # deletes only dead letters.
+def test_the_dead_letter_handler_may_send_to_the_jobs_queues_and_only_consume_its_own():
+    # It sends an innocent job again (sweeper.py) to the job's own queue, and a poisoned job's
+    # webhook; it receives and deletes only dead letters (of both dead-letter queues: the role is
+    # fail_dead_letters' and fail_high_dead_letters').
     from cfnlint.decode import cfn_yaml
 
     resources = cfn_yaml.load(str(ROOT / "infra" / "service.yaml"))["Resources"]
@@ -113,11 +117,17 @@ def test_the_dead_letter_handler_may_send_to_the_jobs_queue_and_only_consume_its
     assert sqs == {
         (
             str(["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"]),
-            str({"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}),
+            str([{"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}, {"Fn::GetAtt": ["HighDeadLetterQueue", "Arn"]}]),
         ),
         (
             "sqs:SendMessage",
-            str([{"Fn::GetAtt": ["JobsQueue", "Arn"]}, {"Fn::GetAtt": ["WebhooksQueue", "Arn"]}]),
+            str(
+                [
+                    {"Fn::GetAtt": ["JobsQueue", "Arn"]},
+                    {"Fn::GetAtt": ["HighJobsQueue", "Arn"]},
+                    {"Fn::GetAtt": ["WebhooksQueue", "Arn"]},
+                ]
+            ),
         ),
     }
 
@@ -159,6 +169,8 @@ def chalice_package(config: dict, stage: str, tmp_path: Path) -> Path:
         "AWS_DEFAULT_REGION": "us-east-1",
         "JOBS_QUEUE_NAME": f"jobs-{stage}",
         "JOBS_DLQ_NAME": f"jobs-{stage}-dlq",
+        "JOBS_HIGH_QUEUE_NAME": f"jobs-{stage}-high",
+        "JOBS_HIGH_DLQ_NAME": f"jobs-{stage}-high-dlq",
     }
     subprocess.run(
         [CHALICE, "--project-dir", str(tmp_path / "app"), "package", "--stage", stage, str(tmp_path / "out")],
@@ -188,6 +200,20 @@ def test_chalice_package_of_the_stage_as_deployed_is_lint_clean(stage, tmp_path)
     queue = dead_letters["Events"]["FailDeadLettersSqsEventSource"]["Properties"]["Queue"]
     assert queue["Fn::Sub"].endswith(":" + SAMPLE_OUTPUTS["DeadLetterQueueName"])
     assert sweeper["Events"]["SweepEvent"]["Properties"]["Schedule"] == "rate(1 minute)"
+    # The high-priority worker and dead-letter handler: the normal ones' roles, their own triggers,
+    # the high worker its own reserved concurrency (a normal backlog cannot take its capacity).
+    high, high_dead_letters = resources["RunHighJobs"]["Properties"], resources["FailHighDeadLetters"]["Properties"]
+    assert high["Role"] == SAMPLE_OUTPUTS["WorkerFunctionRoleArn"]
+    assert high_dead_letters["Role"] == SAMPLE_OUTPUTS["DeadLetterFunctionRoleArn"]
+    assert (
+        high["ReservedConcurrentExecutions"]
+        == CHALICE_CONFIG["stages"][stage]["lambda_functions"]["run_high_jobs"]["reserved_concurrency"]
+    )
+    assert high["Environment"]["Variables"]["JOBS_HIGH_QUEUE_URL"] == SAMPLE_OUTPUTS["HighJobsQueueUrl"]
+    high_queue = high["Events"]["RunHighJobsSqsEventSource"]["Properties"]["Queue"]
+    assert high_queue["Fn::Sub"].endswith(":" + SAMPLE_OUTPUTS["HighJobsQueueName"])
+    high_dlq = high_dead_letters["Events"]["FailHighDeadLettersSqsEventSource"]["Properties"]["Queue"]
+    assert high_dlq["Fn::Sub"].endswith(":" + SAMPLE_OUTPUTS["HighDeadLetterQueueName"])
     # The migrate function: in the VPC with the others (MySQL is reachable only there), its own role.
     migrate = resources["Migrate"]["Properties"]
     assert migrate["Handler"] == "app.migrate" and "Events" not in migrate
@@ -273,7 +299,9 @@ def test_rendered_stage_carries_every_output_the_functions_read(stage):
     assert roles == {
         "api_handler": SAMPLE_OUTPUTS["ApiFunctionRoleArn"],
         "run_jobs": SAMPLE_OUTPUTS["WorkerFunctionRoleArn"],
+        "run_high_jobs": SAMPLE_OUTPUTS["WorkerFunctionRoleArn"],
         "fail_dead_letters": SAMPLE_OUTPUTS["DeadLetterFunctionRoleArn"],
+        "fail_high_dead_letters": SAMPLE_OUTPUTS["DeadLetterFunctionRoleArn"],
         "sweep": SAMPLE_OUTPUTS["SweeperFunctionRoleArn"],
         "migrate": SAMPLE_OUTPUTS["MigrateFunctionRoleArn"],
         "deliver_webhooks": SAMPLE_OUTPUTS["DeliveryFunctionRoleArn"],

@@ -58,7 +58,7 @@ def test_key_b_limits_count_none_of_key_a_jobs(api, jobs_of_a):
     theirs = api.request("GET", "/limits", key="key-b").json["usage"]
     mine = api.request("GET", "/limits", key="key-a").json["usage"]
 
-    nothing = {"scheduledJobs": 0, "pendingJobs": 0, "runningJobs": 0, "heldJobs": 0}
+    nothing = {"scheduledJobs": 0, "waitingJobs": 0, "pendingJobs": 0, "runningJobs": 0, "heldJobs": 0}
     assert theirs == {"activeJobs": 0, **nothing}
     assert mine == {**nothing, "activeJobs": 1, "pendingJobs": 1}
 
@@ -72,3 +72,24 @@ def test_key_b_cannot_read_the_webhook_deliveries_of_a_job_of_key_a(api, jobs_of
 
     assert (theirs.status, theirs.json["code"]) == (404, "JobNotFound")
     assert (mine.status, mine.json) == (200, {"deliveries": []})  # no callbackUrl: no attempts
+
+
+@pytest.mark.parametrize("from_redis", [True, False], ids=["hot", "mysql-fallback"])
+def test_key_b_cannot_read_or_cancel_a_batch_of_key_a_nor_wait_on_its_jobs(api, redis_client, rt, from_redis):
+    body = {"jobs": [{"type": "sleep", "payload": {"steps": 1}}] * 2, "then": {"type": "sleep"}}
+    batch = api.request("POST", "/batches", key="key-a", body=body, headers={"Idempotency-Key": "b"}).json
+    if not from_redis:
+        redis_client.delete(rt.hot.batch_key(batch["batchId"]))
+    before = api.request("GET", f"/batches/{batch['batchId']}", key="key-a").json
+
+    read = api.request("GET", f"/batches/{batch['batchId']}", key="key-b")
+    cancel = api.request("DELETE", f"/batches/{batch['batchId']}", key="key-b")
+    unknown = api.request("GET", f"/batches/{'7' + 'Z' * 25}", key="key-b")
+    waiter = api.submit("sleep", {"steps": 1}, key="key-b", dependsOn=[batch["jobIds"][0]])
+    replay = api.request("POST", "/batches", key="key-b", body=body, headers={"Idempotency-Key": "b"})
+
+    assert (read.status, read.json["code"]) == (unknown.status, unknown.json["code"]) == (404, "BatchNotFound")
+    assert (cancel.status, cancel.json["code"]) == (404, "BatchNotFound")
+    assert (waiter.status, waiter.json["message"]) == (400, f"dependsOn: no job {batch['jobIds'][0]}")
+    assert replay.status == 202 and replay.json["batchId"] != batch["batchId"]  # its own key space
+    assert api.request("GET", f"/batches/{batch['batchId']}", key="key-a").json == before  # untouched

@@ -78,6 +78,32 @@ def test_the_local_runtime_delivers_a_signed_webhook_to_a_loopback_receiver(loca
     assert _cli(local_runtime, "webhook-secret").stdout.strip() == secret
 
 
+def test_a_high_job_runs_on_its_own_pollers_while_every_normal_one_is_busy(local_runtime):
+    # The two normal invocations (--concurrency 2) each hold a long job, a third normal job waits
+    # behind them; the high job has the high-priority queue's own poller, so it runs at once.
+    def submit(priority: str, steps: int) -> str:
+        body = {"type": "sleep", "payload": {"steps": steps, "stepMs": 50}, "priority": priority}
+        code, job = call(local_runtime.url, "POST", body=body)
+        assert code == 202 and job["priority"] == priority
+        return job["jobId"]
+
+    busy = []
+    for _ in range(2):  # one at a time: each is taken by a poller of its own
+        busy.append(submit("normal", 400))
+        wait_for(local_runtime.url, busy[-1], "RUNNING")
+    waiting = submit("normal", 1)
+    high = submit("high", 1)
+    try:
+        done = wait_for(local_runtime.url, high, "COMPLETED", timeout=10)
+        assert done["priority"] == "high"
+        assert call(local_runtime.url, path=f"/jobs/{waiting}")[1]["status"] == "PENDING"  # still behind the backlog
+        assert [call(local_runtime.url, path=f"/jobs/{job_id}")[1]["status"] for job_id in busy] == ["RUNNING"] * 2
+    finally:
+        for job_id in busy:
+            call(local_runtime.url, "DELETE", f"/jobs/{job_id}")
+    assert "high:     queue " in local_runtime.log.read_text()  # `make run` names the high-priority queue
+
+
 def test_a_running_job_is_cancelled(local_runtime):
     _, job = call(local_runtime.url, "POST", body={"type": "sleep", "payload": {"steps": 100, "stepMs": 50}})
     wait_for(local_runtime.url, job["jobId"], "RUNNING")
@@ -164,11 +190,41 @@ def test_cli_submit_delay_schedules_the_job_and_the_local_runtime_starts_it_then
     assert done["startedAt"] >= job["runAt"]  # the same ISO format: text order is time order
 
 
+def test_cli_submit_priority_high_puts_the_job_on_the_high_priority_queue(local_runtime):
+    submitted = _cli(local_runtime, "submit", "sleep", "--payload", '{"steps": 1, "stepMs": 0}', "--priority", "high")
+    assert submitted.returncode == 0, submitted.stderr
+    job = json.loads(submitted.stdout)
+    assert job["priority"] == "high"
+    assert wait_for(local_runtime.url, job["jobId"], "COMPLETED")["priority"] == "high"
+    refused = _cli(local_runtime, "submit", "sleep", "--priority", "urgent")
+    assert refused.returncode == 2 and "invalid choice: 'urgent'" in refused.stderr
+
+
 def test_cli_submit_wait_on_a_failing_job_exits_non_zero(local_runtime):
     payload = '{"steps": 3, "stepMs": 20, "failAtStep": 2}'
     result = _cli(local_runtime, "submit", "sleep", "--payload", payload, "--wait")
     assert result.returncode == 1
     assert "FAILED" in result.stderr and "failed at step 2" in result.stderr
+
+
+def test_cli_retry_runs_a_failed_job_again_and_cancel_by_filter_counts(local_runtime):
+    payload = '{"steps": 3, "stepMs": 20, "failAtStep": 2}'
+    failed = json.loads(_cli(local_runtime, "submit", "sleep", "--payload", payload, "--max-attempts", "1").stdout)
+    wait_until(lambda: json.loads(_cli(local_runtime, "status", failed["jobId"]).stdout)["status"] == "FAILED")
+
+    retried = _cli(local_runtime, "retry", failed["jobId"], "--from-start", "--wait")
+    scheduled = [_cli(local_runtime, "submit", "sleep", "--delay", "600").stdout for _ in range(2)]
+    cancelled = _cli(local_runtime, "cancel", "--status", "SCHEDULED", "--type", "sleep")
+
+    assert retried.returncode == 1 and "FAILED" in retried.stderr  # the payload fails at step 2 again
+    view = json.loads(_cli(local_runtime, "status", failed["jobId"]).stdout)
+    assert view["previousError"] == view["error"] and "failed at step 2" in view["error"]
+    assert (cancelled.returncode, cancelled.stdout.strip()) == (0, "cancelled 2 jobs")
+    assert {
+        json.loads(_cli(local_runtime, "status", json.loads(job)["jobId"]).stdout)["status"] for job in scheduled
+    } == {"CANCELLED"}
+    refused = _cli(local_runtime, "cancel")
+    assert refused.returncode == 1 and "give a job id, or --status" in refused.stderr
 
 
 def test_cli_prints_the_api_error_and_exits_non_zero(local_runtime):

@@ -2,6 +2,7 @@
 
 import json
 import subprocess
+import uuid
 from dataclasses import replace
 
 import pytest
@@ -136,13 +137,29 @@ def test_health_names_mysql_and_sqs_when_they_are_down(settings, api):
     assert reply.json["checks"] == {"jobTypes": "ok", "mysql": "unavailable", "redis": "ok", "sqs": "unavailable"}
 
 
+def test_health_names_sqs_when_only_the_high_priority_queue_is_gone(settings, sqs, api):
+    # A high-priority submission would find no queue: the health check asks both queues
+    high = sqs.create_queue(QueueName=f"jobs-high-{uuid.uuid4().hex[:12]}")["QueueUrl"]
+    try:
+        runtime_module.use(Runtime(replace(settings, jobs_high_queue_url=high)))
+        assert api.request("GET", "/health", key=None).status == 200
+    finally:
+        sqs.delete_queue(QueueUrl=high)
+    runtime_module.use(Runtime(replace(settings, jobs_high_queue_url=high)))
+
+    reply = api.request("GET", "/health", key=None)
+
+    assert reply.status == 503 and reply.json["message"] == "unavailable: sqs"
+    assert reply.json["checks"] == {"jobTypes": "ok", "mysql": "ok", "redis": "ok", "sqs": "unavailable"}
+
+
 def test_tracing_is_off_unless_switched_on_and_only_then_loads_the_xray_sdk():
     import os
     import sys
     from pathlib import Path
 
     pytest.importorskip("aws_xray_sdk")
-    code = "import app, sys; print('aws_xray_sdk.core' in sys.modules)"
+    code = "import app, sys; app.runtime.get().service; print('aws_xray_sdk.core' in sys.modules)"
 
     def loaded(**env):
         result = subprocess.run(

@@ -132,12 +132,16 @@ def test_limits_shows_the_plan_and_the_unfinished_jobs(tenanted, api, events):
     assert before.json == {
         "client": "acme",
         "plan": "small",
-        "limits": {"maxActiveJobs": 3, "maxRunningJobs": 1, "maxTimeoutSeconds": 600},
-        "usage": {"activeJobs": 2, "scheduledJobs": 0, "pendingJobs": 2, "runningJobs": 0, "heldJobs": 0},
+        "limits": {"maxActiveJobs": 3, "maxRunningJobs": 1, "maxTimeoutSeconds": 600, "maxSchedules": 20},
+        "usage": {
+            **{"activeJobs": 2, "scheduledJobs": 0, "waitingJobs": 0, "pendingJobs": 2, "runningJobs": 0},
+            "heldJobs": 0,
+        },
     }
     assert after.json["usage"] == {
         "activeJobs": 0,
         "scheduledJobs": 0,
+        "waitingJobs": 0,
         "pendingJobs": 0,
         "runningJobs": 0,
         "heldJobs": 0,
@@ -178,3 +182,13 @@ def test_a_limit_below_one_or_not_a_number_is_refused_naming_the_client_and_fiel
 
     with pytest.raises(errors.Misconfigured, match=f"clients/acme/limits/{field} must be an integer of at least 1"):
         tenants.parse(raw)
+
+
+def test_a_delayed_submission_over_the_limit_leaves_no_row_either(tenanted, api, mysql):
+    for _ in range(3):
+        assert api.submit("sleep", {"steps": 1}, delaySeconds=3600).status == 202
+
+    refused = api.submit("sleep", {"steps": 1}, delaySeconds=3600)
+
+    assert refused.status == 429 and refused.json["code"] == "ActiveJobLimit"
+    assert _count(mysql, "acme") == 3  # the refused SCHEDULED row was deleted like a PENDING one

@@ -11,7 +11,7 @@ import json
 import time
 import uuid
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 import standardwebhooks
@@ -99,6 +99,12 @@ def deliveries(api, job_id, key="key-a") -> list[dict]:
     return reply.json["deliveries"]
 
 
+def webhook_id(api, job_id: str) -> str:
+    """`msg_<job id>_<finishedAt in epoch ms>` of the job's current end."""
+    finished = datetime.fromisoformat(api.get(job_id).json["finishedAt"])
+    return f"msg_{job_id}_{int(finished.timestamp() * 1000)}"
+
+
 def row(mysql, job_id) -> dict:
     mysql.commit()
     with mysql.cursor() as cur:
@@ -125,7 +131,7 @@ def test_a_finished_job_is_delivered_once_signed_and_verifiable(api, events, hoo
     assert len(receiver.got) == 1
     got = receiver.got[0]
     assert got.path == "/hooks/jobs" and got.headers["content-type"] == "application/json"
-    assert got.headers["webhook-id"] == f"msg_{job_id}"
+    assert got.headers["webhook-id"] == webhook_id(api, job_id)
     assert abs(int(got.headers["webhook-timestamp"]) - time.time()) < 60
     body = standardwebhooks.Webhook(secret).verify(got.body, got.headers)
     assert verify_webhook(got.headers, got.body, secret) == body
@@ -165,6 +171,37 @@ def test_failed_and_cancelled_jobs_are_delivered_with_their_type(api, events, ho
     assert len(receiver.got) == 2
 
 
+def test_a_retried_job_is_delivered_again_at_its_new_end(api, events, hooks, receiver, mysql):
+    payload = {"tag": "w-retry", "steps": 2, "failAtStep": 2, "failTimes": 1}
+    job_id = finished(api, events, receiver.url, job_type="probe", payload=payload, maxAttempts=1)
+    hooks.drain()
+
+    assert api.request("POST", f"/jobs/{job_id}/retry").status == 202
+    left = row(mysql, job_id)
+    assert (left["callback_state"], left["callback_due_at"], left["deliveries"]) == ("WAITING", None, None)
+    events.drain()
+    hooks.drain()
+
+    assert [json.loads(d.body)["type"] for d in receiver.got] == ["job.failed", "job.completed"]
+    first, second = (d.headers["webhook-id"] for d in receiver.got)  # a new id for the new end
+    assert first != second and second == webhook_id(api, job_id) and first.startswith(f"msg_{job_id}_")
+    assert json.loads(receiver.got[1].body)["data"]["previousError"].startswith("RuntimeError: probe failed")
+    [attempt] = deliveries(api, job_id)  # the new end's: the attempts of the run before are not kept
+    assert (attempt["attempt"], attempt["statusCode"]) == (1, 200)
+    assert row(mysql, job_id)["callback_state"] == "DELIVERED"
+
+
+def test_jobs_cancelled_in_bulk_are_delivered_with_their_type(api, events, hooks, receiver, mysql):
+    job_ids = [api.submit("sleep", QUICK, callbackUrl=receiver.url).json["jobId"] for _ in range(2)]
+
+    assert api.request("POST", "/jobs/cancel", body={"type": "sleep"}).json["cancelled"] == 2
+    assert {row(mysql, job_id)["callback_state"] for job_id in job_ids} == {"QUEUED"}  # one UPDATE marked both
+    hooks.drain()
+
+    kinds = {json.loads(d.body)["data"]["jobId"]: json.loads(d.body)["type"] for d in receiver.got}
+    assert kinds == dict.fromkeys(job_ids, "job.cancelled")
+
+
 def test_a_job_without_callback_has_no_deliveries_and_queues_nothing(api, events, hooks, receiver, sqs, settings):
     job_id = finished(api, events, None)
 
@@ -181,7 +218,7 @@ def test_500s_and_a_timeout_are_retried_with_the_same_webhook_id_then_delivered(
 
     wait_until(lambda: hooks.drain() == 0 and len(receiver.got) == 4, timeout=30)
 
-    assert {d.headers["webhook-id"] for d in receiver.got} == {f"msg_{job_id}"}
+    assert {d.headers["webhook-id"] for d in receiver.got} == {webhook_id(api, job_id)}
     assert verify_webhook(receiver.got[-1].headers, receiver.got[-1].body, secret)["data"]["jobId"] == job_id
     made = deliveries(api, job_id)
     assert [(d["attempt"], d["statusCode"]) for d in made] == [(1, 500), (2, 503), (3, None), (4, 200)]

@@ -84,11 +84,22 @@ class JobContext:
     #: A logger whose lines carry the job's id and owner (Powertools' Logger in Lambda).
     log: Any
     _remaining_ms: Callable[[], float] = field(default=lambda: math.inf, repr=False)
+    _dependency_results: Callable[[str | None, int], list[dict[str, Any]]] = field(
+        default=lambda after, limit: [], repr=False
+    )
 
     def remaining_ms(self) -> float:
         """Milliseconds left in this invocation (infinite outside Lambda). A step that can split its
         work may stop early; the worker hands off between chunks by itself."""
         return self._remaining_ms()
+
+    def dependency_results(self, *, after: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """The outcomes of the jobs this one waited for (a batch's members, for its `then`; its
+        `dependsOn`), in id order, `limit` (1-500) at a time after the job id `after`: each
+        `{"jobId", "status", "result", "error"}`, a result kept as an object read from it. Empty
+        past the last, and for a job that waited for none. Reads MySQL: call it from a step that
+        checkpoints where it got to (the last jobId), not on every chunk from the start."""
+        return self._dependency_results(after, max(1, min(500, limit)))
 
 
 class JobType:

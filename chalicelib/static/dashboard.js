@@ -2,6 +2,7 @@
 "use strict";
 
 const TERMINAL = new Set(["COMPLETED", "FAILED", "CANCELLED"]);
+const RETRYABLE = new Set(["FAILED", "CANCELLED"]);  // POST /jobs/{id}/retry runs them again
 const PAGE_SIZE = 15;
 const LIST_REFRESH_MS = 15000;
 const MAX_IDS = 100;               // GET /jobs?ids= names at most this many
@@ -21,6 +22,8 @@ const state = {
   deliveries: new Map(), // job id -> its webhook's attempts (GET /jobs/{id}/deliveries), read with the whole view
   selected: null,
   listTimer: null,
+  batch: null,           // the batch shown (GET /batches/{id}), polled by its Retry-After while active
+  batchTimer: null,
 };
 const $ = (selector) => document.querySelector(selector);
 
@@ -162,7 +165,7 @@ function payloadFromForm() {
 async function submitJob(event) {
   event.preventDefault();
   try {
-    const body = { type: $("#job-type").value, payload: payloadFromForm() };
+    const body = { type: $("#job-type").value, payload: payloadFromForm(), priority: $("#job-priority").value };
     const file = $("#payload-file");
     if (file && file.files.length) {
       notice(`Uploading ${file.files[0].name}...`);
@@ -185,7 +188,9 @@ async function loadLimits() {
   const { data } = await api("GET", "limits");
   const usage = data.usage;
   const held = usage.heldJobs ? ` of which ${usage.heldJobs} held for a free slot` : "";
-  const scheduled = usage.scheduledJobs ? `${usage.scheduledJobs} scheduled, ` : "";
+  const scheduled =
+    (usage.scheduledJobs ? `${usage.scheduledJobs} scheduled, ` : "") +
+    (usage.waitingJobs ? `${usage.waitingJobs} waiting, ` : "");
   const counts = `${scheduled}${usage.pendingJobs} pending${held}, ${usage.runningJobs} running`;
   $("#limits").textContent = data.limits
     ? `Client ${data.client}, plan ${data.plan}: ${usage.activeJobs} of ${data.limits.maxActiveJobs} unfinished jobs ` +
@@ -196,6 +201,7 @@ async function loadLimits() {
 
 async function loadList() {
   loadLimits().catch(() => { $("#limits").hidden = true; });  // a side line: the table does not wait for it
+  loadSchedules().catch(() => {});  // refreshed with the list; its errors show on the next action
   const query = new URLSearchParams({ limit: PAGE_SIZE });
   if ($("#filter-status").value) query.set("status", $("#filter-status").value);
   if ($("#filter-type").value) query.set("type", $("#filter-type").value);
@@ -233,6 +239,7 @@ function row(job) {
   link.addEventListener("click", (event) => { event.preventDefault(); showDetail(job.jobId); });
   cells[0].append(link);
   cells[1].textContent = job.type;
+  if (job.priority === "high") cells[1].append(" ", Object.assign(document.createElement("span"), { className: "priority", textContent: "high" }));
   cells[5].textContent = new Date(job.createdAt).toLocaleString();
   update(tr, job);
   return tr;
@@ -256,6 +263,11 @@ function update(tr, job) {
   if (!TERMINAL.has(job.status) && !job.cancelRequested) {
     const button = Object.assign(document.createElement("button"), { type: "button", className: "cancel", textContent: "Cancel" });
     button.addEventListener("click", () => cancelJob(job.jobId));
+    actions.append(button);
+  }
+  if (RETRYABLE.has(job.status)) {
+    const button = Object.assign(document.createElement("button"), { type: "button", className: "retry", textContent: "Retry" });
+    button.addEventListener("click", () => retryJob(job.jobId));
     actions.append(button);
   }
   if (state.selected === job.jobId) renderDetail(job);
@@ -328,6 +340,56 @@ async function cancelJob(jobId) {
   }
 }
 
+// Retry: the job runs again under its id, from its last checkpoint; its old error shows as "Previous error".
+async function retryJob(jobId) {
+  try {
+    const { data } = await api("POST", `jobs/${jobId}/retry`);
+    state.full.delete(jobId);  // not finished any more: its whole view is read again at its new end
+    state.deliveries.delete(jobId);
+    const tr = document.querySelector(`tr[data-id="${jobId}"]`);
+    if (tr) update(tr, data);
+    else if (state.selected === jobId) { state.latest.set(jobId, data); renderDetail(data); }
+    notice(`Job ${jobId} runs again.`);
+    startPolling();
+  } catch (error) {
+    notice(explain(error), true);
+  }
+}
+
+// "Cancel all pending sleep jobs": with a type chosen in the filters, POST /jobs/cancel for that type
+// (and the status chosen, else every unfinished status), following its cursor; then the list again.
+function matchingFilter() {
+  const type = $("#filter-type").value;
+  const status = $("#filter-status").value;
+  if (!type || TERMINAL.has(status)) return null;
+  return status ? { type, status } : { type };
+}
+
+function showCancelMatching() {
+  const filter = matchingFilter();
+  const button = $("#cancel-matching");
+  button.hidden = !filter;
+  if (filter) button.textContent = `Cancel all ${filter.status ? filter.status.toLowerCase() : "unfinished"} ${filter.type} jobs`;
+}
+
+async function cancelMatching() {
+  const filter = matchingFilter();
+  if (!filter || !window.confirm(`${$("#cancel-matching").textContent}?`)) return;
+  try {
+    let cancelled = 0;
+    let cursor = null;
+    do {
+      const { data } = await api("POST", "jobs/cancel", cursor ? { ...filter, cursor } : filter);
+      cancelled += data.cancelled;
+      cursor = data.nextCursor;
+    } while (cursor);
+    notice(`Cancelled ${cancelled} ${filter.type} jobs (running ones stop at their next chunk).`);
+    await loadList();
+  } catch (error) {
+    notice(explain(error), true);
+  }
+}
+
 // --- the detail view ---------------------------------------------------------------------------------
 function showDetail(jobId) {
   // The row's newest view; the poll of active jobs keeps it current. A finished job's result is not
@@ -349,7 +411,12 @@ async function fetchFull(jobId) {
     if (state.selected === jobId) renderDeliveries(jobId);
   } catch (error) {
     state.full.delete(jobId);
-    if (state.selected === jobId) $("#detail-result").textContent = `(cannot load the result: ${explain(error)})`;
+    if (state.selected !== jobId) return;
+    $("#detail-result").textContent = `(cannot load the result: ${explain(error)})`;
+    // Throttled or briefly unavailable: read again after the wait the API asks for (the detail is open).
+    if (error.status === 429 || error.status === 503) {
+      setTimeout(() => { if (state.selected === jobId && !state.full.has(jobId)) fetchFull(jobId); }, 1000 * (error.retryAfter || 1));
+    }
   }
 }
 
@@ -368,15 +435,28 @@ function renderDeliveries(jobId) {
   }));
 }
 
+function idLink(id, open) {
+  // A job or batch id that opens it here (the text is the API's, set via textContent).
+  const link = Object.assign(document.createElement("a"), { href: `#${id}`, textContent: id });
+  link.addEventListener("click", (event) => { event.preventDefault(); open(id); });
+  return link;
+}
+
 function renderDetail(view) {
   const job = state.full.get(view.jobId) || view;
   renderDeliveries(job.jobId);
   $("#detail-id").textContent = job.jobId;
+  const dependsOn = job.dependsOn && job.dependsOn.length ? job.dependsOn : null;
   const fields = [["Type", job.type], ["Status", job.status], ["Progress", `${job.progress}%`], ["Message", job.message],
-    ["Error", job.error], ["Attempts", `${job.attempts} of ${job.maxAttempts}`], ["Created", job.createdAt],
-    ["Run at", job.runAt], ["Started", job.startedAt], ["Finished", job.finishedAt], ["Updated", job.updatedAt], ["ETA", job.etaSeconds === null ? null : `${job.etaSeconds} s`]];
-  $("#detail-fields").replaceChildren(...fields.filter(([, value]) => value !== null && value !== undefined && value !== "").flatMap(([name, value]) =>
-    [Object.assign(document.createElement("dt"), { textContent: name }), Object.assign(document.createElement("dd"), { textContent: String(value) })]));
+    ["Error", job.error], ["Previous error", job.previousError], ["Attempts", `${job.attempts} of ${job.maxAttempts}`], ["Created", job.createdAt],
+    ["Priority", job.priority], ["Run at", job.runAt], ["Batch", job.batchId && idLink(job.batchId, showBatch)],
+    ["Depends on", dependsOn && dependsOn.flatMap((id, i) => (i ? [", ", idLink(id, showJob)] : [idLink(id, showJob)]))],
+    ["Started", job.startedAt], ["Finished", job.finishedAt], ["Updated", job.updatedAt], ["ETA", job.etaSeconds === null ? null : `${job.etaSeconds} s`]];
+  $("#detail-fields").replaceChildren(...fields.filter(([, value]) => value !== null && value !== undefined && value !== "").flatMap(([name, value]) => {
+    const dd = document.createElement("dd");
+    if (value instanceof Node || Array.isArray(value)) dd.append(...[value].flat()); else dd.textContent = String(value);
+    return [Object.assign(document.createElement("dt"), { textContent: name }), dd];
+  }));
   const box = $("#detail-result");
   if (TERMINAL.has(job.status) && !("result" in job)) {
     box.textContent = "(loading...)";
@@ -392,16 +472,136 @@ function renderDetail(view) {
   }
 }
 
+async function showJob(jobId) {
+  // A job that may not be on the page shown (a dependency, a batch member): its view, then its detail.
+  try {
+    const { data } = await api("GET", `jobs/${jobId}`);
+    state.latest.set(jobId, data);
+    if (TERMINAL.has(data.status)) state.full.set(jobId, data);
+    showDetail(jobId);
+  } catch (error) {
+    notice(explain(error), true);
+  }
+}
+
+// --- a batch ---------------------------------------------------------------------------------------
+// "RUNNING  7 of 10 ended (6 completed, 1 failed)", a bar of the members' mean progress, the counts,
+// the then job and the members (the first page of ids); polled by the API's Retry-After while active.
+async function showBatch(batchId) {
+  clearTimeout(state.batchTimer);
+  state.batch = batchId;
+  $("#batch-id").value = batchId;
+  try {
+    const { data, retryAfter } = await api("GET", `batches/${batchId}`);
+    if (state.batch !== batchId) return;
+    renderBatch(data);
+    if (!TERMINAL.has(data.status)) state.batchTimer = setTimeout(() => showBatch(batchId), 1000 * (retryAfter || 1));
+  } catch (error) {
+    $("#batch-view").hidden = true;
+    notice(explain(error), true);
+  }
+}
+
+function renderBatch(batch) {
+  const counts = Object.entries(batch.counts).filter(([, n]) => n > 0);
+  const total = Object.values(batch.counts).reduce((a, b) => a + b, 0);
+  const ended = counts.filter(([status]) => TERMINAL.has(status));
+  const detail = ended.map(([status, n]) => `${n} ${status.toLowerCase()}`).join(", ");
+  $("#batch-status").textContent = batch.status;
+  $("#batch-status").className = `status ${batch.status}`;
+  $("#batch-summary").textContent = `${ended.reduce((a, [, n]) => a + n, 0)} of ${total} ended${detail ? ` (${detail})` : ""}`;
+  $("#batch-bar").className = `bar ${batch.status}`;
+  $("#batch-bar span").style.width = `${batch.progress}%`;
+  $("#batch-pct").textContent = `${batch.progress}%`;
+  $("#batch-counts").replaceChildren(...counts.flatMap(([status, n]) =>
+    [Object.assign(document.createElement("dt"), { textContent: status }), Object.assign(document.createElement("dd"), { textContent: String(n) })]));
+  $("#batch-then").hidden = !batch.then;
+  if (batch.then) $("#batch-then").replaceChildren("Then: ", idLink(batch.then.jobId, showJob), ` ${batch.then.status}`);
+  $("#batch-members").replaceChildren(...batch.jobIds.map((id) => {
+    const item = document.createElement("li");
+    item.append(idLink(id, showJob));
+    return item;
+  }));
+  $("#batch-cancel").disabled = TERMINAL.has(batch.status) || batch.cancelled;
+  $("#batch-view").hidden = false;
+}
+
+async function cancelBatch() {
+  try {
+    const { data } = await api("DELETE", `batches/${state.batch}`);
+    renderBatch(data);
+    notice(`Cancelled the unfinished jobs of batch ${data.batchId}.`);
+    showBatch(data.batchId);
+  } catch (error) {
+    notice(explain(error), true);
+  }
+}
+
+// --- schedules: the list with next run and pause/resume (GET/PATCH/DELETE /schedules) --------------
+async function loadSchedules() {
+  const { data } = await api("GET", `schedules?limit=${PAGE_SIZE}`);
+  $("#no-schedules").hidden = data.schedules.length > 0;
+  $("#schedule-rows").replaceChildren(...data.schedules.map(scheduleRow));
+}
+
+function scheduleRow(schedule) {
+  const tr = document.createElement("tr");
+  tr.dataset.id = schedule.scheduleId;
+  const when = (moment) => (moment ? new Date(moment).toLocaleString() : "-");
+  const texts = [schedule.scheduleId.slice(-8), schedule.cron, schedule.timezone, schedule.job.type,
+    schedule.paused ? "paused" : when(schedule.nextRunAt), when(schedule.lastRunAt), String(schedule.skipped)];
+  const classes = ["col-id", "col-cron", "col-zone wide", "col-type", "col-next", "col-last wide", "col-skipped", "col-actions"];
+  for (const [i, cls] of classes.entries()) {
+    const td = Object.assign(document.createElement("td"), { className: cls, textContent: texts[i] || "" });
+    if (i === 0) td.title = schedule.scheduleId;
+    if (i === 6 && schedule.lastSkipReason) td.title = schedule.lastSkipReason;
+    tr.append(td);
+  }
+  const toggle = Object.assign(document.createElement("button"), { type: "button", className: "toggle", textContent: schedule.paused ? "Resume" : "Pause" });
+  toggle.addEventListener("click", () => changeSchedule("PATCH", schedule.scheduleId, { paused: !schedule.paused }));
+  const remove = Object.assign(document.createElement("button"), { type: "button", className: "delete", textContent: "Delete" });
+  remove.addEventListener("click", () => changeSchedule("DELETE", schedule.scheduleId));
+  tr.lastChild.append(toggle, remove);
+  return tr;
+}
+
+async function changeSchedule(method, scheduleId, body) {
+  try {
+    await api(method, `schedules/${scheduleId}`, body);
+    notice(method === "DELETE" ? `Schedule ${scheduleId} deleted.` : `Schedule ${scheduleId} ${body.paused ? "paused" : "resumed"}.`);
+    await loadSchedules();
+  } catch (error) {
+    notice(explain(error), true);
+  }
+}
+
+async function createSchedule(event) {
+  event.preventDefault();
+  try {
+    const job = { type: $("#job-type").value, payload: payloadFromForm() };
+    const body = { cron: $("#schedule-cron").value.trim(), timezone: $("#schedule-timezone").value.trim(), job };
+    const { data } = await api("POST", "schedules", body);
+    notice(`Scheduled ${data.scheduleId}: next run ${new Date(data.nextRunAt).toLocaleString()}.`);
+    await loadSchedules();
+  } catch (error) {
+    notice(error instanceof SyntaxError ? `The payload is not JSON: ${error.message}` : explain(error), true);
+  }
+}
+
 // --- wiring ----------------------------------------------------------------------------------------
 document.addEventListener("DOMContentLoaded", async () => {
   $("#key-form").addEventListener("submit", (event) => { event.preventDefault(); useKey($("#api-key").value.trim()); });
   $("#submit-form").addEventListener("submit", submitJob);
+  $("#schedule-form").addEventListener("submit", createSchedule);
   for (const id of ["#filter-status", "#filter-type"]) {
-    $(id).addEventListener("change", () => { state.cursor = null; state.previous = []; loadList().catch((e) => notice(explain(e), true)); });
+    $(id).addEventListener("change", () => { state.cursor = null; state.previous = []; showCancelMatching(); loadList().catch((e) => notice(explain(e), true)); });
   }
+  $("#cancel-matching").addEventListener("click", cancelMatching);
   $("#older").addEventListener("click", () => { state.previous.push(state.cursor); state.cursor = state.next; loadList().catch((e) => notice(explain(e), true)); });
   $("#newer").addEventListener("click", () => { state.cursor = state.previous.pop() || null; loadList().catch((e) => notice(explain(e), true)); });
   $("#detail-close").addEventListener("click", () => { state.selected = null; $("#detail").hidden = true; });
+  $("#batch-form").addEventListener("submit", (event) => { event.preventDefault(); showBatch($("#batch-id").value.trim()); });
+  $("#batch-cancel").addEventListener("click", cancelBatch);
   try {
     await loadTypes();
   } catch (error) {

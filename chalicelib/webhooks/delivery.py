@@ -6,8 +6,10 @@ open webhook (any other copy is a duplicate and is dropped), then:
 
 - builds the body, the Standard Webhooks envelope `{"type": "job.completed" | "job.failed" |
   "job.cancelled", "timestamp": <finishedAt>, "data": <the job's view>}` (a result kept in S3 is
-  not in it: `resultUrl`, signed at the attempt, is), and signs it (`webhook-id` is `msg_<job id>`,
-  the same on every attempt; `webhook-timestamp` is the attempt's time);
+  not in it: `resultUrl`, signed at the attempt, is), and signs it (`webhook-id` is
+  `msg_<job id>_<finishedAt in epoch ms>`: the same on every attempt of one end, another for the end
+  of a retried run, so a receiver that drops repeated ids drops neither; `webhook-timestamp` is the
+  attempt's time);
 - resolves the callback's host and refuses any address the guard refuses (guard.py), then POSTs to
   the address it checked, through the transport (transport.py: no redirects, short timeouts, a few
   KiB of the answer read);
@@ -94,6 +96,12 @@ def judge(answer: Answer) -> Attempt:
     if 300 <= answer.status < 400:
         what += " (redirects are not followed)"
     return Attempt(answer.status, what, retryable=answer.status >= 500 or answer.status == 429)
+
+
+def webhook_id(job: Job) -> str:
+    """The `webhook-id` of the job's current end: one per end, whatever the attempts."""
+    ended = 0 if job.finished_at is None else int(as_utc(job.finished_at).timestamp() * 1000)
+    return f"msg_{job.id}_{ended}"
 
 
 class Deliverer:
@@ -187,7 +195,7 @@ class Deliverer:
         except OSError as exc:
             return Attempt(None, f"the host does not resolve ({type(exc).__name__})", retryable=True)
         body = json.dumps(envelope(job, self._view(job)), separators=(",", ":"))
-        msg_id = f"msg_{job.id}"
+        msg_id = webhook_id(job)
         headers = {
             "Content-Type": "application/json",
             "User-Agent": "jobs-webhooks/1",

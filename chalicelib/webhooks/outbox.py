@@ -33,18 +33,27 @@ class Outbox:
     def after_end(self, job: Job) -> None:
         """Queue the first attempt of an ended job's webhook and mark the row; a failure is left to
         the sweeper (the row stays WAITING), never raised: the job has ended either way."""
-        if job.callback_url is None or not self._queue.configured:
+        self.after_ends([job])
+
+    def after_ends(self, jobs: Sequence[Job]) -> None:
+        """`after_end` of several ended jobs (a bulk cancel's): a message each, one UPDATE marks them."""
+        if not self._queue.configured:
             return
+        queued = []
+        for job in jobs:
+            if job.callback_url is None:
+                continue
+            try:
+                self._queue.send(DeliveryMessage(job.id))
+            except errors.QueueUnavailable:
+                log.warning("job %s: webhook not queued; the sweeper will queue it", job.id, exc_info=True)
+                break
+            queued.append(job.id)
         try:
-            self._queue.send(DeliveryMessage(job.id))
-        except errors.QueueUnavailable:
-            log.warning("job %s: webhook not queued; the sweeper will queue it", job.id, exc_info=True)
-            return
-        try:
-            self._store.callback_queued([job.id], at=utcnow())
+            self._store.callback_queued(queued, at=utcnow())
         except errors.StoreUnavailable:
-            # The sweeper queues it a second time; the delivery function runs the first attempt once.
-            log.warning("job %s: webhook queued but not marked", job.id, exc_info=True)
+            # The sweeper queues them a second time; the delivery function runs each first attempt once.
+            log.warning("webhooks of %d jobs queued but not marked", len(queued), exc_info=True)
 
     def sweep_waiting(self, now: datetime, *, after_seconds: int, limit: int) -> int:
         """Queue the webhooks of jobs that ended `after_seconds` ago or more and are still WAITING."""

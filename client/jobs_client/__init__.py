@@ -24,7 +24,7 @@ from .errors import (
     WaitTimeout,
     WebhookVerificationError,
 )
-from .models import Delivery, Job, JobStatus, Limits, Page, ProgressDetail, Upload
+from .models import Batch, Delivery, Job, JobStatus, Limits, Page, ProgressDetail, Schedule, Submitted, Upload
 from .retry import NO_RETRIES, RetryPolicy
 from .webhooks import verify_webhook
 
@@ -32,6 +32,7 @@ __all__ = [
     "ApiError",
     "AsyncClient",
     "BadRequest",
+    "Batch",
     "Client",
     "Conflict",
     "Forbidden",
@@ -46,7 +47,9 @@ __all__ = [
     "PayloadTooLarge",
     "ProgressDetail",
     "RetryPolicy",
+    "Schedule",
     "ServerError",
+    "Submitted",
     "TooManyRequests",
     "TransportError",
     "Upload",

@@ -21,7 +21,7 @@ from urllib.parse import quote
 import httpx
 
 from . import errors
-from .models import Delivery, Job, Limits, Page, Upload
+from .models import Batch, Delivery, Job, Limits, Page, Schedule, Submitted, Upload
 from .retry import parse_retry_after
 
 T = TypeVar("T")
@@ -101,8 +101,12 @@ def submit(
     run_at: datetime | str | None = None,
     delay_seconds: int | None = None,
     callback_url: str | None = None,
+    priority: str | None = None,
+    depends_on: Iterable[str | Job] | None = None,
 ) -> Plan[Job]:
     body: dict[str, Any] = {"type": job_type, "payload": payload or {}}
+    if depends_on is not None:
+        body["dependsOn"] = [job_id(job) for job in depends_on]
     if max_attempts is not None:
         body["maxAttempts"] = max_attempts
     if timeout_seconds is not None:
@@ -113,10 +117,55 @@ def submit(
         body["delaySeconds"] = delay_seconds
     if callback_url is not None:
         body["callbackUrl"] = callback_url
+    if priority is not None:  # "high" or "normal" (the server's default)
+        body["priority"] = priority
     # A key of its own unless given: every retry of this submission then returns the same one job.
     key = idempotency_key or f"jobs-client-{uuid.uuid4()}"
     response = yield Call("POST", "/jobs", json=body, headers={"Idempotency-Key": key}, ok=(202,))
     return _job(response)
+
+
+def submit_batch(
+    jobs: Iterable[dict[str, Any]],
+    *,
+    then: dict[str, Any] | None,
+    then_on_failure: str | None,
+    callback_url: str | None,
+    idempotency_key: str | None,
+) -> Plan[Submitted]:
+    body: dict[str, Any] = {"jobs": list(jobs)}
+    if then is not None:
+        body["then"] = then
+    if then_on_failure is not None:
+        body["thenOnFailure"] = then_on_failure
+    if callback_url is not None:
+        body["callbackUrl"] = callback_url
+    key = idempotency_key or f"jobs-client-{uuid.uuid4()}"
+    reply = (yield Call("POST", "/batches", json=body, headers={"Idempotency-Key": key}, ok=(202,))).json()
+    return Submitted(reply["batchId"], reply["jobIds"], reply.get("thenJobId"))
+
+
+def _batch(response: httpx.Response) -> Batch:
+    return Batch.from_json(response.json(), retry_after=_retry_after(response))
+
+
+def _batch_path(batch: str | Batch) -> str:
+    return f"/batches/{quote(batch.id if isinstance(batch, Batch) else batch, safe='')}"
+
+
+def get_batch(batch: str | Batch, *, cursor: str | None = None, limit: int | None = None) -> Plan[Batch]:
+    params = {k: v for k, v in (("cursor", cursor), ("limit", limit)) if v is not None}
+    return _batch((yield Call("GET", _batch_path(batch), params=params or None)))
+
+
+def cancel_batch(batch: str | Batch) -> Plan[Batch]:
+    return _batch((yield Call("DELETE", _batch_path(batch))))
+
+
+def wait_batch(batch: str | Batch, *, on_progress: Callable[[Batch], Any] | None, timeout: float | None) -> Plan[Batch]:
+    """Poll the batch, never sooner than its Retry-After, until every job has ended."""
+    first = batch if isinstance(batch, Batch) else (yield from get_batch(batch))
+    return (yield from _poll(first, get_batch, on_progress=on_progress, timeout=timeout, what="batch"))
 
 
 def get(job: str | Job) -> Plan[Job]:
@@ -125,6 +174,26 @@ def get(job: str | Job) -> Plan[Job]:
 
 def cancel(job: str | Job) -> Plan[Job]:
     return _job((yield Call("DELETE", _path(job), ok=(200, 202))))
+
+
+def retry(job: str | Job, *, from_start: bool) -> Plan[Job]:
+    """Run a FAILED or CANCELLED job again (POST /jobs/{id}/retry); 409 JobNotRetryable otherwise."""
+    body = {"fromStart": True} if from_start else None
+    return _job((yield Call("POST", _path(job, "/retry"), json=body, ok=(202,))))
+
+
+def cancel_many(*, status: str | None, job_type: str | None, batch_id: str | None = None) -> Plan[int]:
+    """Cancel the caller's unfinished jobs that match (POST /jobs/cancel), following the cursor until
+    nothing more matches; how many were cancelled or asked to stop. Repeating a call is harmless."""
+    wanted = {k: v for k, v in (("status", status), ("type", job_type), ("batchId", batch_id)) if v}
+    total, cursor = 0, None
+    while True:
+        body = wanted if cursor is None else {**wanted, "cursor": cursor}
+        answer = (yield Call("POST", "/jobs/cancel", json=body, repeatable=True)).json()
+        total += answer["cancelled"]
+        cursor = answer["nextCursor"]
+        if cursor is None:
+            return total
 
 
 def get_many(jobs: Iterable[str | Job]) -> Plan[Page]:
@@ -177,15 +246,30 @@ def _pause(advice: float | None, deadline: float | None, what: str, last: Any) -
 
 def wait(job: str | Job, *, on_progress: Callable[[Job], Any] | None, timeout: float | None) -> Plan[Job]:
     """Poll the job, never sooner than its Retry-After, until it ends; `on_progress` sees each view."""
+    first = job if isinstance(job, Job) else (yield from get(job))
+    return (yield from _poll(first, get, on_progress=on_progress, timeout=timeout, what="job"))
+
+
+Polled = TypeVar("Polled", Job, Batch)
+
+
+def _poll(
+    current: Polled,
+    fetch: Callable[[str], Plan[Polled]],
+    *,
+    on_progress: Callable[[Polled], Any] | None,
+    timeout: float | None,
+    what: str,
+) -> Plan[Polled]:
+    """Fetch `current` again, never sooner than its Retry-After, until it has ended."""
     deadline = _deadline(timeout)
-    current = job if isinstance(job, Job) else (yield from get(job))
     while True:
         if on_progress is not None:
             yield Notify(on_progress, current)
         if current.terminal:
             return current
-        yield _pause(current.retry_after, deadline, f"job {current.id}", current)
-        current = yield from get(current.id)
+        yield _pause(current.retry_after, deadline, f"{what} {current.id}", current)
+        current = yield from fetch(current.id)
 
 
 def wait_all(
@@ -262,6 +346,57 @@ def webhook_secret() -> Plan[str]:
 
 def limits() -> Plan[Limits]:
     return Limits.from_json((yield Call("GET", "/limits")).json())
+
+
+def schedule_id(schedule: str | Schedule) -> str:
+    return schedule.id if isinstance(schedule, Schedule) else schedule
+
+
+def _schedule_path(schedule: str | Schedule) -> str:
+    return f"/schedules/{quote(schedule_id(schedule), safe='')}"
+
+
+def _schedule_body(
+    *, cron: str | None, timezone: str | None, job: dict[str, Any] | None, overlap: str | None, paused: bool | None
+) -> dict[str, Any]:
+    fields = (("cron", cron), ("timezone", timezone), ("job", job), ("overlap", overlap), ("paused", paused))
+    return {name: value for name, value in fields if value is not None}
+
+
+def create_schedule(
+    cron: str, job: dict[str, Any], *, timezone: str | None, overlap: str | None, paused: bool | None
+) -> Plan[Schedule]:
+    """POST /schedules. Not retried after a transient failure: a repeat would make a second schedule."""
+    body = _schedule_body(cron=cron, timezone=timezone, job=job, overlap=overlap, paused=paused)
+    return Schedule.from_json((yield Call("POST", "/schedules", json=body, ok=(201,))).json())
+
+
+def get_schedule(schedule: str | Schedule) -> Plan[Schedule]:
+    return Schedule.from_json((yield Call("GET", _schedule_path(schedule))).json())
+
+
+def update_schedule(schedule: str | Schedule, **fields: Any) -> Plan[Schedule]:
+    """PATCH /schedules/{id}: it sets fields, so a repeat changes nothing more (safe to retry)."""
+    body = _schedule_body(**fields)
+    response = yield Call("PATCH", _schedule_path(schedule), json=body, repeatable=True)
+    return Schedule.from_json(response.json())
+
+
+def delete_schedule(schedule: str | Schedule) -> Plan[None]:
+    yield Call("DELETE", _schedule_path(schedule), ok=(204,))
+
+
+def iterate_schedules(*, page_size: int) -> Plan[None]:
+    """Emit the caller's schedules, newest first, page after page."""
+    cursor = None
+    while True:
+        params = {"limit": page_size, **({"cursor": cursor} if cursor else {})}
+        data = (yield Call("GET", "/schedules", params=params)).json()
+        for item in data["schedules"]:
+            yield Emit(Schedule.from_json(item))
+        cursor = data["nextCursor"]
+        if cursor is None or not data["schedules"]:
+            return
 
 
 def request(method: str, path: str, *, params: Any, json: Any, headers: dict[str, str] | None) -> Plan[Any]:

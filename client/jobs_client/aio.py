@@ -14,7 +14,7 @@ import httpx
 
 from . import _http, _plans
 from ._plans import Call, Emit, Notify, Plan, Sleep
-from .models import Delivery, Job, Limits, Page, Upload
+from .models import Batch, Delivery, Job, Limits, Page, Schedule, Submitted, Upload
 from .retry import RetryPolicy
 
 T = TypeVar("T")
@@ -50,6 +50,8 @@ class AsyncClient:
         run_at: datetime | str | None = None,
         delay_seconds: int | None = None,
         callback_url: str | None = None,
+        priority: str | None = None,
+        depends_on: Iterable[str | Job] | None = None,
     ) -> Job:
         """Submit a job (see Client.submit)."""
         return await self._run(
@@ -62,8 +64,45 @@ class AsyncClient:
                 run_at=run_at,
                 delay_seconds=delay_seconds,
                 callback_url=callback_url,
+                priority=priority,
+                depends_on=depends_on,
             )
         )
+
+    async def submit_batch(
+        self,
+        jobs: Iterable[dict[str, Any]],
+        *,
+        then: dict[str, Any] | None = None,
+        then_on_failure: str | None = None,
+        callback_url: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Submitted:
+        """Submit up to 500 job specs (`{"type", "payload", ...}`, `dependsOn` may name an earlier one's
+        index) at once, all or none, with an optional fan-in `then` job; with an Idempotency-Key."""
+        return await self._run(
+            _plans.submit_batch(
+                jobs,
+                then=then,
+                then_on_failure=then_on_failure,
+                callback_url=callback_url,
+                idempotency_key=idempotency_key,
+            )
+        )
+
+    async def batch(self, batch: str | Batch, *, cursor: str | None = None, limit: int | None = None) -> Batch:
+        """The batch now: status, counts by status, mean progress, then, a page of member ids."""
+        return await self._run(_plans.get_batch(batch, cursor=cursor, limit=limit))
+
+    async def cancel_batch(self, batch: str | Batch) -> Batch:
+        """Cancel every unfinished job of the batch, its then first."""
+        return await self._run(_plans.cancel_batch(batch))
+
+    async def wait_batch(
+        self, batch: str | Batch, *, on_progress: Callable[[Batch], Any] | None = None, timeout: float | None = None
+    ) -> Batch:
+        """Poll the batch (one request a cycle, paced by Retry-After) until every job has ended."""
+        return await self._run(_plans.wait_batch(batch, on_progress=on_progress, timeout=timeout))
 
     async def get(self, job: str | Job) -> Job:
         """The job now (see Client.get)."""
@@ -93,6 +132,16 @@ class AsyncClient:
         """Cancel the job (see Client.cancel)."""
         return await self._run(_plans.cancel(job))
 
+    async def retry_job(self, job: str | Job, *, from_start: bool = False) -> Job:
+        """Run a FAILED or CANCELLED job again (see Client.retry_job)."""
+        return await self._run(_plans.retry(job, from_start=from_start))
+
+    async def cancel_many(
+        self, *, status: str | None = None, type: str | None = None, batch_id: str | None = None
+    ) -> int:
+        """Cancel the matching unfinished jobs (see Client.cancel_many)."""
+        return await self._run(_plans.cancel_many(status=status, job_type=type, batch_id=batch_id))
+
     def list(
         self, *, status: str | None = None, type: str | None = None, page_size: int = 100, limit: int | None = None
     ) -> AsyncIterator[Job]:
@@ -109,6 +158,54 @@ class AsyncClient:
         """A COMPLETED job's result, inline or from S3 (see Client.result)."""
         return await self._run(_plans.result(job))
 
+    # --- schedules -------------------------------------------------------------------------------
+    async def create_schedule(
+        self,
+        cron: str,
+        job: dict[str, Any],
+        *,
+        timezone: str | None = None,
+        overlap: str | None = None,
+        paused: bool | None = None,
+    ) -> Schedule:
+        """A recurring schedule: `job` ({"type", "payload", ...}) made at each occurrence of the 5-field
+        `cron` in `timezone` (IANA; the API's default is UTC). Not retried: a repeat would make a second."""
+        return await self._run(_plans.create_schedule(cron, job, timezone=timezone, overlap=overlap, paused=paused))
+
+    async def get_schedule(self, schedule: str | Schedule) -> Schedule:
+        """The schedule now: its next and last occurrence, its last job, what it skipped."""
+        return await self._run(_plans.get_schedule(schedule))
+
+    def schedules(self, *, page_size: int = 100) -> AsyncIterator[Schedule]:
+        """The caller's schedules, newest first, fetched a page at a time as the iteration goes."""
+        return self._iterate(_plans.iterate_schedules(page_size=page_size))
+
+    async def update_schedule(
+        self,
+        schedule: str | Schedule,
+        *,
+        cron: str | None = None,
+        timezone: str | None = None,
+        job: dict[str, Any] | None = None,
+        overlap: str | None = None,
+        paused: bool | None = None,
+    ) -> Schedule:
+        """Change the fields given; `paused=True` pauses (no jobs), `paused=False` resumes (the latest
+        occurrence missed meanwhile runs once)."""
+        plan = _plans.update_schedule(schedule, cron=cron, timezone=timezone, job=job, overlap=overlap, paused=paused)
+        return await self._run(plan)
+
+    async def pause_schedule(self, schedule: str | Schedule) -> Schedule:
+        return await self.update_schedule(schedule, paused=True)
+
+    async def resume_schedule(self, schedule: str | Schedule) -> Schedule:
+        return await self.update_schedule(schedule, paused=False)
+
+    async def delete_schedule(self, schedule: str | Schedule) -> None:
+        """Delete the schedule (its next job, made ahead and not yet due, is cancelled)."""
+        await self._run(_plans.delete_schedule(schedule))
+
+    # --- the rest --------------------------------------------------------------------------------
     async def upload(self, path: str | os.PathLike[str], *, content_type: str | None = None) -> Upload:
         """Upload a file under the caller's input prefix (see Client.upload)."""
         return await self._run(_plans.upload(path, content_type=content_type))

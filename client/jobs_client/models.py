@@ -1,4 +1,4 @@
-"""What the API answers, as typed values: a job, a page of jobs, an upload, a client's limits."""
+"""What the API answers, as typed values: a job, a page of jobs, an upload, a client's limits, a schedule."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ class JobStatus(str, Enum):
     PENDING = "PENDING"
     #: Waiting for its `runAt` (submit with `run_at` or `delay_seconds`).
     SCHEDULED = "SCHEDULED"
-    #: Waiting for the jobs it depends on (routes to come).
+    #: Waiting for the jobs it depends on (`depends_on`, a batch's `then`).
     WAITING = "WAITING"
     #: A worker runs it; progress moves after every chunk.
     RUNNING = "RUNNING"
@@ -67,6 +67,8 @@ class Job:
     progress_detail: ProgressDetail | None = None
     eta_seconds: int | None = None
     error: str | None = None
+    #: The error of the run before a retry (`Client.retry_job`).
+    previous_error: str | None = None
     attempts: int = 0
     max_attempts: int | None = None
     cancel_requested: bool = False
@@ -75,6 +77,11 @@ class Job:
     updated_at: datetime | None = None
     #: When a scheduled job starts (None: at once).
     run_at: datetime | None = None
+    #: "normal", or "high": the job has its own queue and workers.
+    priority: str = "normal"
+    #: The batch it is a member (or the then) of, and the jobs it waits for.
+    batch_id: str | None = None
+    depends_on: list[str] | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
     #: The result when inline (None for list items, unfinished jobs, and results kept in S3).
@@ -106,6 +113,7 @@ class Job:
             else ProgressDetail(detail["done"], detail["total"], detail["stage"]),
             eta_seconds=data.get("etaSeconds"),
             error=data.get("error"),
+            previous_error=data.get("previousError"),
             attempts=data.get("attempts", 0),
             max_attempts=data.get("maxAttempts"),
             cancel_requested=bool(data.get("cancelRequested")),
@@ -113,6 +121,9 @@ class Job:
             created_at=_moment(data.get("createdAt")),
             updated_at=_moment(data.get("updatedAt")),
             run_at=_moment(data.get("runAt")),
+            priority=data.get("priority") or "normal",
+            batch_id=data.get("batchId"),
+            depends_on=data.get("dependsOn"),
             started_at=_moment(data.get("startedAt")),
             finished_at=_moment(data.get("finishedAt")),
             result=data.get("result"),
@@ -121,6 +132,55 @@ class Job:
             retry_after=retry_after,
             raw=data,
         )
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A batch as `GET /batches/{id}` showed it: its status, its members' counts by status and mean
+    progress, its then job, and a page of its members' ids (`next_cursor` for the next)."""
+
+    id: str
+    status: JobStatus
+    counts: dict[str, int]
+    progress: int
+    job_ids: list[str]
+    then_job_id: str | None = None
+    then_status: JobStatus | None = None
+    next_cursor: str | None = None
+    cancelled: bool = False
+    retry_after: float | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def terminal(self) -> bool:
+        """Whether every job of the batch has ended."""
+        return self.status.terminal
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], *, retry_after: float | None = None) -> Batch:
+        then = data.get("then")
+        return cls(
+            id=data["batchId"],
+            status=JobStatus(data["status"]),
+            counts=dict(data.get("counts") or {}),
+            progress=data.get("progress", 0),
+            job_ids=list(data.get("jobIds") or []),
+            then_job_id=data.get("thenJobId"),
+            then_status=None if not then else JobStatus(then["status"]),
+            next_cursor=data.get("nextCursor"),
+            cancelled=bool(data.get("cancelled")),
+            retry_after=retry_after,
+            raw=data,
+        )
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """What `POST /batches` answered: the batch's id, its jobs' ids in the order given, its then's."""
+
+    batch_id: str
+    job_ids: list[str]
+    then_job_id: str | None
 
 
 @dataclass(frozen=True)
@@ -168,6 +228,10 @@ class Limits:
     held_jobs: int = 0
     #: Jobs waiting for their runAt.
     scheduled_jobs: int = 0
+    #: Jobs waiting for the jobs they depend on (dependsOn, a batch's then).
+    waiting_jobs: int = 0
+    #: Recurring schedules the plan allows (None without tenants).
+    max_schedules: int | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -184,6 +248,8 @@ class Limits:
             running_jobs=usage.get("runningJobs", 0),
             held_jobs=usage.get("heldJobs", 0),
             scheduled_jobs=usage.get("scheduledJobs", 0),
+            waiting_jobs=usage.get("waitingJobs", 0),
+            max_schedules=limits.get("maxSchedules"),
             raw=data,
         )
 
@@ -212,4 +278,46 @@ class Delivery:
             status_code=data.get("statusCode"),
             error=data.get("error"),
             next_retry_at=_moment(data.get("nextRetryAt")),
+        )
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A recurring schedule (`/schedules`): a job made for each occurrence of `cron` in `timezone`."""
+
+    id: str
+    cron: str
+    timezone: str
+    #: The job template (type, payload, ...) as given.
+    job: dict[str, Any]
+    #: "skip" (an occurrence while the previous job is active is skipped) or "allow".
+    overlap: str
+    paused: bool
+    #: The next occurrence; None while paused.
+    next_run_at: datetime | None
+    last_run_at: datetime | None
+    last_job_id: str | None
+    skipped: int = 0
+    last_skipped_at: datetime | None = None
+    last_skip_reason: str | None = None
+    created_at: datetime | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Schedule:
+        return cls(
+            id=data["scheduleId"],
+            cron=data["cron"],
+            timezone=data["timezone"],
+            job=data["job"],
+            overlap=data["overlap"],
+            paused=data["paused"],
+            next_run_at=_moment(data.get("nextRunAt")),
+            last_run_at=_moment(data.get("lastRunAt")),
+            last_job_id=data.get("lastJobId"),
+            skipped=data.get("skipped", 0),
+            last_skipped_at=_moment(data.get("lastSkippedAt")),
+            last_skip_reason=data.get("lastSkipReason"),
+            created_at=_moment(data.get("createdAt")),
+            raw=data,
         )

@@ -360,3 +360,15 @@ def test_webhook_routes_sync_and_async():
 
     async_made, async_secret = asyncio.run(from_async())
     assert [d.attempt for d in async_made] == [1, 2] and async_secret == secret
+
+
+def test_submit_sends_the_priority_asked_for_and_the_job_reads_it_back():
+    server = Server(reply(202, {**view("PENDING"), "priority": "high"}), reply(202, view("PENDING")))
+    jobs, _ = client(server)
+
+    high = jobs.submit("sleep", {}, priority="high")
+    plain = jobs.submit("sleep", {})
+
+    assert json.loads(server.requests[0].content)["priority"] == "high"
+    assert "priority" not in json.loads(server.requests[1].content)  # the server's default: normal
+    assert (high.priority, plain.priority) == ("high", "normal")

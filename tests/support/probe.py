@@ -109,3 +109,25 @@ class Solo(Probe):
 
     name = "solo"
     max_concurrency = 1
+
+
+class Gather(JobType):
+    """`gather`: a fan-in (a batch's `then`) that sums its dependencies' results, two a chunk, and
+    lists which it saw and which had not completed."""
+
+    name = "gather"
+
+    def start(self, payload, ctx):
+        return {"after": None, "sum": 0, "seen": [], "failed": []}
+
+    def step(self, payload, state, ctx):
+        page = ctx.dependency_results(after=state["after"], limit=2)
+        if not page:
+            return Step(state=state, done=len(state["seen"]), finished=True)
+        for item in page:
+            state["seen"].append(item["jobId"])
+            if item["status"] == "COMPLETED":
+                state["sum"] += item["result"]["sum"]
+            else:
+                state["failed"].append(item["jobId"])
+        return Step(state={**state, "after": page[-1]["jobId"]}, done=len(state["seen"]))
