@@ -71,6 +71,13 @@ class Runtime:
             return {"jobTypes": "unavailable"}, exc.message
         return {"jobTypes": "ok", **self.service.health()}, None
 
+    def close(self) -> None:
+        """Close the MySQL connection if one was made (tests and the local runner, between runtimes);
+        a later statement would open a new one."""
+        store = self.__dict__.get("store")
+        if store is not None:
+            store.close()
+
     def migrate(self) -> dict:
         """Apply the schema's pending migrations through the store's connection (the `migrate` function)."""
         from . import schema  # only this function needs it (and argparse): kept off the API's cold start
@@ -279,6 +286,11 @@ def get() -> Runtime:
     global _current
     if _current is None:
         _current = Runtime(Settings.from_env())
+    return _current
+
+
+def installed() -> Runtime | None:
+    """The runtime in use, if one has been made or installed."""
     return _current
 
 

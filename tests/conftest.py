@@ -13,6 +13,7 @@ import json
 import os
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -51,6 +52,18 @@ def pytest_collection_modifyitems(items) -> None:
     shared = [nodeid for nodeid, n in Counter(item.nodeid for item in items).items() if n > 1]
     if shared:
         raise pytest.UsageError(f"tests share a node id, so pytest-xdist would run only one of each: {shared}")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test that drove a local runtime (tests/support/runtime.py) reports the tail of its
+    log: the worker's and the sweeper's side of what the test saw, which CI keeps nowhere else."""
+    report = yield
+    local = getattr(item, "funcargs", {}).get("runtime")
+    log = getattr(local, "log", None)
+    if report.failed and log is not None and log.exists():
+        report.sections.append(("local runtime log (last 200 lines)", "\n".join(log.read_text().splitlines()[-200:])))
+    return report
 
 
 def _require(what: str, check) -> None:
@@ -119,6 +132,9 @@ def settings(run_settings, run_id, sqs, request) -> Settings:
     # A queue per test: SQS allows one PurgeQueue a minute, and leftovers must not leak across tests.
     queue_url = services.create_jobs_queue(sqs, f"jobs-{run_id}-{uuid.uuid4().hex[:8]}")
     yield replace(run_settings, jobs_queue_url=queue_url)
+    installed = runtime_module.installed()
+    if installed is not None:
+        installed.close()  # not left for the garbage collector: a later test counts connections
     runtime_module.use(None)
     sqs.delete_queue(QueueUrl=queue_url)
 
@@ -154,11 +170,12 @@ def put_tenants(s3, bucket: str, document: dict | bytes) -> str:
 
 
 @pytest.fixture
-def rt(settings) -> Runtime:
+def rt(settings) -> Iterator[Runtime]:
     """The runtime the app's routes and handlers use in this test."""
     runtime = Runtime(settings)
     runtime_module.use(runtime)
-    return runtime
+    yield runtime
+    runtime.close()
 
 
 @pytest.fixture
