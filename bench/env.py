@@ -208,6 +208,11 @@ class RecordingSqs:
         self.deleted.append(ReceiptHandle)
         return {}
 
+    def delete_message_batch(self, *, QueueUrl: str, Entries: list[dict[str, Any]]) -> dict:
+        self._request("DeleteMessageBatch")
+        self.deleted += [entry["ReceiptHandle"] for entry in Entries]
+        return {"Successful": [{"Id": entry["Id"]} for entry in Entries], "Failed": []}
+
     def send_message_batch(self, *, QueueUrl: str, Entries: list[dict[str, Any]]) -> dict:
         self._request("SendMessageBatch")
         for entry in Entries:

@@ -59,10 +59,12 @@ class BatchCost:
     redis: float
     sqs: float
     sqs_ops: dict[str, int]
+    #: Messages the worker deleted itself (every record but the batch's last, whatever the requests).
+    deleted: int
 
 
 def _batch_cost(app_module, runtime: Runtime, sqs, chunks: int = 10) -> BatchCost:
-    first = len(sqs.requests)
+    first, deleted = len(sqs.requests), len(sqs.deleted)
     with counted() as count:
         _, records = submit_jobs(runtime, sqs, BATCH, {"steps": chunks, "stepMs": 0})
         reply = app_module.run_jobs(sqs_event(records), LambdaContext(timeout_seconds=900))
@@ -73,7 +75,9 @@ def _batch_cost(app_module, runtime: Runtime, sqs, chunks: int = 10) -> BatchCos
     ops: dict[str, int] = {}
     for op in requests:
         ops[op] = ops.get(op, 0) + 1
-    return BatchCost(len(count.mysql) / BATCH, count.redis / BATCH, len(requests) / BATCH, ops)
+    return BatchCost(
+        len(count.mysql) / BATCH, count.redis / BATCH, len(requests) / BATCH, ops, len(sqs.deleted) - deleted
+    )
 
 
 def costs(env, *, sizes: list[int], repeats: int) -> tuple[list[Row], dict[str, float]]:
@@ -157,9 +161,16 @@ def costs(env, *, sizes: list[int], repeats: int) -> tuple[list[Row], dict[str, 
             f"{batch.mysql:g} MySQL, {batch.redis:g} Redis round trips, {batch.sqs:g} SQS requests",
             "SQS: "
             + ", ".join(f"{op} {n}" for op, n in sorted(batch.sqs_ops.items()))
-            + f" per {BATCH} (ours; Lambda's poller adds its ReceiveMessage and DeleteMessageBatch per batch)",
+            + f" per {BATCH}, {batch.deleted} messages deleted"
+            + " (ours; Lambda's poller adds its ReceiveMessage and DeleteMessageBatch per batch)",
             "info",
-            {"mysql": batch.mysql, "redis": batch.redis, "sqs": batch.sqs, "sqs_ops": batch.sqs_ops},
+            {
+                "mysql": batch.mysql,
+                "redis": batch.redis,
+                "sqs": batch.sqs,
+                "sqs_ops": batch.sqs_ops,
+                "deleted": batch.deleted,
+            },
         ),
     ]
     return rows, {"per_chunk_s": overhead_s, "per_chunk_redis": per_chunk_redis}

@@ -94,9 +94,10 @@ class Worker:
 
         A crash charges only its own job. Lambda deletes a batch's messages only when the
         invocation returns, so a crashed one returns all of them, each with one more receive
-        (../shared/notes/lambda-sqs-limits.md). So each record's message is deleted as soon as its
-        job is done with (ended, handed off, waiting for a retry, dropped), unless it is the last
-        record, which Lambda deletes a moment later; and of the records that came back
+        (../shared/notes/lambda-sqs-limits.md). So each record's message is deleted soon after its
+        job is done with (ended, handed off, waiting for a retry, dropped; with the others that end
+        within half a second, in one request), unless it is the last record, which Lambda deletes a
+        moment later; and of the records that came back
         (ApproximateReceiveCount > 1) only the first runs, first, while the others are sent again
         as fresh messages at once: an innocent job never gathers receives behind a crasher.
         Records there is no time left to start are sent again, not failed: running out of time
@@ -122,16 +123,19 @@ class Worker:
         return batch.response(failed + self._send_again(unstarted))
 
     def _delete(self, record: JobRecord, deleting: list[tuple[JobRecord, Future[None]]]) -> None:
-        """Delete a done record's message now, so that a later crash of this invocation cannot bring
-        it back: the request goes out on the queue's own thread while the next record runs (a
-        DeleteMessage is about as long as a short job), and `_deleted` waits for it."""
+        """Delete a done record's message soon, so that a later crash of this invocation cannot bring
+        it back: the request goes out on the queue's own thread while the next records run, with the
+        deletes of those that end within DELETE_LINGER_SECONDS (queue.Deletes), and `_deleted`
+        waits for it."""
         if record.receipt_handle and record.queue_arn:  # a record built by hand: nothing to delete
             deleting.append((record, self._queue.delete_soon(record.receipt_handle, queue_arn=record.queue_arn)))
 
-    @staticmethod
-    def _deleted(deleting: list[tuple[JobRecord, Future[None]]]) -> None:
-        """Wait for the invocation's deletes (a thread's work is frozen with the container between
-        invocations); one that failed is Lambda's to delete at the end, or SQS's to deliver again."""
+    def _deleted(self, deleting: list[tuple[JobRecord, Future[None]]]) -> None:
+        """Send the invocation's deletes and wait for them (a thread's work is frozen with the
+        container between invocations); one that failed is Lambda's to delete at the end, or SQS's
+        to deliver again."""
+        if deleting:
+            self._queue.flush_deletes()
         for record, done in deleting:
             try:
                 done.result()
@@ -139,8 +143,10 @@ class Worker:
                 log.warning("job %s: message not deleted; Lambda deletes it at the end", record.message.job_id)
 
     def _defer(self, records: list[JobRecord], deleting: list[tuple[JobRecord, Future[None]]]) -> list[JobRecord]:
-        """Send records that came back again as fresh messages and delete them; returns those that
-        could not be sent (they run in this invocation instead)."""
+        """Send records that came back again as fresh messages and delete them at once (not after
+        the linger: the record run first may be the one that kills this invocation, and the copies
+        must not come back with another receive); returns those that could not be sent (they run in
+        this invocation instead)."""
         kept = []
         for record in records:
             m = record.message
@@ -151,6 +157,7 @@ class Worker:
                 continue
             self._delete(record, deleting)
         if len(kept) < len(records):
+            self._queue.flush_deletes()
             log.info("%d records that came back were sent again as fresh messages", len(records) - len(kept))
             observability.count("RecordsDeferred", len(records) - len(kept))
         return kept

@@ -10,6 +10,8 @@ from dataclasses import replace
 import pytest
 
 import app as app_module
+from chalicelib import errors
+from chalicelib import queue as queue_module
 from chalicelib import runtime as runtime_module
 from chalicelib.models import JobStatus
 from chalicelib.runtime import Runtime
@@ -70,13 +72,14 @@ class _CountingSqs:
     """The runtime's SQS client, passed through, with the requests it makes counted by operation."""
 
     def __init__(self, client):
-        self._client, self.calls = client, []
+        self._client, self.calls, self.at = client, [], []
 
     def __getattr__(self, name):
         method = getattr(self._client, name)
 
         def counted(*args, **kwargs):
             self.calls.append(name)
+            self.at.append((name, time.monotonic(), kwargs))
             return method(*args, **kwargs)
 
         return counted
@@ -144,7 +147,11 @@ def test_a_batch_killed_again_and_again_after_its_first_job_fails_only_the_kille
     assert _row(mysql, innocents[0])["attempts"] == 1 and _row(mysql, innocents[1])["attempts"] == 1
 
 
-def test_each_finished_record_but_the_last_is_deleted_by_the_worker_one_request_each(api, rt, events, sqs, settings):
+def _deleted_handles(counting: _CountingSqs) -> list[str]:
+    return [e["ReceiptHandle"] for name, _, kw in counting.at if name == "delete_message_batch" for e in kw["Entries"]]
+
+
+def test_the_finished_records_but_the_last_are_deleted_by_the_worker_in_one_request(api, rt, events, sqs, settings):
     job_ids = [api.submit("probe", {"tag": f"deleted-{i}", "steps": 1}).json["jobId"] for i in range(3)]
     messages = _receive(events, 3)
     counting = _count_requests(rt)
@@ -153,37 +160,43 @@ def test_each_finished_record_but_the_last_is_deleted_by_the_worker_one_request_
 
     assert failed == []
     assert [api.get(job_id).json["status"] for job_id in job_ids] == ["COMPLETED"] * 3
-    # The first two are deleted as they finish; the last is left to Lambda, which deletes it at once.
-    assert counting.count("delete_message") == 2
-    assert counting.calls == ["delete_message", "delete_message"]
+    # The first two are deleted together (both ended within the linger); the last is left to
+    # Lambda, which deletes it at once.
+    assert counting.calls == ["delete_message_batch"]
+    assert _deleted_handles(counting) == [m["ReceiptHandle"] for m in messages[:2]]
 
 
-def test_the_next_record_runs_while_the_previous_ones_delete_is_out_and_the_invocation_waits_for_it(
+def test_a_finished_records_delete_goes_out_while_a_long_job_runs_and_the_invocation_waits_for_all(
     api, rt, events, sqs, settings
 ):
-    job_ids = [api.submit("probe", {"tag": f"overlap-{i}", "steps": 1}).json["jobId"] for i in range(3)]
-    messages = _receive(events, 3)
+    linger = queue_module.DELETE_LINGER_SECONDS
+    short = api.submit("probe", {"tag": "before-long", "steps": 1}).json["jobId"]
+    long = api.submit("probe", {"tag": "long", "steps": 2, "stepMs": int(linger * 1000 * 2)}).json["jobId"]
+    last = api.submit("probe", {"tag": "after-long", "steps": 1}).json["jobId"]
+    order = [short, long, last]
+    messages = sorted(_receive(events, 3), key=lambda m: order.index(json.loads(m["Body"])["jobId"]))
     counting = _count_requests(rt)
-    answered: list[str] = []
-    real_delete = counting.__getattr__("delete_message")
+    answered: list[float] = []
+    real_batch = counting.__getattr__("delete_message_batch")
 
-    def delete_after_the_next_start(**kwargs):
-        # Held until the next job's step has started: a delete the worker waited for would hold it 5 s.
-        nxt = f"overlap-{len(answered) + 1}"
-        deadline = time.monotonic() + 5
-        while nxt not in Probe.started and time.monotonic() < deadline:
-            time.sleep(0.01)
-        answered.append("after the next start" if nxt in Probe.started else "before it")
-        return real_delete(**kwargs)
+    def slow_batch(**kwargs):
+        time.sleep(0.2)  # answered late: the invocation must still wait for it
+        answered.append(time.monotonic())
+        return real_batch(**kwargs)
 
-    counting.delete_message = delete_after_the_next_start
+    counting.delete_message_batch = slow_batch
+    started = time.monotonic()
     failed = events.invoke(messages)
+    returned = time.monotonic()
 
     assert failed == []
-    assert [api.get(job_id).json["status"] for job_id in job_ids] == ["COMPLETED"] * 3
-    # Both deletes were answered before the invocation returned (none left to a frozen thread).
-    assert answered == ["after the next start"] * 2
-    assert counting.calls == ["delete_message"] * 2  # one request each, the last record left to Lambda
+    assert [api.get(job_id).json["status"] for job_id in (short, long, last)] == ["COMPLETED"] * 3
+    # The short job's delete did not wait for the long job (4 x the linger) to end: it went out
+    # after the linger, alone; the long job's went out once the invocation was about to return,
+    # and both were answered before it did (none left to a frozen thread).
+    assert _deleted_handles(counting) == [m["ReceiptHandle"] for m in messages[:2]]
+    assert len(answered) == 2 and all(at <= returned for at in answered)
+    assert answered[0] - started < 4 * linger
 
 
 def test_of_the_records_that_came_back_only_the_first_runs_and_the_others_go_out_fresh(api, rt, events, sqs, settings):
@@ -204,7 +217,8 @@ def test_of_the_records_that_came_back_only_the_first_runs_and_the_others_go_out
     # Then the first record ran, the two others were sent again as fresh messages (one send and one
     # delete each), and they run from those with 1 receive
     ran_first = json.loads(again[0]["Body"])["jobId"]
-    assert sorted(counting.calls) == ["delete_message", "delete_message", "send_message", "send_message"]
+    assert sorted(counting.calls) == ["delete_message_batch", "send_message", "send_message"]
+    assert sorted(_deleted_handles(counting)) == sorted(m["ReceiptHandle"] for m in again[1:])
     assert api.get(ran_first).json["status"] == "COMPLETED"
     fresh = _receive(events, 2)
     assert {m["Attributes"]["ApproximateReceiveCount"] for m in fresh} == {"1"}
@@ -435,3 +449,34 @@ def test_a_fresh_duplicate_while_the_hand_off_waits_in_the_queue_is_dropped_with
     assert after_duplicate == started
     assert job["status"] == "COMPLETED" and Probe.started["fresh-dup"] == list(range(1, 13))
     assert row["deaths"] == 0
+
+
+def test_ten_deletes_go_out_at_once_and_a_refused_one_is_told_apart(rt, sqs, settings):
+    # Given ten received messages
+    url = settings.jobs_queue_url
+    for i in range(10):
+        sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"jobId": f"d-{i}"}))
+    received = []
+    while len(received) < 10:
+        received += sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    counting = _count_requests(rt)
+    handles = [m["ReceiptHandle"] for m in received]
+
+    # When the worker's queue deletes them, then one whose receipt handle SQS does not know
+    started = time.monotonic()
+    ten = [rt.queue.delete_soon(handle, queue_arn=arn) for handle in handles]
+    for done in ten:
+        done.result(timeout=5)
+    waited = time.monotonic() - started
+    unknown = rt.queue.delete_soon("not-a-receipt-handle", queue_arn=arn)
+    rt.queue.flush_deletes()
+
+    # Then the ten went out together without waiting out the linger, and the unknown one alone
+    # after the flush, refused with SQS's reason
+    with pytest.raises(errors.QueueUnavailable, match="ReceiptHandleIsInvalid"):
+        unknown.result(timeout=queue_module.DELETE_LINGER_SECONDS / 2)
+    assert counting.calls == ["delete_message_batch", "delete_message_batch"]
+    assert _deleted_handles(counting) == [*handles, "not-a-receipt-handle"]
+    assert waited < queue_module.DELETE_LINGER_SECONDS
+    assert _queued(sqs, url) == 0
