@@ -112,6 +112,8 @@ class Worker:
         failed, unstarted = [], []
         try:
             for position, record in enumerate(order, start=1):
+                if position == len(order) and deleting:
+                    self._queue.flush_deletes()  # the others' deletes go out while the last record runs
                 if not invocation.has_time_for(invocation.longest_ms):
                     unstarted.append(record)
                 elif not self._run_record(record.message, invocation):
