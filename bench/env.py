@@ -203,11 +203,6 @@ class RecordingSqs:
         #: Every request made of it, from any thread (IoCount counts only the counting thread's).
         self.requests: list[str] = []
 
-    def delete_message(self, *, QueueUrl: str, ReceiptHandle: str) -> dict:
-        self._request("DeleteMessage")
-        self.deleted.append(ReceiptHandle)
-        return {}
-
     def delete_message_batch(self, *, QueueUrl: str, Entries: list[dict[str, Any]]) -> dict:
         self._request("DeleteMessageBatch")
         self.deleted += [entry["ReceiptHandle"] for entry in Entries]
